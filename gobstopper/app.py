@@ -1,0 +1,244 @@
+"""The application object: route table, lifecycle hooks, and the RSGI and ASGI entry points."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any, TypeVar
+
+from .config import Config
+from .errors import CloseCode, ConnectionClosed
+from .http import PlainTextResponse, Request, Response, to_response
+from .routing import Route, Router
+from .transport import asgi as asgi_adapter
+from .transport import rsgi as rsgi_adapter
+from .transport.base import HTTPExchange, ScopeInfo, WebSocketTransport
+from .websocket import WebSocket, WebSocketState
+
+__all__ = ["Gobstopper"]
+
+logger = logging.getLogger("gobstopper")
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+Hook = Callable[[], Any]
+
+
+class Gobstopper:
+    """A gobstopper application: an RSGI and an ASGI app in one object.
+
+    Settings come from the arguments, else from the environment, else the defaults;
+    a bad value raises ``ConfigError`` here, at start-up, naming the variable.
+
+    Example::
+
+        app = Gobstopper()
+
+        @app.websocket("/ws/echo")
+        async def echo(ws: WebSocket) -> None:
+            await ws.accept()
+            async for message in ws:
+                await ws.send_text(message.text)
+
+    Run it with ``granian --interface rsgi module:app`` (or ``--interface asgi``).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_message_bytes: int | None = None,
+        send_chunk_bytes: int | None = None,
+        receive_queue_messages: int | None = None,
+        environ: MutableMapping[str, str] | None = None,
+    ) -> None:
+        self.config = Config.load(
+            environ,
+            max_message_bytes=max_message_bytes,
+            send_chunk_bytes=send_chunk_bytes,
+            receive_queue_messages=receive_queue_messages,
+        )
+        self.http_routes = Router()
+        self.websocket_routes = Router()
+        self._startup: list[Hook] = []
+        self._shutdown: list[Hook] = []
+        self._started = False
+        self.connections: set[WebSocket] = set()
+
+    # -- registration -------------------------------------------------------------------
+
+    def websocket(self, path: str) -> Callable[[F], F]:
+        """Register a WebSocket handler: ``async def handler(ws, **path_params)``."""
+
+        def decorator(fn: F) -> F:
+            self.websocket_routes.add(path, fn, takes_connection="websocket")
+            return fn
+
+        return decorator
+
+    def route(self, path: str, methods: Iterable[str] = ("GET",)) -> Callable[[F], F]:
+        """Register an HTTP handler for ``methods``.
+
+        The handler may take the ``Request`` as its first argument, and takes path
+        parameters by name. It returns a ``Response``, ``str`` (text), ``dict``/``list``
+        (JSON), ``bytes`` or ``None`` (204).
+        """
+        method_list = [m.upper() for m in methods]
+        if not method_list:
+            raise ValueError("route() needs at least one method")
+        if "GET" in method_list and "HEAD" not in method_list:
+            method_list.append("HEAD")
+
+        def decorator(fn: F) -> F:
+            self.http_routes.add(path, fn, method_list)
+            return fn
+
+        return decorator
+
+    def get(self, path: str) -> Callable[[F], F]:
+        """Register a GET (and HEAD) handler."""
+        return self.route(path, ("GET",))
+
+    def post(self, path: str) -> Callable[[F], F]:
+        """Register a POST handler."""
+        return self.route(path, ("POST",))
+
+    def on_startup(self, fn: Hook) -> Hook:
+        """Run ``fn`` (sync or async) once before the server takes requests."""
+        self._startup.append(fn)
+        return fn
+
+    def on_shutdown(self, fn: Hook) -> Hook:
+        """Run ``fn`` (sync or async) once when the server stops."""
+        self._shutdown.append(fn)
+        return fn
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Run the startup hooks (the server calls this; tests may too)."""
+        for hook in self._startup:
+            result = hook()
+            if inspect.isawaitable(result):
+                await result
+        self._started = True
+
+    async def shutdown(self) -> None:
+        """Close open WebSockets (1001), then run the shutdown hooks in reverse order."""
+        for ws in list(self.connections):
+            if ws.connection_state is WebSocketState.CONNECTED:
+                try:
+                    await ws.close(CloseCode.GOING_AWAY, "server shutting down")
+                except ConnectionClosed:
+                    logger.debug("connection %s closed before shutdown", ws.path)
+        for hook in reversed(self._shutdown):
+            try:
+                result = hook()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception("shutdown hook %r failed", hook)
+        self._started = False
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    async def _serve_http(self, info: ScopeInfo, exchange: HTTPExchange) -> None:
+        match, allowed = self.http_routes.resolve(info.path, info.method)
+        if match is None:
+            if allowed:
+                response: Response = PlainTextResponse(
+                    "Method Not Allowed", 405, {"allow": ", ".join(sorted(allowed))}
+                )
+            else:
+                response = PlainTextResponse("Not Found", 404)
+        else:
+            request = Request(info, exchange, match.params)
+            try:
+                response = to_response(await _call(match.route, request, match.params))
+            except Exception:
+                logger.exception(
+                    "HTTP handler %s failed for %s %s", match.route.name, info.method, info.path
+                )
+                response = PlainTextResponse("Internal Server Error", 500)
+        body = b"" if info.method == "HEAD" else response.body
+        await exchange.respond(response.status, response.header_list(), body)
+
+    async def _serve_websocket(self, info: ScopeInfo, transport: WebSocketTransport) -> None:
+        match, _ = self.websocket_routes.resolve(info.path)
+        if match is None:
+            await transport.reject(404)
+            return
+        ws = WebSocket(transport, info, self.config, match.params)
+        self.connections.add(ws)
+        code: int = CloseCode.NORMAL_CLOSURE
+        try:
+            await _call(match.route, ws, match.params)
+        except ConnectionClosed as exc:
+            logger.debug("websocket %s closed: %s", info.path, exc)
+        except Exception:
+            if ws.connection_state is WebSocketState.CONNECTING:
+                logger.exception("websocket handler %s failed before accept", match.route.name)
+                await ws.close(500)
+            else:
+                logger.exception("websocket handler %s failed", match.route.name)
+                code = CloseCode.INTERNAL_ERROR
+        finally:
+            self.connections.discard(ws)
+            await ws._finish(code)
+
+    # -- RSGI ----------------------------------------------------------------------------
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.run_until_complete(self.startup())
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.run_until_complete(self.shutdown())
+
+    async def __rsgi__(self, scope: Any, protocol: Any) -> None:
+        info = rsgi_adapter.scope_info(scope)
+        if scope.proto == "ws":
+            await self._serve_websocket(info, rsgi_adapter.RSGIWebSocketTransport(protocol))
+        else:
+            await self._serve_http(info, rsgi_adapter.RSGIHTTPExchange(protocol))
+
+    # -- ASGI ----------------------------------------------------------------------------
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: asgi_adapter.Receive,
+        send: asgi_adapter.Send,
+    ) -> None:
+        kind = scope["type"]
+        if kind == "websocket":
+            info = asgi_adapter.scope_info(scope)
+            await self._serve_websocket(
+                info, asgi_adapter.ASGIWebSocketTransport(scope, receive, send)
+            )
+        elif kind == "http":
+            info = asgi_adapter.scope_info(scope)
+            await self._serve_http(info, asgi_adapter.ASGIHTTPExchange(receive, send))
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: asgi_adapter.Receive, send: asgi_adapter.Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    logger.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _call(route: Route, connection: Any, params: dict[str, Any]) -> Awaitable[Any]:
+    if route.pass_connection:
+        return route.endpoint(connection, **params)  # type: ignore[no-any-return]
+    return route.endpoint(**params)  # type: ignore[no-any-return]

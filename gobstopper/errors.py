@@ -1,0 +1,106 @@
+"""Exceptions and close codes.
+
+The exception tree::
+
+    GobstopperError
+    ├── ConfigError              a setting has a bad value (raised at start-up)
+    ├── RouteError               a route is malformed or registered twice
+    ├── UnsupportedByServer      the running server interface cannot do this
+    ├── MessageTooBig            an outbound message exceeds the size limit
+    └── ConnectionClosed         the WebSocket is closed; carries ``code``
+        ├── ConnectionClosedOK       closed normally (1000, 1001, 1005)
+        └── ConnectionClosedError    closed because of an error (1009, 1011, ...)
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = [
+    "CloseCode",
+    "ConfigError",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "GobstopperError",
+    "MessageTooBig",
+    "RouteError",
+    "UnsupportedByServer",
+]
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes (RFC 6455 section 7.4.1)."""
+
+    NORMAL_CLOSURE = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_DATA = 1003
+    NO_STATUS_RCVD = 1005
+    ABNORMAL_CLOSURE = 1006
+    INVALID_DATA = 1007
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    MANDATORY_EXTENSION = 1010
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013
+
+
+# Codes that mean "the conversation ended as intended". 1005 is included because
+# under RSGI a client's close frame reaches the app without its code.
+_OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
+
+
+class GobstopperError(Exception):
+    """Root of every exception gobstopper raises on purpose."""
+
+
+class ConfigError(GobstopperError, ValueError):
+    """A setting (environment variable or constructor argument) has a bad value."""
+
+
+class RouteError(GobstopperError, ValueError):
+    """A route pattern is malformed, or the same route is registered twice."""
+
+
+class UnsupportedByServer(GobstopperError):
+    """The server interface in use (e.g. RSGI) cannot do what was asked."""
+
+
+class MessageTooBig(GobstopperError):
+    """An outbound message is larger than the configured limit; nothing was sent."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"message of {size} bytes exceeds the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class ConnectionClosed(GobstopperError):
+    """The WebSocket is closed.
+
+    Attributes:
+        code: the close code (``CloseCode`` when it is a standard one).
+        reason: the close reason, when known.
+    """
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(f"connection closed with code {code}" + (f": {reason}" if reason else ""))
+
+    @staticmethod
+    def for_code(code: int, reason: str = "") -> ConnectionClosed:
+        """Build the right subclass for ``code``."""
+        if code in _OK_CODES:
+            return ConnectionClosedOK(code, reason)
+        return ConnectionClosedError(code, reason)
+
+
+class ConnectionClosedOK(ConnectionClosed):
+    """The connection was closed normally (1000, 1001, or 1005 when the code is unknown)."""
+
+
+class ConnectionClosedError(ConnectionClosed):
+    """The connection was closed because of an error (oversized message, crash, ...)."""

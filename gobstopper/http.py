@@ -1,0 +1,140 @@
+"""The small Request and Response of plain HTTP routes (health checks, pages, APIs)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .datastructures import Address, Headers, QueryParams, parse_cookies
+from .transport.base import HTTPExchange, ScopeInfo
+
+__all__ = ["HTMLResponse", "JSONResponse", "PlainTextResponse", "Request", "Response"]
+
+
+class Request:
+    """An HTTP request.
+
+    Example::
+
+        @app.get("/users/<int:id>")
+        async def user(request: Request, id: int) -> dict[str, int]:
+            return {"id": id}
+    """
+
+    def __init__(
+        self, info: ScopeInfo, exchange: HTTPExchange, path_params: dict[str, Any] | None = None
+    ) -> None:
+        self._info = info
+        self._exchange = exchange
+        self.path_params: dict[str, Any] = path_params or {}
+        self._body: bytes | None = None
+        self._headers: Headers | None = None
+
+    @property
+    def method(self) -> str:
+        return self._info.method
+
+    @property
+    def path(self) -> str:
+        return self._info.path
+
+    @property
+    def query_params(self) -> QueryParams:
+        return QueryParams(self._info.query_string)
+
+    @property
+    def headers(self) -> Headers:
+        if self._headers is None:
+            self._headers = Headers(self._info.headers)
+        return self._headers
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        return parse_cookies(self.headers.get("cookie"))
+
+    @property
+    def client(self) -> Address | None:
+        return Address.parse(self._info.client)
+
+    async def body(self) -> bytes:
+        """The whole request body (read once, then cached)."""
+        if self._body is None:
+            self._body = await self._exchange.body()
+        return self._body
+
+    async def text(self) -> str:
+        return (await self.body()).decode()
+
+    async def json(self) -> Any:
+        """The body decoded as JSON (``ValueError`` when it is not)."""
+        return json.loads(await self.body())
+
+
+class Response:
+    """A complete HTTP response.
+
+    Args:
+        body: ``str`` (encoded as UTF-8) or ``bytes``.
+        status: the HTTP status code.
+        headers: extra headers.
+        media_type: the ``content-type``; ``charset=utf-8`` is added for text types.
+    """
+
+    media_type = "application/octet-stream"
+
+    def __init__(
+        self,
+        body: str | bytes = b"",
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        media_type: str | None = None,
+    ) -> None:
+        self.status = status
+        self.body = body.encode() if isinstance(body, str) else body
+        self.headers = dict(headers or {})
+        mt = media_type or self.media_type
+        if mt.startswith("text/") and "charset" not in mt:
+            mt += "; charset=utf-8"
+        self.headers.setdefault("content-type", mt)
+
+    def header_list(self) -> list[tuple[str, str]]:
+        if self.status in (204, 304):
+            return list(self.headers.items())
+        return [*self.headers.items(), ("content-length", str(len(self.body)))]
+
+
+class PlainTextResponse(Response):
+    media_type = "text/plain"
+
+
+class HTMLResponse(Response):
+    media_type = "text/html"
+
+
+class JSONResponse(Response):
+    """A JSON body: ``JSONResponse({"ok": True})``."""
+
+    media_type = "application/json"
+
+    def __init__(
+        self, content: Any, status: int = 200, headers: dict[str, str] | None = None
+    ) -> None:
+        body = json.dumps(content, separators=(",", ":"), ensure_ascii=False)
+        super().__init__(body, status, headers)
+
+
+def to_response(value: Any) -> Response:
+    """Turn what a handler returned into a Response: str is text, dict/list is JSON."""
+    if isinstance(value, Response):
+        return value
+    if isinstance(value, str):
+        return PlainTextResponse(value)
+    if isinstance(value, bytes):
+        return Response(value)
+    if value is None:
+        return Response(b"", status=204)
+    if isinstance(value, (dict, list)):
+        return JSONResponse(value)
+    raise TypeError(
+        f"a handler returned {type(value).__name__}; return a Response, str, bytes, dict or list"
+    )

@@ -1,0 +1,155 @@
+"""ASGI adapter (granian ``--interface asgi``, uvicorn, ...).
+
+ASGI delivers close codes and reasons, subprotocols and extra handshake headers, and,
+with the ``websocket.http.response`` extension, a rejection with any HTTP status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
+
+from ..errors import CloseCode
+from .base import BYTES, CLOSE, TEXT, HTTPExchange, ScopeInfo, TransportClosed, WebSocketTransport
+
+__all__ = ["ASGIHTTPExchange", "ASGIWebSocketTransport", "scope_info"]
+
+logger = logging.getLogger("gobstopper.transport")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+# What ASGI servers raise when sending on a connection the client has left: the
+# spec asks for an OSError subclass; some servers raise a RuntimeError instead.
+_SEND_FAILED = (OSError, RuntimeError)
+
+
+def scope_info(scope: Scope) -> ScopeInfo:
+    client = scope.get("client")
+    return ScopeInfo(
+        interface="asgi",
+        path=scope["path"],
+        query_string=scope.get("query_string", b"").decode("latin-1"),
+        headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())],
+        client=f"{client[0]}:{client[1]}" if client else None,
+        scheme=scope.get("scheme", "ws"),
+        method=scope.get("method", "GET"),
+        subprotocols=list(scope.get("subprotocols", ())),
+    )
+
+
+class ASGIWebSocketTransport(WebSocketTransport):
+    __slots__ = ("_closed", "_connected", "_receive", "_scope", "_send")
+
+    interface = "asgi"
+    delivers_close_codes = True
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._scope = scope
+        self._receive = receive
+        self._send = send
+        self._connected = False
+        self._closed = False
+
+    async def _handshake(self) -> None:
+        if not self._connected:
+            msg = await self._receive()
+            if msg["type"] != "websocket.connect":
+                raise TransportClosed(msg.get("code", CloseCode.ABNORMAL_CLOSURE))
+            self._connected = True
+
+    async def accept(self, subprotocol: str | None, headers: Sequence[tuple[str, str]]) -> None:
+        await self._handshake()
+        message: Message = {"type": "websocket.accept", "subprotocol": subprotocol}
+        if headers:
+            message["headers"] = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        await self._send(message)
+
+    async def reject(self, status: int) -> None:
+        await self._handshake()
+        self._closed = True
+        if "websocket.http.response" in self._scope.get("extensions", {}):
+            body = f"{status}".encode()
+            await self._send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"text/plain"),
+                        (b"content-length", b"%d" % len(body)),
+                    ],
+                }
+            )
+            await self._send({"type": "websocket.http.response.body", "body": body})
+        else:
+            # Without the extension the server answers 403 to a close before accept.
+            await self._send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
+
+    def receive(self) -> Any:
+        return asyncio.ensure_future(self._receive())
+
+    def unpack(self, fut: Any) -> tuple[int, Any]:
+        msg = fut.result()
+        kind = msg["type"]
+        if kind == "websocket.receive":
+            text = msg.get("text")
+            if text is not None:
+                return TEXT, text
+            return BYTES, msg.get("bytes") or b""
+        self._closed = True
+        return CLOSE, msg.get("code", CloseCode.NORMAL_CLOSURE)
+
+    async def send_text(self, data: str) -> None:
+        try:
+            await self._send({"type": "websocket.send", "text": data})
+        except _SEND_FAILED:
+            raise TransportClosed(CloseCode.ABNORMAL_CLOSURE) from None
+
+    async def send_bytes(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            await self._send({"type": "websocket.send", "bytes": bytes(data)})
+        except _SEND_FAILED:
+            raise TransportClosed(CloseCode.ABNORMAL_CLOSURE) from None
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        except _SEND_FAILED as exc:
+            # The client left first: there is nobody to tell.
+            logger.debug("close(%d) after the client left: %r", code, exc)
+
+
+class ASGIHTTPExchange(HTTPExchange):
+    __slots__ = ("_receive", "_send")
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
+
+    async def body(self) -> bytes:
+        chunks: list[bytes] = []
+        while True:
+            msg = await self._receive()
+            if msg["type"] != "http.request":
+                break
+            chunks.append(msg.get("body", b""))
+            if not msg.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    async def respond(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        await self._send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+            }
+        )
+        await self._send({"type": "http.response.body", "body": body})

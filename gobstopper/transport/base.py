@@ -1,0 +1,109 @@
+"""The one small interface every server adapter implements.
+
+Everything above this package (``WebSocket``, ``Request``, the app) is written once
+against these classes; ``rsgi.py`` and ``asgi.py`` are the only modules that know a
+server's protocol.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "BYTES",
+    "CLOSE",
+    "TEXT",
+    "HTTPExchange",
+    "ScopeInfo",
+    "TransportClosed",
+    "WebSocketTransport",
+]
+
+# Message kinds, numbered as RSGI numbers them so the RSGI adapter maps for free.
+CLOSE = 0
+BYTES = 1
+TEXT = 2
+
+
+@dataclass(slots=True)
+class ScopeInfo:
+    """What the server told us about a request or WebSocket handshake."""
+
+    interface: str  # "rsgi" or "asgi"
+    path: str
+    query_string: str
+    headers: list[tuple[str, str]]
+    client: str | None  # "host:port"
+    scheme: str
+    method: str = "GET"
+    subprotocols: list[str] = field(default_factory=list)
+
+
+class TransportClosed(Exception):
+    """Raised by an adapter when the socket is closed; ``code`` as far as it is known."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+
+class WebSocketTransport(abc.ABC):
+    """A server's WebSocket, reduced to what gobstopper needs."""
+
+    __slots__ = ()
+
+    #: "rsgi" or "asgi"
+    interface: str
+    #: Whether a close code and reason sent after accept reach the client.
+    delivers_close_codes: bool
+
+    @abc.abstractmethod
+    async def accept(self, subprotocol: str | None, headers: Sequence[tuple[str, str]]) -> None:
+        """Complete the handshake."""
+
+    @abc.abstractmethod
+    async def reject(self, status: int) -> None:
+        """Refuse the handshake with an HTTP status (before accept only)."""
+
+    @abc.abstractmethod
+    def receive(self) -> Any:
+        """Start reading the next message; return a future (``add_done_callback``)."""
+
+    @abc.abstractmethod
+    def unpack(self, fut: Any) -> tuple[int, Any]:
+        """Turn a finished ``receive()`` future into ``(kind, data)``.
+
+        Raises:
+            TransportClosed: the connection is gone (a close is also returned as
+                ``(CLOSE, code)`` when the server reports it as a message).
+        """
+
+    @abc.abstractmethod
+    async def send_text(self, data: str) -> None:
+        """Send one text message; return once the server has taken it."""
+
+    @abc.abstractmethod
+    async def send_bytes(self, data: bytes | bytearray | memoryview) -> None:
+        """Send one binary message; return once the server has taken it."""
+
+    @abc.abstractmethod
+    async def close(self, code: int, reason: str) -> None:
+        """Close the connection after accept."""
+
+
+class HTTPExchange(abc.ABC):
+    """A server's HTTP request/response pair."""
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    async def body(self) -> bytes:
+        """Read the whole request body."""
+
+    @abc.abstractmethod
+    async def respond(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        """Send the whole response."""

@@ -1,0 +1,105 @@
+"""Granian RSGI adapter.
+
+RSGI limits that shape this adapter (granian 2.8): ``close(status)`` before accept
+answers the upgrade with that HTTP status; after accept it sends an empty close frame,
+so the client sees 1005 whatever code we pass; no subprotocols, no extra headers, no
+ping and no drain. ``receive()`` returns a future that starts reading at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from granian.rsgi import ProtocolClosed, ProtocolError  # type: ignore[attr-defined]
+
+from ..errors import CloseCode, UnsupportedByServer
+from .base import CLOSE, HTTPExchange, ScopeInfo, TransportClosed, WebSocketTransport
+
+__all__ = ["RSGIHTTPExchange", "RSGIWebSocketTransport", "scope_info"]
+
+_CLOSED = (ProtocolClosed, ProtocolError)
+
+
+def scope_info(scope: Any) -> ScopeInfo:
+    headers = scope.headers
+    protocols = headers.get("sec-websocket-protocol")
+    return ScopeInfo(
+        interface="rsgi",
+        path=scope.path,
+        query_string=scope.query_string,
+        headers=list(headers.items()),
+        client=scope.client,
+        scheme=scope.scheme,
+        method=scope.method,
+        subprotocols=[p.strip() for p in protocols.split(",")] if protocols else [],
+    )
+
+
+class RSGIWebSocketTransport(WebSocketTransport):
+    __slots__ = ("_closed", "_protocol", "_transport")
+
+    interface = "rsgi"
+    delivers_close_codes = False
+
+    def __init__(self, protocol: Any) -> None:
+        self._protocol = protocol
+        self._transport: Any = None
+        self._closed = False
+
+    async def accept(self, subprotocol: str | None, headers: Sequence[tuple[str, str]]) -> None:
+        if subprotocol is not None or headers:
+            raise UnsupportedByServer(
+                "RSGI cannot send a subprotocol or extra headers with accept(); "
+                "run with `granian --interface asgi` for that"
+            )
+        self._transport = await self._protocol.accept()
+
+    async def reject(self, status: int) -> None:
+        self._closed = True
+        self._protocol.close(status)
+
+    def receive(self) -> Any:
+        return self._transport.receive()
+
+    def unpack(self, fut: Any) -> tuple[int, Any]:
+        try:
+            msg = fut.result()
+        except _CLOSED:
+            raise TransportClosed(CloseCode.NO_STATUS_RCVD) from None
+        kind = msg.kind
+        if kind == CLOSE:
+            # RSGI does not show the client's close code.
+            return CLOSE, CloseCode.NO_STATUS_RCVD
+        return int(kind), msg.data
+
+    async def send_text(self, data: str) -> None:
+        try:
+            await self._transport.send_str(data)
+        except _CLOSED:
+            raise TransportClosed(CloseCode.NO_STATUS_RCVD) from None
+
+    async def send_bytes(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            await self._transport.send_bytes(data)
+        except _CLOSED:
+            raise TransportClosed(CloseCode.NO_STATUS_RCVD) from None
+
+    async def close(self, code: int, reason: str) -> None:
+        if not self._closed:
+            self._closed = True
+            self._protocol.close(code)
+
+
+class RSGIHTTPExchange(HTTPExchange):
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: Any) -> None:
+        self._protocol = protocol
+
+    async def body(self) -> bytes:
+        data: bytes = await self._protocol()
+        return data
+
+    async def respond(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self._protocol.response_bytes(status, headers, body)

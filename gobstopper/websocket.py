@@ -1,0 +1,550 @@
+"""The WebSocket a handler holds.
+
+Inbound messages are read by a chain of server receives kept always pending (granian
+answers pings and notices a departed client only while a receive is pending), into a
+small bounded buffer; when the buffer is full reading stops and TCP slows the client.
+There is no reader task: each finished receive starts the next one from its callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import inspect
+import json
+import logging
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+from .config import Config
+from .datastructures import Address, Headers, QueryParams, parse_cookies
+from .errors import CloseCode, ConnectionClosed, ConnectionClosedOK, MessageTooBig
+from .transport.base import BYTES, CLOSE, TEXT, ScopeInfo, TransportClosed, WebSocketTransport
+
+__all__ = ["Message", "MessageType", "State", "WebSocket", "WebSocketState"]
+
+logger = logging.getLogger("gobstopper.websocket")
+
+_MAX_REASON_BYTES = 123  # RFC 6455: a close frame payload is at most 125 bytes
+_UNSENDABLE_CODES = frozenset({1004, 1005, 1006, 1015})
+
+
+class MessageType(enum.IntEnum):
+    """Kind of a received message."""
+
+    CLOSE = CLOSE
+    BYTES = BYTES
+    TEXT = TEXT
+
+
+class WebSocketState(enum.Enum):
+    """Where a connection is in its life."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    CLOSED = "closed"
+
+
+class State(SimpleNamespace):
+    """A free namespace for the application (``ws.state.user = ...``)."""
+
+
+class Message:
+    """A received message.
+
+    Attributes:
+        type: ``MessageType.TEXT``, ``BYTES`` or ``CLOSE``.
+        data: ``str`` for text, ``bytes`` for binary, ``None`` for close.
+        code: the close code for a close message, else ``None``.
+    """
+
+    __slots__ = ("code", "data", "type")
+
+    def __init__(
+        self, type: MessageType, data: str | bytes | None, code: int | None = None
+    ) -> None:
+        self.type = type
+        self.data = data
+        self.code = code
+
+    @property
+    def text(self) -> str:
+        """The text of a text message (``TypeError`` for any other kind)."""
+        if not isinstance(self.data, str):
+            raise TypeError(f"expected a text message, got {self.type.name.lower()}")
+        return self.data
+
+    @property
+    def bytes(self) -> bytes:
+        """The payload of a binary message (``TypeError`` for any other kind)."""
+        if not isinstance(self.data, bytes):
+            raise TypeError(f"expected a binary message, got {self.type.name.lower()}")
+        return self.data
+
+    def json(self) -> Any:
+        """Decode a text or binary message as JSON (``ValueError`` if malformed)."""
+        if self.data is None:
+            raise TypeError("a close message has no payload")
+        return json.loads(self.data)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Message) and (self.type, self.data, self.code) == (
+            other.type,
+            other.data,
+            other.code,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.data, self.code))
+
+    def __repr__(self) -> str:
+        if self.type is MessageType.CLOSE:
+            return f"Message(CLOSE, code={self.code})"
+        return f"Message({self.type.name}, {self.data!r:.60})"
+
+
+_KINDS = (MessageType.CLOSE, MessageType.BYTES, MessageType.TEXT)
+
+
+def _text_size(data: str, limit: int) -> int:
+    """Byte size of ``data`` in UTF-8, computed only when it could matter for ``limit``."""
+    n = len(data)
+    if n * 4 <= limit:  # even all 4-byte characters would fit
+        return n
+    return len(data.encode("utf-8", "surrogatepass"))
+
+
+class WebSocket:
+    """A WebSocket connection as seen by a handler.
+
+    Example::
+
+        @app.websocket("/ws/echo")
+        async def echo(ws: WebSocket) -> None:
+            await ws.accept()
+            async for message in ws:
+                await ws.send_text(message.text)
+    """
+
+    def __init__(
+        self,
+        transport: WebSocketTransport,
+        info: ScopeInfo,
+        config: Config,
+        path_params: dict[str, Any] | None = None,
+    ) -> None:
+        self._transport = transport
+        self._info = info
+        self._config = config
+        self._limit = config.max_message_bytes
+        self.path_params: dict[str, Any] = path_params or {}
+        self.state = State()
+        self._state = WebSocketState.CONNECTING
+        self._buffer: deque[Message] = deque()
+        self._buffer_max = config.receive_queue_messages
+        self._pending: Any = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed_future: asyncio.Future[int] | None = None
+        self._close_code: int | None = None
+        self._close_reason = ""
+        self._close_returned = False
+        self._background: set[asyncio.Task[None]] = set()
+        self._headers: Headers | None = None
+        self._query: QueryParams | None = None
+        self.subprotocol: str | None = None
+
+    # -- connection info --------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        return self._info.path
+
+    @property
+    def query_string(self) -> str:
+        return self._info.query_string
+
+    @property
+    def query_params(self) -> QueryParams:
+        if self._query is None:
+            self._query = QueryParams(self._info.query_string)
+        return self._query
+
+    @property
+    def headers(self) -> Headers:
+        if self._headers is None:
+            self._headers = Headers(self._info.headers)
+        return self._headers
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        return parse_cookies(self.headers.get("cookie"))
+
+    @property
+    def client(self) -> Address | None:
+        """The client's address (``host``, ``port``), when the server gives it."""
+        return Address.parse(self._info.client)
+
+    @property
+    def scheme(self) -> str:
+        return self._info.scheme
+
+    @property
+    def interface(self) -> str:
+        """The server interface serving this connection: ``"rsgi"`` or ``"asgi"``."""
+        return self._info.interface
+
+    @property
+    def requested_subprotocols(self) -> list[str]:
+        return self._info.subprotocols
+
+    @property
+    def connection_state(self) -> WebSocketState:
+        return self._state
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code once closed (1005 when RSGI does not tell the client's code)."""
+        return self._close_code
+
+    @property
+    def closed(self) -> bool:
+        return self._state is WebSocketState.CLOSED
+
+    # -- handshake ----------------------------------------------------------------------
+
+    async def accept(
+        self, subprotocol: str | None = None, headers: Sequence[tuple[str, str]] | None = None
+    ) -> None:
+        """Complete the handshake.
+
+        Args:
+            subprotocol: the subprotocol to answer with (ASGI only).
+            headers: extra response headers (ASGI only).
+
+        Raises:
+            UnsupportedByServer: a subprotocol or headers were asked for under RSGI.
+            RuntimeError: the connection was already accepted or closed.
+        """
+        if self._state is not WebSocketState.CONNECTING:
+            raise RuntimeError(f"cannot accept a connection that is {self._state.value}")
+        try:
+            await self._transport.accept(subprotocol, headers or ())
+        except TransportClosed as exc:
+            self._mark_closed(exc.code, exc.reason)
+            raise ConnectionClosed.for_code(exc.code, exc.reason) from None
+        self.subprotocol = subprotocol
+        self._state = WebSocketState.CONNECTED
+        self._arm()
+
+    # -- receiving ----------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        """Keep one server receive pending while there is room in the buffer."""
+        if (
+            self._pending is None
+            and self._close_code is None
+            and len(self._buffer) < self._buffer_max
+        ):
+            fut = self._transport.receive()
+            self._pending = fut
+            fut.add_done_callback(self._on_receive)
+
+    def _on_receive(self, fut: Any) -> None:
+        self._pending = None
+        if fut.cancelled() or self._close_code is not None:
+            return
+        try:
+            kind, data = self._transport.unpack(fut)
+        except TransportClosed as exc:
+            self._mark_closed(exc.code, exc.reason)
+            return
+        except Exception:
+            logger.exception("receive failed on %s", self.path)
+            self._fail(CloseCode.INTERNAL_ERROR, "internal error")
+            return
+        if kind == CLOSE:
+            self._mark_closed(data, "")
+            return
+        size = _text_size(data, self._limit) if kind == TEXT else len(data)
+        if size > self._limit:
+            logger.info(
+                "closing %s: inbound message of %d bytes exceeds MAX_WS_MESSAGE_BYTES=%d",
+                self.path,
+                size,
+                self._limit,
+            )
+            self._fail(CloseCode.MESSAGE_TOO_BIG, "message too big")
+            return
+        self._buffer.append(Message(_KINDS[kind], data))
+        self._wake()
+        self._arm()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _mark_closed(self, code: int, reason: str) -> None:
+        if self._close_code is not None:
+            return
+        self._close_code = code
+        self._close_reason = reason
+        self._state = WebSocketState.CLOSED
+        self._wake()
+        if self._closed_future is not None and not self._closed_future.done():
+            self._closed_future.set_result(code)
+
+    def _fail(self, code: CloseCode, reason: str) -> None:
+        """Close from a callback because of a policy or an error."""
+        self._mark_closed(code, reason)
+        task = asyncio.get_running_loop().create_task(self._transport.close(code, reason))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _closed_error(self) -> ConnectionClosed:
+        assert self._close_code is not None
+        return ConnectionClosed.for_code(self._close_code, self._close_reason)
+
+    async def receive(self) -> Message:
+        """Wait for the next message.
+
+        Returns a ``CLOSE`` message once when the connection ends, then raises.
+
+        Raises:
+            ConnectionClosed: the connection was already closed (carries the code).
+            RuntimeError: not accepted yet, or another coroutine is already receiving.
+        """
+        while True:
+            if self._buffer:
+                msg = self._buffer.popleft()
+                if self._pending is None:
+                    self._arm()  # reading had stopped on a full buffer
+                return msg
+            if self._close_code is not None:
+                if not self._close_returned:
+                    self._close_returned = True
+                    return Message(MessageType.CLOSE, None, self._close_code)
+                raise self._closed_error()
+            if self._state is WebSocketState.CONNECTING:
+                raise RuntimeError("accept() the connection before receiving")
+            if self._waiter is not None:
+                raise RuntimeError("another coroutine is already waiting in receive()")
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+
+    async def _receive_data(self) -> Message:
+        msg = await self.receive()
+        if msg.type is MessageType.CLOSE:
+            raise self._closed_error()
+        return msg
+
+    async def receive_text(self) -> str:
+        """Wait for a text message (``TypeError`` for binary, ``ConnectionClosed`` on close)."""
+        return (await self._receive_data()).text
+
+    async def receive_bytes(self) -> bytes:
+        """Wait for a binary message (``TypeError`` for text, ``ConnectionClosed`` on close)."""
+        return (await self._receive_data()).bytes
+
+    async def receive_json(self) -> Any:
+        """Wait for a text or binary message and decode it as JSON.
+
+        Raises:
+            ValueError: the message is not valid JSON (the connection stays open).
+            ConnectionClosed: the connection closed.
+        """
+        return (await self._receive_data()).json()
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iter()
+
+    async def _iter(self) -> AsyncIterator[Message]:
+        """Yield messages; end on a normal close, raise ``ConnectionClosedError`` otherwise."""
+        while True:
+            try:
+                msg = await self._receive_data()
+            except ConnectionClosedOK:
+                return
+            yield msg
+
+    async def iter_text(self) -> AsyncIterator[str]:
+        """Yield text messages until the connection closes normally."""
+        async for msg in self:
+            yield msg.text
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        """Yield binary messages until the connection closes normally."""
+        async for msg in self:
+            yield msg.bytes
+
+    async def iter_json(self) -> AsyncIterator[Any]:
+        """Yield decoded JSON messages until the connection closes normally."""
+        async for msg in self:
+            yield msg.json()
+
+    async def wait_closed(self) -> int:
+        """Wait until the connection is closed, by either side; return the close code."""
+        if self._close_code is not None:
+            return self._close_code
+        if self._closed_future is None:
+            self._closed_future = asyncio.get_running_loop().create_future()
+        return await asyncio.shield(self._closed_future)
+
+    # -- sending ------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._close_code is not None:
+            raise self._closed_error()
+        if self._state is not WebSocketState.CONNECTED:
+            raise RuntimeError("accept() the connection before sending")
+
+    async def send_text(self, data: str) -> None:
+        """Send one text message, and wait until the server has flushed it.
+
+        Raises:
+            MessageTooBig: ``data`` is over ``MAX_WS_MESSAGE_BYTES``; nothing was sent.
+            ConnectionClosed: the connection is closed.
+        """
+        self._check_open()
+        size = _text_size(data, self._limit)
+        if size > self._limit:
+            raise MessageTooBig(size, self._limit)
+        try:
+            await self._transport.send_text(data)
+        except TransportClosed as exc:
+            self._mark_closed(exc.code, exc.reason)
+            raise self._closed_error() from None
+
+    async def send_bytes(self, data: bytes | bytearray | memoryview) -> None:
+        """Send one binary message, and wait until the server has flushed it.
+
+        Raises:
+            MessageTooBig: ``data`` is over ``MAX_WS_MESSAGE_BYTES``; nothing was sent.
+            ConnectionClosed: the connection is closed.
+        """
+        self._check_open()
+        size = data.nbytes if isinstance(data, memoryview) else len(data)
+        if size > self._limit:
+            raise MessageTooBig(size, self._limit)
+        try:
+            await self._transport.send_bytes(data)
+        except TransportClosed as exc:
+            self._mark_closed(exc.code, exc.reason)
+            raise self._closed_error() from None
+
+    async def send_json(self, obj: Any) -> None:
+        """Encode ``obj`` as compact JSON and send it as one text message."""
+        await self.send_text(json.dumps(obj, separators=(",", ":"), ensure_ascii=False))
+
+    async def send_stream(
+        self,
+        source: bytes | bytearray | memoryview | Iterable[bytes] | AsyncIterable[bytes] | Any,
+        chunk_size: int | None = None,
+    ) -> int:
+        """Send a large payload as binary messages of at most ``chunk_size`` bytes.
+
+        Each message is awaited before the next is read, so the sender never runs ahead
+        of the socket. The receiver gets several messages: it must join them itself.
+
+        Args:
+            source: bytes-like, a file-like object with ``read(n)`` (sync or async), or a
+                (async) iterable of bytes; pieces larger than ``chunk_size`` are split.
+            chunk_size: defaults to ``WS_SEND_CHUNK_BYTES``; at most the message limit.
+
+        Returns:
+            The number of messages sent.
+
+        Raises:
+            ValueError: ``chunk_size`` is not positive or is over the message limit.
+            TypeError: ``source`` yields something that is not bytes.
+        """
+        size = self._config.send_chunk_bytes if chunk_size is None else chunk_size
+        if size <= 0 or size > self._limit:
+            raise ValueError(f"chunk_size={size} must be between 1 and {self._limit}")
+        sent = 0
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            view = memoryview(source).cast("B")
+            for start in range(0, view.nbytes, size):
+                await self.send_bytes(view[start : start + size])
+                sent += 1
+            return sent
+        read = getattr(source, "read", None)
+        if read is not None:
+            while True:
+                piece = read(size)
+                if inspect.isawaitable(piece):
+                    piece = await piece
+                if not piece:
+                    return sent
+                sent += await self._send_piece(piece, size)
+        if isinstance(source, AsyncIterable):
+            async for piece in source:
+                sent += await self._send_piece(piece, size)
+            return sent
+        if isinstance(source, Iterable) and not isinstance(source, str):
+            for piece in source:
+                sent += await self._send_piece(piece, size)
+            return sent
+        raise TypeError(f"send_stream() cannot send a {type(source).__name__}")
+
+    async def _send_piece(self, piece: Any, size: int) -> int:
+        if not isinstance(piece, (bytes, bytearray, memoryview)):
+            raise TypeError(f"send_stream() source yielded {type(piece).__name__}, expected bytes")
+        view = memoryview(piece).cast("B")
+        count = 0
+        for start in range(0, view.nbytes, size):
+            await self.send_bytes(view[start : start + size])
+            count += 1
+        return count
+
+    # -- closing ------------------------------------------------------------------------
+
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Close the connection, or refuse it before accept.
+
+        Before accept, an HTTP status (400-599) answers the upgrade with that status;
+        a WebSocket close code answers 403. After accept, ``code`` and ``reason`` reach
+        the client under ASGI; under RSGI the client sees 1005 whatever the code.
+        Closing twice is harmless.
+
+        Raises:
+            ValueError: ``code`` cannot be sent, or ``reason`` is over 123 bytes.
+        """
+        if self._state is WebSocketState.CONNECTING:
+            status = code if 400 <= code <= 599 else 403
+            self._mark_closed(status, reason)  # a refused handshake records its HTTP status
+            await self._transport.reject(status)
+            return
+        if not (1000 <= code <= 4999) or code in _UNSENDABLE_CODES:
+            raise ValueError(f"close code {code} cannot be sent")
+        if len(reason.encode()) > _MAX_REASON_BYTES:
+            raise ValueError(f"close reason is over {_MAX_REASON_BYTES} bytes")
+        self._mark_closed(code, reason)
+        await self._transport.close(code, reason)
+        self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None and not pending.done():
+            pending.cancel()
+
+    async def _finish(self, code: int) -> None:
+        """Called by the app once the handler has returned: make sure the socket is closed."""
+        if self._state is WebSocketState.CONNECTING:
+            await self.close(403)
+            return
+        if self._background:  # a close started from a callback (e.g. 1009) goes first
+            await asyncio.gather(*self._background, return_exceptions=True)
+        self._mark_closed(code, "")
+        final = self._close_code if self._close_code not in _UNSENDABLE_CODES else code
+        await self._transport.close(final or code, self._close_reason)
+        self._stop_reading()
+
+    def __repr__(self) -> str:
+        return f"<WebSocket {self.path} {self._state.value}>"

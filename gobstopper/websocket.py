@@ -299,6 +299,7 @@ class WebSocket:
     def _fail(self, code: CloseCode, reason: str) -> None:
         """Close from a callback because of a policy or an error."""
         self._mark_closed(code, reason)
+        self._stop_reading()
         task = asyncio.get_running_loop().create_task(self._transport.close(code, reason))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -526,8 +527,10 @@ class WebSocket:
         if len(reason.encode()) > _MAX_REASON_BYTES:
             raise ValueError(f"close reason is over {_MAX_REASON_BYTES} bytes")
         self._mark_closed(code, reason)
-        await self._transport.close(code, reason)
+        # Stop reading first: granian's ASGI side sends no close frame while a receive
+        # is pending, and a message arriving now would be dropped anyway.
         self._stop_reading()
+        await self._transport.close(code, reason)
 
     def _stop_reading(self) -> None:
         pending, self._pending = self._pending, None
@@ -543,8 +546,8 @@ class WebSocket:
             await asyncio.gather(*self._background, return_exceptions=True)
         self._mark_closed(code, "")
         final = self._close_code if self._close_code not in _UNSENDABLE_CODES else code
-        await self._transport.close(final or code, self._close_reason)
         self._stop_reading()
+        await self._transport.close(final or code, self._close_reason)
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.path} {self._state.value}>"

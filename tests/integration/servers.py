@@ -1,0 +1,113 @@
+"""Start and stop real servers on free ports of 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+    interface: str
+    log_path: Path
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGINT, then SIGKILL if it does not exit in time; return the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return int(self.proc.returncode)
+
+
+def granian_command(target: str, interface: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        interface,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        target,
+    ]
+
+
+def start(
+    target: str,
+    interface: str,
+    env: dict[str, str] | None = None,
+    *,
+    command: list[str] | None = None,
+    wait: bool = True,
+    timeout: float = 20.0,
+) -> Server:
+    """Start ``target`` under granian (or ``command``) and wait until it accepts connections."""
+    port = free_port()
+    fd, name = tempfile.mkstemp(prefix=f"gobstopper-{interface}-", suffix=".log")
+    os.close(fd)
+    log_path = Path(name)
+    full_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+    argv = command or granian_command(target, interface, port)
+    argv = [a.replace("{port}", str(port)) for a in argv]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    server = Server(proc, port, interface, log_path)
+    if wait:
+        wait_listening(server, timeout)
+    return server
+
+
+def wait_listening(server: Server, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=0.5):
+                return
+        except OSError:
+            pass
+        try:
+            # Doubles as the pause between attempts and as the check that it is alive.
+            server.proc.wait(0.05)
+        except subprocess.TimeoutExpired:
+            continue
+        raise RuntimeError(f"server exited with {server.proc.returncode}:\n{server.log()}")
+    server.stop()
+    raise RuntimeError(f"server did not listen within {timeout}s:\n{server.log()}")

@@ -1,0 +1,66 @@
+"""Start-up, shutdown and configuration errors under real granian processes."""
+
+from __future__ import annotations
+
+import pytest
+from websockets.asyncio.client import connect
+
+from .helpers import http_request
+from .servers import start
+
+
+@pytest.mark.parametrize("interface", ["rsgi", "asgi"])
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"MAX_WS_MESSAGE_BYTES": "lots"}, "MAX_WS_MESSAGE_BYTES='lots' is not an integer"),
+        ({"WS_SEND_CHUNK_BYTES": "0"}, "WS_SEND_CHUNK_BYTES='0' must be a positive integer"),
+        (
+            {"MAX_WS_MESSAGE_BYTES": "1000", "WS_SEND_CHUNK_BYTES": "4096"},
+            "WS_SEND_CHUNK_BYTES=4096 is larger than MAX_WS_MESSAGE_BYTES=1000",
+        ),
+    ],
+)
+def test_bad_environment_stops_start_up_naming_the_variable(
+    interface: str, env: dict[str, str], needle: str
+) -> None:
+    server = start("examples.echo:app", interface, env, wait=False)
+    try:
+        code = server.proc.wait(20)
+    finally:
+        server.stop()
+    assert code != 0
+    assert "ConfigError" in server.log() and needle in server.log()
+
+
+@pytest.mark.parametrize("interface", ["rsgi", "asgi"])
+async def test_startup_and_shutdown_hooks_run(interface: str, tmp_path: object) -> None:
+    from pathlib import Path
+
+    marker = Path(str(tmp_path)) / "shutdown.txt"
+    server = start("tests.apps.core:app", interface, {"GOBSTOPPER_TEST_SHUTDOWN_FILE": str(marker)})
+    try:
+        health = await http_request(server.port, "GET", "/health")
+        assert health.json()["started"] == ["startup"]
+        assert not marker.exists()
+    finally:
+        code = server.stop()
+    assert code == 0
+    assert marker.read_text() == "shutdown ran"
+
+
+@pytest.mark.parametrize("interface", ["rsgi", "asgi"])
+async def test_env_limit_applies_to_the_running_server(interface: str) -> None:
+    server = start(
+        "tests.apps.core:app",
+        interface,
+        {"MAX_WS_MESSAGE_BYTES": "1000", "WS_SEND_CHUNK_BYTES": "500"},
+    )
+    try:
+        async with connect(f"{server.ws}/ws/size") as ws:
+            await ws.send("send 1001")
+            assert await ws.recv() == "too big: 1001 > 1000"
+            await ws.send("a" * 1000)
+            assert await ws.recv() == "received 1000"
+    finally:
+        server.stop()

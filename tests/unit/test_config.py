@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+
+from gobstopper import Config, ConfigError, Gobstopper
+
+
+def test_defaults() -> None:
+    config = Config.load({})
+    assert config == Config(
+        max_message_bytes=1024 * 1024, send_chunk_bytes=64 * 1024, receive_queue_messages=16
+    )
+
+
+def test_environment_is_read_and_arguments_win() -> None:
+    env = {"MAX_WS_MESSAGE_BYTES": "2048", "WS_SEND_CHUNK_BYTES": " 512 "}
+    assert Config.load(env).max_message_bytes == 2048
+    assert Config.load(env).send_chunk_bytes == 512
+    assert Config.load(env, max_message_bytes=4096).max_message_bytes == 4096
+    app = Gobstopper(environ=env, send_chunk_bytes=1024)
+    assert (app.config.max_message_bytes, app.config.send_chunk_bytes) == (2048, 1024)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MAX_WS_MESSAGE_BYTES": "abc"}, "MAX_WS_MESSAGE_BYTES='abc' is not an integer"),
+        ({"MAX_WS_MESSAGE_BYTES": "1.5"}, "MAX_WS_MESSAGE_BYTES='1.5' is not an integer"),
+        ({"MAX_WS_MESSAGE_BYTES": ""}, "MAX_WS_MESSAGE_BYTES='' is not an integer"),
+        ({"MAX_WS_MESSAGE_BYTES": "0"}, "MAX_WS_MESSAGE_BYTES='0' must be a positive integer"),
+        ({"WS_SEND_CHUNK_BYTES": "-5"}, "WS_SEND_CHUNK_BYTES='-5' must be a positive integer"),
+        ({"WS_RECEIVE_QUEUE_MESSAGES": "many"}, "WS_RECEIVE_QUEUE_MESSAGES='many'"),
+        (
+            {"MAX_WS_MESSAGE_BYTES": "1000", "WS_SEND_CHUNK_BYTES": "2000"},
+            "WS_SEND_CHUNK_BYTES=2000 is larger than MAX_WS_MESSAGE_BYTES=1000",
+        ),
+    ],
+)
+def test_bad_environment_values_name_the_variable_and_value(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        Gobstopper(environ=env)
+
+
+def test_bad_constructor_values_name_the_argument() -> None:
+    with pytest.raises(ConfigError, match="max_message_bytes=0 must be a positive integer"):
+        Gobstopper(environ={}, max_message_bytes=0)
+    with pytest.raises(
+        ConfigError, match="send_chunk_bytes=2048 is larger than MAX_WS_MESSAGE_BYTES=1024"
+    ):
+        Gobstopper(environ={"MAX_WS_MESSAGE_BYTES": "1024"}, send_chunk_bytes=2048)
+    with pytest.raises(ConfigError, match="is not an integer"):
+        Config.load({}, max_message_bytes="10")  # type: ignore[arg-type]

@@ -78,6 +78,7 @@ def start(
     command: list[str] | None = None,
     wait: bool = True,
     timeout: float = 20.0,
+    cwd: Path | None = None,
 ) -> Server:
     """Start ``target`` under granian (or ``command``) and wait until it accepts connections."""
     port = free_port()
@@ -87,8 +88,12 @@ def start(
     full_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
     argv = command or granian_command(target, interface, port)
     argv = [a.replace("{port}", str(port)) for a in argv]
+    if command is None or "--port" in argv:
+        argv[argv.index("--port") + 1] = str(port)
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            argv, cwd=cwd or ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
+        )
     server = Server(proc, port, interface, log_path)
     if wait:
         wait_listening(server, timeout)

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, TypeVar
 
 from .config import Config
-from .errors import CloseCode, ConnectionClosed
+from .errors import CloseCode, ConnectionClosed, HTTPError
 from .http import PlainTextResponse, Request, Response, to_response
 from .routing import Route, Router
 from .transport import asgi as asgi_adapter
@@ -23,6 +23,9 @@ logger = logging.getLogger("gobstopper")
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 Hook = Callable[[], Any]
+
+# How long shutdown waits for each connection's close frame to go out.
+_SHUTDOWN_CLOSE_S = 2.0
 
 
 class Gobstopper:
@@ -83,6 +86,8 @@ class Gobstopper:
         parameters by name. It returns a ``Response``, ``str`` (text), ``dict``/``list``
         (JSON), ``bytes`` or ``None`` (204).
         """
+        if isinstance(methods, str):
+            raise TypeError(f"methods must be a list of names, e.g. [{methods!r}], not a string")
         method_list = [m.upper() for m in methods]
         if not method_list:
             raise ValueError("route() needs at least one method")
@@ -125,12 +130,19 @@ class Gobstopper:
 
     async def shutdown(self) -> None:
         """Close open WebSockets (1001), then run the shutdown hooks in reverse order."""
-        for ws in list(self.connections):
-            if ws.connection_state is WebSocketState.CONNECTED:
-                try:
-                    await ws.close(CloseCode.GOING_AWAY, "server shutting down")
-                except ConnectionClosed:
-                    logger.debug("connection %s closed before shutdown", ws.path)
+        open_sockets = [
+            ws for ws in self.connections if ws.connection_state is WebSocketState.CONNECTED
+        ]
+        if open_sockets:
+            # Bounded: once the server has stopped serving, a close frame may never go out.
+            await asyncio.gather(
+                *(
+                    ws._close_bounded(
+                        CloseCode.GOING_AWAY, "server shutting down", _SHUTDOWN_CLOSE_S
+                    )
+                    for ws in open_sockets
+                )
+            )
         for hook in reversed(self._shutdown):
             try:
                 result = hook()
@@ -155,6 +167,8 @@ class Gobstopper:
             request = Request(info, exchange, match.params)
             try:
                 response = to_response(await _call(match.route, request, match.params))
+            except HTTPError as exc:
+                response = PlainTextResponse(exc.detail, exc.status, exc.headers)
             except Exception:
                 logger.exception(
                     "HTTP handler %s failed for %s %s", match.route.name, info.method, info.path
@@ -173,6 +187,9 @@ class Gobstopper:
         code: int = CloseCode.NORMAL_CLOSURE
         try:
             await _call(match.route, ws, match.params)
+        except asyncio.CancelledError:
+            code = CloseCode.GOING_AWAY  # the server is cancelling us: say so, then go
+            raise
         except ConnectionClosed as exc:
             logger.debug("websocket %s closed: %s", info.path, exc)
         except Exception:

@@ -7,6 +7,7 @@ The exception tree::
     ├── RouteError               a route is malformed or registered twice
     ├── UnsupportedByServer      the running server interface cannot do this
     ├── MessageTooBig            an outbound message exceeds the size limit
+    ├── HTTPError                an HTTP handler's way to answer with a status
     └── ConnectionClosed         the WebSocket is closed; carries ``code``
         ├── ConnectionClosedOK       closed normally (1000, 1001, 1005)
         └── ConnectionClosedError    closed because of an error (1009, 1011, ...)
@@ -23,6 +24,7 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionClosedOK",
     "GobstopperError",
+    "HTTPError",
     "MessageTooBig",
     "RouteError",
     "UnsupportedByServer",
@@ -75,6 +77,21 @@ class MessageTooBig(GobstopperError):
         super().__init__(f"message of {size} bytes exceeds the limit of {limit} bytes")
         self.size = size
         self.limit = limit
+
+
+class HTTPError(GobstopperError):
+    """Raise in an HTTP handler to answer with ``status`` and a plain-text ``detail``.
+
+    Example: ``raise HTTPError(404, "no such room")``.
+    """
+
+    def __init__(
+        self, status: int, detail: str = "", headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(f"{status} {detail}".strip())
+        self.status = status
+        self.detail = detail or str(status)
+        self.headers = headers
 
 
 class ConnectionClosed(GobstopperError):

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from .datastructures import Address, Headers, QueryParams, parse_cookies
+from .errors import HTTPError
 from .transport.base import HTTPExchange, ScopeInfo
 
 __all__ = ["HTMLResponse", "JSONResponse", "PlainTextResponse", "Request", "Response"]
@@ -66,8 +67,15 @@ class Request:
         return (await self.body()).decode()
 
     async def json(self) -> Any:
-        """The body decoded as JSON (``ValueError`` when it is not)."""
-        return json.loads(await self.body())
+        """The body decoded as JSON.
+
+        Raises:
+            HTTPError: 400, the body is not valid JSON (the client gets a 400 answer).
+        """
+        try:
+            return json.loads(await self.body())
+        except ValueError:
+            raise HTTPError(400, "request body is not valid JSON") from None
 
 
 class Response:
@@ -92,6 +100,8 @@ class Response:
         self.status = status
         self.body = body.encode() if isinstance(body, str) else body
         self.headers = dict(headers or {})
+        if status in (204, 304):
+            return  # no body, so no content-type
         mt = media_type or self.media_type
         if mt.startswith("text/") and "charset" not in mt:
             mt += "; charset=utf-8"

@@ -203,9 +203,12 @@ class Router:
 def _check_signature(
     pattern: str, endpoint: Callable[..., Any], compiled: CompiledPath, takes: str
 ) -> bool:
-    """Check that ``endpoint`` can take the path parameters; tell if it takes ``takes``."""
-    sig = inspect.signature(endpoint)
-    params = list(sig.parameters.values())
+    """Check that ``endpoint`` can take the path parameters; tell if it takes the connection.
+
+    The connection (Request or WebSocket) is passed positionally, so it binds to the
+    first parameter of the signature: that one must not be a path parameter.
+    """
+    params = list(inspect.signature(endpoint).parameters.values())
     has_var_kw = any(p.kind is p.VAR_KEYWORD for p in params)
     names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     missing = [n for n in compiled.converters if n not in names and not has_var_kw]
@@ -214,17 +217,22 @@ def _check_signature(
             f"route {pattern!r}: endpoint {endpoint.__name__}() does not accept path "
             f"parameter(s) {', '.join(missing)}"
         )
-    positional = [
-        p
-        for p in params
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        and p.name not in compiled.converters
-    ]
-    first = positional[0] if positional else None
+    first = params[0] if params else None
+    takes_connection = (
+        first is not None
+        and first.kind in (first.POSITIONAL_ONLY, first.POSITIONAL_OR_KEYWORD)
+        and first.name not in compiled.converters
+    )
+    if takes == "websocket" and not takes_connection:
+        raise RouteError(
+            f"route {pattern!r}: websocket endpoint {endpoint.__name__}() must take the "
+            "WebSocket as its first argument (before any path parameter)"
+        )
+    connection = first if takes_connection else None
     required_extra = [
         p.name
         for p in params
-        if p is not first
+        if p is not connection
         and p.name not in compiled.converters
         and p.default is p.empty
         and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
@@ -234,9 +242,4 @@ def _check_signature(
             f"route {pattern!r}: endpoint {endpoint.__name__}() has required parameter(s) "
             f"{', '.join(required_extra)} that are not in the path"
         )
-    if takes == "websocket" and not positional:
-        raise RouteError(
-            f"route {pattern!r}: websocket endpoint {endpoint.__name__}() must take the "
-            "WebSocket as its first argument"
-        )
-    return bool(positional)
+    return takes_connection

@@ -29,6 +29,14 @@ logger = logging.getLogger("gobstopper.websocket")
 
 _MAX_REASON_BYTES = 123  # RFC 6455: a close frame payload is at most 125 bytes
 _UNSENDABLE_CODES = frozenset({1004, 1005, 1006, 1015})
+# How long close() waits for the server to take the close frame (a stalled client
+# can hold the socket's send side for ever).
+_CLOSE_TIMEOUT_S = 5.0
+
+
+def _sendable(code: int) -> bool:
+    """RFC 6455 7.4: 1000-1014 less the reserved ones, and the 3000-4999 ranges."""
+    return (1000 <= code <= 1014 and code not in _UNSENDABLE_CODES) or 3000 <= code <= 4999
 
 
 class MessageType(enum.IntEnum):
@@ -298,9 +306,10 @@ class WebSocket:
 
     def _fail(self, code: CloseCode, reason: str) -> None:
         """Close from a callback because of a policy or an error."""
-        self._mark_closed(code, reason)
-        self._stop_reading()
-        task = asyncio.get_running_loop().create_task(self._transport.close(code, reason))
+        self._mark_closed(code, reason)  # at once: the handler must see this code
+        task = asyncio.get_running_loop().create_task(
+            self._close_bounded(code, reason, _CLOSE_TIMEOUT_S)
+        )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -522,15 +531,21 @@ class WebSocket:
             self._mark_closed(status, reason)  # a refused handshake records its HTTP status
             await self._transport.reject(status)
             return
-        if not (1000 <= code <= 4999) or code in _UNSENDABLE_CODES:
+        if not _sendable(code):
             raise ValueError(f"close code {code} cannot be sent")
         if len(reason.encode()) > _MAX_REASON_BYTES:
             raise ValueError(f"close reason is over {_MAX_REASON_BYTES} bytes")
+        await self._close_bounded(code, reason, _CLOSE_TIMEOUT_S)
+
+    async def _close_bounded(self, code: int, reason: str, timeout: float) -> None:
         self._mark_closed(code, reason)
         # Stop reading first: granian's ASGI side sends no close frame while a receive
         # is pending, and a message arriving now would be dropped anyway.
         self._stop_reading()
-        await self._transport.close(code, reason)
+        try:
+            await asyncio.wait_for(self._transport.close(code, reason), timeout)
+        except asyncio.TimeoutError:
+            logger.warning("close frame for %s not sent within %.1fs", self.path, timeout)
 
     def _stop_reading(self) -> None:
         pending, self._pending = self._pending, None
@@ -545,9 +560,9 @@ class WebSocket:
         if self._background:  # a close started from a callback (e.g. 1009) goes first
             await asyncio.gather(*self._background, return_exceptions=True)
         self._mark_closed(code, "")
-        final = self._close_code if self._close_code not in _UNSENDABLE_CODES else code
-        self._stop_reading()
-        await self._transport.close(final or code, self._close_reason)
+        recorded = self._close_code
+        final = recorded if recorded is not None and _sendable(recorded) else code
+        await self._close_bounded(final, self._close_reason, _CLOSE_TIMEOUT_S)
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.path} {self._state.value}>"

@@ -23,9 +23,9 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-# What ASGI servers raise when sending on a connection the client has left: the
-# spec asks for an OSError subclass; some servers raise a RuntimeError instead.
-_SEND_FAILED = (OSError, RuntimeError)
+# What ASGI servers raise when sending on a connection the client has left (the spec
+# asks for an OSError subclass; granian's ASGI side drops such sends silently).
+_SEND_FAILED = OSError
 
 
 def scope_info(scope: Scope) -> ScopeInfo:
@@ -33,7 +33,7 @@ def scope_info(scope: Scope) -> ScopeInfo:
     return ScopeInfo(
         interface="asgi",
         path=scope["path"],
-        query_string=scope.get("query_string", b"").decode("latin-1"),
+        query_string=scope.get("query_string", b"").decode("utf-8", "replace"),
         headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())],
         client=f"{client[0]}:{client[1]}" if client else None,
         scheme=scope.get("scheme", "ws"),

@@ -19,6 +19,7 @@ from .base import CLOSE, HTTPExchange, ScopeInfo, TransportClosed, WebSocketTran
 __all__ = ["RSGIHTTPExchange", "RSGIWebSocketTransport", "scope_info"]
 
 _CLOSED = (ProtocolClosed, ProtocolError)
+_WS_SCHEMES = {"http": "ws", "https": "wss"}
 
 
 def scope_info(scope: Any) -> ScopeInfo:
@@ -30,7 +31,8 @@ def scope_info(scope: Any) -> ScopeInfo:
         query_string=scope.query_string,
         headers=list(headers.items()),
         client=scope.client,
-        scheme=scope.scheme,
+        # RSGI says http/https for a WebSocket too; ASGI says ws/wss: speak ASGI's way.
+        scheme=_WS_SCHEMES.get(scope.scheme, scope.scheme) if scope.proto == "ws" else scope.scheme,
         method=scope.method,
         subprotocols=[p.strip() for p in protocols.split(",")] if protocols else [],
     )

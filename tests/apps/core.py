@@ -110,6 +110,7 @@ async def info(ws: WebSocket, room: str, number: int, rest: str) -> None:
             "cookies": ws.cookies,
             "client_host": client.host if client else None,
             "interface": ws.interface,
+            "scheme": ws.scheme,
             "state": ws.connection_state.value,
         }
     )

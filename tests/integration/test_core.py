@@ -56,6 +56,7 @@ async def test_path_query_headers_cookies(core_server: Server) -> None:
         "cookies": {"session": "abc", "theme": "dark"},
         "client_host": "127.0.0.1",
         "interface": core_server.interface,
+        "scheme": "ws",
         "state": "connected",
     }
 
@@ -239,7 +240,8 @@ async def test_http_handler_error_is_500_logged_once(core_server: Server) -> Non
     result = await http_request(core_server.port, "GET", "/crash")
     assert result.status == 500
     await _wait_for_log(core_server, "RuntimeError: boom in HTTP handler", before + 1)
-    assert core_server.log().count("Traceback") >= 1
+    # Logged with its traceback: the failing source line is part of the log entry.
+    assert core_server.log().count('raise RuntimeError("boom in HTTP handler")') == before + 1
     await _server_still_serves(core_server)
     assert core_server.log().count("RuntimeError: boom in HTTP handler") == before + 1
 

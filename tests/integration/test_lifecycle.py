@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import time
+from pathlib import Path
+
 import pytest
 from websockets.asyncio.client import connect
 
@@ -34,10 +39,8 @@ def test_bad_environment_stops_start_up_naming_the_variable(
 
 
 @pytest.mark.parametrize("interface", ["rsgi", "asgi"])
-async def test_startup_and_shutdown_hooks_run(interface: str, tmp_path: object) -> None:
-    from pathlib import Path
-
-    marker = Path(str(tmp_path)) / "shutdown.txt"
+async def test_startup_and_shutdown_hooks_run(interface: str, tmp_path: Path) -> None:
+    marker = tmp_path / "shutdown.txt"
     server = start("tests.apps.core:app", interface, {"GOBSTOPPER_TEST_SHUTDOWN_FILE": str(marker)})
     try:
         health = await http_request(server.port, "GET", "/health")
@@ -64,3 +67,29 @@ async def test_env_limit_applies_to_the_running_server(interface: str) -> None:
             assert await ws.recv() == "received 1000"
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("interface", ["rsgi", "asgi"])
+async def test_shutdown_with_open_connections_is_prompt_and_runs_hooks(
+    interface: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "shutdown.txt"
+    server = start("tests.apps.core:app", interface, {"GOBSTOPPER_TEST_SHUTDOWN_FILE": str(marker)})
+    try:
+        clients = [await connect(f"{server.ws}/ws/echo") for _ in range(3)]
+        for ws in clients:
+            await ws.send("x")
+            assert await ws.recv() == "x"
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGINT)
+        code = await asyncio.to_thread(server.proc.wait, 15)
+        elapsed = time.monotonic() - started
+        for ws in clients:
+            # Every client learns that the connection is gone. (Granian stops its
+            # sockets before the app's shutdown runs, so today this is a 1006.)
+            await asyncio.wait_for(ws.wait_closed(), 5)
+    finally:
+        server.stop()
+    assert code == 0
+    assert elapsed < 10
+    assert marker.read_text() == "shutdown ran"

@@ -11,6 +11,45 @@ from gobstopper import Config, WebSocket
 from gobstopper.transport.base import CLOSE, ScopeInfo, TransportClosed, WebSocketTransport
 
 
+class SyncFuture:
+    """A future whose done-callbacks run at once when it is resolved, so tests need no
+    event-loop turns to see the WebSocket react to an incoming message."""
+
+    def __init__(self) -> None:
+        self._result: tuple[int, Any] | None = None
+        self._cancelled = False
+        self._callbacks: list[Any] = []
+
+    def set_result(self, value: tuple[int, Any]) -> None:
+        self._result = value
+        for cb in self._callbacks:
+            cb(self)
+
+    def add_done_callback(self, cb: Any) -> None:
+        if self.done():
+            cb(self)
+        else:
+            self._callbacks.append(cb)
+
+    def done(self) -> bool:
+        return self._result is not None or self._cancelled
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def cancel(self) -> bool:
+        if self.done():
+            return False
+        self._cancelled = True
+        for cb in self._callbacks:
+            cb(self)
+        return True
+
+    def result(self) -> tuple[int, Any]:
+        assert self._result is not None
+        return self._result
+
+
 class FakeTransport(WebSocketTransport):
     interface = "fake"
     delivers_close_codes = True
@@ -22,14 +61,15 @@ class FakeTransport(WebSocketTransport):
         self.closed: tuple[int, str] | None = None
         self.receives_started = 0
         self._incoming: deque[tuple[int, Any]] = deque()
-        self._pending: asyncio.Future[tuple[int, Any]] | None = None
+        self._pending: SyncFuture | None = None
         self.peer_gone = False
+        self.closed_event = asyncio.Event()
 
     # Test side.
     def push(self, kind: int, data: Any) -> None:
         if self._pending is not None and not self._pending.done():
-            self._pending.set_result((kind, data))
-            self._pending = None
+            pending, self._pending = self._pending, None
+            pending.set_result((kind, data))
         else:
             self._incoming.append((kind, data))
 
@@ -42,7 +82,7 @@ class FakeTransport(WebSocketTransport):
 
     def receive(self) -> Any:
         self.receives_started += 1
-        fut: asyncio.Future[tuple[int, Any]] = asyncio.get_running_loop().create_future()
+        fut = SyncFuture()
         if self._incoming:
             fut.set_result(self._incoming.popleft())
         else:
@@ -68,6 +108,7 @@ class FakeTransport(WebSocketTransport):
     async def close(self, code: int, reason: str) -> None:
         if self.closed is None:
             self.closed = (code, reason)
+            self.closed_event.set()
 
 
 def make(**config: int) -> tuple[WebSocket, FakeTransport]:

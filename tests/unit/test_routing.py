@@ -136,3 +136,25 @@ def test_http_method_mismatch_reports_allowed_methods() -> None:
     router.add("/noarg", http_noarg, ["GET"])
     match, _ = router.resolve("/noarg", "GET")
     assert match is not None and not match.route.pass_connection
+
+
+def test_connection_binds_to_the_first_parameter_only() -> None:
+    app = Gobstopper(environ={})
+
+    # The first parameter is a path parameter: no Request is passed.
+    @app.get("/opt/<int:id>")
+    async def opt(id: int, verbose: bool = False) -> None: ...
+
+    match, _ = app.http_routes.resolve("/opt/3", "GET")
+    assert match is not None and not match.route.pass_connection
+
+    with pytest.raises(RouteError, match="WebSocket as its first argument"):
+
+        @app.websocket("/ws/<room>")
+        async def backwards(room: str, ws: WebSocket) -> None: ...
+
+
+def test_methods_must_not_be_a_string() -> None:
+    app = Gobstopper(environ={})
+    with pytest.raises(TypeError, match=r"\['GET'\]"):
+        app.route("/x", methods="GET")

@@ -23,12 +23,6 @@ from gobstopper.transport.base import BYTES, CLOSE, TEXT
 from .fake_transport import make
 
 
-async def _settle() -> None:
-    # Let done-callbacks scheduled by resolved futures run.
-    for _ in range(3):
-        await asyncio.sleep(0)
-
-
 async def test_receive_kinds_and_close_then_raise() -> None:
     ws, t = make()
     await ws.accept()
@@ -69,12 +63,10 @@ async def test_reading_stops_when_buffer_is_full_and_resumes() -> None:
     await ws.accept()
     for i in range(10):
         t.push(TEXT, str(i))
-    await _settle()
     # Three buffered: no fourth receive was started, so the server stops reading
     # and TCP backpressure slows the client.
     assert t.receives_started == 3
     assert await ws.receive_text() == "0"
-    await _settle()
     assert t.receives_started == 4
     assert [await ws.receive_text() for _ in range(9)] == [str(i) for i in range(1, 10)]
 
@@ -88,7 +80,7 @@ async def test_inbound_over_limit_closes_1009_and_handler_sees_it() -> None:
     with pytest.raises(ConnectionClosedError) as info:
         await ws.receive_text()
     assert info.value.code == CloseCode.MESSAGE_TOO_BIG
-    await _settle()
+    await asyncio.wait_for(t.closed_event.wait(), 1)
     assert t.closed == (1009, "message too big")
 
 
@@ -109,7 +101,6 @@ async def test_send_after_peer_left_raises_connection_closed() -> None:
     ws, t = make()
     await ws.accept()
     t.push(CLOSE, 1005)
-    await _settle()
     with pytest.raises(ConnectionClosed) as info:
         await ws.send_text("late")
     assert info.value.code == 1005
@@ -127,8 +118,8 @@ async def test_wait_closed_wakes_on_departure() -> None:
     ws, t = make()
     await ws.accept()
     waiter = asyncio.ensure_future(ws.wait_closed())
-    await _settle()
-    assert not waiter.done()
+    done, _ = await asyncio.wait([waiter], timeout=0.05)
+    assert not done
     t.push(CLOSE, 1000)
     assert await asyncio.wait_for(waiter, 1) == 1000
 
@@ -137,10 +128,13 @@ async def test_concurrent_receive_is_an_error() -> None:
     ws, _ = make()
     await ws.accept()
     first = asyncio.ensure_future(ws.receive())
-    await _settle()
+    done, _ = await asyncio.wait([first], timeout=0.05)  # first is now waiting
+    assert not done
     with pytest.raises(RuntimeError, match="already waiting"):
         await ws.receive()
     first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
 
 
 async def test_use_before_accept_is_an_error() -> None:
@@ -161,8 +155,9 @@ async def test_close_before_accept_rejects_with_http_status(code: int, status: i
 async def test_close_validates_code_and_reason() -> None:
     ws, t = make()
     await ws.accept()
-    with pytest.raises(ValueError, match="cannot be sent"):
-        await ws.close(1005)
+    for bad in (999, 1004, 1005, 1006, 1015, 1016, 2999, 5000):
+        with pytest.raises(ValueError, match="cannot be sent"):
+            await ws.close(bad)
     with pytest.raises(ValueError, match="123 bytes"):
         await ws.close(1000, "x" * 124)
     await ws.close(4000, "done")
@@ -219,3 +214,12 @@ async def test_malformed_json_raises_value_error_and_keeps_the_connection() -> N
     with pytest.raises(ValueError):
         await ws.receive_json()
     assert await ws.receive_json() == {"ok": 1}
+
+
+async def test_receive_wait_for_timeouts_lose_no_message() -> None:
+    ws, t = make()
+    await ws.accept()
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(ws.receive(), 0.01)
+    t.push(TEXT, "after timeout")
+    assert await asyncio.wait_for(ws.receive_text(), 1) == "after timeout"

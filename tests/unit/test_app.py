@@ -1,0 +1,86 @@
+"""The app's dispatch, driven in-process through its ASGI entry point (no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from gobstopper import Gobstopper, HTTPError, Request, Response, WebSocket
+
+
+async def call_http(app: Gobstopper, method: str, path: str, body: bytes = b"") -> dict[str, Any]:
+    scope = {"type": "http", "method": method, "path": path, "query_string": b"", "headers": []}
+    inbox = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return inbox.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start, body_msg = sent
+    return {"status": start["status"], "headers": dict(start["headers"]), "body": body_msg["body"]}
+
+
+async def test_http_errors_and_bodies() -> None:
+    app = Gobstopper(environ={})
+
+    @app.post("/json")
+    async def takes_json(request: Request) -> dict[str, Any]:
+        return {"got": await request.json()}
+
+    @app.get("/missing-room")
+    async def missing() -> None:
+        raise HTTPError(404, "no such room")
+
+    @app.get("/empty")
+    async def empty() -> None:
+        return None
+
+    @app.get("/teapot")
+    async def teapot() -> Response:
+        return Response(b"short and stout", status=418, media_type="text/plain")
+
+    ok = await call_http(app, "POST", "/json", b'{"a": 1}')
+    assert ok["status"] == 200 and json.loads(ok["body"]) == {"got": {"a": 1}}
+    bad = await call_http(app, "POST", "/json", b"{nope")
+    assert (bad["status"], bad["body"]) == (400, b"request body is not valid JSON")
+    gone = await call_http(app, "GET", "/missing-room")
+    assert (gone["status"], gone["body"]) == (404, b"no such room")
+    empty_resp = await call_http(app, "GET", "/empty")
+    assert empty_resp["status"] == 204 and b"content-type" not in empty_resp["headers"]
+    tea = await call_http(app, "GET", "/teapot")
+    assert tea["status"] == 418 and tea["headers"][b"content-type"] == b"text/plain; charset=utf-8"
+
+
+async def test_cancelled_handler_closes_going_away() -> None:
+    app = Gobstopper(environ={})
+    entered = asyncio.Event()
+
+    @app.websocket("/ws")
+    async def forever(ws: WebSocket) -> None:
+        await ws.accept()
+        entered.set()
+        await asyncio.Event().wait()
+
+    scope = {"type": "websocket", "path": "/ws", "query_string": b"", "headers": []}
+    incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    incoming.put_nowait({"type": "websocket.connect"})
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    task = asyncio.ensure_future(app(scope, incoming.get, send))
+    await asyncio.wait_for(entered.wait(), 1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sent[0]["type"] == "websocket.accept"
+    assert sent[-1] == {"type": "websocket.close", "code": 1001, "reason": ""}
+    assert not app.connections

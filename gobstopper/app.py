@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, TypeVar
 
 from .config import Config
-from .errors import CloseCode, ConnectionClosed, HTTPError
+from .errors import CloseCode, ConnectionClosed, HTTPError, RouteError
 from .http import PlainTextResponse, Request, Response, to_response
 from .routing import Route, Router
 from .transport import asgi as asgi_adapter
@@ -87,10 +87,10 @@ class Gobstopper:
         (JSON), ``bytes`` or ``None`` (204).
         """
         if isinstance(methods, str):
-            raise TypeError(f"methods must be a list of names, e.g. [{methods!r}], not a string")
+            raise RouteError(f"methods must be a list of names, e.g. [{methods!r}], not a string")
         method_list = [m.upper() for m in methods]
         if not method_list:
-            raise ValueError("route() needs at least one method")
+            raise RouteError(f"route {path!r} needs at least one method")
         if "GET" in method_list and "HEAD" not in method_list:
             method_list.append("HEAD")
 

@@ -41,7 +41,8 @@ class Config:
             default 1 MiB). Inbound over it closes the connection with 1009; outbound
             over it raises ``MessageTooBig``.
         send_chunk_bytes: size of each message ``send_stream`` sends
-            (``WS_SEND_CHUNK_BYTES``, default 64 KiB); at most ``max_message_bytes``.
+            (``WS_SEND_CHUNK_BYTES``, default 64 KiB, or ``max_message_bytes`` when that
+            is smaller and no chunk size is set); at most ``max_message_bytes``.
         receive_queue_messages: inbound messages buffered per connection before the
             server stops reading from the socket (``WS_RECEIVE_QUEUE_MESSAGES``,
             default 16); past it the client is slowed by TCP backpressure.
@@ -81,6 +82,10 @@ class Config:
             else:
                 values[s.field] = s.default
                 sources[s.field] = s.env
+        chunk_given = overrides.get("send_chunk_bytes") is not None or "WS_SEND_CHUNK_BYTES" in env
+        if not chunk_given and values["send_chunk_bytes"] > values["max_message_bytes"]:
+            # Only the message limit was lowered: the default chunk follows it down.
+            values["send_chunk_bytes"] = values["max_message_bytes"]
         if values["send_chunk_bytes"] > values["max_message_bytes"]:
             raise ConfigError(
                 f"{sources['send_chunk_bytes']}={values['send_chunk_bytes']} is larger than "

@@ -99,7 +99,8 @@ class Response:
     ) -> None:
         self.status = status
         self.body = body.encode() if isinstance(body, str) else body
-        self.headers = dict(headers or {})
+        # Lower-case names, so a user's "Content-Type" replaces the default one.
+        self.headers = {k.lower(): v for k, v in (headers or {}).items()}
         if status in (204, 304):
             return  # no body, so no content-type
         mt = media_type or self.media_type

@@ -55,7 +55,11 @@ class RSGIWebSocketTransport(WebSocketTransport):
                 "RSGI cannot send a subprotocol or extra headers with accept(); "
                 "run with `granian --interface asgi` for that"
             )
-        self._transport = await self._protocol.accept()
+        try:
+            self._transport = await self._protocol.accept()
+        except _CLOSED:
+            self._closed = True
+            raise TransportClosed(CloseCode.ABNORMAL_CLOSURE) from None
 
     async def reject(self, status: int) -> None:
         self._closed = True

@@ -24,7 +24,12 @@ async def call_http(app: Gobstopper, method: str, path: str, body: bytes = b"") 
 
     await app(scope, receive, send)
     start, body_msg = sent
-    return {"status": start["status"], "headers": dict(start["headers"]), "body": body_msg["body"]}
+    return {
+        "status": start["status"],
+        "headers": dict(start["headers"]),
+        "raw_headers": start["headers"],
+        "body": body_msg["body"],
+    }
 
 
 async def test_http_errors_and_bodies() -> None:
@@ -42,6 +47,10 @@ async def test_http_errors_and_bodies() -> None:
     async def empty() -> None:
         return None
 
+    @app.get("/csv")
+    async def csv() -> Response:
+        return Response("a,b\n", headers={"Content-Type": "text/csv"})
+
     @app.get("/teapot")
     async def teapot() -> Response:
         return Response(b"short and stout", status=418, media_type="text/plain")
@@ -54,6 +63,9 @@ async def test_http_errors_and_bodies() -> None:
     assert (gone["status"], gone["body"]) == (404, b"no such room")
     empty_resp = await call_http(app, "GET", "/empty")
     assert empty_resp["status"] == 204 and b"content-type" not in empty_resp["headers"]
+    csv_resp = await call_http(app, "GET", "/csv")
+    content_types = [v for k, v in csv_resp["raw_headers"] if k == b"content-type"]
+    assert content_types == [b"text/csv"]
     tea = await call_http(app, "GET", "/teapot")
     assert tea["status"] == 418 and tea["headers"][b"content-type"] == b"text/plain; charset=utf-8"
 

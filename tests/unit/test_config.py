@@ -43,6 +43,15 @@ def test_bad_environment_values_name_the_variable_and_value(
         Gobstopper(environ=env)
 
 
+def test_lowering_only_the_message_limit_lowers_the_default_chunk() -> None:
+    assert Config.load({"MAX_WS_MESSAGE_BYTES": "1000"}).send_chunk_bytes == 1000
+    assert Config.load({}, max_message_bytes=4096).send_chunk_bytes == 4096
+    assert (
+        Config.load({"MAX_WS_MESSAGE_BYTES": "1000", "WS_SEND_CHUNK_BYTES": "10"}).send_chunk_bytes
+        == 10
+    )
+
+
 def test_bad_constructor_values_name_the_argument() -> None:
     with pytest.raises(ConfigError, match="max_message_bytes=0 must be a positive integer"):
         Gobstopper(environ={}, max_message_bytes=0)

@@ -156,5 +156,5 @@ def test_connection_binds_to_the_first_parameter_only() -> None:
 
 def test_methods_must_not_be_a_string() -> None:
     app = Gobstopper(environ={})
-    with pytest.raises(TypeError, match=r"\['GET'\]"):
+    with pytest.raises(RouteError, match=r"\['GET'\]"):
         app.route("/x", methods="GET")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .app import Gobstopper
-from .config import Config
+from .config import Config, SlowConsumerPolicy
 from .datastructures import Address, Headers, QueryParams
 from .errors import (
     CloseCode,
@@ -18,6 +18,8 @@ from .errors import (
     UnsupportedByServer,
 )
 from .http import HTMLResponse, JSONResponse, PlainTextResponse, Request, Response
+from .manager import Connection, WebSocketManager
+from .outbox import DeliveryStats
 from .websocket import Message, MessageType, State, WebSocket, WebSocketState
 
 __all__ = [
@@ -25,9 +27,11 @@ __all__ = [
     "CloseCode",
     "Config",
     "ConfigError",
+    "Connection",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "DeliveryStats",
     "Gobstopper",
     "GobstopperError",
     "HTMLResponse",
@@ -42,9 +46,11 @@ __all__ = [
     "Request",
     "Response",
     "RouteError",
+    "SlowConsumerPolicy",
     "State",
     "UnsupportedByServer",
     "WebSocket",
+    "WebSocketManager",
     "WebSocketState",
 ]
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any, TypeVar
 
-from .config import Config
+from .config import Config, SlowConsumerPolicy
 from .errors import CloseCode, ConnectionClosed, HTTPError, RouteError
 from .http import PlainTextResponse, Request, Response, to_response
+from .manager import WebSocketManager
 from .routing import Route, Router
 from .transport import asgi as asgi_adapter
 from .transport import rsgi as rsgi_adapter
@@ -53,14 +54,26 @@ class Gobstopper:
         max_message_bytes: int | None = None,
         send_chunk_bytes: int | None = None,
         receive_queue_messages: int | None = None,
-        environ: MutableMapping[str, str] | None = None,
+        send_queue_bytes: int | None = None,
+        send_queue_messages: int | None = None,
+        slow_consumer_policy: SlowConsumerPolicy | str | None = None,
+        send_timeout: float | None = None,
+        shutdown_grace: float | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.config = Config.load(
             environ,
             max_message_bytes=max_message_bytes,
             send_chunk_bytes=send_chunk_bytes,
             receive_queue_messages=receive_queue_messages,
+            send_queue_bytes=send_queue_bytes,
+            send_queue_messages=send_queue_messages,
+            slow_consumer_policy=slow_consumer_policy,
+            send_timeout=send_timeout,
+            shutdown_grace=shutdown_grace,
         )
+        #: Rooms and broadcast for this app's connections.
+        self.manager = WebSocketManager(self.config)
         self.http_routes = Router()
         self.websocket_routes = Router()
         self._startup: list[Hook] = []
@@ -129,7 +142,11 @@ class Gobstopper:
         self._started = True
 
     async def shutdown(self) -> None:
-        """Close open WebSockets (1001), then run the shutdown hooks in reverse order."""
+        """Flush managed queues, close open WebSockets (1001), run the shutdown hooks.
+
+        Hooks run in reverse order of registration.
+        """
+        await self.manager.shutdown()
         open_sockets = [
             ws for ws in self.connections if ws.connection_state is WebSocketState.CONNECTED
         ]

@@ -6,35 +6,95 @@ argument) and the value: there is never a silent fallback to a default.
 
 from __future__ import annotations
 
+import enum
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["Config"]
+__all__ = ["Config", "SlowConsumerPolicy"]
 
 KiB = 1024
 MiB = 1024 * KiB
+
+
+class SlowConsumerPolicy(str, enum.Enum):
+    """What happens when a connection's outbound queue is full.
+
+    - ``close``: close the connection as a slow consumer (code 1013, "slow consumer").
+    - ``drop_oldest``: drop the oldest queued messages to make room for the new one.
+    - ``drop_newest``: drop the new message.
+    """
+
+    CLOSE = "close"
+    DROP_OLDEST = "drop_oldest"
+    DROP_NEWEST = "drop_newest"
+
+
+def _int(name: str, raw: object) -> int:
+    if isinstance(raw, str):
+        try:
+            value = int(raw.strip(), 10)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    elif isinstance(raw, bool) or not isinstance(raw, int):
+        raise ConfigError(f"{name}={raw!r} is not an integer")
+    else:
+        value = raw
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be a positive integer")
+    return value
+
+
+def _seconds(name: str, raw: object) -> float:
+    if isinstance(raw, str):
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    elif isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds")
+    else:
+        value = float(raw)
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be a positive number of seconds")
+    return value
+
+
+def _policy(name: str, raw: object) -> SlowConsumerPolicy:
+    try:
+        return SlowConsumerPolicy(raw.strip().lower() if isinstance(raw, str) else raw)
+    except ValueError:
+        choices = ", ".join(p.value for p in SlowConsumerPolicy)
+        raise ConfigError(f"{name}={raw!r} is not one of: {choices}") from None
 
 
 @dataclass(frozen=True, slots=True)
 class _Setting:
     field: str
     env: str
-    default: int
+    default: Any
+    parse: Callable[[str, object], Any]
 
 
 _SETTINGS = (
-    _Setting("max_message_bytes", "MAX_WS_MESSAGE_BYTES", 1 * MiB),
-    _Setting("send_chunk_bytes", "WS_SEND_CHUNK_BYTES", 64 * KiB),
-    _Setting("receive_queue_messages", "WS_RECEIVE_QUEUE_MESSAGES", 16),
+    _Setting("max_message_bytes", "MAX_WS_MESSAGE_BYTES", 1 * MiB, _int),
+    _Setting("send_chunk_bytes", "WS_SEND_CHUNK_BYTES", 64 * KiB, _int),
+    _Setting("receive_queue_messages", "WS_RECEIVE_QUEUE_MESSAGES", 16, _int),
+    _Setting("send_queue_bytes", "WS_SEND_QUEUE_BYTES", 1 * MiB, _int),
+    _Setting("send_queue_messages", "WS_SEND_QUEUE_MESSAGES", 1024, _int),
+    _Setting("slow_consumer_policy", "WS_SLOW_CONSUMER_POLICY", SlowConsumerPolicy.CLOSE, _policy),
+    _Setting("send_timeout", "WS_SEND_TIMEOUT", 10.0, _seconds),
+    _Setting("shutdown_grace", "WS_SHUTDOWN_GRACE", 5.0, _seconds),
 )
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """Limits of the WebSocket layer.
+    """Limits of the WebSocket layer and of broadcast delivery.
 
     Attributes:
         max_message_bytes: largest message accepted or sent (``MAX_WS_MESSAGE_BYTES``,
@@ -46,14 +106,30 @@ class Config:
         receive_queue_messages: inbound messages buffered per connection before the
             server stops reading from the socket (``WS_RECEIVE_QUEUE_MESSAGES``,
             default 16); past it the client is slowed by TCP backpressure.
+        send_queue_bytes: outbound bytes a managed connection may have queued or in
+            flight (``WS_SEND_QUEUE_BYTES``, default 1 MiB, raised to
+            ``max_message_bytes`` when that is larger and this is not set).
+        send_queue_messages: outbound messages a managed connection may have queued or
+            in flight (``WS_SEND_QUEUE_MESSAGES``, default 1024).
+        slow_consumer_policy: what a full queue does (``WS_SLOW_CONSUMER_POLICY``:
+            ``close`` (default), ``drop_oldest`` or ``drop_newest``).
+        send_timeout: seconds a send may stay blocked before the connection is closed
+            as a slow consumer (``WS_SEND_TIMEOUT``, default 10).
+        shutdown_grace: seconds shutdown waits for queued messages to be flushed before
+            closing connections (``WS_SHUTDOWN_GRACE``, default 5).
     """
 
     max_message_bytes: int = 1 * MiB
     send_chunk_bytes: int = 64 * KiB
     receive_queue_messages: int = 16
+    send_queue_bytes: int = 1 * MiB
+    send_queue_messages: int = 1024
+    slow_consumer_policy: SlowConsumerPolicy = SlowConsumerPolicy.CLOSE
+    send_timeout: float = 10.0
+    shutdown_grace: float = 5.0
 
     @classmethod
-    def load(cls, environ: Mapping[str, str] | None = None, **overrides: int | None) -> Config:
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         """Build a config: constructor values win, then the environment, then defaults.
 
         Args:
@@ -61,56 +137,49 @@ class Config:
             overrides: values by field name; ``None`` means "not given".
 
         Raises:
-            ConfigError: a value is not a positive integer, or the chunk size exceeds
-                the message size; the message names the variable and the value.
+            ConfigError: a value has the wrong type or range, or two values disagree;
+                the message names the variable (or argument) and the value.
         """
         env = os.environ if environ is None else environ
         known = {s.field for s in _SETTINGS}
         unknown = set(overrides) - known
         if unknown:
             raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        values: dict[str, int] = {}
+        values: dict[str, Any] = {}
         sources: dict[str, str] = {}
+        given: set[str] = set()
         for s in _SETTINGS:
-            given = overrides.get(s.field)
-            if given is not None:
-                values[s.field] = _positive(s.field, given)
+            value = overrides.get(s.field)
+            if value is not None:
+                if isinstance(value, str) and s.parse is not _policy:
+                    # Strings are for the environment; in code, pass the number itself.
+                    kind = "an integer" if s.parse is _int else "a number of seconds"
+                    raise ConfigError(f"{s.field}={value!r} is not {kind}")
+                values[s.field] = s.parse(s.field, value)
                 sources[s.field] = s.field
+                given.add(s.field)
             elif s.env in env:
-                values[s.field] = _parse_env(s.env, env[s.env])
+                values[s.field] = s.parse(s.env, env[s.env])
                 sources[s.field] = s.env
+                given.add(s.field)
             else:
                 values[s.field] = s.default
                 sources[s.field] = s.env
-        chunk_given = overrides.get("send_chunk_bytes") is not None or "WS_SEND_CHUNK_BYTES" in env
-        if not chunk_given and values["send_chunk_bytes"] > values["max_message_bytes"]:
-            # Only the message limit was lowered: the default chunk follows it down.
-            values["send_chunk_bytes"] = values["max_message_bytes"]
-        if values["send_chunk_bytes"] > values["max_message_bytes"]:
+        limit = values["max_message_bytes"]
+        # A lowered message limit pulls the default chunk down; a raised one pulls the
+        # default queue size up. Values set explicitly are checked, never adjusted.
+        if "send_chunk_bytes" not in given:
+            values["send_chunk_bytes"] = min(values["send_chunk_bytes"], limit)
+        if "send_queue_bytes" not in given:
+            values["send_queue_bytes"] = max(values["send_queue_bytes"], limit)
+        if values["send_chunk_bytes"] > limit:
             raise ConfigError(
                 f"{sources['send_chunk_bytes']}={values['send_chunk_bytes']} is larger than "
-                f"{sources['max_message_bytes']}={values['max_message_bytes']}: a chunk must "
-                "fit in one message"
+                f"{sources['max_message_bytes']}={limit}: a chunk must fit in one message"
+            )
+        if values["send_queue_bytes"] < limit:
+            raise ConfigError(
+                f"{sources['send_queue_bytes']}={values['send_queue_bytes']} is smaller than "
+                f"{sources['max_message_bytes']}={limit}: the queue must hold one message"
             )
         return cls(**values)
-
-
-def _parse_env(name: str, raw: str) -> int:
-    text = raw.strip()
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise ConfigError(
-            f"{name}={raw!r} is not an integer (a number of bytes or messages)"
-        ) from None
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r} must be a positive integer")
-    return value
-
-
-def _positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name}={value!r} is not an integer")
-    if value <= 0:
-        raise ConfigError(f"{name}={value!r} must be a positive integer")
-    return value

@@ -14,7 +14,7 @@ import inspect
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -159,6 +159,7 @@ class WebSocket:
         self._close_reason = ""
         self._close_returned = False
         self._background: set[asyncio.Task[None]] = set()
+        self._close_callbacks: list[Callable[[WebSocket], None]] = []
         self._headers: Headers | None = None
         self._query: QueryParams | None = None
         self.subprotocol: str | None = None
@@ -303,6 +304,19 @@ class WebSocket:
         self._wake()
         if self._closed_future is not None and not self._closed_future.done():
             self._closed_future.set_result(code)
+        for callback in self._close_callbacks:
+            try:
+                callback(self)
+            except Exception:
+                logger.exception("close callback %r failed", callback)
+        self._close_callbacks.clear()
+
+    def _add_close_callback(self, callback: Callable[[WebSocket], None]) -> None:
+        """Call ``callback(ws)`` once, as soon as the connection is known to be closed."""
+        if self._close_code is not None:
+            callback(self)
+        else:
+            self._close_callbacks.append(callback)
 
     def _fail(self, code: CloseCode, reason: str) -> None:
         """Close from a callback because of a policy or an error."""

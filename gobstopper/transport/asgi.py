@@ -115,6 +115,14 @@ class ASGIWebSocketTransport(WebSocketTransport):
         except _SEND_FAILED:
             raise TransportClosed(CloseCode.ABNORMAL_CLOSURE) from None
 
+    # ASGI servers do not promise the order of concurrent sends: one at a time.
+    send_window = 1
+
+    def start_send(self, data: str | bytes) -> Any:
+        if isinstance(data, str):
+            return asyncio.ensure_future(self.send_text(data))
+        return asyncio.ensure_future(self.send_bytes(data))
+
     async def close(self, code: int, reason: str) -> None:
         if self._closed:
             return

@@ -94,6 +94,17 @@ class WebSocketTransport(abc.ABC):
     async def close(self, code: int, reason: str) -> None:
         """Close the connection after accept."""
 
+    #: How many started, unfinished sends broadcast delivery may keep per connection.
+    send_window: int = 1
+
+    @abc.abstractmethod
+    def start_send(self, data: str | bytes) -> Any:
+        """Start sending one message now, without waiting; return its future.
+
+        The sends a connection starts go out in the order they were started. The future
+        fails (``TransportClosed`` or the server's own error) if the client has gone.
+        """
+
 
 class HTTPExchange(abc.ABC):
     """A server's HTTP request/response pair."""

@@ -91,6 +91,18 @@ class RSGIWebSocketTransport(WebSocketTransport):
         except _CLOSED:
             raise TransportClosed(CloseCode.NO_STATUS_RCVD) from None
 
+    # granian schedules a send when it is called and keeps started sends in order, so
+    # broadcast may start many without awaiting them (see docs/rooms.md).
+    send_window = 64
+
+    def start_send(self, data: str | bytes) -> Any:
+        try:
+            if type(data) is str:
+                return self._transport.send_str(data)
+            return self._transport.send_bytes(data)
+        except _CLOSED:
+            raise TransportClosed(CloseCode.NO_STATUS_RCVD) from None
+
     async def close(self, code: int, reason: str) -> None:
         if not self._closed:
             self._closed = True

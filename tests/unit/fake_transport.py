@@ -16,38 +16,69 @@ class SyncFuture:
     event-loop turns to see the WebSocket react to an incoming message."""
 
     def __init__(self) -> None:
-        self._result: tuple[int, Any] | None = None
+        self._done = False
+        self._result: Any = None
+        self._exc: BaseException | None = None
         self._cancelled = False
         self._callbacks: list[Any] = []
 
-    def set_result(self, value: tuple[int, Any]) -> None:
-        self._result = value
-        for cb in self._callbacks:
+    def _finish(self) -> None:
+        self._done = True
+        callbacks, self._callbacks = self._callbacks, []
+        for cb in callbacks:
             cb(self)
 
+    def set_result(self, value: Any) -> None:
+        self._result = value
+        self._finish()
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._exc = exc
+        self._finish()
+
     def add_done_callback(self, cb: Any) -> None:
-        if self.done():
+        if self._done:
             cb(self)
         else:
             self._callbacks.append(cb)
 
+    def remove_done_callback(self, cb: Any) -> int:
+        before = len(self._callbacks)
+        self._callbacks = [c for c in self._callbacks if c is not cb]
+        return before - len(self._callbacks)
+
     def done(self) -> bool:
-        return self._result is not None or self._cancelled
+        return self._done
 
     def cancelled(self) -> bool:
         return self._cancelled
 
     def cancel(self) -> bool:
-        if self.done():
+        if self._done:
             return False
         self._cancelled = True
-        for cb in self._callbacks:
-            cb(self)
+        self._finish()
         return True
 
-    def result(self) -> tuple[int, Any]:
-        assert self._result is not None
+    def exception(self) -> BaseException | None:
+        return self._exc
+
+    def result(self) -> Any:
+        if self._exc is not None:
+            raise self._exc
         return self._result
+
+    # Awaitable from asyncio code (asyncio.wait, await), like granian's futures.
+    _asyncio_future_blocking = False
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    def __await__(self) -> Any:
+        if not self._done:
+            self._asyncio_future_blocking = True
+            yield self
+        return self.result()
 
 
 class FakeTransport(WebSocketTransport):
@@ -63,6 +94,8 @@ class FakeTransport(WebSocketTransport):
         self._incoming: deque[tuple[int, Any]] = deque()
         self._pending: SyncFuture | None = None
         self.peer_gone = False
+        self.stalled = False
+        self.stalled_sends: list[tuple[str | bytes, SyncFuture]] = []
         self.closed_event = asyncio.Event()
 
     # Test side.
@@ -105,13 +138,36 @@ class FakeTransport(WebSocketTransport):
             raise TransportClosed(1006)
         self.sent.append(bytes(data))
 
+    send_window = 4
+
+    def start_send(self, data: str | bytes) -> Any:
+        """Started sends complete at once, unless ``stalled``: then on ``release()``."""
+        fut = SyncFuture()
+        if self.peer_gone:
+            fut.set_exception(TransportClosed(1006))
+        elif self.stalled:
+            self.stalled_sends.append((data, fut))
+        else:
+            self.sent.append(data)
+            fut.set_result(None)
+        return fut
+
+    def release(self, n: int | None = None) -> None:
+        """Let ``n`` (default: all) stalled sends complete, in order."""
+        count = len(self.stalled_sends) if n is None else n
+        for _ in range(count):
+            data, fut = self.stalled_sends.pop(0)
+            if not fut.done():
+                self.sent.append(data)
+                fut.set_result(None)
+
     async def close(self, code: int, reason: str) -> None:
         if self.closed is None:
             self.closed = (code, reason)
             self.closed_event.set()
 
 
-def make(**config: int) -> tuple[WebSocket, FakeTransport]:
+def make(**config: Any) -> tuple[WebSocket, FakeTransport]:
     transport = FakeTransport()
     info = ScopeInfo("fake", "/ws", "", [], "127.0.0.1:1", "ws")
     return WebSocket(transport, info, Config.load({}, **config)), transport

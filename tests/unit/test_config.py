@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from gobstopper import Config, ConfigError, Gobstopper
+from gobstopper.config import SlowConsumerPolicy
 
 
 def test_defaults() -> None:
@@ -61,3 +62,48 @@ def test_bad_constructor_values_name_the_argument() -> None:
         Gobstopper(environ={"MAX_WS_MESSAGE_BYTES": "1024"}, send_chunk_bytes=2048)
     with pytest.raises(ConfigError, match="is not an integer"):
         Config.load({}, max_message_bytes="10")  # type: ignore[arg-type]
+
+
+def test_delivery_settings() -> None:
+    config = Config.load(
+        {
+            "WS_SEND_QUEUE_BYTES": "2097152",
+            "WS_SEND_QUEUE_MESSAGES": "64",
+            "WS_SLOW_CONSUMER_POLICY": "Drop_Oldest",
+            "WS_SEND_TIMEOUT": "2.5",
+            "WS_SHUTDOWN_GRACE": "1",
+        }
+    )
+    assert config.send_queue_bytes == 2 * 1024 * 1024 and config.send_queue_messages == 64
+    assert config.slow_consumer_policy is SlowConsumerPolicy.DROP_OLDEST
+    assert (config.send_timeout, config.shutdown_grace) == (2.5, 1.0)
+    # Raising the message limit raises the default queue size with it.
+    assert (
+        Config.load({"MAX_WS_MESSAGE_BYTES": str(4 * 1024 * 1024)}).send_queue_bytes
+        == 4 * 1024 * 1024
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"WS_SLOW_CONSUMER_POLICY": "kick"},
+            "WS_SLOW_CONSUMER_POLICY='kick' is not one of: close, drop_oldest, drop_newest",
+        ),
+        ({"WS_SEND_TIMEOUT": "soon"}, "WS_SEND_TIMEOUT='soon' is not a number of seconds"),
+        ({"WS_SEND_TIMEOUT": "0"}, "WS_SEND_TIMEOUT='0' must be a positive number of seconds"),
+        (
+            {"WS_SHUTDOWN_GRACE": "nan"},
+            "WS_SHUTDOWN_GRACE='nan' must be a positive number of seconds",
+        ),
+        ({"WS_SEND_QUEUE_MESSAGES": "0"}, "WS_SEND_QUEUE_MESSAGES='0' must be a positive integer"),
+        (
+            {"WS_SEND_QUEUE_BYTES": "1000"},
+            "WS_SEND_QUEUE_BYTES=1000 is smaller than MAX_WS_MESSAGE_BYTES=1048576",
+        ),
+    ],
+)
+def test_bad_delivery_settings(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        Config.load(env)

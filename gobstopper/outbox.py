@@ -1,0 +1,262 @@
+"""Per-connection outbound queue: bounded, ordered, and never awaited by a broadcast.
+
+Sending is credit-based. While a connection has fewer than its transport's window of
+started, unfinished sends (64 under RSGI, 1 under ASGI), a broadcast starts the send at
+once and does not await it. Past the window, messages wait in a backlog that a task,
+started only for that connection and only while it is backlogged, drains in order.
+Started sends and the backlog together are limited in messages and bytes; a message that
+does not fit triggers the slow-consumer policy. A send blocked for longer than the send
+timeout marks the connection slow too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .config import Config, SlowConsumerPolicy
+from .errors import CloseCode
+from .transport.base import TransportClosed
+from .websocket import WebSocket
+
+__all__ = ["DeliveryStats", "Outbox"]
+
+logger = logging.getLogger("gobstopper.outbox")
+
+
+@dataclass(slots=True)
+class DeliveryStats:
+    """Totals shared by every outbox of a manager."""
+
+    dropped: int = 0
+    slow_closed: int = 0
+
+
+class Throttle:
+    """Logs at most once per ``interval`` seconds, saying how many lines it held back."""
+
+    __slots__ = ("_held", "_interval", "_last")
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self._interval = interval
+        self._last = float("-inf")
+        self._held = 0
+
+    def warning(self, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last < self._interval:
+            self._held += 1
+            return
+        if self._held:
+            msg += " (%d similar events in the last %.0fs not logged)"
+            args = (*args, self._held, self._interval)
+        self._last, self._held = now, 0
+        logger.warning(msg, *args)
+
+
+class Outbox:
+    """The outbound queue of one managed connection."""
+
+    __slots__ = (
+        "_backlog",
+        "_closed",
+        "_drainer",
+        "_inflight",
+        "_inflight_sizes",
+        "_max_bytes",
+        "_max_messages",
+        "_on_slow",
+        "_policy",
+        "_send_timeout",
+        "_start",
+        "_stats",
+        "_throttle",
+        "_window",
+        "_ws",
+        "dropped",
+        "queued_bytes",
+        "queued_messages",
+    )
+
+    def __init__(
+        self,
+        ws: WebSocket,
+        config: Config,
+        on_slow: Callable[[Outbox, str], None],
+        stats: DeliveryStats,
+        throttle: Throttle,
+    ) -> None:
+        self._ws = ws
+        transport = ws._transport
+        self._start = transport.start_send
+        self._window = transport.send_window
+        self._max_messages = config.send_queue_messages
+        self._max_bytes = config.send_queue_bytes
+        self._policy = config.slow_consumer_policy
+        self._send_timeout = config.send_timeout
+        self._inflight: deque[Any] = deque()
+        self._inflight_sizes: deque[int] = deque()
+        self._backlog: deque[tuple[str | bytes, int]] = deque()
+        self._drainer: asyncio.Task[None] | None = None
+        self._closed = False
+        self._on_slow = on_slow
+        self._stats = stats
+        self._throttle = throttle
+        #: Bytes and messages accepted for this connection and not yet flushed.
+        self.queued_bytes = 0
+        self.queued_messages = 0
+        #: Messages dropped by the slow-consumer policy.
+        self.dropped = 0
+
+    @property
+    def websocket(self) -> WebSocket:
+        return self._ws
+
+    def put(self, data: str | bytes, size: int) -> bool:
+        """Queue one message (``size`` bytes); never blocks. Returns False if it was not queued."""
+        if self._closed:
+            return False
+        inflight = self._inflight
+        while inflight and inflight[0].done():
+            self._retire()
+            if self._closed:
+                return False
+        if self.queued_messages >= self._max_messages or self.queued_bytes + size > self._max_bytes:
+            return self._overflow(data, size)
+        self.queued_messages += 1
+        self.queued_bytes += size
+        if not self._backlog and len(inflight) < self._window:
+            self._send_now(data, size)
+        else:
+            self._backlog.append((data, size))
+            if self._drainer is None:
+                self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        return True
+
+    def _send_now(self, data: str | bytes, size: int) -> None:
+        try:
+            fut = self._start(data)
+        except TransportClosed as exc:
+            self._broken(exc)
+            return
+        self._inflight.append(fut)
+        self._inflight_sizes.append(size)
+
+    def _retire(self) -> None:
+        fut = self._inflight.popleft()
+        self.queued_bytes -= self._inflight_sizes.popleft()
+        self.queued_messages -= 1
+        if not fut.cancelled():
+            exc = fut.exception()
+            if exc is not None:
+                self._broken(exc)
+
+    def _broken(self, exc: BaseException) -> None:
+        """A send failed: the client is gone."""
+        logger.debug("send to %s failed: %r", self._ws.path, exc)
+        code = exc.code if isinstance(exc, TransportClosed) else CloseCode.ABNORMAL_CLOSURE
+        self._ws._mark_closed(code, "")  # runs the manager's close callback, which closes us
+
+    def _overflow(self, data: str | bytes, size: int) -> bool:
+        policy = self._policy
+        if policy is SlowConsumerPolicy.CLOSE:
+            self._on_slow(self, "outbound queue full")
+            return False
+        if policy is SlowConsumerPolicy.DROP_OLDEST:
+            backlog = self._backlog
+            dropped = 0
+            while backlog and (
+                self.queued_messages >= self._max_messages
+                or self.queued_bytes + size > self._max_bytes
+            ):
+                _, old_size = backlog.popleft()
+                self.queued_messages -= 1
+                self.queued_bytes -= old_size
+                dropped += 1
+            if (
+                self.queued_messages < self._max_messages
+                and self.queued_bytes + size <= self._max_bytes
+            ):
+                self._count_drops(dropped)
+                self.queued_messages += 1
+                self.queued_bytes += size
+                backlog.append((data, size))
+                if self._drainer is None:
+                    self._drainer = asyncio.get_running_loop().create_task(self._drain())
+                return True
+            # Everything queued is already being sent: the new message is the one to go.
+            self._count_drops(dropped + 1)
+            return False
+        self._count_drops(1)
+        return False
+
+    def _count_drops(self, n: int) -> None:
+        if n:
+            self.dropped += n
+            self._stats.dropped += n
+            self._throttle.warning(
+                "slow consumer %s: dropped %d message(s) (%s), %d in all",
+                self._ws.path,
+                n,
+                self._policy.value,
+                self.dropped,
+            )
+
+    async def _drain(self) -> None:
+        inflight = self._inflight
+        try:
+            while self._backlog and not self._closed:
+                while inflight and inflight[0].done():
+                    self._retire()
+                if self._closed:
+                    return
+                if len(inflight) >= self._window:
+                    done, _ = await asyncio.wait((inflight[0],), timeout=self._send_timeout)
+                    if not done and not self._closed:
+                        self._on_slow(self, f"a send blocked for over {self._send_timeout:g}s")
+                        return
+                    continue
+                data, size = self._backlog.popleft()
+                self._send_now(data, size)
+        finally:
+            self._drainer = None
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until everything queued has been sent, at most ``timeout`` seconds."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._drainer is not None and not self._closed:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            await asyncio.wait((self._drainer,), timeout=remaining)
+        pending = [f for f in self._inflight if not f.done()]
+        if pending and not self._closed:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            _, still = await asyncio.wait(pending, timeout=remaining)
+            return not still
+        return True
+
+    def close(self) -> None:
+        """Stop sending and free the queue (the connection is gone or being closed)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._drainer is not None:
+            self._drainer.cancel()
+        while self._inflight:
+            fut = self._inflight.popleft()
+            if not fut.done():
+                fut.cancel()
+            elif not fut.cancelled():
+                fut.exception()  # retrieved, so that no "never retrieved" warning follows
+        self._inflight_sizes.clear()
+        self._backlog.clear()
+        self.queued_bytes = 0
+        self.queued_messages = 0

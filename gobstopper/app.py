@@ -16,6 +16,7 @@ from .routing import Route, Router
 from .transport import asgi as asgi_adapter
 from .transport import rsgi as rsgi_adapter
 from .transport.base import HTTPExchange, ScopeInfo, WebSocketTransport
+from .transport.granian import take_over_shutdown
 from .websocket import WebSocket, WebSocketState
 
 __all__ = ["Gobstopper"]
@@ -141,11 +142,9 @@ class Gobstopper:
                 await result
         self._started = True
 
-    async def shutdown(self) -> None:
-        """Flush managed queues, close open WebSockets (1001), run the shutdown hooks.
-
-        Hooks run in reverse order of registration.
-        """
+    async def close_connections(self) -> None:
+        """Flush managed queues (at most ``WS_SHUTDOWN_GRACE``), then close every open
+        WebSocket with 1001. Runs on the server's stop signal, before it drops sockets."""
         await self.manager.shutdown()
         open_sockets = [
             ws for ws in self.connections if ws.connection_state is WebSocketState.CONNECTED
@@ -160,6 +159,11 @@ class Gobstopper:
                     for ws in open_sockets
                 )
             )
+
+    async def shutdown(self) -> None:
+        """Close open WebSockets (see ``close_connections``), then run the shutdown hooks
+        in reverse order of registration."""
+        await self.close_connections()
         for hook in reversed(self._shutdown):
             try:
                 result = hook()
@@ -223,6 +227,7 @@ class Gobstopper:
     # -- RSGI ----------------------------------------------------------------------------
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        take_over_shutdown(loop, self.close_connections)
         loop.run_until_complete(self.startup())
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -259,6 +264,7 @@ class Gobstopper:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                take_over_shutdown(asyncio.get_running_loop(), self.close_connections)
                 try:
                     await self.startup()
                 except Exception as exc:

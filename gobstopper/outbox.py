@@ -239,9 +239,10 @@ class Outbox:
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 return False
-            _, still = await asyncio.wait(pending, timeout=remaining)
-            return not still
-        return True
+            await asyncio.wait(pending, timeout=remaining)
+        while self._inflight and self._inflight[0].done():
+            self._retire()
+        return not self._inflight and not self._backlog
 
     def close(self) -> None:
         """Stop sending and free the queue (the connection is gone or being closed)."""

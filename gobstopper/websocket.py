@@ -160,6 +160,7 @@ class WebSocket:
         self._close_returned = False
         self._background: set[asyncio.Task[None]] = set()
         self._close_callbacks: list[Callable[[WebSocket], None]] = []
+        self._closing: asyncio.Future[None] | None = None
         self._headers: Headers | None = None
         self._query: QueryParams | None = None
         self.subprotocol: str | None = None
@@ -553,18 +554,30 @@ class WebSocket:
 
     async def _close_bounded(self, code: int, reason: str, timeout: float) -> None:
         self._mark_closed(code, reason)
-        # Stop reading first: granian's ASGI side sends no close frame while a receive
-        # is pending, and a message arriving now would be dropped anyway.
-        self._stop_reading()
+        # One close per connection: later callers (the app finishing the handler, a
+        # shutdown) wait for the first, so no second close frame races it.
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._send_close(code, reason, timeout))
+        await asyncio.shield(self._closing)
+
+    async def _send_close(self, code: int, reason: str, timeout: float) -> None:
+        pending = self._stop_reading()
+        if isinstance(pending, asyncio.Future):
+            # An ASGI receive task: granian's ASGI side sends no close frame while a
+            # receive is pending, so let the cancellation land first.
+            await asyncio.wait((pending,), timeout=timeout)
         try:
             await asyncio.wait_for(self._transport.close(code, reason), timeout)
         except asyncio.TimeoutError:
             logger.warning("close frame for %s not sent within %.1fs", self.path, timeout)
 
-    def _stop_reading(self) -> None:
+    def _stop_reading(self) -> Any:
+        """Cancel the pending receive, if any, and return it."""
         pending, self._pending = self._pending, None
         if pending is not None and not pending.done():
             pending.cancel()
+            return pending
+        return None
 
     async def _finish(self, code: int) -> None:
         """Called by the app once the handler has returned: make sure the socket is closed."""

@@ -85,9 +85,12 @@ async def test_shutdown_with_open_connections_is_prompt_and_runs_hooks(
         code = await asyncio.to_thread(server.proc.wait, 15)
         elapsed = time.monotonic() - started
         for ws in clients:
-            # Every client learns that the connection is gone. (Granian stops its
-            # sockets before the app's shutdown runs, so today this is a 1006.)
+            # Every client gets a close frame, never a dropped TCP connection (1006).
             await asyncio.wait_for(ws.wait_closed(), 5)
+            if interface == "asgi":
+                assert (ws.close_code, ws.close_reason) == (1001, "server shutting down")
+            else:
+                assert ws.close_code == 1005  # RSGI: a close frame without a code
     finally:
         server.stop()
     assert code == 0

@@ -1,0 +1,74 @@
+"""Graceful shutdown under granian.
+
+On SIGINT/SIGTERM a granian worker stops its sockets at once: open WebSockets end
+without a close frame, before the app's shutdown code runs. To close them properly,
+gobstopper takes over the worker's signal handlers: on the first signal it runs its
+graceful close (flush queues, send close frames, bounded in time), then hands over to
+granian's own shutdown. A second signal stops at once.
+
+This relies on granian's worker keeping its shutdown signal in a local named
+``shutdown_event`` (granian 2.x); where it cannot be found, nothing changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+__all__ = ["take_over_shutdown"]
+
+logger = logging.getLogger("gobstopper")
+
+
+def _worker_signal() -> Any | None:
+    frame = sys._getframe(1)
+    while frame is not None:
+        candidate = frame.f_locals.get("shutdown_event")
+        if type(candidate).__name__ == "WorkerSignal" and hasattr(candidate, "set"):
+            return candidate
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+def take_over_shutdown(
+    loop: asyncio.AbstractEventLoop, graceful: Callable[[], Awaitable[None]]
+) -> bool:
+    """Run ``graceful()`` on the first SIGINT/SIGTERM, then let granian stop.
+
+    Call it from ``__rsgi_init__`` or from the ASGI lifespan start-up. Returns False (and
+    changes nothing) when not running in a granian worker.
+    """
+    worker_signal = _worker_signal()
+    if worker_signal is None:
+        return False
+    started = False
+
+    def stop_now(_task: object = None) -> None:
+        worker_signal.set()
+
+    def on_signal() -> None:
+        nonlocal started
+        if started:
+            logger.warning("second stop signal: stopping without waiting")
+            stop_now()
+            return
+        started = True
+        logger.info("stop signal: closing connections gracefully")
+        task = loop.create_task(_run(graceful))
+        task.add_done_callback(stop_now)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)
+        loop.add_signal_handler(sig, on_signal)
+    return True
+
+
+async def _run(graceful: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await graceful()
+    except Exception:
+        logger.exception("graceful close failed; stopping anyway")

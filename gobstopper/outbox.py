@@ -35,6 +35,8 @@ class DeliveryStats:
 
     dropped: int = 0
     slow_closed: int = 0
+    #: The most bytes any one connection has had queued (a check on the bound).
+    peak_queued_bytes: int = 0
 
 
 class Throttle:
@@ -130,6 +132,8 @@ class Outbox:
             return self._overflow(data, size)
         self.queued_messages += 1
         self.queued_bytes += size
+        if self.queued_bytes > self._stats.peak_queued_bytes:
+            self._stats.peak_queued_bytes = self.queued_bytes
         if not self._backlog and len(inflight) < self._window:
             self._send_now(data, size)
         else:

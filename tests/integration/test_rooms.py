@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from .helpers import http_request
 from .servers import Server, start
@@ -234,3 +236,31 @@ async def test_slow_consumers_do_not_slow_the_room(slow_server: Server) -> None:
         f"{baseline:.2f}s alone, {with_stalled:.2f}s with 5 stalled"
     )
     assert with_stalled < 2 * baseline
+
+
+@pytest.mark.parametrize("interface", ["rsgi", "asgi"])
+async def test_shutdown_flushes_queues_then_sends_close_frames(interface: str) -> None:
+    server = start("tests.apps.rooms:app", interface)
+    try:
+        members = [await join(server, "bye", max_size=None) for _ in range(3)]
+        sender = await join(server, "bye-sender")
+        count = 300
+        assert await command(sender, op="blast", room="bye", count=count, size=1000) == 3 * count
+        server.proc.send_signal(signal.SIGINT)  # right away: much is still queued
+
+        async def drain(ws: ClientConnection) -> list[str]:
+            got: list[str] = []
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    got.append(str(await asyncio.wait_for(ws.recv(), 10)))
+            return got
+
+        for got in await asyncio.gather(*(drain(ws) for ws in members)):
+            assert [m.split(":")[0] for m in got] == [str(i) for i in range(count)]
+        for ws in [*members, sender]:
+            # A close frame, never a dropped TCP connection (1006).
+            expected = 1001 if interface == "asgi" else 1005
+            assert ws.close_code == expected
+        assert await asyncio.to_thread(server.proc.wait, 15) == 0
+    finally:
+        server.stop()

@@ -154,7 +154,7 @@ class Gobstopper:
             await asyncio.gather(
                 *(
                     ws._close_bounded(
-                        CloseCode.GOING_AWAY, "server shutting down", _SHUTDOWN_CLOSE_S
+                        CloseCode.GOING_AWAY, "server shutting down", _SHUTDOWN_CLOSE_S, 1.0
                     )
                     for ws in open_sockets
                 )

@@ -124,6 +124,8 @@ class WebSocketManager:
         self._connections[conn_id] = conn
         self._all_snapshot = None
         ws._add_close_callback(lambda _ws: self.remove(conn))
+        # A handler's own ws.close() first delivers what was queued for it.
+        ws._before_close.append(lambda: conn.outbox.flush(self.config.shutdown_grace))
         return conn
 
     def remove(self, conn: Connection) -> None:
@@ -313,7 +315,7 @@ class WebSocketManager:
         await asyncio.gather(*(c.outbox.flush(wait) for c in conns))
         await asyncio.gather(
             *(
-                c.ws._close_bounded(CloseCode.GOING_AWAY, "server shutting down", 1.0)
+                c.ws._close_bounded(CloseCode.GOING_AWAY, "server shutting down", 1.0, 1.0)
                 for c in conns
                 if not c.closed
             )

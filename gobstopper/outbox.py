@@ -68,6 +68,7 @@ class Outbox:
         "_backlog",
         "_closed",
         "_drainer",
+        "_flushing",
         "_inflight",
         "_inflight_sizes",
         "_max_bytes",
@@ -105,6 +106,7 @@ class Outbox:
         self._inflight_sizes: deque[int] = deque()
         self._backlog: deque[tuple[str | bytes, int]] = deque()
         self._drainer: asyncio.Task[None] | None = None
+        self._flushing = 0
         self._closed = False
         self._on_slow = on_slow
         self._stats = stats
@@ -138,8 +140,7 @@ class Outbox:
             self._send_now(data, size)
         else:
             self._backlog.append((data, size))
-            if self._drainer is None:
-                self._drainer = asyncio.get_running_loop().create_task(self._drain())
+            self._ensure_drainer()
         return True
 
     def _send_now(self, data: str | bytes, size: int) -> None:
@@ -190,8 +191,7 @@ class Outbox:
                 self.queued_messages += 1
                 self.queued_bytes += size
                 backlog.append((data, size))
-                if self._drainer is None:
-                    self._drainer = asyncio.get_running_loop().create_task(self._drain())
+                self._ensure_drainer()
                 return True
             # Everything queued is already being sent: the new message is the one to go.
             self._count_drops(dropped + 1)
@@ -211,42 +211,53 @@ class Outbox:
                 self.dropped,
             )
 
+    def _ensure_drainer(self) -> None:
+        if self._drainer is None:
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+
     async def _drain(self) -> None:
+        # The only code that waits on started sends: granian's futures keep a single
+        # done-callback (a second one replaces the first), so nothing else may wait on
+        # them. A flush asks this task to wait for the in-flight sends too.
         inflight = self._inflight
         try:
-            while self._backlog and not self._closed:
+            while not self._closed and (self._backlog or (self._flushing and inflight)):
                 while inflight and inflight[0].done():
                     self._retire()
-                if self._closed:
-                    return
-                if len(inflight) >= self._window:
-                    done, _ = await asyncio.wait((inflight[0],), timeout=self._send_timeout)
-                    if not done and not self._closed:
-                        self._on_slow(self, f"a send blocked for over {self._send_timeout:g}s")
+                    if self._closed:
                         return
+                if self._backlog and len(inflight) < self._window:
+                    data, size = self._backlog.popleft()
+                    self._send_now(data, size)
                     continue
-                data, size = self._backlog.popleft()
-                self._send_now(data, size)
+                if not inflight:
+                    continue
+                done, _ = await asyncio.wait((inflight[0],), timeout=self._send_timeout)
+                if not done and not self._closed:
+                    self._on_slow(self, f"a send blocked for over {self._send_timeout:g}s")
+                    return
         finally:
             self._drainer = None
 
     async def flush(self, timeout: float) -> bool:
-        """Wait until everything queued has been sent, at most ``timeout`` seconds."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self._drainer is not None and not self._closed:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                return False
-            await asyncio.wait((self._drainer,), timeout=remaining)
-        pending = [f for f in self._inflight if not f.done()]
-        if pending and not self._closed:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                return False
-            await asyncio.wait(pending, timeout=remaining)
-        while self._inflight and self._inflight[0].done():
-            self._retire()
-        return not self._inflight and not self._backlog
+        """Wait until everything queued has been sent, at most ``timeout`` seconds.
+
+        Returns True when the queue is empty, False on timeout or if the connection closed.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self._flushing += 1
+        try:
+            while not self._closed and (self._backlog or self._inflight):
+                self._ensure_drainer()
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                assert self._drainer is not None
+                await asyncio.wait((self._drainer,), timeout=remaining)
+        finally:
+            self._flushing -= 1
+        return not self._closed
 
     def close(self) -> None:
         """Stop sending and free the queue (the connection is gone or being closed)."""

@@ -14,7 +14,7 @@ import inspect
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -161,6 +161,8 @@ class WebSocket:
         self._background: set[asyncio.Task[None]] = set()
         self._close_callbacks: list[Callable[[WebSocket], None]] = []
         self._closing: asyncio.Future[None] | None = None
+        self._before_close: list[Callable[[], Awaitable[object]]] = []
+        self._handshake_waiter: asyncio.Future[None] | None = None
         self._headers: Headers | None = None
         self._query: QueryParams | None = None
         self.subprotocol: str | None = None
@@ -263,7 +265,11 @@ class WebSocket:
 
     def _on_receive(self, fut: Any) -> None:
         self._pending = None
-        if fut.cancelled() or self._close_code is not None:
+        if fut.cancelled():
+            self._reader_stopped()
+            return
+        if self._close_code is not None:
+            self._read_after_close(fut)
             return
         try:
             kind, data = self._transport.unpack(fut)
@@ -290,6 +296,25 @@ class WebSocket:
         self._buffer.append(Message(_KINDS[kind], data))
         self._wake()
         self._arm()
+
+    def _read_after_close(self, fut: Any) -> None:
+        """After our close frame: read on until the client's reply, if someone waits for it."""
+        try:
+            kind, _ = self._transport.unpack(fut)
+        except TransportClosed:
+            kind = CLOSE
+        waiter = self._handshake_waiter
+        if kind != CLOSE and waiter is not None and not waiter.done():
+            nxt = self._transport.receive()  # a message sent before our close: dropped
+            self._pending = nxt
+            nxt.add_done_callback(self._on_receive)
+            return
+        self._reader_stopped()
+
+    def _reader_stopped(self) -> None:
+        waiter = self._handshake_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -550,26 +575,39 @@ class WebSocket:
             raise ValueError(f"close code {code} cannot be sent")
         if len(reason.encode()) > _MAX_REASON_BYTES:
             raise ValueError(f"close reason is over {_MAX_REASON_BYTES} bytes")
+        if self._close_code is None:
+            for before in self._before_close:  # e.g. flush what a manager has queued
+                await before()
         await self._close_bounded(code, reason, _CLOSE_TIMEOUT_S)
 
-    async def _close_bounded(self, code: int, reason: str, timeout: float) -> None:
+    async def _close_bounded(
+        self, code: int, reason: str, timeout: float, handshake: float = 0.0
+    ) -> None:
+        """Close once, waiting at most ``timeout`` for the server to take the frame and,
+        when ``handshake`` > 0, that long for the client's reply (used at shutdown, so
+        that the frame is out before the server stops its sockets)."""
         self._mark_closed(code, reason)
         # One close per connection: later callers (the app finishing the handler, a
         # shutdown) wait for the first, so no second close frame races it.
         if self._closing is None:
-            self._closing = asyncio.ensure_future(self._send_close(code, reason, timeout))
+            self._closing = asyncio.ensure_future(
+                self._send_close(code, reason, timeout, handshake)
+            )
         await asyncio.shield(self._closing)
 
-    async def _send_close(self, code: int, reason: str, timeout: float) -> None:
-        pending = self._stop_reading()
-        if isinstance(pending, asyncio.Future):
-            # An ASGI receive task: granian's ASGI side sends no close frame while a
-            # receive is pending, so let the cancellation land first.
-            await asyncio.wait((pending,), timeout=timeout)
+    async def _send_close(self, code: int, reason: str, timeout: float, handshake: float) -> None:
+        if self._transport.cancel_receive_before_close:
+            pending = self._stop_reading()
+            if isinstance(pending, asyncio.Future):
+                await asyncio.wait((pending,), timeout=timeout)
         try:
             await asyncio.wait_for(self._transport.close(code, reason), timeout)
         except asyncio.TimeoutError:
             logger.warning("close frame for %s not sent within %.1fs", self.path, timeout)
+        if handshake > 0 and self._pending is not None:
+            self._handshake_waiter = asyncio.get_running_loop().create_future()
+            await asyncio.wait((self._handshake_waiter,), timeout=handshake)
+        self._stop_reading()
 
     def _stop_reading(self) -> Any:
         """Cancel the pending receive, if any, and return it."""

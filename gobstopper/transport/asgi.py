@@ -117,6 +117,8 @@ class ASGIWebSocketTransport(WebSocketTransport):
 
     # ASGI servers do not promise the order of concurrent sends: one at a time.
     send_window = 1
+    # granian's ASGI side sends no close frame while a receive is pending.
+    cancel_receive_before_close = True
 
     def start_send(self, data: str | bytes) -> Any:
         if isinstance(data, str):

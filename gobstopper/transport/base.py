@@ -96,6 +96,8 @@ class WebSocketTransport(abc.ABC):
 
     #: How many started, unfinished sends broadcast delivery may keep per connection.
     send_window: int = 1
+    #: Whether a pending receive must be cancelled before a close frame can go out.
+    cancel_receive_before_close: bool = False
 
     @abc.abstractmethod
     def start_send(self, data: str | bytes) -> Any:

@@ -40,7 +40,8 @@ class SyncFuture:
         if self._done:
             cb(self)
         else:
-            self._callbacks.append(cb)
+            # Like granian's futures: one callback slot, a new one replaces the old.
+            self._callbacks = [cb]
 
     def remove_done_callback(self, cb: Any) -> int:
         before = len(self._callbacks)

@@ -256,3 +256,18 @@ async def test_connect_context_accepts_and_always_cleans_up() -> None:
             await conn.join("room")
             raise RuntimeError("boom")
     assert len(mgr) == 0 and mgr.rooms() == []
+
+
+async def test_handler_close_delivers_what_was_queued_first() -> None:
+    mgr = manager()
+    conn, transport = await connected(mgr)
+    transport.stalled = True
+    for i in range(10):
+        await conn.send(f"m{i}")
+    closing = asyncio.ensure_future(conn.ws.close(1000, "bye"))
+    while len(transport.sent) < 10:
+        transport.release()
+        await asyncio.sleep(0)
+    await asyncio.wait_for(closing, 2)
+    assert transport.sent == [f"m{i}" for i in range(10)]
+    assert transport.closed == (1000, "bye") and len(mgr) == 0

@@ -336,6 +336,7 @@ class WebSocket:
             except Exception:
                 logger.exception("close callback %r failed", callback)
         self._close_callbacks.clear()
+        self._before_close.clear()
 
     def _add_close_callback(self, callback: Callable[[WebSocket], None]) -> None:
         """Call ``callback(ws)`` once, as soon as the connection is known to be closed."""
@@ -621,6 +622,7 @@ class WebSocket:
         """Called by the app once the handler has returned: make sure the socket is closed."""
         if self._state is WebSocketState.CONNECTING:
             await self.close(403)
+            self._transport.release()
             return
         if self._background:  # a close started from a callback (e.g. 1009) goes first
             await asyncio.gather(*self._background, return_exceptions=True)
@@ -628,6 +630,7 @@ class WebSocket:
         recorded = self._close_code
         final = recorded if recorded is not None and _sendable(recorded) else code
         await self._close_bounded(final, self._close_reason, _CLOSE_TIMEOUT_S)
+        self._transport.release()
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.path} {self._state.value}>"

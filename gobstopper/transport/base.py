@@ -99,6 +99,9 @@ class WebSocketTransport(abc.ABC):
     #: Whether a pending receive must be cancelled before a close frame can go out.
     cancel_receive_before_close: bool = False
 
+    def release(self) -> None:  # noqa: B027 (an optional hook, not abstract)
+        """Drop the server's objects once the handler is done (no-op by default)."""
+
     @abc.abstractmethod
     def start_send(self, data: str | bytes) -> Any:
         """Start sending one message now, without waiting; return its future.

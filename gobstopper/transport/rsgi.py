@@ -103,6 +103,13 @@ class RSGIWebSocketTransport(WebSocketTransport):
         except _CLOSED:
             raise TransportClosed(CloseCode.NO_STATUS_RCVD) from None
 
+    def release(self) -> None:
+        # granian finishes a connection (e.g. answers the client's close frame) when
+        # its objects are freed: never let a lingering WebSocket keep them alive.
+        self._closed = True
+        self._protocol = None
+        self._transport = None
+
     async def close(self, code: int, reason: str) -> None:
         if not self._closed:
             self._closed = True

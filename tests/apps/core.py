@@ -219,3 +219,15 @@ async def subprotocol(ws: WebSocket) -> None:
 async def close_with_reason(ws: WebSocket) -> None:
     await ws.accept()
     await ws.close(4001, "bye now")
+
+
+kept: list[WebSocket] = []
+
+
+@app.websocket("/ws/kept")
+async def kept_alive(ws: WebSocket) -> None:
+    """Keeps a reference to its WebSocket after it returns, as apps sometimes do."""
+    kept.append(ws)
+    await ws.accept()
+    await ws.send_text("hello")
+    await ws.wait_closed()

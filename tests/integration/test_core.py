@@ -291,3 +291,16 @@ async def test_uvicorn_delivers_accept_headers_and_subprotocol() -> None:
         assert (info.value.rcvd.code, info.value.rcvd.reason) == (4001, "bye now")
     finally:
         server.stop()
+
+
+async def test_close_handshake_completes_when_the_app_keeps_the_websocket(
+    core_server: Server,
+) -> None:
+    """A lingering reference to a finished WebSocket must not hold the server's
+    connection open: the client's close gets its answer at once."""
+    ws = await connect(f"{core_server.ws}/ws/kept", close_timeout=5)
+    assert await ws.recv() == "hello"
+    started = time.monotonic()
+    await ws.close()
+    assert time.monotonic() - started < 2
+    assert ws.close_code in (1000, 1005)  # the server answered with a close frame

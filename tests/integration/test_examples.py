@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from .helpers import http_request
@@ -51,6 +52,10 @@ async def test_readme_example_runs_as_written(tmp_path: Path) -> None:
         server.stop()
 
 
+async def recv_json(ws: ClientConnection) -> object:
+    return json.loads(await asyncio.wait_for(ws.recv(), 5))
+
+
 @pytest.fixture(scope="module", params=["rsgi", "asgi"])
 def chat_server(request: pytest.FixtureRequest) -> Iterator[Server]:
     server = start("examples.chat:app", request.param)
@@ -61,21 +66,21 @@ def chat_server(request: pytest.FixtureRequest) -> Iterator[Server]:
 async def test_chat_example(chat_server: Server) -> None:
     url = f"{chat_server.ws}/ws/chat/lobby"
     async with connect(f"{url}?name=ann") as ann:
-        assert json.loads(await ann.recv()) == {"type": "join", "name": "ann", "members": ["ann"]}
+        assert await recv_json(ann) == {"type": "join", "name": "ann", "members": ["ann"]}
         async with connect(f"{url}?name=ben") as ben:
             joined = {"type": "join", "name": "ben", "members": ["ann", "ben"]}
-            assert json.loads(await ann.recv()) == joined
-            assert json.loads(await ben.recv()) == joined
+            assert await recv_json(ann) == joined
+            assert await recv_json(ben) == joined
             async with connect(f"{chat_server.ws}/ws/chat/elsewhere?name=cat") as cat:
-                await cat.recv()  # cat's own join notice, in another room
+                await asyncio.wait_for(cat.recv(), 5)  # cat's own join notice, in another room
                 await ann.send(json.dumps({"text": "hello"}))
                 said = {"type": "message", "from": "ann", "text": "hello"}
-                assert json.loads(await ann.recv()) == said
-                assert json.loads(await ben.recv()) == said
+                assert await recv_json(ann) == said
+                assert await recv_json(ben) == said
                 health = await http_request(chat_server.port, "GET", "/health")
                 assert health.json()["connections"] == 3
             # cat's room is not ours: nothing from it reached ann.
-        assert json.loads(await ann.recv()) == {"type": "leave", "name": "ben", "members": ["ann"]}
+        assert await recv_json(ann) == {"type": "leave", "name": "ben", "members": ["ann"]}
     with pytest.raises(InvalidStatus) as info:
         async with connect(url):  # no name
             pass

@@ -1,0 +1,1 @@
+"""Server applications the benchmarks run under granian."""

@@ -1,0 +1,339 @@
+"""The load generator: one sender and a room of receivers, on picows.
+
+The sender keeps a bounded window of messages in flight: it sends message ``k`` only once
+every receiver has got message ``k - window``. Each 32-byte text message carries its
+sequence number and its send time, so receivers check their order and, for a sample of
+messages, the delivery latency (receive time minus send time, both in this process).
+To keep the load generator cheap, a receiver's socket wakes it only once a few messages
+are waiting (``SO_RCVLOWAT``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from .servers import ServerProcess, machine_busy_seconds
+
+__all__ = ["MESSAGE_BYTES", "RING", "SAMPLE_MASK", "RunResult", "Settings", "measure"]
+
+MESSAGE_BYTES = 32
+FRAME_BYTES = MESSAGE_BYTES + 2  # as a server sends it: a 2-byte header, no mask
+SYNC_MESSAGE = b"S" * MESSAGE_BYTES
+_SYNC_BYTE = SYNC_MESSAGE[0]
+RING = 4096  # completion counters, indexed by sequence number modulo RING
+_RING_MASK = RING - 1
+SAMPLE_MASK = 31  # a receiver samples latency when (seq + its index) % 32 == 0
+_TEXT = WSMsgType.TEXT
+_CLOSE = WSMsgType.CLOSE
+
+CONNECT_TIMEOUT = 60.0
+SYNC_TIMEOUT = 15.0
+DRAIN_TIMEOUT = 5.0
+
+
+# -- load generator -----------------------------------------------------------------------
+
+
+class Room:
+    """What the receivers and the sender of one run share."""
+
+    __slots__ = (
+        "closed",
+        "completed",
+        "delivered",
+        "drained",
+        "measuring",
+        "n",
+        "reads",
+        "ready",
+        "ready_event",
+        "ring",
+        "samples",
+        "sender",
+        "sending",
+        "sent",
+        "stopping",
+        "window",
+    )
+
+    def __init__(self, n: int, window: int) -> None:
+        self.n = n
+        self.window = window
+        self.ring = [0] * RING
+        self.sent = 0  # messages sent (the next sequence number)
+        self.completed = 0  # messages every receiver has got, from 0 on
+        self.delivered = 0  # messages received, summed over receivers
+        self.reads = 0  # socket reads that brought messages (their last frame counts them)
+        self.ready = 0
+        self.ready_event = asyncio.Event()
+        self.drained = asyncio.Event()
+        self.sending = False
+        self.measuring = False
+        self.stopping = False
+        self.closed = 0  # receivers closed by the server or the network
+        self.samples: list[int] = []
+        self.sender: WSTransport | None = None
+
+    def pump(self) -> None:
+        """Send while fewer than ``window`` messages are incompletely delivered."""
+        sender = self.sender
+        if sender is None or not self.sending:
+            return
+        limit = self.completed + self.window
+        seq = self.sent
+        clock = time.perf_counter_ns
+        while seq < limit:
+            sender.send(_TEXT, b"%011d:%020d" % (seq, clock()))
+            seq += 1
+        self.sent = seq
+
+    def advance(self) -> None:
+        """Message ``completed`` has reached everyone: move on, send more."""
+        ring, n, done, sent = self.ring, self.n, self.completed, self.sent
+        while done < sent and ring[done & _RING_MASK] == n:
+            ring[done & _RING_MASK] = 0
+            done += 1
+        self.completed = done
+        if self.sending:
+            self.pump()
+        elif done == sent:
+            self.drained.set()
+
+
+class Receiver(WSListener):
+    """One room member: counts, checks order, samples latency."""
+
+    def __init__(self, room: Room, index: int) -> None:
+        super().__init__()
+        self.room = room
+        self.index = index
+        self.transport: WSTransport | None = None
+        self.is_ready = False
+        self.expected = 0
+        self.received = 0
+        self.gaps = 0
+        self.out_of_order = 0
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        # The servers send only 32-byte text messages and close frames: the size tells
+        # them apart, cheaper than the frame's type (a Python enum built on each access).
+        if frame.payload_size != MESSAGE_BYTES:
+            if frame.msg_type == _CLOSE:
+                transport.send_close(frame.get_close_code())
+                transport.disconnect()
+            return
+        room = self.room
+        if frame.last_in_buffer:
+            room.reads += 1
+        payload = frame.get_payload_as_bytes()
+        if payload[0] == _SYNC_BYTE:
+            if not self.is_ready:
+                self.is_ready = True
+                room.ready += 1
+                if room.ready == room.n:
+                    room.ready_event.set()
+            return
+        seq = int(payload[:11])
+        expected = self.expected
+        if seq == expected:
+            self.expected = seq + 1
+        elif seq > expected:
+            self.gaps += seq - expected
+            self.expected = seq + 1
+        else:
+            self.out_of_order += 1
+            return
+        self.received += 1
+        room.delivered += 1
+        if room.measuring and not (seq + self.index) & SAMPLE_MASK:
+            room.samples.append(time.perf_counter_ns() - int(payload[12:]))
+        ring = room.ring
+        slot = seq & _RING_MASK
+        count = ring[slot] + 1
+        ring[slot] = count
+        if count == room.n and seq == room.completed:
+            room.advance()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if not self.room.stopping:
+            self.room.closed += 1
+
+
+class Sender(WSListener):
+    """The sender's connection: it only sends; what it receives is ignored."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type == _CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.closed = True
+
+
+# -- one run ------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    server: str
+    receivers: int
+    repeat: int
+    deliveries_per_s: float = 0.0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    latency_samples: int = 0
+    gaps: int = 0
+    out_of_order: int = 0
+    closed: int = 0
+    sent: int = 0
+    bench_cpu: float = 0.0  # share of one core used by this process while measuring
+    messages_per_read: float = 0.0  # ~1: the load generator reads each message at once
+    server_cpu: float | None = None  # the same for the server's processes
+    other_cpu: float | None = None  # cores used by everything else on the machine
+    attempts: int = 1
+    log_problems: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def _percentile(sorted_values: Sequence[int], q: float) -> float:
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index] / 1e6
+
+
+def _factory(listener: WSListener) -> Callable[[], WSListener]:
+    return lambda: listener
+
+
+async def _connect_all(url: str, listeners: Sequence[WSListener]) -> None:
+    batch = 50  # below the listen backlog, and gentle on the server's accept loop
+    for start in range(0, len(listeners), batch):
+        chunk = listeners[start : start + batch]
+        await asyncio.gather(*(ws_connect(_factory(listener), url) for listener in chunk))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How each run is made."""
+
+    window: int = 32  # messages in flight
+    warmup: float = 1.0  # seconds before measuring
+    duration: float = 5.0  # seconds measured
+    batch: int = 4  # messages a receiver's socket holds before the kernel wakes it
+    pin: bool = False  # server on core 1, load generator on core 0
+
+
+async def measure(
+    port: int, receivers: int, settings: Settings, server: ServerProcess
+) -> RunResult:
+    """Connect, synchronise, send for ``warmup + duration`` seconds, drain, disconnect."""
+    window, warmup, duration, batch = (
+        settings.window,
+        settings.warmup,
+        settings.duration,
+        settings.batch,
+    )
+    result = RunResult(server="", receivers=receivers, repeat=0)
+    room = Room(receivers, window)
+    members = [Receiver(room, i) for i in range(receivers)]
+    sender_listener = Sender()
+    base = f"ws://127.0.0.1:{port}"
+    sender: WSTransport | None = None
+    try:
+        await asyncio.wait_for(_connect_all(f"{base}/ws/recv", members), CONNECT_TIMEOUT)
+        transport, _ = await asyncio.wait_for(
+            ws_connect(_factory(sender_listener), f"{base}/ws/send"), CONNECT_TIMEOUT
+        )
+        room.sender = sender = transport
+
+        # A receiver's upgrade completes before the server has put it in the room: send
+        # marker messages until every receiver has got one, so all are in.
+        deadline = time.monotonic() + SYNC_TIMEOUT
+        while not room.ready_event.is_set():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {room.ready}/{receivers} receivers joined the room")
+            transport.send(_TEXT, SYNC_MESSAGE)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(room.ready_event.wait(), 0.05)
+
+        if batch > 1:
+            _set_low_water(members, min(batch, window) * FRAME_BYTES)
+        room.sending = True
+        room.pump()
+        await asyncio.sleep(warmup)
+
+        delivered0, cpu0, t0 = room.delivered, time.process_time(), time.perf_counter()
+        reads0, server_cpu0, busy0 = room.reads, server.cpu_seconds(), machine_busy_seconds()
+        room.measuring = True
+        await asyncio.sleep(duration)
+        room.measuring = False
+        delivered1, cpu1, t1 = room.delivered, time.process_time(), time.perf_counter()
+        reads1, server_cpu1, busy1 = room.reads, server.cpu_seconds(), machine_busy_seconds()
+
+        room.sending = False
+        if batch > 1:
+            _set_low_water(members, 1)  # the last messages must not wait for company
+        if room.completed == room.sent:
+            room.drained.set()
+        # What has not arrived by then is counted as gaps below.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(room.drained.wait(), DRAIN_TIMEOUT)
+
+        elapsed = t1 - t0
+        result.deliveries_per_s = (delivered1 - delivered0) / elapsed
+        result.bench_cpu = (cpu1 - cpu0) / elapsed
+        result.server_cpu = (server_cpu1 - server_cpu0) / elapsed
+        if busy0 is not None and busy1 is not None:
+            others = (busy1 - busy0) / elapsed - result.server_cpu - result.bench_cpu
+            result.other_cpu = max(0.0, others)
+        result.messages_per_read = (delivered1 - delivered0) / max(1, reads1 - reads0)
+        samples = sorted(room.samples)
+        result.latency_samples = len(samples)
+        if samples:
+            result.p50_ms = _percentile(samples, 0.50)
+            result.p99_ms = _percentile(samples, 0.99)
+        result.sent = room.sent
+        result.gaps = sum(m.gaps + max(0, room.sent - m.expected) for m in members)
+        result.out_of_order = sum(m.out_of_order for m in members)
+        result.closed = room.closed + int(sender_listener.closed)
+        return result
+    finally:
+        room.sending = False
+        room.stopping = True
+        await _disconnect([m.transport for m in members] + [sender])
+
+
+def _set_low_water(members: Sequence[Receiver], nbytes: int) -> None:
+    """Have the kernel wake a receiver only once ``nbytes`` are waiting (SO_RCVLOWAT)."""
+    for member in members:
+        transport = member.transport
+        if transport is None or transport.is_disconnected:
+            continue
+        sock = transport.underlying_transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, nbytes)
+
+
+async def _disconnect(transports: Sequence[WSTransport | None]) -> None:
+    open_ones = [t for t in transports if t is not None and not t.is_disconnected]
+    for t in open_ones:
+        t.send_close(WSCloseCode.OK)
+        t.disconnect()
+    if open_ones:
+        await asyncio.wait(
+            [asyncio.ensure_future(t.wait_disconnected()) for t in open_ones], timeout=5.0
+        )

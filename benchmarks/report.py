@@ -1,0 +1,377 @@
+"""Summaries of the runs, and the report: a markdown section and a bar plot."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata
+import os
+import platform
+import statistics
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .loadgen import MESSAGE_BYTES, SAMPLE_MASK, RunResult
+from .servers import ROOT, event_loop_name
+
+__all__ = [
+    "BEGIN",
+    "END",
+    "PLOT_NAME",
+    "Summary",
+    "fmt_k",
+    "fmt_num",
+    "fmt_pct",
+    "report",
+    "summarise",
+    "table",
+    "write_plot",
+    "write_report",
+]
+
+PLOT_NAME = "benchmarks-fanout.png"
+BEGIN = "<!-- fanout:begin -->"
+END = "<!-- fanout:end -->"
+
+
+@dataclass
+class Summary:
+    server: str
+    receivers: int
+    runs: int
+    failed: int
+    deliveries_per_s: float | None
+    low: float | None
+    high: float | None
+    ratio: float | None
+    p50_ms: float | None
+    p99_ms: float | None
+    gaps: int
+    out_of_order: int
+    closed: int
+    bench_cpu: float | None
+    messages_per_read: float | None
+    server_cpu: float | None
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def _paired_ratio(runs: Sequence[RunResult], baseline: Sequence[RunResult]) -> float | None:
+    """Median over the repeats of this server's rate over the baseline's in the same repeat.
+
+    Runs of one repeat are measured minutes apart at most, so a machine that is slower
+    for a while slows both sides of each ratio alike.
+    """
+    base = {r.repeat: r.deliveries_per_s for r in baseline if r.error is None}
+    ratios = [
+        r.deliveries_per_s / base[r.repeat] for r in runs if r.error is None and base.get(r.repeat)
+    ]
+    return statistics.median(ratios) if ratios else None
+
+
+def summarise(results: Sequence[RunResult], servers: Sequence[str]) -> list[Summary]:
+    summaries: list[Summary] = []
+    rooms = sorted({r.receivers for r in results})
+    for receivers in rooms:
+        baseline = [r for r in results if r.server == servers[0] and r.receivers == receivers]
+        for name in servers:
+            runs = [r for r in results if r.server == name and r.receivers == receivers]
+            if not runs:
+                continue
+            ok = [r for r in runs if r.error is None]
+            rates = [r.deliveries_per_s for r in ok]
+            median = _median(rates)
+            summaries.append(
+                Summary(
+                    server=name,
+                    receivers=receivers,
+                    runs=len(runs),
+                    failed=len(runs) - len(ok),
+                    deliveries_per_s=median,
+                    low=min(rates) if rates else None,
+                    high=max(rates) if rates else None,
+                    ratio=_paired_ratio(runs, baseline),
+                    p50_ms=_median([r.p50_ms for r in ok]),
+                    p99_ms=_median([r.p99_ms for r in ok]),
+                    gaps=sum(r.gaps for r in ok),
+                    out_of_order=sum(r.out_of_order for r in ok),
+                    closed=sum(r.closed for r in ok),
+                    bench_cpu=_median([r.bench_cpu for r in ok]),
+                    messages_per_read=_median([r.messages_per_read for r in ok]),
+                    server_cpu=_median([r.server_cpu for r in ok]),
+                )
+            )
+    return summaries
+
+
+def fmt_k(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1000:.1f} k"
+
+
+def fmt_num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def fmt_pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.0f} %"
+
+
+def table(summaries: Sequence[Summary]) -> str:
+    lines = [
+        "| server | receivers | deliveries/s | ratio to raw RSGI | p50 ms | p99 ms "
+        "| gaps / out of order | runs (min-max) | server CPU | load generator CPU "
+        "| messages per read |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for s in summaries:
+        runs = f"{s.runs - s.failed}/{s.runs}"
+        if s.low is not None and s.high is not None:
+            runs += f" ({fmt_k(s.low)}-{fmt_k(s.high)})"
+        if s.closed:
+            runs += f", {s.closed} closed"
+        cells = [
+            s.server,
+            str(s.receivers),
+            fmt_k(s.deliveries_per_s),
+            fmt_num(s.ratio, ".2f"),
+            fmt_num(s.p50_ms, ".1f"),
+            fmt_num(s.p99_ms, ".1f"),
+            f"{s.gaps} / {s.out_of_order}",
+            runs,
+            fmt_pct(s.server_cpu),
+            fmt_pct(s.bench_cpu),
+            fmt_num(s.messages_per_read, ".2f"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _others(results: Sequence[RunResult], args: argparse.Namespace) -> str:
+    loads = [r.other_cpu for r in results if r.other_cpu is not None]
+    if not loads:
+        return "their load was not measured (no /proc/stat)."
+    again = sum(r.attempts > 1 for r in results)
+    text = (
+        f"a run was measured again (at most {_plural(args.retries, 'time')}, the least "
+        f"disturbed attempt kept) when the rest of the machine used more than "
+        f"{args.max_other * 100:.0f} % of a core; {again} of {len(results)} "
+        f"{'was' if again == 1 else 'were'}. "
+        f"In the runs kept, the rest of the machine used {min(loads) * 100:.0f}-"
+        f"{max(loads) * 100:.0f} % of a core."
+    )
+    return text
+
+
+def _goal(summaries: Sequence[Summary], servers: Sequence[str]) -> str:
+    """One line: does gobstopper under RSGI keep up with the raw app at each size?"""
+    if "gobstopper RSGI" not in servers or servers[0] != "raw RSGI":
+        return ""
+    verdicts = []
+    for s in summaries:
+        if s.server == "gobstopper RSGI" and s.ratio is not None:
+            met = "met" if s.ratio >= 1 else "not met"
+            verdicts.append(f"{met} at {s.receivers} receivers ({s.ratio:.2f})")
+    if not verdicts:
+        return ""
+    return "Goal, gobstopper RSGI at least as fast as raw RSGI: " + "; ".join(verdicts) + "."
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def source_revision() -> str:
+    """The commit measured, and whether gobstopper's code differs from it."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "gobstopper"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "an unknown revision"
+    return f"commit {commit}" + (" with uncommitted changes" if changed else "")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def report(
+    summaries: Sequence[Summary],
+    results: Sequence[RunResult],
+    args: argparse.Namespace,
+    command: str,
+    plot: str | None,
+) -> str:
+    pin = "server on core 1, load generator on core 0" if args.pin else "not pinned"
+    problems = sorted({line for r in results for line in r.log_problems})
+    errors = [
+        f"{r.server}, {r.receivers} receivers, run {r.repeat}: `{r.error.splitlines()[0][:200]}`"
+        for r in results
+        if r.error is not None
+    ]
+    parts = [
+        BEGIN,
+        f"Measured {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} with `{command}`, "
+        "run from the repository's root.",
+        "",
+        table(summaries),
+        "",
+    ]
+    goal = _goal(summaries, args.server_names)
+    if goal:
+        parts += [goal, ""]
+    if plot is not None:
+        parts += [f"![deliveries per second by server and room size]({plot})", ""]
+    spreads = [s.high / s.low - 1 for s in summaries if s.low and s.high and s.runs > 1]
+    spread = (
+        f"in this run the fastest and slowest run of one row differed by up to "
+        f"{max(spreads) * 100:.0f} %"
+        if spreads
+        else "one run per row gives no idea of the spread"
+    )
+    parts += [
+        f"- Machine: {os.cpu_count()} cores ({cpu_model()}), {platform.system()} "
+        f"{platform.release()}; {pin}.",
+        f"- Versions: Python {platform.python_version()}, granian {_version('granian')}, "
+        f"picows {_version('picows')}, uvloop {_version('uvloop')}; gobstopper "
+        f"{_version('gobstopper')} at {source_revision()}.",
+        f"- Settings: one granian worker, `--loop {event_loop_name()}`, `--no-access-log`; "
+        f"{MESSAGE_BYTES}-byte text messages, at most {args.window} in flight (the sender "
+        f"sends message k once every receiver has message k-{args.window}); "
+        f"{args.warmup:g} s of warm-up, then {args.duration:g} s measured; "
+        f"{_plural(args.repeat, 'run')} per row, the servers taking turns, a fresh server "
+        "for each run.",
+        "- Deliveries/s, latency, CPU and messages per read are medians over the runs; "
+        "the ratio is the median of the ratios within each repeat; gaps (messages a "
+        "receiver never got) and out-of-order messages are totals over the runs.",
+        "- Latency is the time from the send to the receipt, sampled on one delivery in "
+        f"{SAMPLE_MASK + 1}. The sender keeps the window full, so at full speed it is "
+        "mostly the window waiting its turn (about the window times the receivers, "
+        "divided by the deliveries per second): compare it between servers, not with "
+        "an idle server's latency.",
+        "- CPU is the share of one core used while measuring: a server near 100 % is the "
+        "limit; a load generator well below it is not. To spend less per message, the "
+        "load generator has the kernel wake a receiver only once "
+        f"{_plural(args.batch, 'message')} are waiting (`SO_RCVLOWAT`, lifted for the "
+        "last messages); more messages per read than that mean it fell behind.",
+        f"- Noise: a shared machine, one core for the server and one for the load "
+        f"generator; {spread}. Quote the ratios, measured side by side, rather than "
+        "the absolute figures.",
+        f"- Other processes: {_others(results, args)}",
+    ]
+    if errors:
+        parts.append("- Failed runs: " + "; ".join(errors))
+    if problems:
+        shown = problems[:10]
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        parts.append("- Server log lines worth a look" + more + ":")
+        parts += [f"  - `{line.strip()[:200]}`" for line in shown]
+    else:
+        parts.append("- Server logs: no warnings or errors.")
+    parts.append(END)
+    return "\n".join(parts)
+
+
+_TEMPLATE = """# Benchmarks
+
+Figures from the scripts in `benchmarks/`, run on the machine each section names. They
+compare servers measured side by side on one machine; the absolute numbers say little
+about another machine.
+
+## Fan-out: one sender, one room
+
+`python -m benchmarks.fanout` measures broadcast to a room. One client sends 32-byte text
+messages; the server broadcasts each one to every member of a room of 100 or 1,000
+receivers; the table counts the messages the receivers get per second, summed over all
+of them. The baseline is a raw RSGI app without gobstopper (`benchmarks/apps/raw_fanout.py`)
+that starts every member's send and then awaits them all; gobstopper's app
+(`benchmarks/apps/gob_fanout.py`) joins a room with `app.manager` and calls
+`broadcast()`, under granian RSGI and under granian ASGI. Every receiver checks that its
+messages arrive complete and in order. The goal: gobstopper under RSGI delivers at least
+as many messages per second as the raw app at both room sizes, while every
+per-connection queue stays bounded (by default 1 MiB and 1,024 messages per connection).
+
+{begin}
+{end}
+"""
+
+
+def write_report(out: Path, section: str) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = out.read_text() if out.exists() else _TEMPLATE.format(begin=BEGIN, end=END)
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        text = head + section + tail
+    else:
+        text = text.rstrip("\n") + "\n\n## Fan-out: one sender, one room\n\n" + section + "\n"
+    out.write_text(text)
+
+
+def write_plot(path: Path, summaries: Sequence[Summary], servers: Sequence[str]) -> bool:
+    """A grouped bar plot of deliveries/s; False (and a note) when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install 'gobstopper[bench]')")
+        return False
+    rooms = sorted({s.receivers for s in summaries})
+    width = 0.8 / max(1, len(servers))
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    for i, name in enumerate(servers):
+        rows = {s.receivers: s for s in summaries if s.server == name}
+        xs, ys, err_low, err_high = [], [], [], []
+        for j, receivers in enumerate(rooms):
+            s = rows.get(receivers)
+            if s is None or s.deliveries_per_s is None:
+                continue
+            assert s.low is not None and s.high is not None
+            xs.append(j + (i - (len(servers) - 1) / 2) * width)
+            ys.append(s.deliveries_per_s / 1000)
+            err_low.append((s.deliveries_per_s - s.low) / 1000)
+            err_high.append((s.high - s.deliveries_per_s) / 1000)
+        ax.bar(xs, ys, width, label=name, yerr=[err_low, err_high], capsize=3)
+    ax.set_xticks(range(len(rooms)), [f"{r} receivers" for r in rooms])
+    ax.set_ylabel("deliveries/s (thousands)")
+    ax.set_title("Fan-out to one room (medians; error bars: slowest and fastest run)")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return True

@@ -117,6 +117,8 @@ class WebSocketManager:
 
     def add(self, ws: WebSocket, id: str | None = None) -> Connection:
         """Register an accepted ``ws`` (prefer ``connect()``, which always cleans up)."""
+        if ws.connection_state is not WebSocketState.CONNECTED:
+            raise RuntimeError("accept() the connection before adding it to a manager")
         conn_id = uuid.uuid4().hex if id is None else id
         if conn_id in self._connections:
             raise ValueError(f"connection id {conn_id!r} is already connected")
@@ -266,6 +268,11 @@ class WebSocketManager:
         predicate: Callable[[Connection], bool] | None,
     ) -> int:
         sent = 0
+        if not exclude and predicate is None:  # the common case, kept lean
+            for conn in members:
+                if conn.outbox.put(payload, size):
+                    sent += 1
+            return sent
         for conn in members:
             if exclude and conn.id in exclude:
                 continue

@@ -75,8 +75,10 @@ class Outbox:
         "_max_messages",
         "_on_slow",
         "_policy",
+        "_send_bytes",
+        "_send_errors",
+        "_send_text",
         "_send_timeout",
-        "_start",
         "_stats",
         "_throttle",
         "_window",
@@ -96,7 +98,7 @@ class Outbox:
     ) -> None:
         self._ws = ws
         transport = ws._transport
-        self._start = transport.start_send
+        self._send_text, self._send_bytes, self._send_errors = transport.senders()
         self._window = transport.send_window
         self._max_messages = config.send_queue_messages
         self._max_bytes = config.send_queue_bytes
@@ -126,6 +128,23 @@ class Outbox:
         if self._closed:
             return False
         inflight = self._inflight
+        # The fast path, taken by every connection that keeps up: credit left, nothing
+        # backlogged, room in the queue. Finished sends are retired later, in batches.
+        if len(inflight) < self._window and not self._backlog:
+            queued = self.queued_bytes + size
+            if self.queued_messages < self._max_messages and queued <= self._max_bytes:
+                try:
+                    fut = (self._send_text if type(data) is str else self._send_bytes)(data)  # type: ignore[arg-type]
+                except self._send_errors as exc:
+                    self._broken(exc)
+                    return False
+                inflight.append(fut)
+                self._inflight_sizes.append(size)
+                self.queued_messages += 1
+                self.queued_bytes = queued
+                if queued > self._stats.peak_queued_bytes:
+                    self._stats.peak_queued_bytes = queued
+                return True
         while inflight and inflight[0].done():
             self._retire()
             if self._closed:
@@ -145,8 +164,8 @@ class Outbox:
 
     def _send_now(self, data: str | bytes, size: int) -> None:
         try:
-            fut = self._start(data)
-        except TransportClosed as exc:
+            fut = (self._send_text if type(data) is str else self._send_bytes)(data)  # type: ignore[arg-type]
+        except self._send_errors as exc:
             self._broken(exc)
             return
         self._inflight.append(fut)

@@ -8,7 +8,7 @@ server's protocol.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +98,13 @@ class WebSocketTransport(abc.ABC):
     send_window: int = 1
     #: Whether a pending receive must be cancelled before a close frame can go out.
     cancel_receive_before_close: bool = False
+
+    def senders(
+        self,
+    ) -> tuple[Callable[[str], Any], Callable[[bytes], Any], tuple[type[BaseException], ...]]:
+        """The fastest way to start sends: (text starter, bytes starter, the errors they
+        raise when the connection is gone). Valid after accept."""
+        return self.start_send, self.start_send, (TransportClosed,)
 
     def release(self) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Drop the server's objects once the handler is done (no-op by default)."""

@@ -8,7 +8,7 @@ ping and no drain. ``receive()`` returns a future that starts reading at once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from granian.rsgi import ProtocolClosed, ProtocolError  # type: ignore[attr-defined]
@@ -94,6 +94,12 @@ class RSGIWebSocketTransport(WebSocketTransport):
     # granian schedules a send when it is called and keeps started sends in order, so
     # broadcast may start many without awaiting them (see docs/rooms.md).
     send_window = 64
+
+    def senders(
+        self,
+    ) -> tuple[Callable[[str], Any], Callable[[bytes], Any], tuple[type[BaseException], ...]]:
+        # granian's own methods: broadcast then makes no Python call of ours per send.
+        return self._transport.send_str, self._transport.send_bytes, (*_CLOSED, TransportClosed)
 
     def start_send(self, data: str | bytes) -> Any:
         try:

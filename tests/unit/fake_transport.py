@@ -168,10 +168,22 @@ class FakeTransport(WebSocketTransport):
             self.closed_event.set()
 
 
+async def release_until(transport: FakeTransport, count: int, timeout: float = 2.0) -> None:
+    """Let stalled sends complete until ``count`` messages were sent; the outbox's drain
+    task starts the next ones between loop turns. Fails after ``timeout`` seconds."""
+
+    async def release() -> None:
+        while len(transport.sent) < count:
+            transport.release()
+            await asyncio.sleep(0)  # one loop turn for the drain task
+
+    await asyncio.wait_for(release(), timeout)
+
+
 def make(**config: Any) -> tuple[WebSocket, FakeTransport]:
     transport = FakeTransport()
     info = ScopeInfo("fake", "/ws", "", [], "127.0.0.1:1", "ws")
     return WebSocket(transport, info, Config.load({}, **config)), transport
 
 
-__all__ = ["CLOSE", "FakeTransport", "make"]
+__all__ = ["CLOSE", "FakeTransport", "make", "release_until"]

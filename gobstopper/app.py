@@ -81,6 +81,7 @@ class Gobstopper:
         self._shutdown: list[Hook] = []
         self._started = False
         self.connections: set[WebSocket] = set()
+        self._no_grace = False
 
     # -- registration -------------------------------------------------------------------
 
@@ -142,10 +143,17 @@ class Gobstopper:
                 await result
         self._started = True
 
+    def _stop_now(self) -> None:
+        """A forced stop: later closing must not wait on anything."""
+        self._no_grace = True
+
     async def close_connections(self) -> None:
         """Flush managed queues (at most ``WS_SHUTDOWN_GRACE``), then close every open
         WebSocket with 1001. Runs on the server's stop signal, before it drops sockets."""
-        await self.manager.shutdown()
+        if self._no_grace:
+            await self.manager.shutdown(grace=0, handshake=0)
+        else:
+            await self.manager.shutdown()
         open_sockets = [
             ws for ws in self.connections if ws.connection_state is WebSocketState.CONNECTED
         ]
@@ -154,7 +162,10 @@ class Gobstopper:
             await asyncio.gather(
                 *(
                     ws._close_bounded(
-                        CloseCode.GOING_AWAY, "server shutting down", _SHUTDOWN_CLOSE_S, 1.0
+                        CloseCode.GOING_AWAY,
+                        "server shutting down",
+                        0.1 if self._no_grace else _SHUTDOWN_CLOSE_S,
+                        0.0 if self._no_grace else 1.0,
                     )
                     for ws in open_sockets
                 )
@@ -227,7 +238,7 @@ class Gobstopper:
     # -- RSGI ----------------------------------------------------------------------------
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        take_over_shutdown(loop, self.close_connections)
+        take_over_shutdown(loop, self.close_connections, self._stop_now)
         loop.run_until_complete(self.startup())
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -264,7 +275,9 @@ class Gobstopper:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                take_over_shutdown(asyncio.get_running_loop(), self.close_connections)
+                take_over_shutdown(
+                    asyncio.get_running_loop(), self.close_connections, self._stop_now
+                )
                 try:
                     await self.startup()
                 except Exception as exc:

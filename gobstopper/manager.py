@@ -117,6 +117,8 @@ class WebSocketManager:
 
     def add(self, ws: WebSocket, id: str | None = None) -> Connection:
         """Register an accepted ``ws`` (prefer ``connect()``, which always cleans up)."""
+        if ws.closed:
+            raise ws._closed_error()  # the client left first: an ordinary end
         if ws.connection_state is not WebSocketState.CONNECTED:
             raise RuntimeError("accept() the connection before adding it to a manager")
         conn_id = uuid.uuid4().hex if id is None else id
@@ -313,16 +315,20 @@ class WebSocketManager:
     def queued_messages(self) -> int:
         return sum(c.outbox.queued_messages for c in self._connections.values())
 
-    async def shutdown(self, grace: float | None = None) -> None:
-        """Flush every queue (at most ``grace`` seconds), then close every connection (1001)."""
+    async def shutdown(self, grace: float | None = None, handshake: float = 1.0) -> None:
+        """Flush every queue (at most ``grace`` seconds), then close every connection (1001),
+        waiting at most ``handshake`` seconds for the clients' replies."""
         wait = self.config.shutdown_grace if grace is None else grace
         conns = list(self._connections.values())
         if not conns:
             return
-        await asyncio.gather(*(c.outbox.flush(wait) for c in conns))
+        if wait > 0:
+            await asyncio.gather(*(c.outbox.flush(wait) for c in conns))
         await asyncio.gather(
             *(
-                c.ws._close_bounded(CloseCode.GOING_AWAY, "server shutting down", 1.0, 1.0)
+                c.ws._close_bounded(
+                    CloseCode.GOING_AWAY, "server shutting down", 1.0 if wait else 0.1, handshake
+                )
                 for c in conns
                 if not c.closed
             )

@@ -61,11 +61,16 @@ class Throttle:
         logger.warning(msg, *args)
 
 
+def _closed_sender(data: object) -> object:
+    raise TransportClosed(CloseCode.NORMAL_CLOSURE)
+
+
 class Outbox:
     """The outbound queue of one managed connection."""
 
     __slots__ = (
         "_backlog",
+        "_bytes",
         "_closed",
         "_drainer",
         "_flushing",
@@ -73,6 +78,7 @@ class Outbox:
         "_inflight_sizes",
         "_max_bytes",
         "_max_messages",
+        "_messages",
         "_on_slow",
         "_policy",
         "_send_bytes",
@@ -84,8 +90,6 @@ class Outbox:
         "_window",
         "_ws",
         "dropped",
-        "queued_bytes",
-        "queued_messages",
     )
 
     def __init__(
@@ -113,15 +117,34 @@ class Outbox:
         self._on_slow = on_slow
         self._stats = stats
         self._throttle = throttle
-        #: Bytes and messages accepted for this connection and not yet flushed.
-        self.queued_bytes = 0
-        self.queued_messages = 0
+        # Accepted for this connection and not known to be sent (finished sends are
+        # retired lazily: read them through queued_bytes / queued_messages).
+        self._bytes = 0
+        self._messages = 0
         #: Messages dropped by the slow-consumer policy.
         self.dropped = 0
 
     @property
     def websocket(self) -> WebSocket:
         return self._ws
+
+    def settle(self) -> None:
+        """Retire the sends that have finished, so that the counts are current."""
+        inflight = self._inflight
+        while inflight and inflight[0].done() and not self._closed:
+            self._retire()
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes accepted for this connection and not yet sent."""
+        self.settle()
+        return self._bytes
+
+    @property
+    def queued_messages(self) -> int:
+        """Messages accepted for this connection and not yet sent."""
+        self.settle()
+        return self._messages
 
     def put(self, data: str | bytes, size: int) -> bool:
         """Queue one message (``size`` bytes); never blocks. Returns False if it was not queued."""
@@ -131,8 +154,8 @@ class Outbox:
         # The fast path, taken by every connection that keeps up: credit left, nothing
         # backlogged, room in the queue. Finished sends are retired later, in batches.
         if len(inflight) < self._window and not self._backlog:
-            queued = self.queued_bytes + size
-            if self.queued_messages < self._max_messages and queued <= self._max_bytes:
+            queued = self._bytes + size
+            if self._messages < self._max_messages and queued <= self._max_bytes:
                 try:
                     fut = (self._send_text if type(data) is str else self._send_bytes)(data)  # type: ignore[arg-type]
                 except self._send_errors as exc:
@@ -140,8 +163,8 @@ class Outbox:
                     return False
                 inflight.append(fut)
                 self._inflight_sizes.append(size)
-                self.queued_messages += 1
-                self.queued_bytes = queued
+                self._messages += 1
+                self._bytes = queued
                 if queued > self._stats.peak_queued_bytes:
                     self._stats.peak_queued_bytes = queued
                 return True
@@ -149,32 +172,33 @@ class Outbox:
             self._retire()
             if self._closed:
                 return False
-        if self.queued_messages >= self._max_messages or self.queued_bytes + size > self._max_bytes:
+        if self._messages >= self._max_messages or self._bytes + size > self._max_bytes:
             return self._overflow(data, size)
-        self.queued_messages += 1
-        self.queued_bytes += size
-        if self.queued_bytes > self._stats.peak_queued_bytes:
-            self._stats.peak_queued_bytes = self.queued_bytes
+        self._messages += 1
+        self._bytes += size
+        if self._bytes > self._stats.peak_queued_bytes:
+            self._stats.peak_queued_bytes = self._bytes
         if not self._backlog and len(inflight) < self._window:
-            self._send_now(data, size)
+            return self._send_now(data, size)
         else:
             self._backlog.append((data, size))
             self._ensure_drainer()
         return True
 
-    def _send_now(self, data: str | bytes, size: int) -> None:
+    def _send_now(self, data: str | bytes, size: int) -> bool:
         try:
             fut = (self._send_text if type(data) is str else self._send_bytes)(data)  # type: ignore[arg-type]
         except self._send_errors as exc:
             self._broken(exc)
-            return
+            return False
         self._inflight.append(fut)
         self._inflight_sizes.append(size)
+        return True
 
     def _retire(self) -> None:
         fut = self._inflight.popleft()
-        self.queued_bytes -= self._inflight_sizes.popleft()
-        self.queued_messages -= 1
+        self._bytes -= self._inflight_sizes.popleft()
+        self._messages -= 1
         if not fut.cancelled():
             exc = fut.exception()
             if exc is not None:
@@ -195,20 +219,16 @@ class Outbox:
             backlog = self._backlog
             dropped = 0
             while backlog and (
-                self.queued_messages >= self._max_messages
-                or self.queued_bytes + size > self._max_bytes
+                self._messages >= self._max_messages or self._bytes + size > self._max_bytes
             ):
                 _, old_size = backlog.popleft()
-                self.queued_messages -= 1
-                self.queued_bytes -= old_size
+                self._messages -= 1
+                self._bytes -= old_size
                 dropped += 1
-            if (
-                self.queued_messages < self._max_messages
-                and self.queued_bytes + size <= self._max_bytes
-            ):
+            if self._messages < self._max_messages and self._bytes + size <= self._max_bytes:
                 self._count_drops(dropped)
-                self.queued_messages += 1
-                self.queued_bytes += size
+                self._messages += 1
+                self._bytes += size
                 backlog.append((data, size))
                 self._ensure_drainer()
                 return True
@@ -293,5 +313,7 @@ class Outbox:
                 fut.exception()  # retrieved, so that no "never retrieved" warning follows
         self._inflight_sizes.clear()
         self._backlog.clear()
-        self.queued_bytes = 0
-        self.queued_messages = 0
+        # Hold nothing of the server's: a lingering Connection must not keep its socket.
+        self._send_text = self._send_bytes = _closed_sender
+        self._bytes = 0
+        self._messages = 0

@@ -16,12 +16,16 @@ import asyncio
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 __all__ = ["take_over_shutdown"]
 
 logger = logging.getLogger("gobstopper")
+
+# A stop signal this soon after the first is the same stop, relayed: not a "force".
+_REPEAT_S = 1.0
 
 
 def _worker_signal() -> Any | None:
@@ -35,31 +39,40 @@ def _worker_signal() -> Any | None:
 
 
 def take_over_shutdown(
-    loop: asyncio.AbstractEventLoop, graceful: Callable[[], Awaitable[None]]
+    loop: asyncio.AbstractEventLoop,
+    graceful: Callable[[], Awaitable[None]],
+    forced: Callable[[], None],
 ) -> bool:
     """Run ``graceful()`` on the first SIGINT/SIGTERM, then let granian stop.
 
-    Call it from ``__rsgi_init__`` or from the ASGI lifespan start-up. Returns False (and
-    changes nothing) when not running in a granian worker.
+    A repeated signal at least ``_REPEAT_S`` seconds later calls ``forced()`` and stops at
+    once; one sooner is ignored, since granian's main process relays a Ctrl-C that the
+    worker already received from the terminal. Call it from ``__rsgi_init__`` or from the
+    ASGI lifespan start-up. Returns False (and changes nothing) when not running in a
+    granian worker process.
     """
+    if threading.current_thread() is not threading.main_thread():
+        return False  # granian's threaded workers: signals belong to the main thread
     worker_signal = _worker_signal()
     if worker_signal is None:
         return False
-    started = False
+    first_at: float | None = None
 
     def stop_now(_task: object = None) -> None:
         worker_signal.set()
 
     def on_signal() -> None:
-        nonlocal started
-        if started:
+        nonlocal first_at
+        now = loop.time()
+        if first_at is None:
+            first_at = now
+            logger.info("stop signal: closing connections gracefully")
+            task = loop.create_task(_run(graceful))
+            task.add_done_callback(stop_now)
+        elif now - first_at >= _REPEAT_S:
             logger.warning("second stop signal: stopping without waiting")
+            forced()
             stop_now()
-            return
-        started = True
-        logger.info("stop signal: closing connections gracefully")
-        task = loop.create_task(_run(graceful))
-        task.add_done_callback(stop_now)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.remove_signal_handler(sig)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gobstopper import Gobstopper, WebSocket
+from gobstopper import Connection, Gobstopper, WebSocket
 
 app = Gobstopper()
 manager = app.manager
+kept: list[Connection] = []
 
 
 @app.websocket("/ws/room/<room>")
@@ -18,6 +19,8 @@ async def member(ws: WebSocket, room: str) -> None:
     conn_id = ws.query_params.get("id")
     ws.state.role = ws.query_params.get("role", "user")
     async with manager.connect(ws, conn_id) as conn:
+        if ws.query_params.get("keep"):
+            kept.append(conn)  # a reference that outlives the connection
         await conn.join(room)
         await conn.send({"joined": room, "id": conn.id})
         async for message in ws:

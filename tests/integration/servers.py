@@ -91,8 +91,15 @@ def start(
     if command is None or "--port" in argv:
         argv[argv.index("--port") + 1] = str(port)
     with log_path.open("wb") as log:
+        # Its own process group, as a server started from a shell has: tests can then
+        # signal the whole group the way a terminal's Ctrl-C does.
         proc = subprocess.Popen(
-            argv, cwd=cwd or ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
+            argv,
+            cwd=cwd or ROOT,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     server = Server(proc, port, interface, log_path)
     if wait:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import time
@@ -239,14 +240,21 @@ async def test_slow_consumers_do_not_slow_the_room(slow_server: Server) -> None:
 
 
 @pytest.mark.parametrize("interface", ["rsgi", "asgi"])
-async def test_shutdown_flushes_queues_then_sends_close_frames(interface: str) -> None:
+@pytest.mark.parametrize("target", ["server", "process group"])
+async def test_shutdown_flushes_queues_then_sends_close_frames(interface: str, target: str) -> None:
+    """SIGINT to the server, or to its whole process group as Ctrl-C in a terminal does
+    (the worker then gets it twice: from the terminal and relayed by granian)."""
     server = start("tests.apps.rooms:app", interface)
     try:
         members = [await join(server, "bye", max_size=None) for _ in range(3)]
         sender = await join(server, "bye-sender")
         count = 300
         assert await command(sender, op="blast", room="bye", count=count, size=1000) == 3 * count
-        server.proc.send_signal(signal.SIGINT)  # right away: much is still queued
+        # Right away: much is still queued.
+        if target == "server":
+            server.proc.send_signal(signal.SIGINT)
+        else:
+            os.killpg(server.proc.pid, signal.SIGINT)
 
         async def drain(ws: ClientConnection) -> list[str]:
             got: list[str] = []
@@ -264,3 +272,30 @@ async def test_shutdown_flushes_queues_then_sends_close_frames(interface: str) -
         assert await asyncio.to_thread(server.proc.wait, 15) == 0
     finally:
         server.stop()
+
+
+async def test_a_kept_connection_does_not_hold_the_socket(rooms_server: Server) -> None:
+    """The app keeps a reference to a Connection after it ended: the client's close
+    must still be answered at once."""
+    ws = await connect(f"{rooms_server.ws}/ws/room/keep?keep=1", close_timeout=5)
+    assert json.loads(await ws.recv())["joined"] == "keep"
+    started = time.monotonic()
+    await ws.close()
+    assert time.monotonic() - started < 2 and ws.close_code in (1000, 1005)
+
+
+async def test_counts_are_current_once_messages_are_delivered(rooms_server: Server) -> None:
+    members = [await join(rooms_server, "count") for _ in range(3)]
+    sender = await join(rooms_server, "count-sender")
+    try:
+        assert await command(sender, op="blast", room="count", count=50, size=10) == 150
+        for ws in members:
+            for i in range(50):
+                assert str(await asyncio.wait_for(ws.recv(), 10)).startswith(f"{i}:")
+        # Everything arrived: nothing may still be counted as queued.
+        await wait_stats(
+            rooms_server, lambda s: s["queued_messages"] == 0 and s["queued_bytes"] == 0
+        )
+    finally:
+        for ws in [*members, sender]:
+            await ws.close()

@@ -11,6 +11,7 @@ from gobstopper import (
     CloseCode,
     Config,
     Connection,
+    ConnectionClosed,
     MessageTooBig,
     WebSocket,
     WebSocketManager,
@@ -265,3 +266,14 @@ async def test_handler_close_delivers_what_was_queued_first() -> None:
     await asyncio.wait_for(closing, 2)
     assert transport.sent == [f"m{i}" for i in range(10)]
     assert transport.closed == (1000, "bye") and len(mgr) == 0
+
+
+async def test_adding_a_connection_whose_client_already_left_is_an_ordinary_end() -> None:
+    mgr = manager()
+    ws, transport = make()
+    await ws.accept()
+    transport.push(0, 1000)  # the client leaves before the handler registers it
+    with pytest.raises(ConnectionClosed):
+        async with mgr.connect(ws):
+            pass
+    assert len(mgr) == 0

@@ -9,8 +9,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,3 +127,16 @@ def wait_listening(server: Server, timeout: float) -> None:
         raise RuntimeError(f"server exited with {server.proc.returncode}:\n{server.log()}")
     server.stop()
     raise RuntimeError(f"server did not listen within {timeout}s:\n{server.log()}")
+
+
+def server_fixture(target: str, doc: str) -> Any:
+    """A module-scoped pytest fixture running ``target`` under granian, once per interface."""
+
+    @pytest.fixture(scope="module", params=["rsgi", "asgi"])
+    def fixture(request: pytest.FixtureRequest) -> Iterator[Server]:
+        server = start(target, request.param)
+        yield server
+        server.stop()
+
+    fixture.__doc__ = doc
+    return fixture

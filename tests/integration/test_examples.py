@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,14 +11,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from .helpers import http_request
-from .servers import ROOT, Server, granian_command, start
+from .servers import ROOT, Server, granian_command, server_fixture, start
 
-
-@pytest.fixture(scope="module", params=["rsgi", "asgi"])
-def echo_server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    server = start("examples.echo:app", request.param)
-    yield server
-    server.stop()
+echo_server = server_fixture("examples.echo:app", "The echo example under granian.")
 
 
 async def test_echo_example(echo_server: Server) -> None:
@@ -56,11 +50,7 @@ async def recv_json(ws: ClientConnection) -> object:
     return json.loads(await asyncio.wait_for(ws.recv(), 5))
 
 
-@pytest.fixture(scope="module", params=["rsgi", "asgi"])
-def chat_server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    server = start("examples.chat:app", request.param)
-    yield server
-    server.stop()
+chat_server = server_fixture("examples.chat:app", "The chat example under granian.")
 
 
 async def test_chat_example(chat_server: Server) -> None:

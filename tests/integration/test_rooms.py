@@ -16,14 +16,17 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from .helpers import http_request
-from .servers import Server, start
+from .servers import Server, server_fixture, start
+
+rooms_server = server_fixture("tests.apps.rooms:app", "The rooms test app under granian.")
 
 
-@pytest.fixture(scope="module", params=["rsgi", "asgi"])
-def rooms_server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    server = start("tests.apps.rooms:app", request.param)
-    yield server
-    server.stop()
+async def until_end(ws: ClientConnection) -> list[str]:
+    """Every message up to the one that says "end"."""
+    got = []
+    while (msg := await asyncio.wait_for(ws.recv(), 20)) != "end":
+        got.append(str(msg))
+    return got
 
 
 async def join(
@@ -73,13 +76,7 @@ async def test_fan_out_to_200_clients_in_order_exactly_once(rooms_server: Server
         assert await command(sender, op="blast", room="big", count=count) == 200 * count
         assert await command(sender, op="room", room="big", data="end") == 200
 
-        async def collect(ws: ClientConnection) -> list[str]:
-            got = []
-            while (msg := await asyncio.wait_for(ws.recv(), 20)) != "end":
-                got.append(msg)
-            return got
-
-        results = await asyncio.gather(*(collect(ws) for ws in receivers))
+        results = await asyncio.gather(*(until_end(ws) for ws in receivers))
         expected = [f"{i}:" for i in range(count)]
         assert all(got == expected for got in results)
     finally:
@@ -136,13 +133,7 @@ async def test_disconnect_mid_broadcast(rooms_server: Server) -> None:
         await blast
         assert await command(sender, op="room", room="mid", data="end") == 10
 
-        async def collect(ws: ClientConnection) -> list[str]:
-            got = []
-            while (msg := await asyncio.wait_for(ws.recv(), 20)) != "end":
-                got.append(msg)
-            return got
-
-        for got in await asyncio.gather(*(collect(ws) for ws in stayers)):
+        for got in await asyncio.gather(*(until_end(ws) for ws in stayers)):
             assert got == [f"{i}:{'p' * 100}" for i in range(500)]
         current = await stats(rooms_server)
         assert len(current["rooms"]["mid"]) == 10

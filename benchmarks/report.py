@@ -192,25 +192,17 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=True
+    ).stdout.strip()
+
+
 def source_revision() -> str:
     """The commit measured, and whether gobstopper's code differs from it."""
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "status", "--porcelain", "--", "gobstopper"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
+        commit = _git("rev-parse", "--short", "HEAD")
+        changed = _git("status", "--porcelain", "--", "gobstopper")
     except (OSError, subprocess.SubprocessError):
         return "an unknown revision"
     return f"commit {commit}" + (" with uncommitted changes" if changed else "")

@@ -77,3 +77,16 @@ async def test_chat_example(chat_server: Server) -> None:
     assert info.value.response.status_code == 400
     page = await http_request(chat_server.port, "GET", "/")
     assert b"/ws/chat/" in page.body
+
+
+dashboard_server = server_fixture("examples.dashboard:app", "The dashboard example.")
+
+
+async def test_dashboard_example(dashboard_server: Server) -> None:
+    async with connect(f"{dashboard_server.ws}/ws/prices") as ws:
+        ticks = [await recv_json(ws) for _ in range(3)]
+        seqs = [t["seq"] for t in ticks]  # type: ignore[index]
+        assert seqs == sorted(seqs) and len(set(seqs)) == 3
+        assert all(t["symbol"] == "GOB" for t in ticks)  # type: ignore[index]
+        health = await http_request(dashboard_server.port, "GET", "/health")
+        assert health.json()["subscribers"] == 1

@@ -79,12 +79,17 @@ class ServerProcess:
             "--no-access-log",
             target,
         ]
+        return cls.launch(argv, port, Path(name), pin)
+
+    @classmethod
+    def launch(cls, argv: list[str], port: int, log_path: Path, pin: bool) -> ServerProcess:
+        """Run ``argv`` (a server listening on ``port``), logging to ``log_path``."""
         if pin:
             argv = ["taskset", "-c", "1", *argv]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with open(name, "wb") as log:
+        with open(log_path, "wb") as log:
             proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        server = cls(proc, port, Path(name))
+        server = cls(proc, port, log_path)
         try:
             server.wait_listening(SERVER_START_TIMEOUT)
         except BaseException:

@@ -98,3 +98,56 @@ def test_report_replaces_only_its_section(tmp_path: Path) -> None:
     write_report(fresh, f"{BEGIN}\nfigures\n{END}")
     assert "## Fan-out" in fresh.read_text()
     assert fresh.read_text().count(BEGIN) == 1
+
+
+@pytest.mark.timeout(30)
+def test_echo_benchmark_runs(tmp_path: Path) -> None:
+    require_picows()
+    out = tmp_path / "benchmarks.md"
+    results = tmp_path / "echo.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.echo",
+            "--servers",
+            "raw,gob-rsgi",
+            "--conns",
+            "1",
+            "--sizes",
+            "32",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+            "--repeat",
+            "1",
+            "--out",
+            str(out),
+            "--json",
+            str(results),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=25,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    runs = json.loads(results.read_text())["runs"]
+    assert [r["server"] for r in runs] == ["raw RSGI", "gobstopper RSGI"]
+    for run in runs:
+        assert run["error"] is None, run
+        assert (run["connections"], run["size"]) == (1, 32)
+        assert run["messages_per_s"] > 0, run
+        assert run["lost"] == 0, run
+        assert run["wrong_size"] == 0, run
+        assert run["closed"] == 0, run
+        assert run["p50_ms"] is not None, run
+        assert run["log_problems"] == [], run
+
+    report = out.read_text()
+    assert report.count("<!-- echo:begin -->") == 1
+    assert report.count("<!-- echo:end -->") == 1
+    assert "| gobstopper RSGI | 1 | 32 B |" in report
+    assert "gobstopper RSGI at 95% or more of raw RSGI on echo" in report

@@ -1,0 +1,286 @@
+"""Summaries of the echo runs, and their markdown section."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .echo_loadgen import EchoResult
+from .report import _median, _plural, _version, cpu_model, fmt_k, fmt_num, fmt_pct
+from .report import source_revision as _source_revision
+from .servers import event_loop_name
+
+__all__ = [
+    "BEGIN",
+    "END",
+    "GOAL",
+    "EchoSummary",
+    "echo_report",
+    "echo_table",
+    "summarise_echo",
+    "write_echo_report",
+]
+
+BEGIN = "<!-- echo:begin -->"
+END = "<!-- echo:end -->"
+GOAL = (
+    "gobstopper RSGI at 95% or more of raw RSGI on echo; "
+    "on its best server within 10% of the best peer"
+)
+BASELINE = "raw RSGI"
+GOB_RSGI = "gobstopper RSGI"
+
+
+@dataclass
+class EchoSummary:
+    server: str
+    connections: int
+    size: int
+    runs: int
+    failed: int
+    messages_per_s: float | None
+    low: float | None
+    high: float | None
+    ratio: float | None
+    p50_ms: float | None
+    p99_ms: float | None
+    lost: int
+    wrong_size: int
+    closed: int
+    server_cpu: float | None
+    bench_cpu: float | None
+
+
+def _paired_ratio(runs: Sequence[EchoResult], baseline: Sequence[EchoResult]) -> float | None:
+    """Median over the repeats of this server's rate over the baseline's in that repeat."""
+    base = {r.repeat: r.messages_per_s for r in baseline if r.error is None}
+    ratios = [
+        r.messages_per_s / base[r.repeat] for r in runs if r.error is None and base.get(r.repeat)
+    ]
+    return statistics.median(ratios) if ratios else None
+
+
+def summarise_echo(results: Sequence[EchoResult], servers: Sequence[str]) -> list[EchoSummary]:
+    summaries: list[EchoSummary] = []
+    for connections, size in sorted({(r.connections, r.size) for r in results}):
+        same = [r for r in results if (r.connections, r.size) == (connections, size)]
+        baseline = [r for r in same if r.server == BASELINE]
+        for name in servers:
+            runs = [r for r in same if r.server == name]
+            if not runs:
+                continue
+            ok = [r for r in runs if r.error is None]
+            rates = [r.messages_per_s for r in ok]
+            summaries.append(
+                EchoSummary(
+                    server=name,
+                    connections=connections,
+                    size=size,
+                    runs=len(runs),
+                    failed=len(runs) - len(ok),
+                    messages_per_s=_median(rates),
+                    low=min(rates) if rates else None,
+                    high=max(rates) if rates else None,
+                    ratio=_paired_ratio(runs, baseline),
+                    p50_ms=_median([r.p50_ms for r in ok]),
+                    p99_ms=_median([r.p99_ms for r in ok]),
+                    lost=sum(r.lost for r in ok),
+                    wrong_size=sum(r.wrong_size for r in ok),
+                    closed=sum(r.closed for r in ok),
+                    server_cpu=_median([r.server_cpu for r in ok]),
+                    bench_cpu=_median([r.bench_cpu for r in ok]),
+                )
+            )
+    return summaries
+
+
+def _size(size: int) -> str:
+    return f"{size // 1024} KiB" if size >= 1024 and size % 1024 == 0 else f"{size} B"
+
+
+def echo_table(summaries: Sequence[EchoSummary]) -> str:
+    lines = [
+        "| server | connections | message size | msg/s | ratio to raw RSGI | p50 ms | p99 ms "
+        "| server CPU | load generator CPU | runs (min-max) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for s in summaries:
+        runs = f"{s.runs - s.failed}/{s.runs}"
+        if s.low is not None and s.high is not None:
+            runs += f" ({fmt_k(s.low)}-{fmt_k(s.high)})"
+        for count, what in ((s.lost, "lost"), (s.wrong_size, "wrong size"), (s.closed, "closed")):
+            if count:
+                runs += f", {count} {what}"
+        cells = [
+            s.server,
+            str(s.connections),
+            _size(s.size),
+            fmt_k(s.messages_per_s),
+            fmt_num(s.ratio, ".2f"),
+            fmt_num(s.p50_ms, ".2f"),
+            fmt_num(s.p99_ms, ".2f"),
+            fmt_pct(s.server_cpu),
+            fmt_pct(s.bench_cpu),
+            runs,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def goal_verdicts(summaries: Sequence[EchoSummary]) -> list[str]:
+    """Per workload: gobstopper RSGI against raw RSGI, and gobstopper's best server
+    (of those measured) against the best peer (any server not running gobstopper)."""
+    verdicts: list[str] = []
+    for connections, size in sorted({(s.connections, s.size) for s in summaries}):
+        rows = [
+            s
+            for s in summaries
+            if (s.connections, s.size) == (connections, size) and s.messages_per_s is not None
+        ]
+        parts: list[str] = []
+        gob_rsgi = next((s for s in rows if s.server == GOB_RSGI), None)
+        if gob_rsgi is not None and gob_rsgi.ratio is not None:
+            met = "met" if gob_rsgi.ratio >= 0.95 else "not met"
+            parts.append(f"RSGI vs raw {gob_rsgi.ratio:.2f} ({met})")
+        gob = [s for s in rows if s.server.startswith("gobstopper")]
+        peers = [s for s in rows if not s.server.startswith("gobstopper")]
+        if gob and peers:
+            best = max(gob, key=lambda s: s.messages_per_s or 0.0)
+            peer = max(peers, key=lambda s: s.messages_per_s or 0.0)
+            share = (best.messages_per_s or 0.0) / (peer.messages_per_s or 1.0)
+            met = "met" if share >= 0.90 else "not met"
+            parts.append(
+                f"best gobstopper ({best.server}) at {share:.2f} of the best peer "
+                f"({peer.server}) ({met})"
+            )
+        if parts:
+            verdicts.append(f"{connections} conn., {_size(size)}: " + "; ".join(parts))
+    return verdicts
+
+
+def _headroom(summaries: Sequence[EchoSummary]) -> str:
+    raw = [s for s in summaries if s.server == BASELINE and s.bench_cpu is not None]
+    if not raw:
+        return ""
+    cells = ", ".join(
+        f"{s.connections} conn. {_size(s.size)}: server {fmt_pct(s.server_cpu)}, "
+        f"load generator {fmt_pct(s.bench_cpu)}"
+        for s in raw
+    )
+    top = max(s.bench_cpu or 0.0 for s in summaries)
+    return (
+        f"- Load generator headroom, on the raw RSGI rows: {cells}. Its highest share "
+        f"on any row was {fmt_pct(top)} of its core."
+    )
+
+
+def echo_report(
+    summaries: Sequence[EchoSummary],
+    results: Sequence[EchoResult],
+    args: argparse.Namespace,
+    command: str,
+) -> str:
+    from .echo import UVICORN_WS
+
+    pin = "server on core 1, load generator on core 0" if args.pin else "not pinned"
+    problems = sorted({f"{r.server}: {line.strip()}" for r in results for line in r.log_problems})
+    errors = [
+        f"{r.server}, {r.connections} conn., {_size(r.size)}, run {r.repeat}: "
+        f"`{r.error.splitlines()[0][:200]}`"
+        for r in results
+        if r.error is not None
+    ]
+    spreads = [s.high / s.low - 1 for s in summaries if s.low and s.high and s.runs > 1]
+    spread = (
+        f"the fastest and slowest run of one row differed by up to {max(spreads) * 100:.0f} %"
+        if spreads
+        else "one run per row gives no idea of the spread"
+    )
+    loads = [r.other_cpu for r in results if r.other_cpu is not None]
+    others = (
+        f"other processes used {min(loads) * 100:.0f}-{max(loads) * 100:.0f} % of a core "
+        "during the runs"
+        if loads
+        else "the load of other processes was not measured"
+    )
+    parts = [
+        BEGIN,
+        f"Measured {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} with `{command}`, "
+        "run from the repository's root.",
+        "",
+        echo_table(summaries),
+        "",
+        f"Goal: {GOAL}.",
+        "",
+    ]
+    parts += [f"- {v}" for v in goal_verdicts(summaries)]
+    parts += [
+        "",
+        f"- Machine: {os.cpu_count()} cores ({cpu_model()}), {platform.system()} "
+        f"{platform.release()}; {pin}.",
+        f"- Versions: Python {platform.python_version()}, granian {_version('granian')}, "
+        f"uvicorn {_version('uvicorn')}, Starlette {_version('starlette')}, websockets "
+        f"{_version('websockets')}, picows {_version('picows')}, uvloop "
+        f"{_version('uvloop')}; gobstopper {_version('gobstopper')} at {_source_revision()}.",
+        f"- Servers: granian with one worker, `--loop {event_loop_name()}`, "
+        f"`--no-access-log`; uvicorn with `--loop uvloop --ws {UVICORN_WS}` (of the "
+        "WebSocket implementations installed here, the faster on echo), one process; "
+        "the `websockets` server (`benchmarks/apps/websockets_echo.py`) on uvloop, "
+        "without compression.",
+        f"- Settings: {args.window} text messages in flight per connection; "
+        f"{args.warmup:g} s of warm-up, then {args.duration:g} s measured; "
+        f"{_plural(args.repeat, 'run')} per row, the servers taking turns, a fresh server "
+        "for each server and run, fresh connections for each row.",
+        "- msg/s counts round trips completed; latency is each round trip's time "
+        "(send to echo received), which at full speed is mostly the window waiting its "
+        "turn. msg/s, latency and CPU are medians over the runs; the ratio is the median "
+        "of the ratios within each repeat.",
+        "- CPU is the share of one core used while measuring: a server near 100 % is the "
+        "limit; a load generator well below it is not.",
+    ]
+    headroom = _headroom(summaries)
+    if headroom:
+        parts.append(headroom)
+    parts.append(
+        f"- Noise: a shared machine; {spread}; {others}. Quote the ratios, measured side "
+        "by side, rather than the absolute figures."
+    )
+    if errors:
+        parts.append("- Failed runs: " + "; ".join(errors))
+    if problems:
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        parts.append("- Server log lines worth a look" + more + ":")
+        parts += [f"  - `{line[:200]}`" for line in problems[:10]]
+    else:
+        parts.append("- Server logs: no warnings or errors.")
+    parts.append(END)
+    return "\n".join(parts)
+
+
+_INTRO = """## Echo: round trips
+
+`python -m benchmarks.echo` measures echo: each of 1 or 50 connections keeps 16 text
+messages (32 bytes or 16 KiB) in flight on `/ws/echo`, and the server sends each one
+back. The baseline is a raw RSGI app (`benchmarks/apps/raw_echo.py`); gobstopper's app
+(`benchmarks/apps/gob_echo.py`) runs under granian RSGI, granian ASGI and uvicorn; the
+peers are Starlette on uvicorn (`benchmarks/apps/starlette_echo.py`) and the
+`websockets` library's own server (`benchmarks/apps/websockets_echo.py`).
+"""
+
+
+def write_echo_report(out: Path, section: str) -> None:
+    """Replace the section between the echo markers, or append it with its heading."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = out.read_text() if out.exists() else "# Benchmarks\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + _INTRO + "\n" + section + "\n"
+    out.write_text(text)

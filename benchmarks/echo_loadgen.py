@@ -9,14 +9,13 @@ message still out on that connection (a FIFO of send times: nothing to parse).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
+from .loadgen import _disconnect, _factory, _percentile
 from .servers import ServerProcess, machine_busy_seconds
 
 __all__ = ["EchoResult", "EchoSettings", "measure_echo"]
@@ -131,15 +130,6 @@ class EchoResult:
     error: str | None = None
 
 
-def _percentile(sorted_values: Sequence[int], q: float) -> float:
-    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
-    return sorted_values[index] / 1e6
-
-
-def _factory(listener: WSListener) -> Callable[[], WSListener]:
-    return lambda: listener
-
-
 async def measure_echo(
     server: ServerProcess, connections: int, size: int, settings: EchoSettings
 ) -> EchoResult:
@@ -193,15 +183,3 @@ async def measure_echo(
         shared.sending = False
         shared.stopping = True
         await _disconnect([c.transport for c in clients])
-
-
-async def _disconnect(transports: Sequence[WSTransport | None]) -> None:
-    open_ones = [t for t in transports if t is not None and not t.is_disconnected]
-    for t in open_ones:
-        t.send_close(WSCloseCode.OK)
-        t.disconnect()
-    if open_ones:
-        with contextlib.suppress(Exception):
-            await asyncio.wait(
-                [asyncio.ensure_future(t.wait_disconnected()) for t in open_ones], timeout=5.0
-            )

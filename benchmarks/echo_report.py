@@ -6,13 +6,22 @@ import argparse
 import datetime as dt
 import os
 import platform
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .echo_loadgen import EchoResult
-from .report import _median, _plural, _version, cpu_model, fmt_k, fmt_num, fmt_pct
+from .report import (
+    _median,
+    _paired_ratio,
+    _plural,
+    _version,
+    cpu_model,
+    fmt_k,
+    fmt_num,
+    fmt_pct,
+    replace_section,
+)
 from .report import source_revision as _source_revision
 from .servers import event_loop_name
 
@@ -57,15 +66,6 @@ class EchoSummary:
     bench_cpu: float | None
 
 
-def _paired_ratio(runs: Sequence[EchoResult], baseline: Sequence[EchoResult]) -> float | None:
-    """Median over the repeats of this server's rate over the baseline's in that repeat."""
-    base = {r.repeat: r.messages_per_s for r in baseline if r.error is None}
-    ratios = [
-        r.messages_per_s / base[r.repeat] for r in runs if r.error is None and base.get(r.repeat)
-    ]
-    return statistics.median(ratios) if ratios else None
-
-
 def summarise_echo(results: Sequence[EchoResult], servers: Sequence[str]) -> list[EchoSummary]:
     summaries: list[EchoSummary] = []
     for connections, size in sorted({(r.connections, r.size) for r in results}):
@@ -87,7 +87,7 @@ def summarise_echo(results: Sequence[EchoResult], servers: Sequence[str]) -> lis
                     messages_per_s=_median(rates),
                     low=min(rates) if rates else None,
                     high=max(rates) if rates else None,
-                    ratio=_paired_ratio(runs, baseline),
+                    ratio=_paired_ratio(runs, baseline, lambda r: r.messages_per_s),
                     p50_ms=_median([r.p50_ms for r in ok]),
                     p99_ms=_median([r.p99_ms for r in ok]),
                     lost=sum(r.lost for r in ok),
@@ -276,11 +276,4 @@ peers are Starlette on uvicorn (`benchmarks/apps/starlette_echo.py`) and the
 
 def write_echo_report(out: Path, section: str) -> None:
     """Replace the section between the echo markers, or append it with its heading."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    text = out.read_text() if out.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + _INTRO + "\n" + section + "\n"
-    out.write_text(text)
+    replace_section(out, BEGIN, END, section, _INTRO + "\n" + section)

@@ -9,9 +9,10 @@ import os
 import platform
 import statistics
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .loadgen import MESSAGE_BYTES, SAMPLE_MASK, RunResult
 from .servers import ROOT, event_loop_name
@@ -61,16 +62,16 @@ def _median(values: Sequence[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
-def _paired_ratio(runs: Sequence[RunResult], baseline: Sequence[RunResult]) -> float | None:
+def _paired_ratio(
+    runs: Sequence[Any], baseline: Sequence[Any], rate: Callable[[Any], float]
+) -> float | None:
     """Median over the repeats of this server's rate over the baseline's in the same repeat.
 
     Runs of one repeat are measured minutes apart at most, so a machine that is slower
     for a while slows both sides of each ratio alike.
     """
-    base = {r.repeat: r.deliveries_per_s for r in baseline if r.error is None}
-    ratios = [
-        r.deliveries_per_s / base[r.repeat] for r in runs if r.error is None and base.get(r.repeat)
-    ]
+    base = {r.repeat: rate(r) for r in baseline if r.error is None}
+    ratios = [rate(r) / base[r.repeat] for r in runs if r.error is None and base.get(r.repeat)]
     return statistics.median(ratios) if ratios else None
 
 
@@ -95,7 +96,7 @@ def summarise(results: Sequence[RunResult], servers: Sequence[str]) -> list[Summ
                     deliveries_per_s=median,
                     low=min(rates) if rates else None,
                     high=max(rates) if rates else None,
-                    ratio=_paired_ratio(runs, baseline),
+                    ratio=_paired_ratio(runs, baseline, lambda r: r.deliveries_per_s),
                     p50_ms=_median([r.p50_ms for r in ok]),
                     p99_ms=_median([r.p99_ms for r in ok]),
                     gaps=sum(r.gaps for r in ok),
@@ -319,16 +320,24 @@ per-connection queue stays bounded (by default 1 MiB and 1,024 messages per conn
 """
 
 
-def write_report(out: Path, section: str) -> None:
+def replace_section(out: Path, begin: str, end: str, section: str, fallback: str) -> None:
+    """Put ``section`` between ``begin`` and ``end`` in ``out``; without the markers,
+    append ``fallback`` (the section with its heading). Other sections are kept."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    text = out.read_text() if out.exists() else _TEMPLATE.format(begin=BEGIN, end=END)
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + section + tail
+    text = out.read_text() if out.exists() else "# Benchmarks\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1]
     else:
-        text = text.rstrip("\n") + "\n\n## Fan-out: one sender, one room\n\n" + section + "\n"
+        text = text.rstrip("\n") + "\n\n" + fallback + "\n"
     out.write_text(text)
+
+
+def write_report(out: Path, section: str) -> None:
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(_TEMPLATE.format(begin=BEGIN, end=END))
+    replace_section(out, BEGIN, END, section, "## Fan-out: one sender, one room\n\n" + section)
 
 
 def write_plot(path: Path, summaries: Sequence[Summary], servers: Sequence[str]) -> bool:

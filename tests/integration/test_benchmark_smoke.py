@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,39 +31,32 @@ def require_picows() -> None:
         pytest.skip("picows is not installed (pip install 'gobstopper[bench]')")
 
 
-@pytest.mark.timeout(90)
-def test_fanout_benchmark_runs(tmp_path: Path) -> None:
-    require_picows()
+def run_benchmark(
+    module: str, args: list[str], tmp_path: Path, timeout: float
+) -> tuple[Path, list[dict[str, Any]]]:
+    """Run a benchmark script into ``tmp_path``; return its report path and its runs."""
     out = tmp_path / "benchmarks.md"
-    results = tmp_path / "fanout.json"
+    results = tmp_path / "results.json"
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.fanout",
-            "--rooms",
-            "10",
-            "--duration",
-            "1",
-            "--warmup",
-            "0.3",
-            "--repeat",
-            "1",
-            "--retries",
-            "0",
-            "--out",
-            str(out),
-            "--json",
-            str(results),
-        ],
+        [sys.executable, "-m", module, *args, "--out", str(out), "--json", str(results)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=80,
+        timeout=timeout,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out, json.loads(results.read_text())["runs"]
 
-    runs = json.loads(results.read_text())["runs"]
+
+@pytest.mark.timeout(90)
+def test_fanout_benchmark_runs(tmp_path: Path) -> None:
+    require_picows()
+    out, runs = run_benchmark(
+        "benchmarks.fanout",
+        ["--rooms", "10", "--duration", "1", "--warmup", "0.3", "--repeat", "1", "--retries", "0"],
+        tmp_path,
+        timeout=80,
+    )
     assert {r["server"] for r in runs} == {"raw RSGI", "gobstopper RSGI", "gobstopper ASGI"}
     for run in runs:
         assert run["error"] is None, run
@@ -103,13 +97,9 @@ def test_report_replaces_only_its_section(tmp_path: Path) -> None:
 @pytest.mark.timeout(30)
 def test_echo_benchmark_runs(tmp_path: Path) -> None:
     require_picows()
-    out = tmp_path / "benchmarks.md"
-    results = tmp_path / "echo.json"
-    proc = subprocess.run(
+    out, runs = run_benchmark(
+        "benchmarks.echo",
         [
-            sys.executable,
-            "-m",
-            "benchmarks.echo",
             "--servers",
             "raw,gob-rsgi",
             "--conns",
@@ -122,19 +112,10 @@ def test_echo_benchmark_runs(tmp_path: Path) -> None:
             "0.2",
             "--repeat",
             "1",
-            "--out",
-            str(out),
-            "--json",
-            str(results),
         ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+        tmp_path,
         timeout=25,
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-    runs = json.loads(results.read_text())["runs"]
     assert [r["server"] for r in runs] == ["raw RSGI", "gobstopper RSGI"]
     for run in runs:
         assert run["error"] is None, run

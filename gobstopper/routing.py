@@ -195,10 +195,6 @@ class Router:
             allowed |= route.methods
         return None, frozenset(allowed)
 
-    def __iter__(self) -> Any:
-        for routes in self._shapes.values():
-            yield from routes
-
 
 def _check_signature(
     pattern: str, endpoint: Callable[..., Any], compiled: CompiledPath, takes: str

@@ -46,7 +46,6 @@ class ASGIWebSocketTransport(WebSocketTransport):
     __slots__ = ("_closed", "_connected", "_receive", "_scope", "_send")
 
     interface = "asgi"
-    delivers_close_codes = True
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._scope = scope

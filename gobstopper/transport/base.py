@@ -58,8 +58,6 @@ class WebSocketTransport(abc.ABC):
 
     #: "rsgi" or "asgi"
     interface: str
-    #: Whether a close code and reason sent after accept reach the client.
-    delivers_close_codes: bool
 
     @abc.abstractmethod
     async def accept(self, subprotocol: str | None, headers: Sequence[tuple[str, str]]) -> None:

@@ -42,7 +42,6 @@ class RSGIWebSocketTransport(WebSocketTransport):
     __slots__ = ("_closed", "_protocol", "_transport")
 
     interface = "rsgi"
-    delivers_close_codes = False
 
     def __init__(self, protocol: Any) -> None:
         self._protocol = protocol

@@ -84,7 +84,6 @@ class SyncFuture:
 
 class FakeTransport(WebSocketTransport):
     interface = "fake"
-    delivers_close_codes = True
 
     def __init__(self) -> None:
         self.sent: list[str | bytes] = []

@@ -20,68 +20,23 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Coroutine, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
 from .echo_loadgen import EchoResult, EchoSettings, measure_echo
 from .echo_report import echo_report, echo_table, summarise_echo, write_echo_report
 from .report import fmt_num, fmt_pct
-from .servers import ROOT, ServerProcess, event_loop_name, free_port, pinning_available
+from .servers import ROOT, UVICORN_WS, ServerProcess, ServerSpec, pinning_available, server_specs
 
 __all__ = ["SERVERS", "UVICORN_WS", "main"]
 
 DEFAULT_OUT = ROOT / "docs" / "benchmarks.md"
-#: uvicorn's WebSocket implementation: of those installed here (websockets,
-#: websockets-sansio; wsproto is not), websockets-sansio was the faster on this benchmark
-#: (about 1.3-1.6x, for gobstopper and Starlette alike).
-UVICORN_WS = "websockets-sansio"
-
-
-@dataclass(frozen=True)
-class ServerSpec:
-    name: str
-    argv: Callable[[int], list[str]]  # the command for a port
-
-
-def _granian(target: str, interface: str) -> Callable[[int], list[str]]:
-    def argv(port: int) -> list[str]:
-        return [
-            *(sys.executable, "-m", "granian", "--interface", interface),
-            *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
-            *("--loop", event_loop_name(), "--no-access-log", target),
-        ]
-
-    return argv
-
-
-def _uvicorn(target: str) -> Callable[[int], list[str]]:
-    def argv(port: int) -> list[str]:
-        return [
-            *(sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)),
-            *("--loop", "uvloop" if event_loop_name() == "uvloop" else "asyncio"),
-            *("--ws", UVICORN_WS, "--no-access-log", "--log-level", "warning", target),
-        ]
-
-    return argv
-
-
-def _websockets(port: int) -> list[str]:
-    return [sys.executable, str(ROOT / "benchmarks" / "apps" / "websockets_echo.py"), str(port)]
-
 
 #: key -> server; the first one is the baseline of the ratios.
-SERVERS: dict[str, ServerSpec] = {
-    "raw": ServerSpec("raw RSGI", _granian("benchmarks.apps.raw_echo:app", "rsgi")),
-    "gob-rsgi": ServerSpec("gobstopper RSGI", _granian("benchmarks.apps.gob_echo:app", "rsgi")),
-    "gob-asgi": ServerSpec("gobstopper ASGI", _granian("benchmarks.apps.gob_echo:app", "asgi")),
-    "gob-uvicorn": ServerSpec("gobstopper uvicorn", _uvicorn("benchmarks.apps.gob_echo:app")),
-    "starlette": ServerSpec("Starlette uvicorn", _uvicorn("benchmarks.apps.starlette_echo:app")),
-    "websockets": ServerSpec("websockets", _websockets),
-}
+SERVERS: dict[str, ServerSpec] = server_specs("echo")
 
 
 def run_server(
@@ -91,10 +46,7 @@ def run_server(
     results: list[EchoResult] = []
     server: ServerProcess | None = None
     try:
-        fd, name = tempfile.mkstemp(prefix="echo-", suffix=".log")
-        os.close(fd)
-        port = free_port()
-        server = ServerProcess.launch(spec.argv(port), port, Path(name), settings.pin)
+        server = ServerProcess.start(spec, settings.pin)
         for connections, size in workloads:
             try:
                 result = _run(measure_echo(server, connections, size, settings))
@@ -169,7 +121,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--conns", default="1,50", help="connections, comma-separated")
     p.add_argument("--sizes", default="32,16384", help="message sizes in bytes")
     p.add_argument("--servers", default=",".join(SERVERS), help="of: " + ",".join(SERVERS))
-    p.add_argument("--duration", type=float, help="seconds measured per run (default 3)")
+    p.add_argument("--duration", type=float, help="seconds measured per run (default 2)")
     p.add_argument("--warmup", type=float, help="seconds before measuring (default 0.5)")
     p.add_argument("--repeat", type=int, help="runs per configuration (default 3)")
     p.add_argument("--window", type=int, default=16, help="messages in flight per connection")
@@ -177,7 +129,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="also write every run's figures here")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     args = p.parse_args(argv)
-    args.duration = args.duration or (1.0 if args.quick else 3.0)
+    args.duration = args.duration or (1.0 if args.quick else 2.0)
     args.warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 0.5)
     args.repeat = args.repeat or (1 if args.quick else 3)
     args.conn_counts = _ints(p, "--conns", args.conns)

@@ -1,9 +1,11 @@
-"""Fan-out benchmark: one sender, one room of N receivers, three servers.
+"""Fan-out benchmark: one sender, one room of N receivers, six servers.
 
-For each server (raw RSGI, gobstopper under RSGI, gobstopper under granian's ASGI) and
-each room size, this starts granian (one worker, uvloop, pinned to core 1 when it can),
-connects N receivers and one sender with picows from this process (pinned to core 0),
-and measures how many messages per second reach the receivers, summed over all of them.
+For each server (raw RSGI; gobstopper under granian RSGI, granian ASGI and uvicorn;
+Starlette on uvicorn; the ``websockets`` library's server), each room size, and each
+share of stalled receivers (0 and 5 % by default), this starts the server (one worker,
+uvloop, pinned to core 1 when it can), connects N receivers and one sender with picows
+from this process (pinned to core 0), and measures how many messages per second reach
+the receivers that read, summed over all of them.
 
 The load generator (``loadgen.py``) keeps a bounded window of messages in flight and
 checks every receiver's order; ``servers.py`` starts and stops granian; ``report.py``
@@ -27,50 +29,52 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from .loadgen import RING, RunResult, Settings, measure
+from .loadgen import MESSAGE_BYTES, RING, RunResult, Settings, measure
 from .report import (
     PLOT_NAME,
     fmt_num,
     fmt_pct,
     report,
+    room_label,
     summarise,
     table,
     write_plot,
     write_report,
 )
-from .servers import ROOT, ServerProcess, pinning_available
+from .servers import ROOT, ServerProcess, ServerSpec, pinning_available, server_specs
 
 __all__ = ["SERVERS", "main", "run_once"]
 
 DEFAULT_OUT = ROOT / "docs" / "benchmarks.md"
 
 
-#: name -> (granian target, interface); the first one is the baseline of the ratios.
-SERVERS: dict[str, tuple[str, str]] = {
-    "raw RSGI": ("benchmarks.apps.raw_fanout:app", "rsgi"),
-    "gobstopper RSGI": ("benchmarks.apps.gob_fanout:app", "rsgi"),
-    "gobstopper ASGI": ("benchmarks.apps.gob_fanout:app", "asgi"),
-}
-SERVER_KEYS = {"raw": "raw RSGI", "gob-rsgi": "gobstopper RSGI", "gob-asgi": "gobstopper ASGI"}
+#: key -> server; the first one is the baseline of the ratios.
+SERVERS: dict[str, ServerSpec] = server_specs("fanout")
 
 
-def run_once(server_name: str, receivers: int, repeat: int, settings: Settings) -> RunResult:
+def stalled_count(receivers: int, percent: float) -> int:
+    """The number of stalled receivers for ``percent`` of a room (at least one if > 0)."""
+    return max(1, round(receivers * percent / 100)) if percent > 0 else 0
+
+
+def run_once(key: str, receivers: int, stalled: int, repeat: int, settings: Settings) -> RunResult:
     """Start the server, measure one configuration in a fresh event loop, stop the server."""
-    target, interface = SERVERS[server_name]
+    spec = SERVERS[key]
     server: ServerProcess | None = None
     try:
-        server = ServerProcess.start(target, interface, settings.pin)
-        result = _run_loop(measure(server.port, receivers, settings, server))
+        server = ServerProcess.start(spec, settings.pin)
+        result = _run_loop(measure(server.port, receivers, settings, server, stalled))
     except Exception as exc:
-        result = RunResult(server_name, receivers, repeat, error=f"{type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}"
+        result = RunResult(spec.name, receivers, repeat, stalled=stalled, error=error)
     finally:
         if server is not None:
             server.stop()
-    result.server, result.repeat = server_name, repeat
+    result.server, result.repeat = spec.name, repeat
     if server is not None:
         result.log_problems = server.problems()
         server.log_path.unlink(missing_ok=True)
@@ -101,10 +105,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--quick", action="store_true", help="2 s per run, one run per row")
+    p.add_argument("--quick", action="store_true", help="1 s per run, one run per row")
     p.add_argument("--rooms", default="100,1000", help="room sizes, comma-separated")
-    p.add_argument("--servers", default=",".join(SERVER_KEYS), help="of: raw,gob-rsgi,gob-asgi")
-    p.add_argument("--duration", type=float, help="seconds measured per run (default 5)")
+    p.add_argument(
+        "--stalled",
+        default="0,5",
+        help="percentages of receivers that stop reading, comma-separated (default 0,5)",
+    )
+    p.add_argument("--size", type=int, default=MESSAGE_BYTES, help="bytes per message (default 32)")
+    p.add_argument(
+        "--stalled-size",
+        type=int,
+        default=1024,
+        help="bytes per message in the rows with stalled receivers (default 1024), large "
+        "enough for a stalled socket to fill within the run",
+    )
+    p.add_argument("--servers", default=",".join(SERVERS), help="of: " + ",".join(SERVERS))
+    p.add_argument("--duration", type=float, help="seconds measured per run (default 2)")
     p.add_argument("--warmup", type=float, help="seconds before measuring (default 1)")
     p.add_argument("--repeat", type=int, help="runs per configuration (default 3)")
     p.add_argument(
@@ -128,17 +145,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--retries", type=int, default=1, help="repeats of a disturbed run (1)")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     args = p.parse_args(argv)
-    args.duration = args.duration or (2.0 if args.quick else 5.0)
+    args.duration = args.duration or (1.0 if args.quick else 2.0)
     args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
     args.repeat = args.repeat or (1 if args.quick else 3)
     try:
         args.room_sizes = [int(r) for r in args.rooms.split(",") if r.strip()]
     except ValueError:
         p.error(f"--rooms={args.rooms!r} is not a comma-separated list of integers")
-    unknown = [k for k in args.servers.split(",") if k not in SERVER_KEYS]
-    if unknown:
-        p.error(f"unknown server(s) {unknown}; choose from {', '.join(SERVER_KEYS)}")
-    args.server_names = [SERVER_KEYS[k] for k in SERVER_KEYS if k in args.servers.split(",")]
+    try:
+        args.stalled_percents = [float(v) for v in args.stalled.split(",") if v.strip()]
+    except ValueError:
+        p.error(f"--stalled={args.stalled!r} is not a comma-separated list of numbers")
+    if not args.stalled_percents or not all(0 <= v < 100 for v in args.stalled_percents):
+        p.error("--stalled needs percentages from 0 to below 100")
+    keys = [k for k in args.servers.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in SERVERS]
+    if unknown or not keys:
+        p.error(f"unknown server(s) {unknown}; choose from {', '.join(SERVERS)}")
+    args.server_keys = [k for k in SERVERS if k in keys]
+    args.server_names = [SERVERS[k].name for k in args.server_keys]
     if not args.room_sizes or min(args.room_sizes) < 1:
         p.error("--rooms needs positive room sizes")
     if not 1 <= args.window <= RING // 4:
@@ -149,8 +174,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--retries and --max-other must not be negative")
     if args.batch < 1:
         p.error("--batch must be at least 1")
+    if (
+        min(args.size, args.stalled_size) < MESSAGE_BYTES
+        or max(args.size, args.stalled_size) > 65535
+    ):
+        p.error(f"--size and --stalled-size must be from {MESSAGE_BYTES} to 65535 bytes")
     args.pin = not args.no_pin and pinning_available()
-    args.settings = Settings(args.window, args.warmup, args.duration, args.batch, args.pin)
+    args.settings = Settings(
+        args.window, args.warmup, args.duration, args.batch, args.pin, args.size
+    )
     return args
 
 
@@ -165,10 +197,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Repeats outermost: a slow spell of a shared machine hits every server alike.
     for repeat in range(1, args.repeat + 1):
         for receivers in args.room_sizes:
-            for name in args.server_names:
-                result = measure_quietly(name, receivers, repeat, args)
-                results.append(result)
-                print(_progress(result), flush=True)
+            for percent in args.stalled_percents:
+                stalled = stalled_count(receivers, percent)
+                size = args.stalled_size if stalled else args.size
+                settings = replace(args.settings, size=size)
+                for key in args.server_keys:
+                    result = measure_quietly(key, receivers, stalled, repeat, settings, args)
+                    results.append(result)
+                    print(_progress(result), flush=True)
     summaries = summarise(results, args.server_names)
     plot_path = args.out.parent / PLOT_NAME
     plot = None
@@ -194,7 +230,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def measure_quietly(name: str, receivers: int, repeat: int, args: argparse.Namespace) -> RunResult:
+def measure_quietly(
+    key: str,
+    receivers: int,
+    stalled: int,
+    repeat: int,
+    settings: Settings,
+    args: argparse.Namespace,
+) -> RunResult:
     """Run once; run again (``--retries`` times at most) while other processes of the
     machine used more than ``--max-other`` of a core. Keeps the least disturbed run.
 
@@ -202,7 +245,7 @@ def measure_quietly(name: str, receivers: int, repeat: int, args: argparse.Names
     """
     best: RunResult | None = None
     for attempt in range(1, args.retries + 2):
-        result = run_once(name, receivers, repeat, args.settings)
+        result = run_once(key, receivers, stalled, repeat, settings)
         result.attempts = attempt
         if best is None or (result.other_cpu or 0.0) < (best.other_cpu or 0.0):
             best = result
@@ -215,13 +258,14 @@ def measure_quietly(name: str, receivers: int, repeat: int, args: argparse.Names
 
 
 def _progress(r: RunResult) -> str:
-    head = f"[run {r.repeat}] {r.server:<16} {r.receivers:>5} receivers: "
+    head = f"[run {r.repeat}] {r.server:<18} {room_label(r.receivers, r.stalled, r.size):>20}: "
     if r.error is not None:
         return head + f"FAILED {r.error}"
     return head + (
         f"{r.deliveries_per_s / 1000:7.1f} k deliveries/s, p50 {fmt_num(r.p50_ms, '.1f')} ms, "
         f"p99 {fmt_num(r.p99_ms, '.1f')} ms, gaps {r.gaps}, out of order {r.out_of_order}, "
         f"closed {r.closed}, server CPU {fmt_pct(r.server_cpu)}, others {fmt_pct(r.other_cpu)}, "
+        f"server memory +{(r.server_rss_growth or 0) / 2**20:.1f} MiB, "
         f"load generator CPU {fmt_pct(r.bench_cpu)} ({r.messages_per_read:.2f} messages per read)"
         + (f", {len(r.log_problems)} server log warning(s)" if r.log_problems else "")
     )

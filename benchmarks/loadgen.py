@@ -6,6 +6,12 @@ sequence number and its send time, so receivers check their order and, for a sam
 messages, the delivery latency (receive time minus send time, both in this process).
 To keep the load generator cheap, a receiver's socket wakes it only once a few messages
 are waiting (``SO_RCVLOWAT``).
+
+Some receivers may be *stalled*: they take their part in the start-up marker, then stop
+reading for the rest of the run, with a receive buffer shrunk to the minimum so that
+their socket fills in a fraction of a second, like a client on a dead mobile link. The
+sender's window then counts only the healthy receivers: the run shows whether the
+stalled ones hold up everybody else, and how much memory the server spends on them.
 """
 
 from __future__ import annotations
@@ -21,18 +27,25 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_
 
 from .servers import ServerProcess, machine_busy_seconds
 
-__all__ = ["MESSAGE_BYTES", "RING", "SAMPLE_MASK", "RunResult", "Settings", "measure"]
+__all__ = [
+    "MESSAGE_BYTES",
+    "RING",
+    "SAMPLE_MASK",
+    "RunResult",
+    "Settings",
+    "measure",
+    "stalled_indices",
+]
 
-MESSAGE_BYTES = 32
-FRAME_BYTES = MESSAGE_BYTES + 2  # as a server sends it: a 2-byte header, no mask
-SYNC_MESSAGE = b"S" * MESSAGE_BYTES
-_SYNC_BYTE = SYNC_MESSAGE[0]
+MESSAGE_BYTES = 32  # the smallest message: a sequence number and a send time
+_SYNC_BYTE = ord("S")
 RING = 4096  # completion counters, indexed by sequence number modulo RING
 _RING_MASK = RING - 1
 SAMPLE_MASK = 31  # a receiver samples latency when (seq + its index) % 32 == 0
 _TEXT = WSMsgType.TEXT
 _CLOSE = WSMsgType.CLOSE
 
+STALLED_RCVBUF = 1024  # bytes; Linux makes it its minimum, about 2 KiB
 CONNECT_TIMEOUT = 60.0
 SYNC_TIMEOUT = 15.0
 DRAIN_TIMEOUT = 5.0
@@ -45,8 +58,8 @@ class Room:
     """What the receivers and the sender of one run share."""
 
     __slots__ = (
-        "closed",
         "completed",
+        "connected",
         "delivered",
         "drained",
         "measuring",
@@ -59,13 +72,18 @@ class Room:
         "sender",
         "sending",
         "sent",
+        "size",
         "stopping",
         "window",
     )
 
-    def __init__(self, n: int, window: int) -> None:
-        self.n = n
+    def __init__(
+        self, n: int, window: int, connected: int | None = None, size: int = MESSAGE_BYTES
+    ) -> None:
+        self.n = n  # the receivers that read: a message is complete once they all have it
+        self.connected = n if connected is None else connected  # all, stalled included
         self.window = window
+        self.size = size  # bytes per message, at least MESSAGE_BYTES
         self.ring = [0] * RING
         self.sent = 0  # messages sent (the next sequence number)
         self.completed = 0  # messages every receiver has got, from 0 on
@@ -77,7 +95,6 @@ class Room:
         self.sending = False
         self.measuring = False
         self.stopping = False
-        self.closed = 0  # receivers closed by the server or the network
         self.samples: list[int] = []
         self.sender: WSTransport | None = None
 
@@ -89,8 +106,9 @@ class Room:
         limit = self.completed + self.window
         seq = self.sent
         clock = time.perf_counter_ns
+        padding = b"." * (self.size - MESSAGE_BYTES)
         while seq < limit:
-            sender.send(_TEXT, b"%011d:%020d" % (seq, clock()))
+            sender.send(_TEXT, b"%011d:%020d%b" % (seq, clock(), padding))
             seq += 1
         self.sent = seq
 
@@ -110,29 +128,34 @@ class Room:
 class Receiver(WSListener):
     """One room member: counts, checks order, samples latency."""
 
-    def __init__(self, room: Room, index: int) -> None:
+    def __init__(self, room: Room, index: int, stalled: bool = False) -> None:
         super().__init__()
         self.room = room
         self.index = index
+        self.stalled = stalled
         self.transport: WSTransport | None = None
         self.is_ready = False
         self.expected = 0
         self.received = 0
         self.gaps = 0
         self.out_of_order = 0
+        self.closed = False  # by the server or the network, before the end of the run
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        # The servers send only 32-byte text messages and close frames: the size tells
-        # them apart, cheaper than the frame's type (a Python enum built on each access).
-        if frame.payload_size != MESSAGE_BYTES:
+        if self.stalled and self.is_ready:
+            return  # what was read with the marker: a stalled receiver ignores it
+        # The servers send only text messages of one size and close frames: the size
+        # tells them apart, cheaper than the frame's type (a Python enum built on each
+        # access).
+        room = self.room
+        if frame.payload_size != room.size:
             if frame.msg_type == _CLOSE:
                 transport.send_close(frame.get_close_code())
                 transport.disconnect()
             return
-        room = self.room
         if frame.last_in_buffer:
             room.reads += 1
         payload = frame.get_payload_as_bytes()
@@ -140,8 +163,10 @@ class Receiver(WSListener):
             if not self.is_ready:
                 self.is_ready = True
                 room.ready += 1
-                if room.ready == room.n:
+                if room.ready == room.connected:
                     room.ready_event.set()
+                if self.stalled:
+                    transport.underlying_transport.pause_reading()
             return
         seq = int(payload[:11])
         expected = self.expected
@@ -156,7 +181,7 @@ class Receiver(WSListener):
         self.received += 1
         room.delivered += 1
         if room.measuring and not (seq + self.index) & SAMPLE_MASK:
-            room.samples.append(time.perf_counter_ns() - int(payload[12:]))
+            room.samples.append(time.perf_counter_ns() - int(payload[12:MESSAGE_BYTES]))
         ring = room.ring
         slot = seq & _RING_MASK
         count = ring[slot] + 1
@@ -166,7 +191,7 @@ class Receiver(WSListener):
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if not self.room.stopping:
-            self.room.closed += 1
+            self.closed = True
 
 
 class Sender(WSListener):
@@ -193,6 +218,8 @@ class RunResult:
     server: str
     receivers: int
     repeat: int
+    stalled: int = 0  # receivers of the room that stop reading
+    size: int = MESSAGE_BYTES  # bytes per message
     deliveries_per_s: float = 0.0
     p50_ms: float | None = None
     p99_ms: float | None = None
@@ -204,6 +231,7 @@ class RunResult:
     bench_cpu: float = 0.0  # share of one core used by this process while measuring
     messages_per_read: float = 0.0  # ~1: the load generator reads each message at once
     server_cpu: float | None = None  # the same for the server's processes
+    server_rss_growth: int | None = None  # bytes, from the first message to the last
     other_cpu: float | None = None  # cores used by everything else on the machine
     attempts: int = 1
     log_problems: list[str] = field(default_factory=list)
@@ -219,11 +247,37 @@ def _factory(listener: WSListener) -> Callable[[], WSListener]:
     return lambda: listener
 
 
+async def _small_buffer_socket(parsed: object) -> socket.socket:
+    """A socket connected with the smallest receive buffer: set before the connection,
+    so the window it advertises stays small (a stalled client's socket fills fast)."""
+    host, port = getattr(parsed, "host"), getattr(parsed, "port")  # noqa: B009
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RCVBUF)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 async def _connect_all(url: str, listeners: Sequence[WSListener]) -> None:
     batch = 50  # below the listen backlog, and gentle on the server's accept loop
     for start in range(0, len(listeners), batch):
         chunk = listeners[start : start + batch]
-        await asyncio.gather(*(ws_connect(_factory(listener), url) for listener in chunk))
+        await asyncio.gather(
+            *(
+                ws_connect(
+                    _factory(listener),
+                    url,
+                    socket_factory=_small_buffer_socket
+                    if getattr(listener, "stalled", False)
+                    else None,
+                )
+                for listener in chunk
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -235,21 +289,41 @@ class Settings:
     duration: float = 5.0  # seconds measured
     batch: int = 4  # messages a receiver's socket holds before the kernel wakes it
     pin: bool = False  # server on core 1, load generator on core 0
+    size: int = MESSAGE_BYTES  # bytes per message
+
+
+def stalled_indices(receivers: int, stalled: int) -> set[int]:
+    """Which receivers stall: ``stalled`` of them, spread evenly over the room."""
+    if stalled <= 0:
+        return set()
+    step = receivers / stalled
+    return {int(i * step) for i in range(stalled)}
 
 
 async def measure(
-    port: int, receivers: int, settings: Settings, server: ServerProcess
+    port: int, receivers: int, settings: Settings, server: ServerProcess, stalled: int = 0
 ) -> RunResult:
-    """Connect, synchronise, send for ``warmup + duration`` seconds, drain, disconnect."""
+    """Connect, synchronise, send for ``warmup + duration`` seconds, drain, disconnect.
+
+    ``stalled`` receivers stop reading once they are in the room; the figures count
+    only the others.
+    """
     window, warmup, duration, batch = (
         settings.window,
         settings.warmup,
         settings.duration,
         settings.batch,
     )
-    result = RunResult(server="", receivers=receivers, repeat=0)
-    room = Room(receivers, window)
-    members = [Receiver(room, i) for i in range(receivers)]
+    result = RunResult(
+        server="", receivers=receivers, repeat=0, stalled=stalled, size=settings.size
+    )
+    stall = stalled_indices(receivers, stalled)
+    size = settings.size
+    room = Room(receivers - len(stall), window, connected=receivers, size=size)
+    sync_message = b"S" * size
+    frame_bytes = size + (2 if size < 126 else 4)  # as a server sends it: header, no mask
+    members = [Receiver(room, i, i in stall) for i in range(receivers)]
+    healthy = [m for m in members if not m.stalled]
     sender_listener = Sender()
     base = f"ws://127.0.0.1:{port}"
     sender: WSTransport | None = None
@@ -266,12 +340,13 @@ async def measure(
         while not room.ready_event.is_set():
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {room.ready}/{receivers} receivers joined the room")
-            transport.send(_TEXT, SYNC_MESSAGE)
+            transport.send(_TEXT, sync_message)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(room.ready_event.wait(), 0.05)
 
         if batch > 1:
-            _set_low_water(members, min(batch, window) * FRAME_BYTES)
+            _set_low_water(healthy, min(batch, window) * frame_bytes)
+        rss0 = server.rss_bytes()
         room.sending = True
         room.pump()
         await asyncio.sleep(warmup)
@@ -283,10 +358,11 @@ async def measure(
         room.measuring = False
         delivered1, cpu1, t1 = room.delivered, time.process_time(), time.perf_counter()
         reads1, server_cpu1, busy1 = room.reads, server.cpu_seconds(), machine_busy_seconds()
+        result.server_rss_growth = server.rss_bytes() - rss0
 
         room.sending = False
         if batch > 1:
-            _set_low_water(members, 1)  # the last messages must not wait for company
+            _set_low_water(healthy, 1)  # the last messages must not wait for company
         if room.completed == room.sent:
             room.drained.set()
         # What has not arrived by then is counted as gaps below.
@@ -307,9 +383,9 @@ async def measure(
             result.p50_ms = _percentile(samples, 0.50)
             result.p99_ms = _percentile(samples, 0.99)
         result.sent = room.sent
-        result.gaps = sum(m.gaps + max(0, room.sent - m.expected) for m in members)
-        result.out_of_order = sum(m.out_of_order for m in members)
-        result.closed = room.closed + int(sender_listener.closed)
+        result.gaps = sum(m.gaps + max(0, room.sent - m.expected) for m in healthy)
+        result.out_of_order = sum(m.out_of_order for m in healthy)
+        result.closed = sum(m.closed for m in healthy) + int(sender_listener.closed)
         return result
     finally:
         room.sending = False

@@ -13,21 +13,30 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
     "ROOT",
+    "UVICORN_WS",
     "ServerProcess",
+    "ServerSpec",
     "event_loop_name",
     "free_port",
     "machine_busy_seconds",
     "pinning_available",
+    "raise_open_files_limit",
+    "server_specs",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_START_TIMEOUT = 20.0
 SERVER_STOP_TIMEOUT = 10.0
+#: uvicorn's WebSocket implementation: of those installed here (websockets,
+#: websockets-sansio; wsproto is not), websockets-sansio was the faster on the echo
+#: benchmark (about 1.3-1.6x, for gobstopper and Starlette alike).
+UVICORN_WS = "websockets-sansio"
 # Server log lines worth reporting.
 _LOG_PROBLEM = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|Traceback|Exception")
 
@@ -51,6 +60,70 @@ def event_loop_name() -> str:
     return "uvloop" if importlib.util.find_spec("uvloop") is not None else "auto"
 
 
+@dataclass(frozen=True)
+class ServerSpec:
+    """A server to measure: its name in the tables and its command line for a port."""
+
+    name: str
+    argv: Callable[[int], list[str]]
+
+
+def _granian(target: str, interface: str) -> Callable[[int], list[str]]:
+    def argv(port: int) -> list[str]:
+        return [
+            *(sys.executable, "-m", "granian", "--interface", interface),
+            *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+            *("--loop", event_loop_name(), "--no-access-log", target),
+        ]
+
+    return argv
+
+
+def _uvicorn(target: str) -> Callable[[int], list[str]]:
+    def argv(port: int) -> list[str]:
+        return [
+            *(sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)),
+            *("--loop", "uvloop" if event_loop_name() == "uvloop" else "asyncio"),
+            *("--ws", UVICORN_WS, "--no-access-log", "--log-level", "warning", target),
+        ]
+
+    return argv
+
+
+def _websockets(port: int) -> list[str]:
+    return [sys.executable, str(ROOT / "benchmarks" / "apps" / "websockets_app.py"), str(port)]
+
+
+def server_specs(workload: str) -> dict[str, ServerSpec]:
+    """key -> server for ``workload`` (``echo`` or ``fanout``); the first is the baseline.
+
+    The raw RSGI and gobstopper apps exist per workload (``benchmarks/apps/raw_echo.py``,
+    ``gob_fanout.py``, ...); the Starlette and ``websockets`` apps serve every workload.
+    """
+    raw, gob = f"benchmarks.apps.raw_{workload}:app", f"benchmarks.apps.gob_{workload}:app"
+    return {
+        "raw": ServerSpec("raw RSGI", _granian(raw, "rsgi")),
+        "gob-rsgi": ServerSpec("gobstopper RSGI", _granian(gob, "rsgi")),
+        "gob-asgi": ServerSpec("gobstopper ASGI", _granian(gob, "asgi")),
+        "gob-uvicorn": ServerSpec("gobstopper uvicorn", _uvicorn(gob)),
+        "starlette": ServerSpec("Starlette uvicorn", _uvicorn("benchmarks.apps.starlette_app:app")),
+        "websockets": ServerSpec("websockets", _websockets),
+    }
+
+
+def raise_open_files_limit(wanted: int) -> int:
+    """Raise this process's open-file limit (inherited by the servers it starts) towards
+    ``wanted``, within the hard limit; return the limit now in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return int(soft)
+
+
 @dataclass
 class ServerProcess:
     proc: subprocess.Popen[bytes]
@@ -58,28 +131,12 @@ class ServerProcess:
     log_path: Path
 
     @classmethod
-    def start(cls, target: str, interface: str, pin: bool) -> ServerProcess:
+    def start(cls, spec: ServerSpec, pin: bool) -> ServerProcess:
+        """Start ``spec`` on a free port, logging to a temporary file."""
         port = free_port()
-        fd, name = tempfile.mkstemp(prefix=f"fanout-{interface}-", suffix=".log")
+        fd, name = tempfile.mkstemp(prefix="bench-", suffix=".log")
         os.close(fd)
-        argv = [
-            sys.executable,
-            "-m",
-            "granian",
-            "--interface",
-            interface,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--loop",
-            event_loop_name(),
-            "--no-access-log",
-            target,
-        ]
-        return cls.launch(argv, port, Path(name), pin)
+        return cls.launch(spec.argv(port), port, Path(name), pin)
 
     @classmethod
     def launch(cls, argv: list[str], port: int, log_path: Path, pin: bool) -> ServerProcess:
@@ -127,6 +184,17 @@ class ServerProcess:
                 continue
             total += int(fields[11]) + int(fields[12])  # utime, stime
         return total / tick
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the server and its worker processes (Linux only)."""
+        page = os.sysconf("SC_PAGE_SIZE")
+        total = 0
+        for pid in _process_tree(self.proc.pid):
+            try:
+                total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
+            except (OSError, IndexError, ValueError):
+                continue
+        return total
 
     def stop(self) -> int:
         """SIGINT, then SIGKILL if it does not exit in time."""

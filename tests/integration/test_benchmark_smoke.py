@@ -48,31 +48,85 @@ def run_benchmark(
     return out, json.loads(results.read_text())["runs"]
 
 
-@pytest.mark.timeout(90)
+ALL_SERVERS = {
+    "raw RSGI",
+    "gobstopper RSGI",
+    "gobstopper ASGI",
+    "gobstopper uvicorn",
+    "Starlette uvicorn",
+    "websockets",
+}
+
+
+@pytest.mark.timeout(120)
 def test_fanout_benchmark_runs(tmp_path: Path) -> None:
     require_picows()
     out, runs = run_benchmark(
         "benchmarks.fanout",
-        ["--rooms", "10", "--duration", "1", "--warmup", "0.3", "--repeat", "1", "--retries", "0"],
+        [
+            *("--rooms", "10", "--stalled", "0,10", "--duration", "0.5", "--warmup", "0.2"),
+            *("--repeat", "1", "--retries", "0"),
+        ],
         tmp_path,
-        timeout=80,
+        timeout=110,
     )
-    assert {r["server"] for r in runs} == {"raw RSGI", "gobstopper RSGI", "gobstopper ASGI"}
+    # Every server, with and without a stalled receiver (1 of 10, with larger messages).
+    assert {(r["server"], r["stalled"], r["size"]) for r in runs} == {
+        (server, stalled, size) for server in ALL_SERVERS for stalled, size in ((0, 32), (1, 1024))
+    }
     for run in runs:
         assert run["error"] is None, run
         assert run["receivers"] == 10
-        assert run["deliveries_per_s"] > 0, run
-        assert run["gaps"] == 0, run
         assert run["out_of_order"] == 0, run
         assert run["closed"] == 0, run
-        assert run["p50_ms"] is not None, run
+        assert run["server_rss_growth"] is not None, run
+        # A server whose broadcast waits on a stalled receiver may deliver nothing more
+        # (that is what the stalled rows show); gobstopper's must go on.
+        if run["stalled"] == 0 or run["server"].startswith("gobstopper"):
+            assert run["deliveries_per_s"] > 0, run
+            assert run["p50_ms"] is not None, run
+            assert run["gaps"] == 0, run
 
     report = out.read_text()
     assert "<!-- fanout:begin -->" in report
     assert "<!-- fanout:end -->" in report
     assert "| gobstopper RSGI | 10 |" in report
+    assert "| websockets | 10, 1 stalled, 1 KiB |" in report
+    assert "ahead of Starlette on uvicorn and of `websockets`" in report
     # The plot goes next to the report, when matplotlib can draw it.
     assert (tmp_path / "benchmarks-fanout.png").exists() == HAVE_MATPLOTLIB
+
+
+@pytest.mark.timeout(90)
+def test_connection_benchmark_runs(tmp_path: Path) -> None:
+    require_picows()
+    out, runs = run_benchmark(
+        "benchmarks.conns",
+        ["--connections", "50", "--duration", "0.3", "--loops", "2", "--repeat", "1"],
+        tmp_path,
+        timeout=80,
+    )
+    assert {r["server"] for r in runs} == ALL_SERVERS
+    for run in runs:
+        assert run["error"] is None, run
+        assert run["connections"] == 50, run
+        assert run["rss_growth"] is not None and run["rss_per_connection"] is not None, run
+        assert run["churn_per_s"] > 0, run
+        assert run["failed"] == 0, run
+        assert run["log_problems"] == [], run
+
+    report = out.read_text()
+    assert report.count("<!-- conns:begin -->") == 1
+    assert "| gobstopper RSGI | 50 |" in report
+    assert "memory per idle connection: best gobstopper" in report
+
+    from benchmarks.__main__ import goals_section
+    from benchmarks.conns import ConnSummary
+
+    summary = json.loads((tmp_path / "results.json").read_text())["summary"]
+    section = goals_section([], [], [ConnSummary(**row) for row in summary], "cmd")
+    assert section.startswith("<!-- goals:begin -->")
+    assert "memory per idle connection: best gobstopper" in section
 
 
 def test_report_replaces_only_its_section(tmp_path: Path) -> None:

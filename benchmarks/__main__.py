@@ -1,0 +1,106 @@
+"""Every benchmark in one run: echo, fan-out, connections; then the goals, side by side.
+
+    python -m benchmarks            # full run (about 10 minutes on 2 cores)
+    python -m benchmarks --quick    # shorter runs, one repeat (about 3 minutes)
+
+Each benchmark writes its own section of ``docs/benchmarks.md`` (``--out``); this then
+writes the goals section between ``<!-- goals:begin -->`` and ``<!-- goals:end -->``.
+Every server is a process of its own, on 127.0.0.1, stopped when its runs end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import conns, echo, fanout
+from .conns import ConnSummary, memory_goal
+from .echo_report import EchoSummary, goal_verdicts
+from .report import Summary, fanout_goals, replace_section
+from .servers import ROOT
+
+__all__ = ["goals_section", "main"]
+
+BEGIN = "<!-- goals:begin -->"
+END = "<!-- goals:end -->"
+
+
+def _summaries(path: Path, cls: Any) -> list[Any]:
+    if not path.exists():
+        return []
+    return [cls(**row) for row in json.loads(path.read_text())["summary"]]
+
+
+def goals_section(
+    echo_rows: Sequence[EchoSummary],
+    fanout_rows: Sequence[Summary],
+    conn_rows: Sequence[ConnSummary],
+    command: str,
+) -> str:
+    """The goals of the benchmark suite, each with its measured verdict."""
+    lines = [
+        BEGIN,
+        f"From `{command}`; the tables below hold the figures.",
+        "",
+        "Echo (gobstopper RSGI at 95 % or more of raw RSGI; gobstopper on its best server "
+        "within 10 % of the best peer):",
+        "",
+        *[f"- {v}" for v in goal_verdicts(echo_rows)],
+        "",
+        "Fan-out (gobstopper RSGI at 100 % or more of raw RSGI; ahead of Starlette on "
+        "uvicorn and of `websockets` at every room size):",
+        "",
+        *fanout_goals(fanout_rows),
+        "",
+        "Memory (gobstopper on its best server within 10 % of the best peer):",
+        "",
+        f"- {memory_goal(conn_rows) or 'not measured'}",
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--quick", action="store_true", help="shorter runs, one repeat")
+    p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    p.add_argument("--json-dir", type=Path, help="keep every run's figures here")
+    p.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    args = p.parse_args(argv)
+    given = sys.argv[1:] if argv is None else list(argv)
+    command = " ".join(["python -m benchmarks", *given])
+    common = ["--out", str(args.out)] + (["--quick"] if args.quick else [])
+    common += ["--no-pin"] if args.no_pin else []
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="benchmarks-") as tmp:
+        folder = args.json_dir or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        codes = []
+        for name, module in (("echo", echo), ("fanout", fanout), ("conns", conns)):
+            print(f"== {name} ==", flush=True)
+            codes.append(module.main([*common, "--json", str(folder / f"{name}.json")]))
+        section = goals_section(
+            _summaries(folder / "echo.json", EchoSummary),
+            _summaries(folder / "fanout.json", Summary),
+            _summaries(folder / "conns.json", ConnSummary),
+            command,
+        )
+    replace_section(args.out, BEGIN, END, section, "## Goals\n\n" + section)
+    print()
+    print(section)
+    print(f"\nall benchmarks done in {time.monotonic() - started:.0f} s")
+    return max(codes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

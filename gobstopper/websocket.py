@@ -153,6 +153,11 @@ class WebSocket:
         self._buffer: deque[Message] = deque()
         self._buffer_max = config.receive_queue_messages
         self._pending: Any = None
+        # With a transport that reads on demand, a receive is kept pending only once
+        # someone waits for the close (wait_closed); the handler otherwise reads directly.
+        self._on_demand = transport.reads_on_demand
+        self._keep_reading = not self._on_demand
+        self._reading_now = False
         self._waiter: asyncio.Future[None] | None = None
         self._closed_future: asyncio.Future[int] | None = None
         self._close_code: int | None = None
@@ -256,6 +261,7 @@ class WebSocket:
         """Keep one server receive pending while there is room in the buffer."""
         if (
             self._pending is None
+            and self._keep_reading
             and self._close_code is None
             and len(self._buffer) < self._buffer_max
         ):
@@ -280,9 +286,17 @@ class WebSocket:
             logger.exception("receive failed on %s", self.path)
             self._fail(CloseCode.INTERNAL_ERROR, "internal error")
             return
+        msg = self._take(kind, data)
+        if msg is not None:
+            self._buffer.append(msg)
+            self._arm()
+        self._wake()
+
+    def _take(self, kind: int, data: Any) -> Message | None:
+        """A received message, checked; None once it closed the connection."""
         if kind == CLOSE:
             self._mark_closed(data, "")
-            return
+            return None
         size = _text_size(data, self._limit) if kind == TEXT else len(data)
         if size > self._limit:
             logger.info(
@@ -292,10 +306,26 @@ class WebSocket:
                 self._limit,
             )
             self._fail(CloseCode.MESSAGE_TOO_BIG, "message too big")
-            return
-        self._buffer.append(Message(_KINDS[kind], data))
-        self._wake()
-        self._arm()
+            return None
+        return Message(_KINDS[kind], data)
+
+    async def _read_now(self) -> Message | None:
+        """Read one message straight from the server (``reads_on_demand`` transports)."""
+        self._reading_now = True
+        try:
+            kind, data = await self._transport.receive_now()
+        except TransportClosed as exc:
+            self._mark_closed(exc.code, exc.reason)
+            return None
+        except Exception:
+            logger.exception("receive failed on %s", self.path)
+            self._fail(CloseCode.INTERNAL_ERROR, "internal error")
+            return None
+        finally:
+            self._reading_now = False
+        if self._close_code is not None:
+            return None  # we closed meanwhile: what the client sent before is dropped
+        return self._take(kind, data)
 
     def _read_after_close(self, fut: Any) -> None:
         """After our close frame: read on until the client's reply, if someone waits for it."""
@@ -380,8 +410,13 @@ class WebSocket:
                 raise self._closed_error()
             if self._state is WebSocketState.CONNECTING:
                 raise RuntimeError("accept() the connection before receiving")
-            if self._waiter is not None:
+            if self._waiter is not None or self._reading_now:
                 raise RuntimeError("another coroutine is already waiting in receive()")
+            if self._on_demand and self._pending is None:
+                direct = await self._read_now()
+                if direct is not None:
+                    return direct
+                continue
             waiter = asyncio.get_running_loop().create_future()
             self._waiter = waiter
             try:
@@ -445,6 +480,9 @@ class WebSocket:
             return self._close_code
         if self._closed_future is None:
             self._closed_future = asyncio.get_running_loop().create_future()
+        if not self._keep_reading:
+            self._keep_reading = True  # the close arrives as a message: read on for it
+            self._arm()
         return await asyncio.shield(self._closed_future)
 
     # -- sending ------------------------------------------------------------------------

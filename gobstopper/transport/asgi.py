@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import types
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
@@ -43,7 +44,15 @@ def scope_info(scope: Scope) -> ScopeInfo:
 
 
 class ASGIWebSocketTransport(WebSocketTransport):
-    __slots__ = ("_closed", "_connected", "_receive", "_scope", "_send")
+    __slots__ = (
+        "_closed",
+        "_connected",
+        "_receive",
+        "_scope",
+        "_send",
+        "cancel_receive_before_close",
+        "reads_on_demand",
+    )
 
     interface = "asgi"
 
@@ -53,6 +62,14 @@ class ASGIWebSocketTransport(WebSocketTransport):
         self._send = send
         self._connected = False
         self._closed = False
+        # granian's ASGI side (its receive is native code) notices a departed client
+        # only while a receive is pending, drops sends to it silently, and sends no
+        # close frame while a receive is pending. Servers written in Python (uvicorn,
+        # hypercorn, ...) notice departures themselves and fail the next send, as the
+        # spec asks: with them gobstopper reads only when the handler asks.
+        native = isinstance(receive, types.BuiltinFunctionType)
+        self.reads_on_demand = not native
+        self.cancel_receive_before_close = native
 
     async def _handshake(self) -> None:
         if not self._connected:
@@ -92,7 +109,12 @@ class ASGIWebSocketTransport(WebSocketTransport):
         return asyncio.ensure_future(self._receive())
 
     def unpack(self, fut: Any) -> tuple[int, Any]:
-        msg = fut.result()
+        return self._unpack(fut.result())
+
+    async def receive_now(self) -> tuple[int, Any]:
+        return self._unpack(await self._receive())
+
+    def _unpack(self, msg: Message) -> tuple[int, Any]:
         kind = msg["type"]
         if kind == "websocket.receive":
             text = msg.get("text")
@@ -116,8 +138,6 @@ class ASGIWebSocketTransport(WebSocketTransport):
 
     # ASGI servers do not promise the order of concurrent sends: one at a time.
     send_window = 1
-    # granian's ASGI side sends no close frame while a receive is pending.
-    cancel_receive_before_close = True
 
     def start_send(self, data: str | bytes) -> Any:
         if isinstance(data, str):

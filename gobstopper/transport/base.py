@@ -96,6 +96,19 @@ class WebSocketTransport(abc.ABC):
     send_window: int = 1
     #: Whether a pending receive must be cancelled before a close frame can go out.
     cancel_receive_before_close: bool = False
+    #: Whether the server notices a departed client by itself (and fails sends to it),
+    #: so that gobstopper need not keep a receive pending: it then reads only when the
+    #: handler asks (``receive_now``), without a task or a hand-off per message.
+    reads_on_demand: bool = False
+
+    async def receive_now(self) -> tuple[int, Any]:
+        """Receive the next message directly, for ``reads_on_demand`` transports.
+
+        Returns what ``unpack`` returns. Raises ``TransportClosed`` like it.
+        """
+        fut = self.receive()
+        await fut
+        return self.unpack(fut)
 
     def senders(
         self,

@@ -32,6 +32,7 @@ class Server:
     interface: str
     log_path: Path
     extra: dict[str, str] = field(default_factory=dict)
+    name: str = "granian"  # the server program: granian or uvicorn
 
     @property
     def ws(self) -> str:
@@ -71,6 +72,14 @@ def granian_command(target: str, interface: str, port: int) -> list[str]:
         "1",
         "--no-access-log",
         target,
+    ]
+
+
+def uvicorn_command(target: str) -> list[str]:
+    """uvicorn on ``{port}`` (filled in by ``start``), with its default WebSocket side."""
+    return [
+        *(sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}"),
+        *("--no-access-log", target),
     ]
 
 
@@ -129,12 +138,17 @@ def wait_listening(server: Server, timeout: float) -> None:
     raise RuntimeError(f"server did not listen within {timeout}s:\n{server.log()}")
 
 
-def server_fixture(target: str, doc: str) -> Any:
-    """A module-scoped pytest fixture running ``target`` under granian, once per interface."""
+def server_fixture(target: str, doc: str, servers: tuple[str, ...] = ("rsgi", "asgi")) -> Any:
+    """A module-scoped pytest fixture running ``target`` once per server: ``rsgi`` and
+    ``asgi`` (granian's two interfaces), ``uvicorn`` (ASGI, written in Python)."""
 
-    @pytest.fixture(scope="module", params=["rsgi", "asgi"])
+    @pytest.fixture(scope="module", params=servers)
     def fixture(request: pytest.FixtureRequest) -> Iterator[Server]:
-        server = start(target, request.param)
+        if request.param == "uvicorn":
+            server = start(target, "asgi", command=uvicorn_command(target))
+            server.name = "uvicorn"
+        else:
+            server = start(target, request.param)
         yield server
         server.stop()
 

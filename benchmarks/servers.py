@@ -14,12 +14,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
     "ROOT",
     "UVICORN_WS",
+    "RedisProcess",
     "ServerProcess",
     "ServerSpec",
     "event_loop_name",
@@ -62,10 +63,19 @@ def event_loop_name() -> str:
 
 @dataclass(frozen=True)
 class ServerSpec:
-    """A server to measure: its name in the tables and its command line for a port."""
+    """A server to measure: its name in the tables, its command line for a port, the
+    environment it adds, and its number of workers (granian only)."""
 
     name: str
     argv: Callable[[int], list[str]]
+    env: dict[str, str] = field(default_factory=dict)
+    workers: int = 1
+
+    def command(self, port: int) -> list[str]:
+        argv = self.argv(port)
+        if self.workers != 1 and "--workers" in argv:
+            argv[argv.index("--workers") + 1] = str(self.workers)
+        return argv
 
 
 def _granian(target: str, interface: str) -> Callable[[int], list[str]]:
@@ -136,14 +146,21 @@ class ServerProcess:
         port = free_port()
         fd, name = tempfile.mkstemp(prefix="bench-", suffix=".log")
         os.close(fd)
-        return cls.launch(spec.argv(port), port, Path(name), pin)
+        return cls.launch(spec.command(port), port, Path(name), pin, spec.env)
 
     @classmethod
-    def launch(cls, argv: list[str], port: int, log_path: Path, pin: bool) -> ServerProcess:
+    def launch(
+        cls,
+        argv: list[str],
+        port: int,
+        log_path: Path,
+        pin: bool,
+        extra_env: dict[str, str] | None = None,
+    ) -> ServerProcess:
         """Run ``argv`` (a server listening on ``port``), logging to ``log_path``."""
         if pin:
             argv = ["taskset", "-c", "1", *argv]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **(extra_env or {}), "PYTHONUNBUFFERED": "1"}
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         server = cls(proc, port, log_path)
@@ -212,6 +229,69 @@ class ServerProcess:
 
     def problems(self) -> list[str]:
         return [line for line in self.log().splitlines() if _LOG_PROBLEM.search(line)]
+
+
+@dataclass
+class RedisProcess:
+    """A redis-server of the benchmark's own, on a free port, keeping nothing on disk."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    folder: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @classmethod
+    def start(cls, pin: bool) -> RedisProcess:
+        port = free_port()
+        folder = Path(tempfile.mkdtemp(prefix="bench-redis-"))
+        argv = [
+            *("redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""),
+            *("--appendonly", "no", "--dir", str(folder), "--loglevel", "warning"),
+        ]
+        if pin:
+            argv = ["taskset", "-c", "1", *argv]
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        redis = cls(proc, port, folder)
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return redis
+            except OSError:
+                pass
+            try:
+                proc.wait(0.05)
+            except subprocess.TimeoutExpired:
+                continue
+            break
+        redis.stop()
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(SERVER_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    @staticmethod
+    def version() -> str:
+        try:
+            out = subprocess.run(
+                ["redis-server", "--version"], capture_output=True, text=True, timeout=10
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            return "unknown"
+        match = re.search(r"v=(\S+)", out)
+        return match.group(1) if match else "unknown"
 
 
 def machine_busy_seconds() -> float | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import types
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping, Sequence
 from typing import Any
 
 from ..errors import CloseCode
@@ -140,9 +140,10 @@ class ASGIWebSocketTransport(WebSocketTransport):
     send_window = 1
 
     def start_send(self, data: str | bytes) -> Any:
-        if isinstance(data, str):
-            return asyncio.ensure_future(self.send_text(data))
-        return asyncio.ensure_future(self.send_bytes(data))
+        coro = self.send_text(data) if isinstance(data, str) else self.send_bytes(data)
+        if not self.reads_on_demand:
+            return asyncio.ensure_future(coro)
+        return _start_eagerly(coro)
 
     async def close(self, code: int, reason: str) -> None:
         if self._closed:
@@ -153,6 +154,49 @@ class ASGIWebSocketTransport(WebSocketTransport):
         except _SEND_FAILED as exc:
             # The client left first: there is nobody to tell.
             logger.debug("close(%d) after the client left: %r", code, exc)
+
+
+def _start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
+    """Run ``coro`` now, up to its first suspension; a task finishes it only if it does
+    suspend. Servers written in Python (uvicorn's send is a write to the socket's
+    buffer) mostly finish a send without suspending: no task, no loop turn per message.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        step = coro.send(None)
+    except StopIteration:
+        done: asyncio.Future[None] = loop.create_future()
+        done.set_result(None)
+        return done
+    except BaseException as exc:  # TransportClosed, or the server's own error
+        failed: asyncio.Future[None] = loop.create_future()
+        failed.set_exception(exc)
+        return failed
+    if step is not None:
+        # What a task does with a future a coroutine yields: without it, awaiting the
+        # future again raises "await wasn't used with future".
+        step._asyncio_future_blocking = False
+    return asyncio.ensure_future(_resume(coro, step))
+
+
+async def _resume(coro: Coroutine[Any, Any, None], step: Any) -> None:
+    """Drive ``coro`` on from where it suspended, awaiting what it waits for."""
+    while True:
+        try:
+            if step is None:
+                await asyncio.sleep(0)  # a bare yield: one loop turn
+            else:
+                await step  # the future the coroutine is waiting on
+        except BaseException as exc:  # its outcome, or our cancellation: pass it in
+            try:
+                step = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                step = coro.send(None)
+            except StopIteration:
+                return
 
 
 class ASGIHTTPExchange(HTTPExchange):

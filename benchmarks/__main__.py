@@ -1,7 +1,8 @@
-"""Every benchmark in one run: echo, fan-out, connections; then the goals, side by side.
+"""Every benchmark in one run: echo, fan-out, connections, and (with redis-server
+installed) cluster fan-out; then the goals, side by side.
 
-    python -m benchmarks            # full run (about 10 minutes on 2 cores)
-    python -m benchmarks --quick    # shorter runs, one repeat (about 3 minutes)
+    python -m benchmarks            # full run (about 13 minutes on 2 cores)
+    python -m benchmarks --quick    # shorter runs, one repeat (about 2 minutes)
 
 Each benchmark writes its own section of ``docs/benchmarks.md`` (``--out``); this then
 writes the goals section between ``<!-- goals:begin -->`` and ``<!-- goals:end -->``.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import conns, echo, fanout
+from . import cluster, conns, echo, fanout
 from .conns import ConnSummary, memory_goal
 from .echo_report import EchoSummary, goal_verdicts
 from .report import Summary, fanout_goals, replace_section
@@ -86,7 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = args.json_dir or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         codes = []
-        for name, module in (("echo", echo), ("fanout", fanout), ("conns", conns)):
+        modules = [("echo", echo), ("fanout", fanout), ("conns", conns)]
+        if shutil.which("redis-server") is not None:
+            modules.append(("cluster", cluster))
+        else:
+            print("redis-server is not installed: no cluster fan-out", flush=True)
+        for name, module in modules:
             print(f"== {name} ==", flush=True)
             codes.append(module.main([*common, "--json", str(folder / f"{name}.json")]))
         section = goals_section(

@@ -3,6 +3,10 @@
 Run:  granian --interface rsgi examples.chat:app
 Open: http://127.0.0.1:8000/ (two tabs, same room)
 
+Across two workers (or hosts), through Redis (pip install 'gobstopper[redis]'):
+      GOBSTOPPER_BROKER_URL=redis://127.0.0.1:6379/0 \
+      granian --interface rsgi --workers 2 examples.chat:app
+
 Wire format (JSON text messages):
   client -> server: {"text": "..."}
   server -> client: {"type": "message", "from": name, "text": "..."}
@@ -11,15 +15,21 @@ Wire format (JSON text messages):
 
 from __future__ import annotations
 
-from gobstopper import Gobstopper, HTMLResponse, WebSocket
+import uuid
+
+from gobstopper import BrokerUnavailable, Gobstopper, HTMLResponse, WebSocket
 
 app = Gobstopper()
 manager = app.manager
 
 
-def _names(room: str) -> list[str]:
-    members = (manager.get(conn_id) for conn_id in manager.members(room))
-    return sorted(c.state.name for c in members if c is not None)
+async def _names(room: str) -> list[str]:
+    """Everyone in the room, on every worker: a connection's id is ``name#random``."""
+    try:
+        ids = await manager.cluster_members(room)
+    except BrokerUnavailable:
+        ids = manager.members(room)  # Redis is away: this worker's members only
+    return sorted(conn_id.rsplit("#", 1)[0] for conn_id in ids)
 
 
 @app.websocket("/ws/chat/<room>")
@@ -29,9 +39,10 @@ async def chat(ws: WebSocket, room: str) -> None:
         await ws.close(400)  # refuse the handshake: a name is required
         return
     ws.state.name = name
-    async with manager.connect(ws) as conn:
+    async with manager.connect(ws, id=f"{name}#{uuid.uuid4().hex[:8]}") as conn:
         await conn.join(room)
-        await manager.broadcast({"type": "join", "name": name, "members": _names(room)}, room=room)
+        members = await _names(room)
+        await manager.broadcast({"type": "join", "name": name, "members": members}, room=room)
         try:
             async for message in ws.iter_json():
                 text = str(message.get("text", ""))[:2000] if isinstance(message, dict) else ""
@@ -41,14 +52,19 @@ async def chat(ws: WebSocket, room: str) -> None:
                     )
         finally:
             await conn.leave(room)
-            await manager.broadcast(
-                {"type": "leave", "name": name, "members": _names(room)}, room=room
-            )
+            members = await _names(room)
+            await manager.broadcast({"type": "leave", "name": name, "members": members}, room=room)
 
 
 @app.get("/health")
 async def health() -> dict[str, object]:
-    return {"status": "ok", "connections": len(manager), "rooms": manager.rooms()}
+    broker = manager.broker_health()
+    return {
+        "status": "ok" if broker is None or broker.connected else "degraded",
+        "connections": len(manager),
+        "rooms": manager.rooms(),
+        "broker": None if broker is None else broker.as_dict(),
+    }
 
 
 PAGE = """<!doctype html>

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from .app import Gobstopper
+from .brokers import Broker, BrokerHealth, MemoryBroker, MemoryHub, broker_from_url
 from .config import Config, SlowConsumerPolicy
 from .datastructures import Address, Headers, QueryParams
 from .errors import (
+    BrokerUnavailable,
     CloseCode,
     ConfigError,
     ConnectionClosed,
@@ -18,12 +20,15 @@ from .errors import (
     UnsupportedByServer,
 )
 from .http import HTMLResponse, JSONResponse, PlainTextResponse, Request, Response
-from .manager import Connection, WebSocketManager
+from .manager import Connection, Delivery, WebSocketManager
 from .outbox import DeliveryStats
 from .websocket import Message, MessageType, State, WebSocket, WebSocketState
 
 __all__ = [
     "Address",
+    "Broker",
+    "BrokerHealth",
+    "BrokerUnavailable",
     "CloseCode",
     "Config",
     "ConfigError",
@@ -31,6 +36,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "Delivery",
     "DeliveryStats",
     "Gobstopper",
     "GobstopperError",
@@ -38,6 +44,8 @@ __all__ = [
     "HTTPError",
     "Headers",
     "JSONResponse",
+    "MemoryBroker",
+    "MemoryHub",
     "Message",
     "MessageTooBig",
     "MessageType",
@@ -52,6 +60,7 @@ __all__ = [
     "WebSocket",
     "WebSocketManager",
     "WebSocketState",
+    "broker_from_url",
 ]
 
 __version__ = "0.1.0"

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any, TypeVar
 
+from .brokers import Broker, broker_from_url
 from .config import Config, SlowConsumerPolicy
 from .errors import CloseCode, ConnectionClosed, HTTPError, RouteError
 from .http import PlainTextResponse, Request, Response, to_response
@@ -60,6 +61,9 @@ class Gobstopper:
         slow_consumer_policy: SlowConsumerPolicy | str | None = None,
         send_timeout: float | None = None,
         shutdown_grace: float | None = None,
+        broker_url: str | None = None,
+        presence_ttl: float | None = None,
+        broker: Broker | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.config = Config.load(
@@ -72,9 +76,13 @@ class Gobstopper:
             slow_consumer_policy=slow_consumer_policy,
             send_timeout=send_timeout,
             shutdown_grace=shutdown_grace,
+            broker_url=broker_url,
+            presence_ttl=presence_ttl,
         )
-        #: Rooms and broadcast for this app's connections.
-        self.manager = WebSocketManager(self.config)
+        if broker is None:
+            broker = broker_from_url(self.config.broker_url, presence_ttl=self.config.presence_ttl)
+        #: Rooms and broadcast for this app's connections, across workers with a broker.
+        self.manager = WebSocketManager(self.config, broker)
         self.http_routes = Router()
         self.websocket_routes = Router()
         self._startup: list[Hook] = []
@@ -136,7 +144,8 @@ class Gobstopper:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def startup(self) -> None:
-        """Run the startup hooks (the server calls this; tests may too)."""
+        """Start the broker, then run the startup hooks (the server calls this; tests may too)."""
+        await self.manager.start()
         for hook in self._startup:
             result = hook()
             if inspect.isawaitable(result):
@@ -182,6 +191,7 @@ class Gobstopper:
                     await result
             except Exception:
                 logger.exception("shutdown hook %r failed", hook)
+        await self.manager.stop()
         self._started = False
 
     # -- dispatch -------------------------------------------------------------------------

@@ -64,6 +64,14 @@ def _seconds(name: str, raw: object) -> float:
     return value
 
 
+def _broker_url(name: str, raw: object) -> str:
+    if not isinstance(raw, str):
+        raise ConfigError(f"{name}={raw!r} is not a URL")
+    from .brokers import check_broker_url
+
+    return check_broker_url(raw.strip(), name)
+
+
 def _policy(name: str, raw: object) -> SlowConsumerPolicy:
     try:
         return SlowConsumerPolicy(raw.strip().lower() if isinstance(raw, str) else raw)
@@ -89,7 +97,11 @@ _SETTINGS = (
     _Setting("slow_consumer_policy", "WS_SLOW_CONSUMER_POLICY", SlowConsumerPolicy.CLOSE, _policy),
     _Setting("send_timeout", "WS_SEND_TIMEOUT", 10.0, _seconds),
     _Setting("shutdown_grace", "WS_SHUTDOWN_GRACE", 5.0, _seconds),
+    _Setting("broker_url", "GOBSTOPPER_BROKER_URL", "memory://", _broker_url),
+    _Setting("presence_ttl", "GOBSTOPPER_PRESENCE_TTL", 10.0, _seconds),
 )
+# Settings whose constructor value is a string, like their environment value.
+_STRINGS = (_policy, _broker_url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +129,11 @@ class Config:
             as a slow consumer (``WS_SEND_TIMEOUT``, default 10).
         shutdown_grace: seconds shutdown waits for queued messages to be flushed before
             closing connections (``WS_SHUTDOWN_GRACE``, default 5).
+        broker_url: how rooms reach other workers and hosts (``GOBSTOPPER_BROKER_URL``):
+            ``memory://`` (default, this process only) or ``redis://host:port/db``
+            (``rediss://`` for TLS; needs ``gobstopper[redis]``).
+        presence_ttl: seconds after which the members of a worker that died without a
+            word leave the cluster-wide presence (``GOBSTOPPER_PRESENCE_TTL``, default 10).
     """
 
     max_message_bytes: int = 1 * MiB
@@ -127,6 +144,8 @@ class Config:
     slow_consumer_policy: SlowConsumerPolicy = SlowConsumerPolicy.CLOSE
     send_timeout: float = 10.0
     shutdown_grace: float = 5.0
+    broker_url: str = "memory://"
+    presence_ttl: float = 10.0
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -151,7 +170,7 @@ class Config:
         for s in _SETTINGS:
             value = overrides.get(s.field)
             if value is not None:
-                if isinstance(value, str) and s.parse is not _policy:
+                if isinstance(value, str) and s.parse not in _STRINGS:
                     # Strings are for the environment; in code, pass the number itself.
                     kind = "an integer" if s.parse is _int else "a number of seconds"
                     raise ConfigError(f"{s.field}={value!r} is not {kind}")

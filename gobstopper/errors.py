@@ -8,6 +8,7 @@ The exception tree::
     ├── UnsupportedByServer      the running server interface cannot do this
     ├── MessageTooBig            an outbound message exceeds the size limit
     ├── HTTPError                an HTTP handler's way to answer with a status
+    ├── BrokerUnavailable        the broker (Redis) cannot be reached now
     └── ConnectionClosed         the WebSocket is closed; carries ``code``
         ├── ConnectionClosedOK       closed normally (1000, 1001, 1005)
         └── ConnectionClosedError    closed because of an error (1009, 1011, ...)
@@ -18,6 +19,7 @@ from __future__ import annotations
 import enum
 
 __all__ = [
+    "BrokerUnavailable",
     "CloseCode",
     "ConfigError",
     "ConnectionClosed",
@@ -121,3 +123,17 @@ class ConnectionClosedOK(ConnectionClosed):
 
 class ConnectionClosedError(ConnectionClosed):
     """The connection was closed because of an error (oversized message, crash, ...)."""
+
+
+class BrokerUnavailable(GobstopperError):
+    """The broker cannot take or answer a request now (Redis down, network cut).
+
+    Attributes:
+        url: the broker's URL, without its password.
+        reason: what went wrong.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"broker {url} unavailable: {reason}")
+        self.url = url
+        self.reason = reason

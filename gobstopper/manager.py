@@ -4,6 +4,11 @@ A broadcast encodes its payload once, picks the members (a room, everyone, minus
 ``exclude``, filtered by ``predicate``) from a snapshot that joins and leaves cannot
 disturb, and puts the message in each member's bounded outbox. It never awaits a
 client's socket, and one member's failure never reaches the others.
+
+With a broker shared by other nodes (workers, hosts), a broadcast is delivered to this
+node's members at once and published once to the broker; every other node that has
+members in the room delivers it to its own. Channels: ``all``, ``room:<name>`` (a node
+subscribes while it has members there) and ``node:<node id>`` (direct sends).
 """
 
 from __future__ import annotations
@@ -12,20 +17,51 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from .brokers.base import Broker, BrokerHealth
 from .config import Config
-from .errors import CloseCode, MessageTooBig
+from .errors import BrokerUnavailable, CloseCode, MessageTooBig
 from .outbox import DeliveryStats, Outbox, Throttle
 from .websocket import State, WebSocket, WebSocketState
 
-__all__ = ["Connection", "WebSocketManager"]
+__all__ = ["Connection", "Delivery", "WebSocketManager"]
 
 logger = logging.getLogger("gobstopper.manager")
 
 Payload = str | bytes | bytearray | memoryview | Any
+
+_ALL = "all"
+_CONNS = "conns"  # the presence key of every connection
+
+
+def _room(name: str) -> str:
+    return "room:" + name
+
+
+class Delivery(int):
+    """What a broadcast did: an ``int``, the connections of this node it was queued for.
+
+    Attributes:
+        published: whether it was handed to the broker for the other nodes (always
+            False with no other node to reach).
+        error: why it could not be, when it could not (the broker is unreachable): the
+            other nodes' members do not get it (delivery is at most once).
+    """
+
+    published: bool
+    error: str | None
+
+    def __new__(cls, local: int, published: bool = False, error: str | None = None) -> Delivery:
+        obj = super().__new__(cls, local)
+        obj.published = published
+        obj.error = error
+        return obj
+
+    def __repr__(self) -> str:
+        return f"Delivery(local={int(self)}, published={self.published}, error={self.error!r})"
 
 
 class Connection:
@@ -78,8 +114,13 @@ class WebSocketManager:
                     await app.manager.broadcast(message.text, room=room, exclude=conn)
     """
 
-    def __init__(self, config: Config | None = None) -> None:
+    def __init__(self, config: Config | None = None, broker: Broker | None = None) -> None:
         self.config = config or Config.load()
+        #: How this node reaches the others; None: this process only.
+        self.broker = broker
+        self._started = False
+        self._clustered = False  # started, with a broker other nodes may share
+        self._background: set[asyncio.Task[Any]] = set()
         self.stats = DeliveryStats()
         self._throttle = Throttle()
         self._connections: dict[str, Connection] = {}
@@ -88,6 +129,49 @@ class WebSocketManager:
         # snapshot, so joins, leaves and departures during it are safe and cheap.
         self._room_snapshots: dict[str, tuple[Connection, ...]] = {}
         self._all_snapshot: tuple[Connection, ...] | None = None
+
+    # -- cluster --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the broker and receive other nodes' messages (the app calls this)."""
+        broker = self.broker
+        if broker is None or self._started:
+            return
+        await broker.start(self._on_remote)
+        self._started = True
+        if broker.alone:
+            return  # nobody else to reach: broadcast stays in this process, at no cost
+        await broker.subscribe(_ALL)
+        await broker.subscribe("node:" + broker.node_id)
+        self._clustered = True
+        for conn in tuple(self._connections.values()):
+            broker.presence_add(_CONNS, conn.id)
+            for room in tuple(conn.rooms):
+                await broker.subscribe(_room(room))
+                broker.presence_add(_room(room), conn.id)
+
+    async def stop(self) -> None:
+        """Withdraw this node from the cluster and stop the broker (the app calls this)."""
+        if self.broker is None or not self._started:
+            return
+        self._started = self._clustered = False
+        if self._background:
+            await asyncio.gather(*tuple(self._background), return_exceptions=True)
+        await self.broker.stop()
+
+    def broker_health(self) -> BrokerHealth | None:
+        """The broker's state (connected, since when, reconnections), None without one."""
+        return None if self.broker is None else self.broker.health()
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._throttle.warning("broker operation failed: %r", task.exception())
 
     # -- connections ------------------------------------------------------------------
 
@@ -127,6 +211,8 @@ class WebSocketManager:
         conn = Connection(conn_id, ws, self)
         self._connections[conn_id] = conn
         self._all_snapshot = None
+        if self._clustered and self.broker is not None:
+            self.broker.presence_add(_CONNS, conn_id)
         ws._add_close_callback(lambda _ws: self.remove(conn))
         # A handler's own ws.close() first delivers what was queued for it.
         ws._before_close.append(lambda: conn.outbox.flush(self.config.shutdown_grace))
@@ -142,6 +228,8 @@ class WebSocketManager:
             self._discard_member(room, conn)
         conn.rooms.clear()
         conn.outbox.close()
+        if self._clustered and self.broker is not None:
+            self.broker.presence_remove(_CONNS, conn.id)
 
     def get(self, conn_id: str) -> Connection | None:
         return self._connections.get(conn_id)
@@ -159,23 +247,46 @@ class WebSocketManager:
         if self._connections.get(conn.id) is not conn:
             raise ValueError(f"connection {conn.id!r} is not managed here (closed?)")
         members = self._rooms.setdefault(room, {})
-        if conn.id not in members:
-            members[conn.id] = conn
-            conn.rooms.add(room)
-            self._room_snapshots.pop(room, None)
+        if conn.id in members:
+            return
+        first = not members
+        members[conn.id] = conn
+        conn.rooms.add(room)
+        self._room_snapshots.pop(room, None)
+        broker = self.broker
+        if not self._clustered or broker is None:
+            return
+        if first:
+            # Returns once the broker confirms: from then on, nothing published to the
+            # room by another node is missed here.
+            await broker.subscribe(_room(room))
+        if conn.id in self._rooms.get(room, ()):  # it may have left while we waited
+            broker.presence_add(_room(room), conn.id)
 
     async def leave(self, conn: Connection, room: str) -> None:
         """Remove ``conn`` from ``room``; a room left empty is deleted."""
         if room in conn.rooms:
             conn.rooms.discard(room)
-            self._discard_member(room, conn)
+            self._discard_member(room, conn, spawn=False)
+            if self._clustered and self.broker is not None:
+                self.broker.presence_remove(_room(room), conn.id)
+                await self._unsubscribe_if_empty(room)
 
-    def _discard_member(self, room: str, conn: Connection) -> None:
+    def _discard_member(self, room: str, conn: Connection, spawn: bool = True) -> None:
         members = self._rooms.get(room)
         if members is not None and members.pop(conn.id, None) is not None:
             self._room_snapshots.pop(room, None)
             if not members:
                 del self._rooms[room]
+            if spawn and self._clustered and self.broker is not None:
+                self.broker.presence_remove(_room(room), conn.id)
+                if not members:
+                    self._spawn(self._unsubscribe_if_empty(room))
+
+    async def _unsubscribe_if_empty(self, room: str) -> None:
+        if room not in self._rooms and self.broker is not None:
+            # Decided now, not when the room emptied: someone may have joined since.
+            await self.broker.unsubscribe(_room(room))
 
     def rooms(self) -> list[str]:
         """Names of the rooms that have members."""
@@ -186,10 +297,27 @@ class WebSocketManager:
         return list(self._rooms.get(room, ()))
 
     def count(self, room: str | None = None) -> int:
-        """Members of ``room``, or all connections when ``room`` is None."""
+        """Members of ``room`` on this node, or all its connections when ``room`` is None."""
         if room is None:
             return len(self._connections)
         return len(self._rooms.get(room, ()))
+
+    async def cluster_members(self, room: str | None = None) -> list[str]:
+        """Ids of ``room``'s members (every connection when None) on every node.
+
+        Members of a node that stopped without saying so are dropped once its presence
+        expires (``GOBSTOPPER_PRESENCE_TTL``). Without a shared broker: this node's.
+
+        Raises:
+            BrokerUnavailable: the broker cannot be asked now.
+        """
+        if not self._clustered or self.broker is None:
+            return list(self._connections) if room is None else self.members(room)
+        return sorted(await self.broker.presence(_CONNS if room is None else _room(room)))
+
+    async def cluster_count(self, room: str | None = None) -> int:
+        """How many ``cluster_members(room)`` there are."""
+        return len(await self.cluster_members(room))
 
     def rooms_of(self, conn: Connection | str) -> frozenset[str]:
         found = self._connections.get(conn) if isinstance(conn, str) else conn
@@ -237,29 +365,130 @@ class WebSocketManager:
         room: str | None = None,
         exclude: Connection | str | Iterable[Connection | str] | None = None,
         predicate: Callable[[Connection], bool] | None = None,
-    ) -> int:
-        """Queue ``data`` for every member of ``room`` (every connection when None).
+        local: bool = False,
+    ) -> Delivery:
+        """Queue ``data`` for every member of ``room`` (every connection when None), on
+        every node of the cluster.
 
         Args:
             data: str (text), bytes (binary) or a JSON-able object, encoded once.
-            room: the room; None means every connection of this manager.
+            room: the room; None means every connection.
             exclude: a connection or id, or several, that must not get it (the sender).
-            predicate: only connections for which it returns True get it.
+            predicate: only connections for which it returns True get it. A function
+                cannot travel to other nodes: with a shared broker, pass ``local=True``.
+            local: deliver to this node's members only.
 
         Returns:
-            How many connections it was queued for.
+            A ``Delivery``: the number of this node's connections it was queued for,
+            and whether it reached the broker (``published``, ``error``). When the
+            broker is unreachable, this node's members still get it.
 
         Raises:
             MessageTooBig: the encoded message is over the limit; nobody gets it.
+            ValueError: a ``predicate`` with a shared broker and ``local=False``.
         """
         payload, size = self.encode(data)
-        return self._deliver(self._members(room), payload, size, _ids(exclude), predicate)
+        ids = _ids(exclude)
+        clustered = self._clustered and not local
+        if clustered and predicate is not None:
+            raise ValueError(
+                "a predicate filters only this node's members: pass local=True, or send to a room"
+            )
+        sent = self._deliver(self._members(room), payload, size, ids, predicate)
+        if not clustered:
+            return Delivery(sent)
+        return await self._publish(_ALL if room is None else _room(room), payload, ids, None, sent)
 
     async def send_to(self, conn_id: str, data: Payload) -> bool:
-        """Queue ``data`` for one connection by id. Returns False if it is not here."""
+        """Queue ``data`` for one connection by id, on whichever node it is connected.
+
+        Returns:
+            True if it was queued here or handed to the broker for the node that has
+            the connection; False if no node has it.
+
+        Raises:
+            BrokerUnavailable: it is not here and the broker cannot be reached.
+        """
         payload, size = self.encode(data)
         conn = self._connections.get(conn_id)
-        return conn is not None and conn.outbox.put(payload, size)
+        if conn is not None:
+            return conn.outbox.put(payload, size)
+        if not self._clustered or self.broker is None:
+            return False
+        node = await self.broker.presence_of(_CONNS, conn_id)
+        if node is None:
+            return False
+        delivery = await self._publish("node:" + node, payload, frozenset(), conn_id, 0)
+        if delivery.error is not None:
+            raise BrokerUnavailable(self.broker.health().url, delivery.error)
+        return True
+
+    async def _publish(
+        self,
+        channel: str,
+        payload: str | bytes,
+        exclude: frozenset[str],
+        target: str | None,
+        sent: int,
+    ) -> Delivery:
+        assert self.broker is not None
+        header: dict[str, Any] = {"o": self.broker.node_id}
+        if exclude:
+            header["x"] = sorted(exclude)
+        if target is not None:
+            header["t"] = target
+        if isinstance(payload, str):
+            body = payload.encode("utf-8", "surrogatepass")
+        else:
+            header["b"] = 1
+            body = payload
+        data = json.dumps(header, separators=(",", ":")).encode() + b"\n" + body
+        try:
+            await self.broker.publish(channel, data)
+        except BrokerUnavailable as exc:
+            self._throttle.warning("not delivered to other nodes: %s", exc)
+            return Delivery(sent, published=False, error=str(exc))
+        return Delivery(sent, published=True)
+
+    def _on_remote(self, channel: str, data: bytes) -> None:
+        """A message from the broker: deliver it to this node's members it is for."""
+        assert self.broker is not None
+        try:
+            head, sep, body = data.partition(b"\n")
+            if not sep:
+                raise ValueError("no header")
+            header = json.loads(head)
+            if not isinstance(header, dict):
+                raise ValueError("header is not an object")
+            if header.get("o") == self.broker.node_id:
+                return  # our own: this node's members have it already
+            size = len(body)
+            if size > self.config.max_message_bytes:
+                self._throttle.warning(
+                    "skipped a message of %d bytes on %s: over MAX_WS_MESSAGE_BYTES=%d",
+                    size,
+                    channel,
+                    self.config.max_message_bytes,
+                )
+                return
+            payload: str | bytes = (
+                body if header.get("b") else body.decode("utf-8", "surrogatepass")
+            )
+            exclude = frozenset(header.get("x", ()))
+            target = header.get("t")
+        except (ValueError, UnicodeDecodeError, TypeError) as exc:
+            self._throttle.warning("skipped an undecodable message on %s: %s", channel, exc)
+            return
+        if channel == _ALL:
+            members = self._members(None)
+        elif channel.startswith("room:"):
+            members = self._members(channel[5:])
+        elif target is not None:
+            conn = self._connections.get(str(target))
+            members = () if conn is None else (conn,)
+        else:
+            return
+        self._deliver(members, payload, size, exclude, None)
 
     def _deliver(
         self,

@@ -186,3 +186,31 @@ def test_echo_benchmark_runs(tmp_path: Path) -> None:
     assert report.count("<!-- echo:end -->") == 1
     assert "| gobstopper RSGI | 1 | 32 B |" in report
     assert "gobstopper RSGI at 95% or more of raw RSGI on echo" in report
+
+
+@pytest.mark.timeout(90)
+def test_cluster_benchmark_runs(tmp_path: Path) -> None:
+    require_picows()
+    from .redis_server import require_redis
+
+    require_redis()
+    out, runs = run_benchmark(
+        "benchmarks.cluster",
+        ["--rooms", "20", "--duration", "0.5", "--warmup", "0.2", "--repeat", "1"],
+        tmp_path,
+        timeout=80,
+    )
+    assert [r["server"] for r in runs] == [
+        "1 worker, memory",
+        "1 worker, Redis",
+        "2 workers, Redis",
+    ]
+    for run in runs:
+        assert run["error"] is None, run
+        assert run["deliveries_per_s"] > 0, run
+        # Every receiver got every message, in order, wherever it was connected.
+        assert run["gaps"] == 0 and run["out_of_order"] == 0, run
+        assert run["log_problems"] == [], run
+    report = out.read_text()
+    assert report.count("<!-- cluster:begin -->") == 1
+    assert "| 2 workers, Redis | 20 |" in report

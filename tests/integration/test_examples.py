@@ -90,3 +90,36 @@ async def test_dashboard_example(dashboard_server: Server) -> None:
         assert all(t["symbol"] == "GOB" for t in ticks)  # type: ignore[index]
         health = await http_request(dashboard_server.port, "GET", "/health")
         assert health.json()["subscribers"] == 1
+
+
+async def test_chat_example_on_two_workers_through_redis(tmp_path: Path) -> None:
+    """The documented command: GOBSTOPPER_BROKER_URL=redis://... granian --workers 2."""
+    from .redis_server import RedisServer, require_redis
+
+    redis = RedisServer(require_redis())
+    redis.start()
+    argv = granian_command("examples.chat:app", "rsgi", 0)
+    argv[argv.index("--workers") + 1] = "2"
+    server = start("", "rsgi", {"GOBSTOPPER_BROKER_URL": redis.url}, command=argv)
+    names = [f"user{i}" for i in range(8)]
+    clients: list[ClientConnection] = []
+    try:
+        for i, name in enumerate(names):
+            ws = await connect(f"{server.ws}/ws/chat/lobby?name={name}")
+            clients.append(ws)
+            # Each join notice lists everyone so far, whichever worker they are on.
+            joined = await recv_json(ws)
+            assert joined == {"type": "join", "name": name, "members": sorted(names[: i + 1])}
+            for earlier in clients[:-1]:
+                assert await recv_json(earlier) == joined
+        await clients[3].send(json.dumps({"text": "across workers"}))
+        said = {"type": "message", "from": "user3", "text": "across workers"}
+        for ws in clients:
+            assert await recv_json(ws) == said
+        health = (await http_request(server.port, "GET", "/health")).json()
+        assert health["status"] == "ok" and health["broker"]["connected"] is True
+    finally:
+        for ws in clients:
+            await ws.close()
+        server.stop()
+        redis.cleanup()

@@ -1,0 +1,79 @@
+"""Brokers: how rooms reach the other workers and hosts of a cluster.
+
+``broker_from_url`` picks one by ``GOBSTOPPER_BROKER_URL``: ``memory://`` (the default,
+this process only) or ``redis://host:port/db`` / ``rediss://`` (needs the ``redis``
+extra, which is imported only then).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from ..errors import ConfigError
+from .base import Broker, BrokerHealth, MessageHandler
+from .memory import MemoryBroker, MemoryHub
+
+__all__ = [
+    "Broker",
+    "BrokerHealth",
+    "MemoryBroker",
+    "MemoryHub",
+    "MessageHandler",
+    "broker_from_url",
+    "check_broker_url",
+]
+
+_VAR = "GOBSTOPPER_BROKER_URL"
+
+
+def check_broker_url(url: str, variable: str = _VAR) -> str:
+    """Validate a broker URL; return it.
+
+    Raises:
+        ConfigError: not ``memory://``, ``redis://`` or ``rediss://`` with a host, a db
+            that is not a whole number, or Redis chosen without the ``redis`` extra.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises on a port that is not a number or out of range
+    except ValueError as exc:
+        raise ConfigError(f"{variable}={url!r} is not a valid URL: {exc}") from None
+    if parts.scheme == "memory":
+        if parts.netloc or parts.path not in ("", "/"):
+            raise ConfigError(f"{variable}={url!r}: the memory broker takes no address")
+        return url
+    if parts.scheme not in ("redis", "rediss"):
+        raise ConfigError(
+            f"{variable}={url!r}: unknown broker {parts.scheme!r}; use memory:// or "
+            "redis://host:port/db (rediss:// for TLS)"
+        )
+    if not parts.hostname:
+        raise ConfigError(
+            f"{variable}={url!r}: a Redis URL needs a host, e.g. redis://127.0.0.1:6379/0"
+        )
+    db = parts.path.lstrip("/")
+    if db and not db.isdigit():
+        raise ConfigError(f"{variable}={url!r}: the database must be a number, e.g. /0")
+    del port
+    try:
+        import redis.asyncio  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"{variable}={url!r} needs the redis client: pip install 'gobstopper[redis]'"
+        ) from None
+    return url
+
+
+def broker_from_url(url: str, *, presence_ttl: float = 10.0, prefix: str = "gobstopper:") -> Broker:
+    """A broker for ``url`` (see ``check_broker_url``), not yet started.
+
+    Example::
+
+        broker = broker_from_url("redis://127.0.0.1:6379/0")
+    """
+    check_broker_url(url)
+    if url.startswith("memory:"):
+        return MemoryBroker()
+    from .redis import RedisBroker
+
+    return RedisBroker(url, presence_ttl=presence_ttl, prefix=prefix)

@@ -1,0 +1,557 @@
+"""The Redis broker: rooms across Granian workers and hosts, through Redis pub/sub.
+
+One pub/sub connection per node receives the channels it subscribes to; one task
+writes everything else (publishes and presence) in order, in pipelines, on a second
+connection. A supervisor keeps the pub/sub connection alive: when it drops it logs,
+reconnects with backoff, subscribes again to every channel still wanted and writes
+this node's presence again.
+
+Presence lives in Redis hashes (``<prefix>presence:<key>``: member -> node id), next to
+a key per node (``<prefix>node:<node id>``) that the node refreshes every third of
+``presence_ttl`` and that expires ``presence_ttl`` seconds after its node stops doing
+so. Readers skip (and delete) the members of nodes whose key has expired, so the
+members of a crashed worker disappear within ``presence_ttl`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections import deque
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from ..errors import BrokerUnavailable
+from .base import Broker, BrokerHealth, MessageHandler
+
+__all__ = ["RedisBroker", "redact"]
+
+logger = logging.getLogger("gobstopper.broker")
+
+_BACKOFF_FIRST_S = 0.1
+_BACKOFF_MAX_S = 5.0
+_BATCH = 512  # commands per pipeline, at most
+_BATCH_BYTES = 512 * 1024  # and about this many bytes of messages
+# Deletes a presence entry only if it still names the node given: an id that has moved
+# to another node, or was written again since, is left alone.
+_HDEL_IF_OWNER = """
+local n = 0
+for i = 1, #ARGV - 1 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[#ARGV] then
+    n = n + redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
+return n
+"""
+# Pub/sub is checked with a PING of its own after this many idle seconds: a connection
+# cut without a reset is found within it plus the timeout.
+_IDLE_PING_S = 5.0
+# A node's subscription is confirmed by Redis before join() returns, within this time.
+_SUBSCRIBE_WAIT_S = 2.0
+_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for logs and health reports."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+class RedisBroker(Broker):
+    """Publish/subscribe and presence on a Redis server.
+
+    Args:
+        url: ``redis://[[user]:password@]host[:port][/db]`` or ``rediss://`` (TLS).
+        prefix: the start of every channel and key name, to share one Redis.
+        presence_ttl: seconds after which a silent node's members are gone.
+        timeout: seconds any single Redis operation may take.
+        max_pending: commands waiting for the writer before ``publish`` refuses more.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "gobstopper:",
+        presence_ttl: float = 10.0,
+        timeout: float = 2.0,
+        max_pending: int = 100_000,
+    ) -> None:
+        self.url = url
+        self.node_id = uuid.uuid4().hex
+        self.prefix = prefix
+        self.presence_ttl = presence_ttl
+        self._timeout = timeout
+        self._max_pending = max_pending
+        # The health check pings an idle connection before using it: a connection cut
+        # without a word (no reset) is found within it, plus the timeout.
+        self._client: Any = aioredis.Redis.from_url(
+            url,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            health_check_interval=5,
+            socket_keepalive=True,
+        )
+        self._hdel_script: Any = self._client.register_script(_HDEL_IF_OWNER)
+        self._handler: MessageHandler | None = None
+        self._channels: set[str] = set()  # wanted, without the prefix
+        self._members: dict[str, set[str]] = {}  # this node's presence, key -> members
+        self._pubsub: Any = None
+        self._confirm: dict[str, asyncio.Future[None]] = {}
+        self._ops: deque[tuple[str, str, Any]] = deque()
+        # Commands queued and written (or dropped) so far: a presence read waits for
+        # the writes queued before it, so that a node reads its own joins and leaves.
+        self._queued = 0
+        self._done = 0
+        self._flushed: list[tuple[int, asyncio.Future[None]]] = []
+        self._ops_ready: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._connected = False
+        self._since = time.time()
+        self._reconnects = 0
+        self._ever_connected_before = False
+        self._last_error: str | None = None
+        self._dropped = 0
+        self._last_logged = float("-inf")
+
+    # -- names --------------------------------------------------------------------------
+
+    def _channel(self, name: str) -> str:
+        return self.prefix + name
+
+    def _presence_key(self, key: str) -> str:
+        return f"{self.prefix}presence:{key}"
+
+    def _node_key(self, node: str) -> str:
+        return f"{self.prefix}node:{node}"
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, handler: MessageHandler) -> None:
+        # A new id per start: processes forked from one that created the broker must
+        # not share it (each would skip the others' messages as its own).
+        self.node_id = uuid.uuid4().hex
+        self._handler = handler
+        self._stopping = False
+        self._ops_ready = asyncio.Event()
+        connected = asyncio.get_running_loop().create_future()
+        self._tasks = [
+            asyncio.ensure_future(self._listen(connected)),
+            asyncio.ensure_future(self._write()),
+            asyncio.ensure_future(self._heartbeat()),
+        ]
+        # Wait a little for the first connection, so that a worker that starts next to
+        # a healthy Redis is connected when it takes its first client; never fail here.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(connected), self._timeout)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        # What was published last (e.g. goodbyes at shutdown) goes out first; then this
+        # node's presence is withdrawn while the connection is still there.
+        await self._written()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._connected:
+            try:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for key, members in self._members.items():
+                        if members:
+                            await self._hdel_if_owner(
+                                self._presence_key(key), sorted(members), self.node_id, pipe
+                            )
+                    pipe.delete(self._node_key(self.node_id))
+                    await asyncio.wait_for(pipe.execute(), self._timeout)
+            except Exception as exc:
+                logger.warning("broker: could not withdraw presence on stop: %s", exc)
+        self._handler = None
+        self._set_connected(False, None)
+        with contextlib.suppress(*_ERRORS):
+            await self._client.aclose()
+
+    # -- publishing and presence: one ordered writer ---------------------------------------
+
+    def _enqueue(self, op: str, target: str, arg: Any) -> None:
+        if len(self._ops) >= self._max_pending:
+            self._dropped += 1
+            raise BrokerUnavailable(redact(self.url), "too many messages waiting for Redis")
+        self._ops.append((op, target, arg))
+        self._queued += 1
+        if self._ops_ready is not None:
+            self._ops_ready.set()
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        if not self._connected:
+            self._dropped += 1
+            raise BrokerUnavailable(redact(self.url), self._last_error or "not connected")
+        self._enqueue("publish", self._channel(channel), data)
+
+    def presence_add(self, key: str, member: str) -> None:
+        self._members.setdefault(key, set()).add(member)
+        if not self._connected and self._ops:
+            # A removal queued during an outage must not undo this once Redis is back.
+            kept = deque(op for op in self._ops if op != ("hdel", self._presence_key(key), member))
+            self._queued -= len(self._ops) - len(kept)
+            self._ops = kept
+        if self._connected:
+            # Too many writes waiting: written again from self._members on reconnection.
+            with contextlib.suppress(BrokerUnavailable):
+                self._enqueue("hset", self._presence_key(key), member)
+
+    def presence_remove(self, key: str, member: str) -> None:
+        members = self._members.get(key)
+        if members is not None:
+            members.discard(member)
+            if not members:
+                del self._members[key]
+        # Also while disconnected: queued, so that a reconnection does not leave it.
+        with contextlib.suppress(BrokerUnavailable):
+            self._enqueue("hdel", self._presence_key(key), member)
+
+    async def _write(self) -> None:
+        assert self._ops_ready is not None
+        while True:
+            await self._ops_ready.wait()
+            self._ops_ready.clear()
+            while self._ops and self._connected:
+                batch = self._next_batch()
+                try:
+                    async with self._client.pipeline(transaction=False) as pipe:
+                        for op, target, arg in batch:
+                            if op == "publish":
+                                pipe.publish(target, arg)
+                            elif op == "hset":
+                                pipe.hset(target, arg, self.node_id)
+                            else:
+                                await self._hdel_if_owner(target, [arg], self.node_id, pipe)
+                        results = await asyncio.wait_for(
+                            pipe.execute(raise_on_error=False), self._timeout
+                        )
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the connection failed: nothing is known sent
+                    self._batch_failed(batch, exc)
+                    # Let the supervisor notice the outage instead of spinning here.
+                    await asyncio.sleep(_BACKOFF_FIRST_S)
+                    continue
+                failed = [
+                    op
+                    for op, result in zip(batch, results, strict=True)
+                    if isinstance(result, Exception)
+                ]
+                if failed:
+                    # An error reply (e.g. Redis out of memory) fails one command only.
+                    lost = sum(op == "publish" for op, _, _ in failed)
+                    self._dropped += lost
+                    self._throttle_error(
+                        "broker: %d command(s) refused by Redis (%s); %d message(s) lost",
+                        len(failed),
+                        next(r for r in results if isinstance(r, Exception)),
+                        lost,
+                    )
+                self._advance(len(batch))
+
+    def _next_batch(self) -> list[tuple[str, str, Any]]:
+        batch: list[tuple[str, str, Any]] = []
+        size = 0
+        ops = self._ops
+        while ops and len(batch) < _BATCH and (not batch or size < _BATCH_BYTES):
+            op = ops.popleft()
+            if op[0] == "publish":
+                size += len(op[2])
+            batch.append(op)
+        return batch
+
+    def _batch_failed(self, batch: list[tuple[str, str, Any]], exc: BaseException) -> None:
+        lost = sum(op == "publish" for op, _, _ in batch)
+        self._dropped += lost
+        self._advance(len(batch))
+        # Removals go back to the front, in order, for the next connection (additions
+        # are written again from self._members on reconnection).
+        removals = [op for op in batch if op[0] == "hdel"]
+        for op in reversed(removals):
+            self._ops.appendleft(op)
+        self._queued += len(removals)
+        self._throttle_error(
+            "broker: %d message(s) to Redis lost (%s); delivery is at most once", lost, exc
+        )
+
+    def _throttle_error(self, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last_logged >= 10.0:
+            self._last_logged = now
+            logger.error(msg, *args)
+
+    def _hdel_if_owner(self, key: str, members: list[str], node: str, client: Any) -> Any:
+        return self._hdel_script(keys=[key], args=[*members, node], client=client)
+
+    def _advance(self, count: int) -> None:
+        self._done += count
+        waiting = []
+        for mark, waiter in self._flushed:
+            if mark <= self._done:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                waiting.append((mark, waiter))
+        self._flushed = waiting
+
+    async def _written(self) -> None:
+        """Wait (at most the timeout) until what was queued so far has been written."""
+        if self._done >= self._queued or not self._connected:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._flushed.append((self._queued, waiter))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(waiter, self._timeout)
+
+    async def presence(self, key: str) -> dict[str, str]:
+        await self._written()
+        try:
+            raw = await asyncio.wait_for(
+                self._client.hgetall(self._presence_key(key)), self._timeout
+            )
+            members = {_text(m): _text(n) for m, n in raw.items()}
+            nodes = sorted(set(members.values()))
+            if not nodes:
+                return {}
+            alive = await asyncio.wait_for(
+                self._client.mget([self._node_key(n) for n in nodes]), self._timeout
+            )
+            dead = {n for n, flag in zip(nodes, alive, strict=True) if flag is None}
+            if dead:
+                # Members of crashed nodes: gone for every reader from now on (unless
+                # written again by a live node meanwhile).
+                for node in dead:
+                    gone = sorted(m for m, n in members.items() if n == node)
+                    await asyncio.wait_for(
+                        self._hdel_if_owner(self._presence_key(key), gone, node, self._client),
+                        self._timeout,
+                    )
+                members = {m: n for m, n in members.items() if n not in dead}
+            return members
+        except _ERRORS as exc:
+            raise BrokerUnavailable(redact(self.url), str(exc) or type(exc).__name__) from exc
+
+    async def presence_of(self, key: str, member: str) -> str | None:
+        await self._written()
+        try:
+            raw = await asyncio.wait_for(
+                self._client.hget(self._presence_key(key), member), self._timeout
+            )
+            if raw is None:
+                return None
+            node = _text(raw)
+            alive = await asyncio.wait_for(self._client.exists(self._node_key(node)), self._timeout)
+            return node if alive else None
+        except _ERRORS as exc:
+            raise BrokerUnavailable(redact(self.url), str(exc) or type(exc).__name__) from exc
+
+    async def _heartbeat(self) -> None:
+        period = max(0.05, self.presence_ttl / 3)
+        ttl_ms = max(1, int(self.presence_ttl * 1000))
+        while True:
+            if self._connected:
+                try:
+                    previous = await asyncio.wait_for(
+                        self._client.set(self._node_key(self.node_id), b"1", px=ttl_ms, get=True),
+                        self._timeout,
+                    )
+                    if previous is None:
+                        # The key had expired (a stalled loop, failed heartbeats): other
+                        # nodes may have removed our members. Write them again.
+                        logger.warning("broker: this node's presence had expired; restoring it")
+                        await self._restore_presence()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    logger.debug("broker: heartbeat failed: %s", exc)
+            await asyncio.sleep(period)
+
+    # -- subscriptions and the supervised listener ----------------------------------------
+
+    async def subscribe(self, channel: str) -> None:
+        full = self._channel(channel)
+        if channel in self._channels:
+            # Wanted already; if its confirmation is still on its way, wait for it too:
+            # a second joiner must not miss what the first one would get.
+            pending = self._confirm.get(full)
+            if pending is not None and not pending.done():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(pending), _SUBSCRIBE_WAIT_S)
+            return
+        self._channels.add(channel)
+        pubsub = self._pubsub
+        if pubsub is None:
+            return  # subscribed on (re)connection
+        waiter = asyncio.get_running_loop().create_future()
+        self._confirm[full] = waiter
+        try:
+            # Sending only: the listener reads the confirmation. A failure here is the
+            # listener's to handle (it reconnects and subscribes to every wanted channel).
+            await pubsub.subscribe(full)
+            await asyncio.wait_for(asyncio.shield(waiter), _SUBSCRIBE_WAIT_S)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.debug("broker: subscribe %s deferred to reconnection: %s", full, exc)
+
+    async def unsubscribe(self, channel: str) -> None:
+        if channel not in self._channels:
+            return
+        self._channels.discard(channel)
+        pubsub = self._pubsub
+        if pubsub is not None:
+            try:
+                await pubsub.unsubscribe(self._channel(channel))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a stray subscription is harmless: nobody is here
+                logger.debug("broker: unsubscribe %s: %s", channel, exc)
+
+    async def _listen(self, first: asyncio.Future[None]) -> None:
+        delay = _BACKOFF_FIRST_S
+        lost_at: float | None = None
+        while not self._stopping:
+            pubsub = self._client.pubsub()
+            try:
+                await asyncio.wait_for(self._client.ping(), self._timeout)
+                # A channel of its own, so that the connection exists (and is checked)
+                # even before any room has a member here.
+                wanted = {self._channel(c) for c in self._channels}
+                await asyncio.wait_for(
+                    pubsub.subscribe(self._channel(f"node-control:{self.node_id}"), *wanted),
+                    self._timeout,
+                )
+                # From here subscribe() goes straight to this connection; the rooms
+                # joined while the list above was sent are subscribed now.
+                self._pubsub = pubsub
+                missed = {self._channel(c) for c in self._channels} - wanted
+                if missed:
+                    await asyncio.wait_for(pubsub.subscribe(*missed), self._timeout)
+                await self._restore_presence()
+                self._set_connected(True, None)
+                if lost_at is not None and self._ever_connected_before:
+                    self._reconnects += 1
+                    logger.warning(
+                        "broker: reconnected to %s after %.1fs (reconnection %d); "
+                        "subscribed again to %d channel(s)",
+                        redact(self.url),
+                        time.monotonic() - lost_at,
+                        self._reconnects,
+                        len(wanted),
+                    )
+                else:
+                    logger.info("broker: connected to %s", redact(self.url))
+                self._ever_connected_before = True
+                lost_at = None
+                if not first.done():
+                    first.set_result(None)
+                delay = _BACKOFF_FIRST_S
+                await self._read(pubsub)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure: reconnect rather than stop listening
+                reason = str(exc) or type(exc).__name__
+                if lost_at is None:
+                    lost_at = time.monotonic()
+                    logger.error(
+                        "broker: connection to %s lost or refused (%s); local delivery goes "
+                        "on, other workers are unreachable until it is back",
+                        redact(self.url),
+                        reason,
+                    )
+                self._set_connected(False, reason)
+            finally:
+                self._pubsub = None
+                for waiter in self._confirm.values():
+                    if not waiter.done():
+                        waiter.set_result(None)
+                self._confirm.clear()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(pubsub.aclose(), self._timeout)
+            if self._stopping:
+                break
+            await asyncio.sleep(delay * (0.5 + random.random()))  # jitter: no herd
+            delay = min(delay * 2, _BACKOFF_MAX_S)
+
+    async def _read(self, pubsub: Any) -> None:
+        handler = self._handler
+        prefix_len = len(self.prefix)
+        loop = asyncio.get_running_loop()
+        heard = loop.time()
+        ping_sent: float | None = None
+        while True:
+            message = await pubsub.get_message(timeout=1.0)
+            now = loop.time()
+            if message is None:
+                # Quiet: ask for a pong now and then; no answer in time means the
+                # connection is gone, even if the network never said so.
+                if ping_sent is not None and now - ping_sent > self._timeout + 1.0:
+                    raise ConnectionError("no answer from Redis to a ping")
+                if ping_sent is None and now - heard > _IDLE_PING_S:
+                    ping_sent = now
+                    await asyncio.wait_for(pubsub.ping(), self._timeout)
+                continue
+            heard, ping_sent = now, None
+            kind = message["type"]
+            if kind == "message":
+                channel = _text(message["channel"])
+                if handler is not None:
+                    try:
+                        handler(channel[prefix_len:], message["data"])
+                    except Exception:
+                        # One bad message never stops the listener.
+                        logger.exception("broker: message handler failed on %s", channel)
+            elif kind == "subscribe":
+                waiter = self._confirm.pop(_text(message["channel"]), None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+
+    async def _restore_presence(self) -> None:
+        """Write this node's liveness and members again (after a connection or a loss)."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.set(self._node_key(self.node_id), b"1", px=max(1, int(self.presence_ttl * 1000)))
+            for key, members in self._members.items():
+                if members:
+                    pipe.hset(self._presence_key(key), mapping=dict.fromkeys(members, self.node_id))
+            await asyncio.wait_for(pipe.execute(), self._timeout)
+
+    def _set_connected(self, connected: bool, error: str | None) -> None:
+        if error is not None:
+            self._last_error = error
+        if connected != self._connected:
+            self._connected = connected
+            self._since = time.time()
+        if connected and self._ops_ready is not None and self._ops:
+            self._ops_ready.set()
+
+    def health(self) -> BrokerHealth:
+        return BrokerHealth(
+            url=redact(self.url),
+            connected=self._connected,
+            since=self._since,
+            reconnects=self._reconnects,
+            last_error=self._last_error,
+            dropped=self._dropped,
+        )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

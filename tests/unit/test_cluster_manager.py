@@ -1,0 +1,115 @@
+"""Two managers on one in-memory hub: every delivery mode crosses nodes (no sockets).
+
+The same manager code runs on Redis in tests/integration/test_cluster.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from gobstopper import Config, Connection, Delivery, WebSocketManager
+from gobstopper.brokers import MemoryBroker, MemoryHub
+
+from .fake_transport import FakeTransport, make
+
+
+async def node(hub: MemoryHub | None = None, **settings: Any) -> WebSocketManager:
+    broker = MemoryBroker(hub) if hub is not None else MemoryBroker()
+    mgr = WebSocketManager(Config.load({}, **settings), broker)
+    await mgr.start()
+    return mgr
+
+
+async def member(
+    mgr: WebSocketManager, conn_id: str, *rooms: str
+) -> tuple[Connection, FakeTransport]:
+    ws, transport = make()
+    await ws.accept()
+    conn = mgr.add(ws, conn_id)
+    for room in rooms:
+        await conn.join(room)
+    return conn, transport
+
+
+async def test_broadcast_reaches_every_node_once() -> None:
+    hub = MemoryHub()
+    a, b = await node(hub), await node(hub)
+    alice, ta = await member(a, "alice", "lobby")
+    _, tb = await member(b, "bob", "lobby")
+    _, tc = await member(b, "carol", "elsewhere")
+    delivery = await a.broadcast("hi", room="lobby")
+    assert isinstance(delivery, Delivery) and delivery == 1  # this node: alice
+    assert delivery.published and delivery.error is None
+    assert (ta.sent, tb.sent, tc.sent) == (["hi"], ["hi"], [])
+
+    await a.broadcast(b"\x00bin", room="lobby", exclude=alice)
+    await b.broadcast({"json": True})  # everyone, both nodes
+    assert ta.sent == ["hi", '{"json":true}']
+    assert tb.sent == ["hi", b"\x00bin", '{"json":true}']
+    assert tc.sent == ['{"json":true}']
+
+
+async def test_send_to_finds_the_connection_on_its_node() -> None:
+    hub = MemoryHub()
+    a, b = await node(hub), await node(hub)
+    _, ta = await member(a, "alice")
+    _, tb = await member(b, "bob")
+    assert await a.send_to("bob", "psst") is True
+    assert await a.send_to("nobody", "psst") is False
+    assert (ta.sent, tb.sent) == ([], ["psst"])
+
+
+async def test_cluster_presence_follows_joins_leaves_and_stops() -> None:
+    hub = MemoryHub()
+    a, b = await node(hub), await node(hub)
+    alice, _ = await member(a, "alice", "lobby")
+    await member(b, "bob", "lobby")
+    assert await a.cluster_members("lobby") == ["alice", "bob"]
+    assert await b.cluster_count() == 2
+    assert a.members("lobby") == ["alice"]  # the local view stays local
+    await alice.leave("lobby")
+    assert await b.cluster_members("lobby") == ["bob"]
+    await b.stop()
+    assert await a.cluster_members("lobby") == []
+
+
+async def test_a_predicate_cannot_travel_but_local_delivery_can_use_one() -> None:
+    hub = MemoryHub()
+    a, b = await node(hub), await node(hub)
+    _, ta = await member(a, "alice", "lobby")
+    _, tb = await member(b, "bob", "lobby")
+    with pytest.raises(ValueError, match="local=True"):
+        await a.broadcast("x", room="lobby", predicate=lambda c: True)
+    delivery = await a.broadcast("x", room="lobby", predicate=lambda c: True, local=True)
+    assert delivery == 1 and not delivery.published
+    assert (ta.sent, tb.sent) == (["x"], [])
+
+
+async def test_undecodable_or_oversized_remote_messages_are_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hub = MemoryHub()
+    a = await node(hub, max_message_bytes=1024, send_chunk_bytes=1024)
+    _, ta = await member(a, "alice", "lobby")
+    caplog.set_level(logging.WARNING, "gobstopper.manager")
+    a._on_remote("room:lobby", b"no header at all")
+    a._on_remote("room:lobby", b'{"o":"x"}\n\xff\xfe')
+    a._on_remote("room:lobby", b'["not an object"]\nx')
+    a._on_remote("room:lobby", b'{"o":"x"}\n' + b"y" * 2048)
+    a._on_remote("room:lobby", b'{"o":"x"}\nfine')
+    assert ta.sent == ["fine"]
+    assert "skipped" in caplog.text
+
+
+async def test_alone_the_manager_never_touches_the_broker() -> None:
+    mgr = await node()  # a private hub: nobody else to reach
+    _, transport = await member(mgr, "alice", "lobby")
+    delivery = await mgr.broadcast("hi", room="lobby")
+    assert delivery == 1 and not delivery.published and delivery.error is None
+    assert await mgr.send_to("bob", "x") is False
+    assert await mgr.cluster_members("lobby") == ["alice"]
+    assert isinstance(mgr.broker, MemoryBroker) and mgr.broker.hub.subscribers == {}
+    assert transport.sent == ["hi"]

@@ -120,6 +120,7 @@ class WebSocketManager:
         self.broker = broker
         self._started = False
         self._clustered = False  # started, with a broker other nodes may share
+        self._origin = self._head_text = self._head_binary = b"\n"
         self._background: set[asyncio.Task[Any]] = set()
         self.stats = DeliveryStats()
         self._throttle = Throttle()
@@ -138,6 +139,10 @@ class WebSocketManager:
         if broker is None or self._started:
             return
         await broker.start(self._on_remote)
+        # The envelope: "<node id>\n<JSON header>\n<payload>", encoded once per message.
+        self._origin = broker.node_id.encode() + b"\n"
+        self._head_text = self._origin + b"{}\n"
+        self._head_binary = self._origin + b'{"b":1}\n'
         self._started = True
         if broker.alone:
             return  # nobody else to reach: broadcast stays in this process, at no cost
@@ -432,17 +437,18 @@ class WebSocketManager:
         sent: int,
     ) -> Delivery:
         assert self.broker is not None
-        header: dict[str, Any] = {"o": self.broker.node_id}
-        if exclude:
-            header["x"] = sorted(exclude)
-        if target is not None:
-            header["t"] = target
-        if isinstance(payload, str):
-            body = payload.encode("utf-8", "surrogatepass")
+        text = isinstance(payload, str)
+        body = payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload
+        if not exclude and target is None:
+            head = self._head_text if text else self._head_binary  # the common case, ready
         else:
-            header["b"] = 1
-            body = payload
-        data = json.dumps(header, separators=(",", ":")).encode() + b"\n" + body
+            header: dict[str, Any] = {} if text else {"b": 1}
+            if exclude:
+                header["x"] = sorted(exclude)
+            if target is not None:
+                header["t"] = target
+            head = self._origin + json.dumps(header, separators=(",", ":")).encode() + b"\n"
+        data = head + body
         try:
             await self.broker.publish(channel, data)
         except BrokerUnavailable as exc:
@@ -453,15 +459,16 @@ class WebSocketManager:
     def _on_remote(self, channel: str, data: bytes) -> None:
         """A message from the broker: deliver it to this node's members it is for."""
         assert self.broker is not None
+        if data.startswith(self._origin):
+            return  # our own: this node's members have it already
         try:
-            head, sep, body = data.partition(b"\n")
-            if not sep:
+            _, sep, rest = data.partition(b"\n")
+            head, sep2, body = rest.partition(b"\n")
+            if not (sep and sep2):
                 raise ValueError("no header")
             header = json.loads(head)
             if not isinstance(header, dict):
                 raise ValueError("header is not an object")
-            if header.get("o") == self.broker.node_id:
-                return  # our own: this node's members have it already
             size = len(body)
             if size > self.config.max_message_bytes:
                 self._throttle.warning(

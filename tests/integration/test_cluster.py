@@ -218,10 +218,10 @@ async def test_undecodable_and_oversized_messages_are_skipped(
         async with AsyncExitStack() as stack:
             ws, _ = await join(host, "r", "x1")
             stack.push_async_callback(ws.close)
-            for garbage in (b"no header", b"\xff\xfe\n", b'{"o":"other","b":0}\n\xff\xfe'):
+            for garbage in (b"no header", b"\xff\xfe\n", b"other\n{}\n\xff\xfe", b"o\n[]\nx"):
                 await raw.publish("gobstopper:room:r", garbage)
-            await raw.publish("gobstopper:room:r", b'{"o":"other"}\n' + b"x" * (2 * 1024 * 1024))
-            await raw.publish("gobstopper:room:r", b'{"o":"other"}\n{"fine":1}')
+            await raw.publish("gobstopper:room:r", b"other\n{}\n" + b"x" * (2 * 1024 * 1024))
+            await raw.publish("gobstopper:room:r", b'other\n{}\n{"fine":1}')
             assert await recv_json(ws) == {"fine": 1}  # the listener lives on
         assert "skipped" in host.log()
         health = await get_json(host, "/health")

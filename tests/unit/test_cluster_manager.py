@@ -96,10 +96,11 @@ async def test_undecodable_or_oversized_remote_messages_are_skipped(
     _, ta = await member(a, "alice", "lobby")
     caplog.set_level(logging.WARNING, "gobstopper.manager")
     a._on_remote("room:lobby", b"no header at all")
-    a._on_remote("room:lobby", b'{"o":"x"}\n\xff\xfe')
-    a._on_remote("room:lobby", b'["not an object"]\nx')
-    a._on_remote("room:lobby", b'{"o":"x"}\n' + b"y" * 2048)
-    a._on_remote("room:lobby", b'{"o":"x"}\nfine')
+    a._on_remote("room:lobby", b"other\n{}\n\xff\xfe")
+    a._on_remote("room:lobby", b'other\n["not an object"]\nx')
+    a._on_remote("room:lobby", b"other\n{not json}\nx")
+    a._on_remote("room:lobby", b"other\n{}\n" + b"y" * 2048)
+    a._on_remote("room:lobby", b"other\n{}\nfine")
     assert ta.sent == ["fine"]
     assert "skipped" in caplog.text
 

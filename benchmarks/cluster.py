@@ -137,7 +137,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, help="seconds measured per run (default 2)")
     p.add_argument("--warmup", type=float, help="seconds before measuring (default 1)")
     p.add_argument("--repeat", type=int, help="runs per configuration (default 3)")
-    p.add_argument("--window", type=int, default=32, help="messages in flight (default 32)")
+    p.add_argument("--window", type=int, default=128, help="messages in flight (default 128)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the markdown file to update")
     p.add_argument("--json", type=Path, help="also write every run's figures here")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")

@@ -125,7 +125,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, help="seconds before measuring (default 1)")
     p.add_argument("--repeat", type=int, help="runs per configuration (default 3)")
     p.add_argument(
-        "--window", type=int, default=Settings.window, help="messages in flight (default 32)"
+        "--window", type=int, default=Settings.window, help="messages in flight (default 128)"
     )
     p.add_argument(
         "--batch",

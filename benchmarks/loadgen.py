@@ -284,7 +284,7 @@ async def _connect_all(url: str, listeners: Sequence[WSListener]) -> None:
 class Settings:
     """How each run is made."""
 
-    window: int = 32  # messages in flight
+    window: int = 128  # messages in flight: enough to keep every server busy
     warmup: float = 1.0  # seconds before measuring
     duration: float = 5.0  # seconds measured
     batch: int = 4  # messages a receiver's socket holds before the kernel wakes it

@@ -48,7 +48,8 @@ _CLOSE = WSMsgType.CLOSE
 STALLED_RCVBUF = 1024  # bytes; Linux makes it its minimum, about 2 KiB
 CONNECT_TIMEOUT = 60.0
 SYNC_TIMEOUT = 15.0
-DRAIN_TIMEOUT = 5.0
+DRAIN_TIMEOUT = 5.0  # at least; more for a slow server with a full window
+DRAIN_TIMEOUT_MAX = 20.0
 
 
 # -- load generator -----------------------------------------------------------------------
@@ -367,7 +368,12 @@ async def measure(
             room.drained.set()
         # What has not arrived by then is counted as gaps below.
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(room.drained.wait(), DRAIN_TIMEOUT)
+            # Time enough for the messages in flight at the measured rate, three times
+            # over: what is still missing after that is counted as a gap.
+            rate = max(1.0, (delivered1 - delivered0) / (t1 - t0))
+            in_flight = room.window * room.n
+            drain = min(DRAIN_TIMEOUT_MAX, max(DRAIN_TIMEOUT, 3 * in_flight / rate))
+            await asyncio.wait_for(room.drained.wait(), drain)
 
         elapsed = t1 - t0
         result.deliveries_per_s = (delivered1 - delivered0) / elapsed

@@ -11,6 +11,7 @@ Wire format (JSON text messages):
   client -> server: {"text": "..."}
   server -> client: {"type": "message", "from": name, "text": "..."}
                     {"type": "join" | "leave", "name": name, "members": [names]}
+                    {"type": "error", "error": "..."} (to the sender of a bad message)
 """
 
 from __future__ import annotations
@@ -44,12 +45,19 @@ async def chat(ws: WebSocket, room: str) -> None:
         members = await _names(room)
         await manager.broadcast({"type": "join", "name": name, "members": members}, room=room)
         try:
-            async for message in ws.iter_json():
-                text = str(message.get("text", ""))[:2000] if isinstance(message, dict) else ""
-                if text:
-                    await manager.broadcast(
-                        {"type": "message", "from": name, "text": text}, room=room
-                    )
+            async for message in ws:
+                try:
+                    data = message.json()
+                except ValueError as exc:  # garbage gets an answer, not a closed socket
+                    await conn.send({"type": "error", "error": f"not JSON: {exc}"[:200]})
+                    continue
+                text = data.get("text") if isinstance(data, dict) else None
+                if not isinstance(text, str) or not text:
+                    await conn.send({"type": "error", "error": 'expected {"text": "..."}'})
+                    continue
+                await manager.broadcast(
+                    {"type": "message", "from": name, "text": text[:2000]}, room=room
+                )
         finally:
             await conn.leave(room)
             members = await _names(room)
@@ -93,6 +101,7 @@ $("join").onclick = () => {
   ws.onmessage = (event) => {
     const m = JSON.parse(event.data);
     if (m.type === "message") { log(`${m.from}: ${m.text}`); return; }
+    if (m.type === "error") { log(`! ${m.error}`); return; }
     log(`* ${m.name} ${m.type === "join" ? "joined" : "left"}`);
     $("members").textContent = "online: " + m.members.join(", ");
   };

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any, TypeVar
 
 from .brokers import Broker, broker_from_url
-from .config import Config, SlowConsumerPolicy
+from .config import Config, RateLimitPolicy, SlowConsumerPolicy
 from .errors import CloseCode, ConnectionClosed, HTTPError, RouteError
 from .http import PlainTextResponse, Request, Response, to_response
 from .manager import WebSocketManager
+from .metrics import Metrics
 from .routing import Route, Router
+from .security import ConnectionLimiter, OriginPolicy
 from .transport import asgi as asgi_adapter
 from .transport import rsgi as rsgi_adapter
 from .transport.base import HTTPExchange, ScopeInfo, WebSocketTransport
@@ -23,9 +26,15 @@ from .websocket import WebSocket, WebSocketState
 __all__ = ["Gobstopper"]
 
 logger = logging.getLogger("gobstopper")
+#: One line per connection event (refused, closed, idle), with ``extra`` fields: event,
+#: path, client, and status/reason or code/closed_by.
+access = logging.getLogger("gobstopper.access")
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 Hook = Callable[[], Any]
+#: ``hook(ws)`` before accept: return False (403) or raise ``HTTPError(401, ...)`` to
+#: refuse; it may set ``ws.state.user``. Sync or async.
+AuthHook = Callable[[WebSocket], Any]
 
 # How long shutdown waits for each connection's close frame to go out.
 _SHUTDOWN_CLOSE_S = 2.0
@@ -63,7 +72,17 @@ class Gobstopper:
         shutdown_grace: float | None = None,
         broker_url: str | None = None,
         presence_ttl: float | None = None,
+        allowed_origins: Iterable[str] | str | None = None,
+        max_connections: int | None = None,
+        max_connections_per_ip: int | None = None,
+        rate_limit: float | None = None,
+        rate_limit_burst: int | None = None,
+        rate_limit_policy: RateLimitPolicy | str | None = None,
+        idle_timeout: float | None = None,
+        heartbeat_message: str | None = None,
+        heartbeat_reply: str | None = None,
         broker: Broker | None = None,
+        metrics_path: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.config = Config.load(
@@ -78,6 +97,17 @@ class Gobstopper:
             shutdown_grace=shutdown_grace,
             broker_url=broker_url,
             presence_ttl=presence_ttl,
+            allowed_origins=list(allowed_origins)
+            if allowed_origins is not None and not isinstance(allowed_origins, str)
+            else allowed_origins,
+            max_connections=max_connections,
+            max_connections_per_ip=max_connections_per_ip,
+            rate_limit=rate_limit,
+            rate_limit_burst=rate_limit_burst,
+            rate_limit_policy=rate_limit_policy,
+            idle_timeout=idle_timeout,
+            heartbeat_message=heartbeat_message,
+            heartbeat_reply=heartbeat_reply,
         )
         if broker is None:
             broker = broker_from_url(self.config.broker_url, presence_ttl=self.config.presence_ttl)
@@ -90,17 +120,52 @@ class Gobstopper:
         self._started = False
         self.connections: set[WebSocket] = set()
         self._no_grace = False
+        #: Who may connect: the origin allow-list and the connection limits.
+        self.origins = OriginPolicy(self.config.allowed_origins)
+        self.limiter = ConnectionLimiter(
+            self.config.max_connections or None, self.config.max_connections_per_ip or None
+        )
+        self._auth: list[AuthHook] = []
+        self._idle_task: asyncio.Task[None] | None = None
+        #: This worker's counters; ``metrics.prometheus()`` gives their text form.
+        self.metrics = Metrics()
+        self.metrics.extra = self._more_metrics
+        if metrics_path is not None:
+            self.get(metrics_path)(self._metrics_route)
 
     # -- registration -------------------------------------------------------------------
 
-    def websocket(self, path: str) -> Callable[[F], F]:
-        """Register a WebSocket handler: ``async def handler(ws, **path_params)``."""
+    def websocket(self, path: str, *, auth: AuthHook | None = None) -> Callable[[F], F]:
+        """Register a WebSocket handler: ``async def handler(ws, **path_params)``.
+
+        Args:
+            path: the route, e.g. ``/ws/chat/<room>``.
+            auth: a hook run before the handler (after the app-wide ones, see
+                ``auth()``): ``hook(ws)`` returns False to refuse with 403, or raises
+                ``HTTPError(401)`` (any 4xx/5xx); it may set ``ws.state.user``.
+        """
 
         def decorator(fn: F) -> F:
-            self.websocket_routes.add(path, fn, takes_connection="websocket")
+            route = self.websocket_routes.add(path, fn, takes_connection="websocket")
+            route.auth = auth
             return fn
 
         return decorator
+
+    def auth(self, hook: AuthHook) -> AuthHook:
+        """Register an app-wide authentication hook, run before every WebSocket
+        handler (see ``websocket(auth=...)``). Use it as a decorator.
+
+        Example::
+
+            @app.auth
+            async def token(ws: WebSocket) -> None:
+                if ws.query_params.get("token") != SECRET:
+                    raise HTTPError(401, "bad token")
+                ws.state.user = "alice"
+        """
+        self._auth.append(hook)
+        return hook
 
     def route(self, path: str, methods: Iterable[str] = ("GET",)) -> Callable[[F], F]:
         """Register an HTTP handler for ``methods``.
@@ -146,6 +211,8 @@ class Gobstopper:
     async def startup(self) -> None:
         """Start the broker, then run the startup hooks (the server calls this; tests may too)."""
         await self.manager.start()
+        if self.config.idle_timeout > 0 and self._idle_task is None:
+            self._idle_task = asyncio.ensure_future(self._close_idle())
         for hook in self._startup:
             result = hook()
             if inspect.isawaitable(result):
@@ -192,6 +259,9 @@ class Gobstopper:
             except Exception:
                 logger.exception("shutdown hook %r failed", hook)
         await self.manager.stop()
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+            self._idle_task = None
         self._started = False
 
     # -- dispatch -------------------------------------------------------------------------
@@ -224,11 +294,26 @@ class Gobstopper:
         if match is None:
             await transport.reject(404)
             return
-        ws = WebSocket(transport, info, self.config, match.params)
+        ws = WebSocket(transport, info, self.config, match.params, self.metrics)
+        ip = _ip(info.client)
+        if not self.origins.allows(ws.headers.get("origin"), ws.headers.get("host")):
+            await self._refuse(ws, 403, "origin", f"origin {ws.headers.get('origin')!r}")
+            await ws._finish(403)
+            return
+        refused = self.limiter.acquire(ip)
+        if refused is not None:
+            per_ip = refused.endswith("address")
+            status = 429 if per_ip else 503
+            await self._refuse(ws, status, "limit_per_ip" if per_ip else "limit", refused)
+            await ws._finish(status)
+            return
         self.connections.add(ws)
         code: int = CloseCode.NORMAL_CLOSURE
+        authorised = False
         try:
-            await _call(match.route, ws, match.params)
+            authorised = await self._authorised(ws, match.route)
+            if authorised:
+                await _call(match.route, ws, match.params)
         except asyncio.CancelledError:
             code = CloseCode.GOING_AWAY  # the server is cancelling us: say so, then go
             raise
@@ -243,7 +328,116 @@ class Gobstopper:
                 code = CloseCode.INTERNAL_ERROR
         finally:
             self.connections.discard(ws)
+            self.limiter.release(ip)
             await ws._finish(code)
+            if authorised:
+                self._account_close(ws)
+
+    async def _authorised(self, ws: WebSocket, route: Route) -> bool:
+        """Run the auth hooks; refuse the handshake (and say False) if one says no."""
+        hooks = [*self._auth, route.auth] if route.auth is not None else self._auth
+        for hook in hooks:
+            try:
+                result = hook(ws)
+                if inspect.isawaitable(result):
+                    result = await result
+            except HTTPError as exc:
+                await self._refuse(ws, exc.status, "auth", exc.detail or str(exc.status))
+                return False
+            if result is False:
+                await self._refuse(ws, 403, "auth", "refused by the auth hook")
+                return False
+        return True
+
+    async def _refuse(self, ws: WebSocket, status: int, reason: str, detail: str) -> None:
+        """Answer the handshake with ``status`` (before accept) and count it."""
+        self.metrics.rejected[reason] += 1
+        access.info(
+            "websocket refused %s %d (%s): %s",
+            ws.path,
+            status,
+            reason,
+            detail,
+            extra={
+                "event": "reject",
+                "path": ws.path,
+                "client": ws._info.client,
+                "status": status,
+                "reason": reason,
+            },
+        )
+        if ws.connection_state is WebSocketState.CONNECTING:
+            await ws.close(status)
+
+    def _account_close(self, ws: WebSocket) -> None:
+        if not ws.accepted:
+            if ws.close_code is not None and ws.close_code >= 400:
+                self.metrics.rejected["handler"] += 1
+            return
+        code = ws.close_code if ws.close_code is not None else CloseCode.NO_STATUS_RCVD
+        self.metrics.open_connections -= 1
+        self.metrics.closes[code] += 1
+        access.info(
+            "websocket closed %s %d by the %s",
+            ws.path,
+            code,
+            ws.closed_by,
+            extra={
+                "event": "close",
+                "path": ws.path,
+                "client": ws._info.client,
+                "code": code,
+                "closed_by": ws.closed_by,
+            },
+        )
+
+    async def _close_idle(self) -> None:
+        """Close connections that have sent nothing for ``WS_IDLE_TIMEOUT`` seconds."""
+        timeout = self.config.idle_timeout
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            deadline = time.monotonic() - timeout
+            for ws in tuple(self.connections):
+                if (
+                    ws.last_received > deadline
+                    or ws.connection_state is not WebSocketState.CONNECTED
+                ):
+                    continue
+                if ws._on_demand and not ws._keep_reading:
+                    # Nothing is read while its handler is not reading (uvicorn): read
+                    # now, and look again at the next round.
+                    ws._keep_reading = True
+                    ws._arm()
+                    ws.last_received = time.monotonic() - timeout / 2
+                    continue
+                self.metrics.idle_closed += 1
+                access.info(
+                    "websocket %s idle for %gs: closing",
+                    ws.path,
+                    timeout,
+                    extra={"event": "idle", "path": ws.path, "client": ws._info.client},
+                )
+                ws._fail(CloseCode.GOING_AWAY, "idle timeout")
+
+    def _more_metrics(self) -> dict[str, float]:
+        stats = self.manager.stats
+        figures: dict[str, float] = {
+            "delivered_messages": stats.sent,
+            "delivered_bytes": stats.sent_bytes,
+            "dropped_messages": stats.dropped,
+            "slow_consumers_closed": stats.slow_closed,
+        }
+        health = self.manager.broker_health()
+        if health is not None and health.url != "memory://":
+            figures["broker_connected"] = 1.0 if health.connected else 0.0
+            figures["broker_reconnects"] = health.reconnects
+            figures["broker_dropped_messages"] = health.dropped
+        return figures
+
+    async def _metrics_route(self) -> Response:
+        return PlainTextResponse(
+            self.metrics.prometheus(), 200, {"content-type": "text/plain; version=0.0.4"}
+        )
 
     # -- RSGI ----------------------------------------------------------------------------
 
@@ -305,3 +499,13 @@ def _call(route: Route, connection: Any, params: dict[str, Any]) -> Awaitable[An
     if route.pass_connection:
         return route.endpoint(connection, **params)  # type: ignore[no-any-return]
     return route.endpoint(**params)  # type: ignore[no-any-return]
+
+
+def _ip(client: str | None) -> str | None:
+    """The address part of ``ip:port`` (``[v6]:port`` too)."""
+    if not client:
+        return None
+    host, sep, port = client.rpartition(":")
+    if not sep or not port.isdigit():
+        return client
+    return host.strip("[]")

@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["Config", "SlowConsumerPolicy"]
+__all__ = ["Config", "RateLimitPolicy", "SlowConsumerPolicy"]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -32,6 +32,17 @@ class SlowConsumerPolicy(str, enum.Enum):
     CLOSE = "close"
     DROP_OLDEST = "drop_oldest"
     DROP_NEWEST = "drop_newest"
+
+
+class RateLimitPolicy(str, enum.Enum):
+    """What happens to an inbound message over ``WS_RATE_LIMIT``.
+
+    - ``close``: close the connection (1008, "rate limit exceeded").
+    - ``drop``: drop the message, count it, keep the connection.
+    """
+
+    CLOSE = "close"
+    DROP = "drop"
 
 
 def _int(name: str, raw: object) -> int:
@@ -62,6 +73,69 @@ def _seconds(name: str, raw: object) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{name}={raw!r} must be a positive number of seconds")
     return value
+
+
+def _limit(name: str, raw: object) -> int:
+    """A whole number, 0 meaning "no limit"."""
+    if raw in (0, "0") or (isinstance(raw, str) and raw.strip() == "0"):
+        return 0
+    try:
+        return _int(name, raw)
+    except ConfigError:
+        raise ConfigError(f"{name}={raw!r} must be a whole number, 0 for no limit") from None
+
+
+def _seconds_or_off(name: str, raw: object) -> float:
+    """A number of seconds, 0 meaning "off"."""
+    if raw in (0, "0") or (isinstance(raw, str) and raw.strip() in ("0", "0.0")):
+        return 0.0
+    try:
+        return _seconds(name, raw)
+    except ConfigError:
+        raise ConfigError(f"{name}={raw!r} must be a positive number, 0 for off") from None
+
+
+def _rate(name: str, raw: object) -> float:
+    """Messages per second, 0 meaning "no limit"."""
+    try:
+        return _seconds_or_off(name, raw)
+    except ConfigError:
+        raise ConfigError(f"{name}={raw!r} must be messages per second, 0 for no limit") from None
+
+
+def _text(name: str, raw: object) -> str:
+    if not isinstance(raw, str):
+        raise ConfigError(f"{name}={raw!r} is not a string")
+    return raw
+
+
+def _origins(name: str, raw: object) -> tuple[str, ...] | None:
+    """Comma-separated origins and patterns; empty or unset: same host only."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        entries = tuple(e.strip() for e in raw.split(",") if e.strip())
+    elif isinstance(raw, (list, tuple)) and all(isinstance(e, str) for e in raw):
+        entries = tuple(e.strip() for e in raw if e.strip())
+    else:
+        raise ConfigError(f"{name}={raw!r} is not a list of origins")
+    if not entries:
+        return None
+    from .security import OriginPolicy
+
+    try:
+        OriginPolicy(entries)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r}: {exc}") from None
+    return entries
+
+
+def _rate_policy(name: str, raw: object) -> RateLimitPolicy:
+    try:
+        return RateLimitPolicy(raw.strip().lower() if isinstance(raw, str) else raw)
+    except ValueError:
+        choices = ", ".join(p.value for p in RateLimitPolicy)
+        raise ConfigError(f"{name}={raw!r} is not one of: {choices}") from None
 
 
 def _broker_url(name: str, raw: object) -> str:
@@ -99,9 +173,18 @@ _SETTINGS = (
     _Setting("shutdown_grace", "WS_SHUTDOWN_GRACE", 5.0, _seconds),
     _Setting("broker_url", "GOBSTOPPER_BROKER_URL", "memory://", _broker_url),
     _Setting("presence_ttl", "GOBSTOPPER_PRESENCE_TTL", 10.0, _seconds),
+    _Setting("allowed_origins", "WS_ALLOWED_ORIGINS", None, _origins),
+    _Setting("max_connections", "WS_MAX_CONNECTIONS", 0, _limit),
+    _Setting("max_connections_per_ip", "WS_MAX_CONNECTIONS_PER_IP", 0, _limit),
+    _Setting("rate_limit", "WS_RATE_LIMIT", 0.0, _rate),
+    _Setting("rate_limit_burst", "WS_RATE_LIMIT_BURST", 0, _limit),
+    _Setting("rate_limit_policy", "WS_RATE_LIMIT_POLICY", RateLimitPolicy.CLOSE, _rate_policy),
+    _Setting("idle_timeout", "WS_IDLE_TIMEOUT", 0.0, _seconds_or_off),
+    _Setting("heartbeat_message", "WS_HEARTBEAT_MESSAGE", "", _text),
+    _Setting("heartbeat_reply", "WS_HEARTBEAT_REPLY", "pong", _text),
 )
 # Settings whose constructor value is a string, like their environment value.
-_STRINGS = (_policy, _broker_url)
+_STRINGS = (_policy, _broker_url, _origins, _rate_policy, _text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +217,23 @@ class Config:
             (``rediss://`` for TLS; needs ``gobstopper[redis]``).
         presence_ttl: seconds after which the members of a worker that died without a
             word leave the cluster-wide presence (``GOBSTOPPER_PRESENCE_TTL``, default 10).
+        allowed_origins: origins whose pages may connect (``WS_ALLOWED_ORIGINS``,
+            comma-separated, ``*.example.com`` patterns, ``*`` for any); unset: the
+            page must come from the host it connects to. Others get 403.
+        max_connections: open WebSockets per worker (``WS_MAX_CONNECTIONS``, default 0:
+            no limit); past it the upgrade gets 503.
+        max_connections_per_ip: open WebSockets per client address per worker
+            (``WS_MAX_CONNECTIONS_PER_IP``, default 0: no limit); past it, 429.
+        rate_limit: inbound messages per second per connection (``WS_RATE_LIMIT``,
+            default 0: no limit), with a burst of ``rate_limit_burst``
+            (``WS_RATE_LIMIT_BURST``, default: twice the rate).
+        rate_limit_policy: ``close`` (1008, default) or ``drop`` (``WS_RATE_LIMIT_POLICY``).
+        idle_timeout: seconds without an inbound message before a connection is closed
+            (``WS_IDLE_TIMEOUT``, default 0: never).
+        heartbeat_message: a text message the framework answers by itself with
+            ``heartbeat_reply`` and does not hand to the handler
+            (``WS_HEARTBEAT_MESSAGE``, default empty: none; ``WS_HEARTBEAT_REPLY``,
+            default ``pong``).
     """
 
     max_message_bytes: int = 1 * MiB
@@ -146,6 +246,15 @@ class Config:
     shutdown_grace: float = 5.0
     broker_url: str = "memory://"
     presence_ttl: float = 10.0
+    allowed_origins: tuple[str, ...] | None = None
+    max_connections: int = 0
+    max_connections_per_ip: int = 0
+    rate_limit: float = 0.0
+    rate_limit_burst: int = 0
+    rate_limit_policy: RateLimitPolicy = RateLimitPolicy.CLOSE
+    idle_timeout: float = 0.0
+    heartbeat_message: str = ""
+    heartbeat_reply: str = "pong"
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -172,7 +281,7 @@ class Config:
             if value is not None:
                 if isinstance(value, str) and s.parse not in _STRINGS:
                     # Strings are for the environment; in code, pass the number itself.
-                    kind = "an integer" if s.parse is _int else "a number of seconds"
+                    kind = "an integer" if s.parse in (_int, _limit) else "a number"
                     raise ConfigError(f"{s.field}={value!r} is not {kind}")
                 values[s.field] = s.parse(s.field, value)
                 sources[s.field] = s.field

@@ -35,6 +35,9 @@ class DeliveryStats:
 
     dropped: int = 0
     slow_closed: int = 0
+    #: Messages (and their bytes) handed to the server for managed connections.
+    sent: int = 0
+    sent_bytes: int = 0
     #: The most bytes any one connection has had queued (a check on the bound).
     peak_queued_bytes: int = 0
 
@@ -165,6 +168,9 @@ class Outbox:
                 self._inflight_sizes.append(size)
                 self._messages += 1
                 self._bytes = queued
+                stats = self._stats
+                stats.sent += 1
+                stats.sent_bytes += size
                 if queued > self._stats.peak_queued_bytes:
                     self._stats.peak_queued_bytes = queued
                 return True
@@ -193,6 +199,8 @@ class Outbox:
             return False
         self._inflight.append(fut)
         self._inflight_sizes.append(size)
+        self._stats.sent += 1
+        self._stats.sent_bytes += size
         return True
 
     def _retire(self) -> None:

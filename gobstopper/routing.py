@@ -107,6 +107,8 @@ class Route:
     name: str
     # Whether the endpoint takes the Request/WebSocket as its first argument.
     pass_connection: bool = True
+    # A WebSocket route's own authentication hook, if any.
+    auth: Any = None
 
     def match(self, path: str) -> dict[str, Any] | None:
         """Return the converted path parameters, or None when ``path`` does not match."""

@@ -13,19 +13,42 @@ import enum
 import inspect
 import json
 import logging
+import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
-from .config import Config
+from .config import Config, RateLimitPolicy
 from .datastructures import Address, Headers, QueryParams, parse_cookies
 from .errors import CloseCode, ConnectionClosed, ConnectionClosedOK, MessageTooBig
+from .metrics import Metrics
+from .security import RateLimiter
 from .transport.base import BYTES, CLOSE, TEXT, ScopeInfo, TransportClosed, WebSocketTransport
 
 __all__ = ["Message", "MessageType", "State", "WebSocket", "WebSocketState"]
 
 logger = logging.getLogger("gobstopper.websocket")
+_now = time.monotonic
+
+
+def _weak_receive_callback(ws: WebSocket) -> Callable[[Any], None]:
+    ref = weakref.ref(ws)
+
+    def on_receive(fut: Any) -> None:
+        target = ref()
+        if target is not None:
+            target._on_receive(fut)
+
+    return on_receive
+
+
+def _retrieve(fut: Any) -> None:
+    """Done-callback of a send nobody awaits: fetch its outcome, so none goes unnoticed."""
+    if not fut.cancelled():
+        fut.exception()
+
 
 _MAX_REASON_BYTES = 123  # RFC 6455: a close frame payload is at most 125 bytes
 _UNSENDABLE_CODES = frozenset({1004, 1005, 1006, 1015})
@@ -92,10 +115,18 @@ class Message:
         return self.data
 
     def json(self) -> Any:
-        """Decode a text or binary message as JSON (``ValueError`` if malformed)."""
+        """Decode a text or binary message as JSON.
+
+        Raises:
+            ValueError: not JSON, not UTF-8, a number over Python's digit limit, or
+                nesting too deep to decode (the message is at fault, not the server).
+        """
         if self.data is None:
             raise TypeError("a close message has no payload")
-        return json.loads(self.data)
+        try:
+            return json.loads(self.data)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Message) and (self.type, self.data, self.code) == (
@@ -142,8 +173,27 @@ class WebSocket:
         info: ScopeInfo,
         config: Config,
         path_params: dict[str, Any] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._transport = transport
+        self._metrics = metrics
+        self._heartbeat = config.heartbeat_message or None
+        self._rate = (
+            RateLimiter(config.rate_limit, config.rate_limit_burst or 2 * config.rate_limit)
+            if config.rate_limit > 0
+            else None
+        )
+        # What the server's receive futures call back: it holds this WebSocket only
+        # weakly, because granian keeps some callbacks after their connection is gone,
+        # and a bound method would keep the whole connection (handler, queues) alive.
+        self._receive_callback = _weak_receive_callback(self)
+        #: When the last message arrived (``time.monotonic()``), for idle timeouts.
+        self.last_received = _now()
+        #: Whether the handshake was accepted.
+        self.accepted = False
+        #: Who ended the connection: ``client`` (a close frame, or the network) or
+        #: ``server`` (the handler, a limit, a shutdown).
+        self.closed_by = "server"
         self._info = info
         self._config = config
         self._limit = config.max_message_bytes
@@ -253,6 +303,10 @@ class WebSocket:
             raise ConnectionClosed.for_code(exc.code, exc.reason) from None
         self.subprotocol = subprotocol
         self._state = WebSocketState.CONNECTED
+        self.accepted = True
+        if self._metrics is not None:
+            self._metrics.accepted += 1
+            self._metrics.open_connections += 1
         self._arm()
 
     # -- receiving ----------------------------------------------------------------------
@@ -267,7 +321,7 @@ class WebSocket:
         ):
             fut = self._transport.receive()
             self._pending = fut
-            fut.add_done_callback(self._on_receive)
+            fut.add_done_callback(self._receive_callback)
 
     def _on_receive(self, fut: Any) -> None:
         self._pending = None
@@ -280,6 +334,8 @@ class WebSocket:
         try:
             kind, data = self._transport.unpack(fut)
         except TransportClosed as exc:
+            if self._close_code is None:
+                self.closed_by = "client"
             self._mark_closed(exc.code, exc.reason)
             return
         except Exception:
@@ -289,15 +345,32 @@ class WebSocket:
         msg = self._take(kind, data)
         if msg is not None:
             self._buffer.append(msg)
-            self._arm()
-        self._wake()
+            self._wake()
+        elif self._close_code is not None:
+            self._wake()
+        self._arm()
 
     def _take(self, kind: int, data: Any) -> Message | None:
-        """A received message, checked; None once it closed the connection."""
+        """A received message, checked; None when there is nothing for the handler (the
+        connection closed, or the message was a heartbeat or over the rate limit)."""
         if kind == CLOSE:
+            if self._close_code is None:
+                self.closed_by = "client"
             self._mark_closed(data, "")
             return None
         size = _text_size(data, self._limit) if kind == TEXT else len(data)
+        self.last_received = _now()
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.messages_in += 1
+            metrics.bytes_in += size
+        if self._heartbeat is not None and kind == TEXT and data == self._heartbeat:
+            self._reply(self._config.heartbeat_reply)
+            return None
+        rate = self._rate
+        if rate is not None and not rate.allow(self.last_received):
+            self._over_rate()
+            return None
         if size > self._limit:
             logger.info(
                 "closing %s: inbound message of %d bytes exceeds MAX_WS_MESSAGE_BYTES=%d",
@@ -309,12 +382,35 @@ class WebSocket:
             return None
         return Message(_KINDS[kind], data)
 
+    def _over_rate(self) -> None:
+        if self._metrics is not None:
+            self._metrics.rate_limited += 1
+        if self._config.rate_limit_policy is RateLimitPolicy.DROP:
+            return
+        logger.info(
+            "closing %s: over WS_RATE_LIMIT=%g messages per second",
+            self.path,
+            self._config.rate_limit,
+            extra={"event": "rate_limit", "path": self.path, "client": self._info.client},
+        )
+        self._fail(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+
+    def _reply(self, text: str) -> None:
+        """Answer a heartbeat at once, outside any queue (its order does not matter)."""
+        try:
+            fut = self._transport.start_send(text)
+        except TransportClosed:
+            return
+        fut.add_done_callback(_retrieve)
+
     async def _read_now(self) -> Message | None:
         """Read one message straight from the server (``reads_on_demand`` transports)."""
         self._reading_now = True
         try:
             kind, data = await self._transport.receive_now()
         except TransportClosed as exc:
+            if self._close_code is None:
+                self.closed_by = "client"
             self._mark_closed(exc.code, exc.reason)
             return None
         except Exception:
@@ -337,7 +433,7 @@ class WebSocket:
         if kind != CLOSE and waiter is not None and not waiter.done():
             nxt = self._transport.receive()  # a message sent before our close: dropped
             self._pending = nxt
-            nxt.add_done_callback(self._on_receive)
+            nxt.add_done_callback(self._receive_callback)
             return
         self._reader_stopped()
 
@@ -509,6 +605,9 @@ class WebSocket:
         except TransportClosed as exc:
             self._mark_closed(exc.code, exc.reason)
             raise self._closed_error() from None
+        if self._metrics is not None:
+            self._metrics.messages_out += 1
+            self._metrics.bytes_out += size
 
     async def send_bytes(self, data: bytes | bytearray | memoryview) -> None:
         """Send one binary message, and wait until the server has flushed it.
@@ -526,6 +625,9 @@ class WebSocket:
         except TransportClosed as exc:
             self._mark_closed(exc.code, exc.reason)
             raise self._closed_error() from None
+        if self._metrics is not None:
+            self._metrics.messages_out += 1
+            self._metrics.bytes_out += size
 
     async def send_json(self, obj: Any) -> None:
         """Encode ``obj`` as compact JSON and send it as one text message."""

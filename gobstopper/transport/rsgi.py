@@ -56,7 +56,8 @@ class RSGIWebSocketTransport(WebSocketTransport):
             )
         try:
             self._transport = await self._protocol.accept()
-        except _CLOSED:
+        except _CLOSED as exc:
+            _forget_frames(exc)
             self._closed = True
             raise TransportClosed(CloseCode.ABNORMAL_CLOSURE) from None
 
@@ -68,10 +69,15 @@ class RSGIWebSocketTransport(WebSocketTransport):
         return self._transport.receive()
 
     def unpack(self, fut: Any) -> tuple[int, Any]:
-        try:
-            msg = fut.result()
-        except _CLOSED:
-            raise TransportClosed(CloseCode.NO_STATUS_RCVD) from None
+        # Read the outcome without raising it: a raised exception would take our frames
+        # into its traceback, and granian keeps the exception (in the future) longer
+        # than the connection, so the frames (and the connection) would never be freed.
+        exc = fut.exception()
+        if exc is not None:
+            if isinstance(exc, _CLOSED):
+                raise TransportClosed(CloseCode.NO_STATUS_RCVD)
+            raise exc
+        msg = fut.result()
         kind = msg.kind
         if kind == CLOSE:
             # RSGI does not show the client's close code.
@@ -81,13 +87,15 @@ class RSGIWebSocketTransport(WebSocketTransport):
     async def send_text(self, data: str) -> None:
         try:
             await self._transport.send_str(data)
-        except _CLOSED:
+        except _CLOSED as exc:
+            _forget_frames(exc)
             raise TransportClosed(CloseCode.NO_STATUS_RCVD) from None
 
     async def send_bytes(self, data: bytes | bytearray | memoryview) -> None:
         try:
             await self._transport.send_bytes(data)
-        except _CLOSED:
+        except _CLOSED as exc:
+            _forget_frames(exc)
             raise TransportClosed(CloseCode.NO_STATUS_RCVD) from None
 
     # granian schedules a send when it is called and keeps started sends in order, so
@@ -105,7 +113,8 @@ class RSGIWebSocketTransport(WebSocketTransport):
             if type(data) is str:
                 return self._transport.send_str(data)
             return self._transport.send_bytes(data)
-        except _CLOSED:
+        except _CLOSED as exc:
+            _forget_frames(exc)
             raise TransportClosed(CloseCode.NO_STATUS_RCVD) from None
 
     def release(self) -> None:
@@ -133,3 +142,10 @@ class RSGIHTTPExchange(HTTPExchange):
 
     async def respond(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         self._protocol.response_bytes(status, headers, body)
+
+
+def _forget_frames(exc: BaseException) -> None:
+    """Drop a granian exception's traceback once handled: granian may keep the exception
+    (in a future) after the connection ends, and its frames would keep the connection's
+    objects, handler included, alive with it."""
+    exc.__traceback__ = None

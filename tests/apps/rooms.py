@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 from typing import Any
 
 from gobstopper import Connection, Gobstopper, WebSocket
@@ -75,4 +77,19 @@ async def stats() -> dict[str, Any]:
         "slow_closed": manager.stats.slow_closed,
         "peak_queued_bytes": manager.stats.peak_queued_bytes,
         "queue_limit_bytes": manager.config.send_queue_bytes,
+        "open_websockets": len(app.connections),
+        "tasks": len(asyncio.all_tasks()),
+        "rss_bytes": _rss(),
+        "objects": len(gc.get_objects()),
+        "limiter": app.limiter.total,
+        "metrics_open": app.metrics.open_connections,
     }
+
+
+def _rss() -> int:
+    """This worker's resident memory (Linux), for the soak test."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,29 @@ async def test_chat_example(chat_server: Server) -> None:
     assert info.value.response.status_code == 400
     page = await http_request(chat_server.port, "GET", "/")
     assert b"/ws/chat/" in page.body
+
+
+async def test_chat_example_answers_garbage_and_nobody_else_notices(chat_server: Server) -> None:
+    """Fuzzed input (random bytes, invalid JSON, deep nesting, huge numbers, wrong
+    shapes): the sender gets an error message for each, and the room carries on."""
+    rng = random.Random(20261122)
+    garbage: list[str | bytes] = [rng.randbytes(rng.randrange(1, 64)) for _ in range(10)]
+    garbage += ["{not json", "[" * 50_000, "9" * 10_000, '{"text": 5}', "[]", "null"]
+    garbage += ['{"text": ""}', '"just a string"', '{"text": null}', '{"text": ["x"]}']
+    url = f"{chat_server.ws}/ws/chat/fuzz"
+    async with connect(f"{url}?name=ann") as ann:
+        await recv_json(ann)
+        async with connect(f"{url}?name=ben") as ben:
+            await recv_json(ann)
+            await recv_json(ben)
+            for payload in garbage:
+                await ann.send(payload)
+                reply = await recv_json(ann)
+                assert isinstance(reply, dict) and reply["type"] == "error", (payload, reply)
+            await ann.send(json.dumps({"text": "still fine"}))
+            said = {"type": "message", "from": "ann", "text": "still fine"}
+            assert await recv_json(ben) == said  # ben saw none of the garbage
+            assert await recv_json(ann) == said
 
 
 dashboard_server = server_fixture("examples.dashboard:app", "The dashboard example.")

@@ -96,3 +96,33 @@ async def test_shutdown_with_open_connections_is_prompt_and_runs_hooks(
     assert code == 0
     assert elapsed < 10
     assert marker.read_text() == "shutdown ran"
+
+
+@pytest.mark.parametrize("interface", ["rsgi", "asgi"])
+async def test_sigterm_with_100_clients_closes_every_one_in_time(
+    interface: str, tmp_path: Path
+) -> None:
+    grace = 2.0
+    marker = tmp_path / "shutdown.txt"
+    env = {"GOBSTOPPER_TEST_SHUTDOWN_FILE": str(marker), "WS_SHUTDOWN_GRACE": str(grace)}
+    server = start("tests.apps.core:app", interface, env)
+    clients = []
+    try:
+        for _ in range(100):
+            clients.append(await connect(f"{server.ws}/ws/echo"))
+        await asyncio.gather(*(ws.send("x") for ws in clients))
+        assert [await ws.recv() for ws in clients] == ["x"] * 100
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(server.proc.wait, grace + 10)
+        elapsed = time.monotonic() - started
+        await asyncio.gather(*(asyncio.wait_for(ws.wait_closed(), 5) for ws in clients))
+        # A close frame for every client: never a dropped TCP connection (1006).
+        codes = {ws.close_code for ws in clients}
+        assert codes == ({1001} if interface == "asgi" else {1005}), codes
+        assert all(ws.protocol.close_rcvd is not None for ws in clients)
+    finally:
+        server.stop()
+    assert code == 0
+    assert elapsed < grace + 3
+    assert marker.read_text() == "shutdown ran"

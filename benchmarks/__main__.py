@@ -1,8 +1,8 @@
 """Every benchmark in one run: echo, fan-out, connections, and (with redis-server
 installed) cluster fan-out; then the goals, side by side.
 
-    python -m benchmarks            # full run (about 13 minutes on 2 cores)
-    python -m benchmarks --quick    # shorter runs, one repeat (about 2 minutes)
+    python -m benchmarks            # full run (about 15 minutes on 2 cores)
+    python -m benchmarks --quick    # shorter runs, one repeat (a few minutes)
 
 Each benchmark writes its own section of ``docs/benchmarks.md`` (``--out``); this then
 writes the goals section between ``<!-- goals:begin -->`` and ``<!-- goals:end -->``.

@@ -26,8 +26,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from .fanout import _run_loop
-from .loadgen import RunResult, Settings, measure
+from .fanout import run_spec
+from .loadgen import RunResult, Settings
 from .report import (
     _plural,
     _version,
@@ -38,7 +38,7 @@ from .report import (
     summarise,
     table,
 )
-from .servers import ROOT, RedisProcess, ServerProcess, ServerSpec, pinning_available, server_specs
+from .servers import ROOT, RedisProcess, ServerSpec, pinning_available, server_specs
 
 __all__ = ["main"]
 
@@ -56,23 +56,6 @@ def setups(redis_url: str) -> dict[str, ServerSpec]:
         "1 worker, Redis": ServerSpec("1 worker, Redis", gob.argv, redis_env),
         "2 workers, Redis": ServerSpec("2 workers, Redis", gob.argv, redis_env, workers=2),
     }
-
-
-def run_once(spec: ServerSpec, receivers: int, repeat: int, settings: Settings) -> RunResult:
-    server: ServerProcess | None = None
-    try:
-        server = ServerProcess.start(spec, settings.pin)
-        result = _run_loop(measure(server.port, receivers, settings, server))
-    except Exception as exc:
-        result = RunResult(spec.name, receivers, repeat, error=f"{type(exc).__name__}: {exc}")
-    finally:
-        if server is not None:
-            server.stop()
-    result.server, result.repeat = spec.name, repeat
-    if server is not None:
-        result.log_problems = server.problems()
-        server.log_path.unlink(missing_ok=True)
-    return result
 
 
 def cluster_report(
@@ -173,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 redis = RedisProcess.start(args.pin)
                 try:
                     spec = setups(redis.url)[name]
-                    result = run_once(spec, receivers, repeat, args.settings)
+                    result = run_spec(spec, receivers, 0, repeat, args.settings)
                 finally:
                     redis.stop()
                 if name not in names:

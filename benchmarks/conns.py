@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from .conns_loadgen import ConnResult, ConnSettings, measure_churn, measure_memory
 from .report import (
@@ -47,6 +47,7 @@ from .servers import (
     ROOT,
     ServerProcess,
     ServerSpec,
+    measure_on,
     pinning_available,
     raise_open_files_limit,
     server_specs,
@@ -62,18 +63,6 @@ GOB = ("gobstopper RSGI", "gobstopper ASGI", "gobstopper uvicorn")
 PEERS = ("Starlette uvicorn", "websockets")
 FILES_PER_SIDE_SPARE = 512  # descriptors kept for everything but the connections
 
-_T = TypeVar("_T")
-
-
-def _run(coro: Coroutine[Any, Any, _T]) -> _T:
-    try:
-        import uvloop
-    except ImportError:
-        import asyncio
-
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
 
 def _one(
     spec: ServerSpec,
@@ -81,19 +70,13 @@ def _one(
     settings: ConnSettings,
     measure: Callable[[ServerProcess, ConnSettings], Coroutine[Any, Any, ConnResult]],
 ) -> ConnResult:
-    server: ServerProcess | None = None
-    try:
-        server = ServerProcess.start(spec, settings.pin)
-        result = _run(measure(server, settings))
-    except Exception as exc:
-        result = ConnResult(spec.name, repeat, error=f"{type(exc).__name__}: {exc}")
-    finally:
-        if server is not None:
-            server.stop()
-    result.server, result.repeat = spec.name, repeat
-    if server is not None:
-        result.log_problems = server.problems()
-        server.log_path.unlink(missing_ok=True)
+    result, problems = measure_on(
+        spec,
+        settings.pin,
+        lambda server: measure(server, settings),
+        lambda error: ConnResult(spec.name, repeat, error=error),
+    )
+    result.server, result.repeat, result.log_problems = spec.name, repeat, problems
     return result
 
 

@@ -16,20 +16,26 @@ output file (the section is appended when they are missing).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
 
 from .echo_loadgen import EchoResult, EchoSettings, measure_echo
 from .echo_report import echo_report, echo_table, summarise_echo, write_echo_report
 from .report import fmt_num, fmt_pct
-from .servers import ROOT, UVICORN_WS, ServerProcess, ServerSpec, pinning_available, server_specs
+from .servers import (
+    ROOT,
+    UVICORN_WS,
+    ServerProcess,
+    ServerSpec,
+    pinning_available,
+    run_loop,
+    server_specs,
+)
 
 __all__ = ["SERVERS", "UVICORN_WS", "main"]
 
@@ -49,7 +55,7 @@ def run_server(
         server = ServerProcess.start(spec, settings.pin)
         for connections, size in workloads:
             try:
-                result = _run(measure_echo(server, connections, size, settings))
+                result = run_loop(measure_echo(server, connections, size, settings))
             except Exception as exc:
                 result = EchoResult(spec.name, connections, size, repeat, error=_error(exc))
             result.server, result.repeat = spec.name, repeat
@@ -68,18 +74,6 @@ def run_server(
                 result.log_problems = problems
             server.log_path.unlink(missing_ok=True)
     return results
-
-
-_T = TypeVar("_T")
-
-
-def _run(coro: Coroutine[Any, Any, _T]) -> _T:
-    """Run ``coro`` in a fresh event loop, uvloop's when installed."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
 
 
 def _error(exc: BaseException) -> str:

@@ -23,7 +23,6 @@ installed.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -31,7 +30,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
 
 from .loadgen import MESSAGE_BYTES, RING, RunResult, Settings, measure
 from .report import (
@@ -45,9 +43,9 @@ from .report import (
     write_plot,
     write_report,
 )
-from .servers import ROOT, ServerProcess, ServerSpec, pinning_available, server_specs
+from .servers import ROOT, ServerSpec, measure_on, pinning_available, server_specs
 
-__all__ = ["SERVERS", "main", "run_once"]
+__all__ = ["SERVERS", "main", "run_once", "run_spec"]
 
 DEFAULT_OUT = ROOT / "docs" / "benchmarks.md"
 
@@ -63,37 +61,20 @@ def stalled_count(receivers: int, percent: float) -> int:
 
 def run_once(key: str, receivers: int, stalled: int, repeat: int, settings: Settings) -> RunResult:
     """Start the server, measure one configuration in a fresh event loop, stop the server."""
-    spec = SERVERS[key]
-    server: ServerProcess | None = None
-    try:
-        server = ServerProcess.start(spec, settings.pin)
-        result = _run_loop(measure(server.port, receivers, settings, server, stalled))
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        result = RunResult(spec.name, receivers, repeat, stalled=stalled, error=error)
-    finally:
-        if server is not None:
-            server.stop()
-    result.server, result.repeat = spec.name, repeat
-    if server is not None:
-        result.log_problems = server.problems()
-        server.log_path.unlink(missing_ok=True)
+    return run_spec(SERVERS[key], receivers, stalled, repeat, settings)
+
+
+def run_spec(
+    spec: ServerSpec, receivers: int, stalled: int, repeat: int, settings: Settings
+) -> RunResult:
+    result, problems = measure_on(
+        spec,
+        settings.pin,
+        lambda server: measure(server.port, receivers, settings, server, stalled),
+        lambda error: RunResult(spec.name, receivers, repeat, stalled=stalled, error=error),
+    )
+    result.server, result.repeat, result.log_problems = spec.name, repeat, problems
     return result
-
-
-def _run_loop(coro: Any) -> RunResult:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)  # type: ignore[no-any-return]
-    if sys.version_info >= (3, 11):
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(coro)  # type: ignore[no-any-return]
-    loop = uvloop.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)  # type: ignore[no-any-return]
-    finally:
-        loop.close()
 
 
 # -- command line -------------------------------------------------------------------------

@@ -13,9 +13,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 __all__ = [
     "ROOT",
@@ -26,8 +27,10 @@ __all__ = [
     "event_loop_name",
     "free_port",
     "machine_busy_seconds",
+    "measure_on",
     "pinning_available",
     "raise_open_files_limit",
+    "run_loop",
     "server_specs",
 ]
 
@@ -292,6 +295,47 @@ class RedisProcess:
             return "unknown"
         match = re.search(r"v=(\S+)", out)
         return match.group(1) if match else "unknown"
+
+
+_R = TypeVar("_R")
+
+
+def run_loop(coro: Coroutine[Any, Any, _R]) -> _R:
+    """Run ``coro`` in a fresh event loop, uvloop's when installed."""
+    try:
+        import uvloop
+    except ImportError:
+        import asyncio
+
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def measure_on(
+    spec: ServerSpec,
+    pin: bool,
+    measure: Callable[[ServerProcess], Coroutine[Any, Any, _R]],
+    failed: Callable[[str], _R],
+) -> tuple[_R, list[str]]:
+    """Start ``spec``, run ``measure(server)`` in a fresh loop, stop the server.
+
+    Returns the result (``failed(error)`` if anything went wrong) and the server's log
+    lines worth reporting.
+    """
+    server: ServerProcess | None = None
+    try:
+        server = ServerProcess.start(spec, pin)
+        result = run_loop(measure(server))
+    except Exception as exc:
+        result = failed(f"{type(exc).__name__}: {exc}")
+    finally:
+        if server is not None:
+            server.stop()
+    if server is None:
+        return result, []
+    problems = server.problems()
+    server.log_path.unlink(missing_ok=True)
+    return result, problems
 
 
 def machine_busy_seconds() -> float | None:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from gobstopper import Gobstopper, HTTPError, WebSocket
+from tests.apps import rss_bytes
 
 app = Gobstopper(metrics_path="/metrics")
 
@@ -44,6 +45,13 @@ async def admin(ws: WebSocket) -> None:
     await ws.wait_closed()
 
 
+@app.websocket("/ws/deaf")
+async def deaf(ws: WebSocket) -> None:
+    """Accepts and never reads: what a client sends piles up only to the bound."""
+    await ws.accept()
+    await ws.wait_closed()
+
+
 @app.get("/stats")
 async def stats() -> dict[str, object]:
-    return {**app.metrics.snapshot(), "limiter_total": app.limiter.total}
+    return {**app.metrics.snapshot(), "limiter_total": app.limiter.total, "rss_bytes": rss_bytes()}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 from typing import Any
 
 from gobstopper import Connection, Gobstopper, WebSocket
+from tests.apps import rss_bytes
 
 app = Gobstopper()
 manager = app.manager
@@ -79,17 +79,8 @@ async def stats() -> dict[str, Any]:
         "queue_limit_bytes": manager.config.send_queue_bytes,
         "open_websockets": len(app.connections),
         "tasks": len(asyncio.all_tasks()),
-        "rss_bytes": _rss(),
+        "rss_bytes": rss_bytes(),
         "objects": len(gc.get_objects()),
         "limiter": app.limiter.total,
         "metrics_open": app.metrics.open_connections,
     }
-
-
-def _rss() -> int:
-    """This worker's resident memory (Linux), for the soak test."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return 0

@@ -160,6 +160,41 @@ async def test_half_open_clients_hold_no_connection_slot(limited_server: Server)
             sock.close()
 
 
+@pytest.mark.parametrize("interface", ["rsgi", "asgi"])
+async def test_a_handshake_that_never_completes_is_dropped_in_time(interface: str) -> None:
+    """A client that sends half a request and stalls holds its socket only until
+    granian's header timeout (set here to 1 s; 30 s by default), and never a slot."""
+    env = {"GRANIAN_HTTP1_HEADER_READ_TIMEOUT": "1000", "WS_MAX_CONNECTIONS": "1"}
+    server = start(APP, interface, env)
+    try:
+        stalled = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
+        stalled.sendall(b"GET /ws/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")
+        started = time.monotonic()
+        async with connect(f"{server.ws}/ws/echo") as ws:  # the one slot is free
+            await echo_once(ws)
+        # The server gives up on the stalled request: the socket is closed (after an
+        # error response, if any).
+        left = await asyncio.to_thread(_read_until_closed, stalled, WAIT)
+        assert left, "the server never closed the stalled socket"
+        assert time.monotonic() - started < 4
+    finally:
+        server.stop()
+
+
+def _read_until_closed(sock: socket.socket, timeout: float) -> bool:
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(4096):
+            pass
+        return True
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+    finally:
+        sock.close()
+
+
 async def test_rate_limit_closes_the_flooder_only(rate_server: Server) -> None:
     url = f"{rate_server.ws}/ws/echo"
     async with connect(url) as bystander, connect(url) as flooder:
@@ -212,6 +247,32 @@ async def test_idle_timeout_closes_silent_clients_and_heartbeats_keep_others(
         await echo_once(talker)  # alive after more than the timeout
     data = await stats(idle_server)
     assert data["idle_closed"] >= 1
+
+
+async def test_a_flood_to_a_handler_that_does_not_read_is_held_back_by_tcp(
+    default_server: Server,
+) -> None:
+    """The server stops reading once WS_RECEIVE_QUEUE_MESSAGES are waiting: the client's
+    sends block, and the server's memory does not grow with what it tries to send."""
+    before = (await stats(default_server))["rss_bytes"]
+    payload = "x" * (64 * 1024)
+    async with connect(f"{default_server.ws}/ws/deaf", max_size=None) as ws:
+        sent = 0
+
+        async def flood() -> None:
+            nonlocal sent
+            for _ in range(2000):  # 125 MiB if nothing held it back
+                await ws.send(payload)
+                sent += 1
+
+        task = asyncio.ensure_future(flood())
+        done, _ = await asyncio.wait([task], timeout=3)
+        assert not done, "125 MiB went through: nothing held the client back"
+        assert sent < 400, sent  # a few MiB: the queue, and the sockets' buffers
+        grown = (await stats(default_server))["rss_bytes"] - before
+        assert grown < 48 * 1024 * 1024, grown
+        task.cancel()
+        ws.transport.abort()
 
 
 async def test_counters_and_prometheus_text(default_server: Server) -> None:

@@ -96,3 +96,59 @@ async def test_cancelled_handler_closes_going_away() -> None:
     assert sent[0]["type"] == "websocket.accept"
     assert sent[-1] == {"type": "websocket.close", "code": 1001, "reason": ""}
     assert not app.connections
+
+
+async def call_ws(
+    app: Gobstopper, path: str, headers: list[tuple[bytes, bytes]], messages: list[str]
+) -> list[dict[str, Any]]:
+    """One WebSocket session through the ASGI entry point: connect, the ``messages``,
+    then the client's close."""
+    scope = {
+        "type": "websocket",
+        "path": path,
+        "query_string": b"",
+        "headers": headers,
+        "client": ("10.0.0.1", 5000),
+    }
+    inbox: list[dict[str, Any]] = [{"type": "websocket.connect"}]
+    inbox += [{"type": "websocket.receive", "text": m} for m in messages]
+    inbox.append({"type": "websocket.disconnect", "code": 1000})
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return inbox.pop(0) if inbox else await asyncio.Event().wait()  # type: ignore[func-returns-value]
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await asyncio.wait_for(app(scope, receive, send), 5)
+    return sent
+
+
+async def test_connection_events_are_logged_once_each_without_tracebacks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = Gobstopper(environ={}, allowed_origins=["https://ok.example"])
+
+    @app.websocket("/ws")
+    async def echo(ws: WebSocket) -> None:
+        await ws.accept()
+        async for message in ws:
+            await ws.send_text(message.text)
+
+    caplog.set_level("INFO", "gobstopper.access")
+    refused = await call_ws(app, "/ws", [(b"origin", b"https://evil.example")], [])
+    assert refused[0]["type"] == "websocket.close"  # 403 before accept
+    served = await call_ws(app, "/ws", [(b"origin", b"https://ok.example")], ["hi"])
+    assert {"type": "websocket.send", "text": "hi"} in served
+
+    records = [r for r in caplog.records if r.name == "gobstopper.access"]
+    assert [r.event for r in records] == ["reject", "close"]  # type: ignore[attr-defined]
+    reject, close = records
+    assert (reject.status, reject.reason, reject.path) == (403, "origin", "/ws")  # type: ignore[attr-defined]
+    assert reject.client == "10.0.0.1:5000"  # type: ignore[attr-defined]
+    assert (close.code, close.closed_by) == (1000, "client")  # type: ignore[attr-defined]
+    assert all(r.exc_info is None for r in caplog.records)
+    assert app.metrics.rejected["origin"] == 1 and app.metrics.accepted == 1
+    assert app.metrics.open_connections == 0 and app.metrics.closes[1000] == 1
+    assert app.metrics.messages_in == 1 and app.metrics.messages_out == 1

@@ -537,6 +537,7 @@ class WebSocketManager:
             why,
             outbox.queued_bytes,
             outbox.queued_messages,
+            extra={"event": "slow_consumer", "path": ws.path, "client": ws._info.client},
         )
         ws._fail(CloseCode.TRY_AGAIN_LATER, "slow consumer")
 

@@ -52,7 +52,7 @@ class Throttle:
         self._last = float("-inf")
         self._held = 0
 
-    def warning(self, msg: str, *args: object) -> None:
+    def warning(self, msg: str, *args: object, extra: dict[str, object] | None = None) -> None:
         now = time.monotonic()
         if now - self._last < self._interval:
             self._held += 1
@@ -61,7 +61,7 @@ class Throttle:
             msg += " (%d similar events in the last %.0fs not logged)"
             args = (*args, self._held, self._interval)
         self._last, self._held = now, 0
-        logger.warning(msg, *args)
+        logger.warning(msg, *args, extra=extra)
 
 
 def _closed_sender(data: object) -> object:

@@ -30,6 +30,7 @@ from .transport.base import BYTES, CLOSE, TEXT, ScopeInfo, TransportClosed, WebS
 __all__ = ["Message", "MessageType", "State", "WebSocket", "WebSocketState"]
 
 logger = logging.getLogger("gobstopper.websocket")
+access = logging.getLogger("gobstopper.access")
 _now = time.monotonic
 
 
@@ -307,6 +308,11 @@ class WebSocket:
         if self._metrics is not None:
             self._metrics.accepted += 1
             self._metrics.open_connections += 1
+        access.info(
+            "websocket accepted %s",
+            self.path,
+            extra={"event": "connect", "path": self.path, "client": self._info.client},
+        )
         self._arm()
 
     # -- receiving ----------------------------------------------------------------------

@@ -143,8 +143,9 @@ async def test_connection_events_are_logged_once_each_without_tracebacks(
     assert {"type": "websocket.send", "text": "hi"} in served
 
     records = [r for r in caplog.records if r.name == "gobstopper.access"]
-    assert [r.event for r in records] == ["reject", "close"]  # type: ignore[attr-defined]
-    reject, close = records
+    assert [r.event for r in records] == ["reject", "connect", "close"]  # type: ignore[attr-defined]
+    reject, connect, close = records
+    assert connect.client == "10.0.0.1:5000"  # type: ignore[attr-defined]
     assert (reject.status, reject.reason, reject.path) == (403, "origin", "/ws")  # type: ignore[attr-defined]
     assert reject.client == "10.0.0.1:5000"  # type: ignore[attr-defined]
     assert (close.code, close.closed_by) == (1000, "client")  # type: ignore[attr-defined]

@@ -19,7 +19,7 @@ from .routing import Route, Router
 from .security import ConnectionLimiter, OriginPolicy
 from .transport import asgi as asgi_adapter
 from .transport import rsgi as rsgi_adapter
-from .transport.base import HTTPExchange, ScopeInfo, WebSocketTransport
+from .transport.base import HTTPExchange, ScopeInfo, TransportClosed, WebSocketTransport
 from .transport.granian import take_over_shutdown
 from .websocket import WebSocket, WebSocketState
 
@@ -297,15 +297,13 @@ class Gobstopper:
         ws = WebSocket(transport, info, self.config, match.params, self.metrics)
         ip = _ip(info.client)
         if not self.origins.allows(ws.headers.get("origin"), ws.headers.get("host")):
-            await self._refuse(ws, 403, "origin", f"origin {ws.headers.get('origin')!r}")
-            await ws._finish(403)
+            await self._refuse_now(ws, 403, "origin", f"origin {ws.headers.get('origin')!r}")
             return
         refused = self.limiter.acquire(ip)
         if refused is not None:
             per_ip = refused.endswith("address")
             status = 429 if per_ip else 503
-            await self._refuse(ws, status, "limit_per_ip" if per_ip else "limit", refused)
-            await ws._finish(status)
+            await self._refuse_now(ws, status, "limit_per_ip" if per_ip else "limit", refused)
             return
         self.connections.add(ws)
         code: int = CloseCode.NORMAL_CLOSURE
@@ -329,9 +327,10 @@ class Gobstopper:
         finally:
             self.connections.discard(ws)
             self.limiter.release(ip)
-            await ws._finish(code)
-            if authorised:
-                self._account_close(ws)
+            try:
+                await ws._finish(code)
+            finally:
+                self._account_close(ws, refused=not authorised)
 
     async def _authorised(self, ws: WebSocket, route: Route) -> bool:
         """Run the auth hooks; refuse the handshake (and say False) if one says no."""
@@ -351,6 +350,7 @@ class Gobstopper:
 
     async def _refuse(self, ws: WebSocket, status: int, reason: str, detail: str) -> None:
         """Answer the handshake with ``status`` (before accept) and count it."""
+        status = status if 400 <= status <= 599 else 403  # what close() before accept sends
         self.metrics.rejected[reason] += 1
         access.info(
             "websocket refused %s %d (%s): %s",
@@ -369,9 +369,19 @@ class Gobstopper:
         if ws.connection_state is WebSocketState.CONNECTING:
             await ws.close(status)
 
-    def _account_close(self, ws: WebSocket) -> None:
+    async def _refuse_now(self, ws: WebSocket, status: int, reason: str, detail: str) -> None:
+        """Refuse before the handler runs; a client that left meanwhile changes nothing."""
+        try:
+            await self._refuse(ws, status, reason, detail)
+            await ws._finish(status)
+        except (TransportClosed, ConnectionClosed, OSError) as exc:
+            logger.debug("refusing %s: the client had left (%r)", ws.path, exc)
+
+    def _account_close(self, ws: WebSocket, refused: bool = False) -> None:
         if not ws.accepted:
-            if ws.close_code is not None and ws.close_code >= 400:
+            # A refusal by the handler itself (close(4xx) before accept); refusals by the
+            # checks above are counted where they happen.
+            if not refused and ws.close_code is not None and ws.close_code >= 400:
                 self.metrics.rejected["handler"] += 1
             return
         code = ws.close_code if ws.close_code is not None else CloseCode.NO_STATUS_RCVD
@@ -398,26 +408,32 @@ class Gobstopper:
             await asyncio.sleep(min(1.0, timeout / 4))
             deadline = time.monotonic() - timeout
             for ws in tuple(self.connections):
-                if (
-                    ws.last_received > deadline
-                    or ws.connection_state is not WebSocketState.CONNECTED
-                ):
-                    continue
-                if ws._on_demand and not ws._keep_reading:
-                    # Nothing is read while its handler is not reading (uvicorn): read
-                    # now, and look again at the next round.
-                    ws._keep_reading = True
-                    ws._arm()
-                    ws.last_received = time.monotonic() - timeout / 2
-                    continue
-                self.metrics.idle_closed += 1
-                access.info(
-                    "websocket %s idle for %gs: closing",
-                    ws.path,
-                    timeout,
-                    extra={"event": "idle", "path": ws.path, "client": ws._info.client},
-                )
-                ws._fail(CloseCode.GOING_AWAY, "idle timeout")
+                try:
+                    self._check_idle(ws, deadline, timeout)
+                except Exception:  # one connection's trouble must not stop the sweeper
+                    logger.exception("idle check failed for %s", ws.path)
+
+    def _check_idle(self, ws: WebSocket, deadline: float, timeout: float) -> None:
+        if ws.last_received > deadline or ws.connection_state is not WebSocketState.CONNECTED:
+            return
+        if ws._buffer:
+            return  # messages wait for a busy handler: the client is not idle
+        if ws._on_demand and not ws._keep_reading:
+            # Nothing is read while its handler is not reading (uvicorn): read now, and
+            # look again at the next round.
+            if not ws._reading_now:
+                ws._keep_reading = True
+                ws._arm()
+            ws.last_received = time.monotonic() - timeout / 2
+            return
+        self.metrics.idle_closed += 1
+        access.info(
+            "websocket %s idle for %gs: closing",
+            ws.path,
+            timeout,
+            extra={"event": "idle", "path": ws.path, "client": ws._info.client},
+        )
+        ws._fail(CloseCode.GOING_AWAY, "idle timeout")
 
     def _more_metrics(self) -> dict[str, float]:
         stats = self.manager.stats

@@ -226,7 +226,8 @@ class Config:
             (``WS_MAX_CONNECTIONS_PER_IP``, default 0: no limit); past it, 429.
         rate_limit: inbound messages per second per connection (``WS_RATE_LIMIT``,
             default 0: no limit), with a burst of ``rate_limit_burst``
-            (``WS_RATE_LIMIT_BURST``, default: twice the rate).
+            (``WS_RATE_LIMIT_BURST``, default: twice the rate, at least
+            ``receive_queue_messages``).
         rate_limit_policy: ``close`` (1008, default) or ``drop`` (``WS_RATE_LIMIT_POLICY``).
         idle_timeout: seconds without an inbound message before a connection is closed
             (``WS_IDLE_TIMEOUT``, default 0: never).

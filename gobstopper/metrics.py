@@ -23,8 +23,9 @@ class Metrics:
         rejected: handshakes refused, by reason (``origin``, ``auth``, ``limit``,
             ``limit_per_ip``, ``handler``).
         messages_in, bytes_in: inbound messages and their bytes.
-        messages_out, bytes_out: outbound messages and their bytes (direct sends and
-            broadcast deliveries).
+        messages_out, bytes_out: messages and bytes sent with ``ws.send_*`` (broadcast
+            deliveries are counted apart, as ``delivered_messages`` and
+            ``delivered_bytes`` in ``snapshot()``).
         rate_limited: inbound messages over the rate limit.
         idle_closed: connections closed by the idle timeout.
         closes: connections ended, by close code.

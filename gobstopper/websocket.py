@@ -179,11 +179,13 @@ class WebSocket:
         self._transport = transport
         self._metrics = metrics
         self._heartbeat = config.heartbeat_message or None
-        self._rate = (
-            RateLimiter(config.rate_limit, config.rate_limit_burst or 2 * config.rate_limit)
-            if config.rate_limit > 0
-            else None
+        # The default burst covers a buffer's worth of messages read back to back after
+        # the handler was busy: the bucket sees reads, not arrivals.
+        burst = config.rate_limit_burst or max(
+            2 * config.rate_limit, config.receive_queue_messages, 1
         )
+        self._rate = RateLimiter(config.rate_limit, burst) if config.rate_limit > 0 else None
+        self._pong: Any = None
         # What the server's receive futures call back: it holds this WebSocket only
         # weakly, because granian keeps some callbacks after their connection is gone,
         # and a bound method would keep the whole connection (handler, queues) alive.
@@ -370,12 +372,12 @@ class WebSocket:
         if metrics is not None:
             metrics.messages_in += 1
             metrics.bytes_in += size
-        if self._heartbeat is not None and kind == TEXT and data == self._heartbeat:
-            self._reply(self._config.heartbeat_reply)
-            return None
         rate = self._rate
         if rate is not None and not rate.allow(self.last_received):
             self._over_rate()
+            return None
+        if self._heartbeat is not None and kind == TEXT and data == self._heartbeat:
+            self._reply(self._config.heartbeat_reply)
             return None
         if size > self._limit:
             logger.info(
@@ -402,11 +404,15 @@ class WebSocket:
         self._fail(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
 
     def _reply(self, text: str) -> None:
-        """Answer a heartbeat at once, outside any queue (its order does not matter)."""
+        """Answer a heartbeat at once, outside any queue (its order does not matter);
+        at most one answer in flight, so a client that never reads cannot pile them up."""
+        if self._pong is not None and not self._pong.done():
+            return
         try:
             fut = self._transport.start_send(text)
         except TransportClosed:
             return
+        self._pong = fut
         fut.add_done_callback(_retrieve)
 
     async def _read_now(self) -> Message | None:
@@ -433,7 +439,7 @@ class WebSocket:
         """After our close frame: read on until the client's reply, if someone waits for it."""
         try:
             kind, _ = self._transport.unpack(fut)
-        except TransportClosed:
+        except Exception:  # closing anyway: whatever ended the read, stop reading
             kind = CLOSE
         waiter = self._handshake_waiter
         if kind != CLOSE and waiter is not None and not waiter.done():

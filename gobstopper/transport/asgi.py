@@ -186,6 +186,7 @@ async def _resume(coro: Coroutine[Any, Any, None], step: Any) -> None:
             if step is None:
                 await asyncio.sleep(0)  # a bare yield: one loop turn
             else:
+                step._asyncio_future_blocking = False  # as a task does, at every step
                 await step  # the future the coroutine is waiting on
         except BaseException as exc:  # its outcome, or our cancellation: pass it in
             try:

@@ -8,6 +8,7 @@ ping and no drain. ``receive()`` returns a future that starts reading at once.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -15,6 +16,8 @@ from granian.rsgi import ProtocolClosed, ProtocolError  # type: ignore[attr-defi
 
 from ..errors import CloseCode, UnsupportedByServer
 from .base import CLOSE, HTTPExchange, ScopeInfo, TransportClosed, WebSocketTransport
+
+logger = logging.getLogger("gobstopper.transport")
 
 __all__ = ["RSGIHTTPExchange", "RSGIWebSocketTransport", "scope_info"]
 
@@ -74,9 +77,11 @@ class RSGIWebSocketTransport(WebSocketTransport):
         # than the connection, so the frames (and the connection) would never be freed.
         exc = fut.exception()
         if exc is not None:
-            if isinstance(exc, _CLOSED):
-                raise TransportClosed(CloseCode.NO_STATUS_RCVD)
-            raise exc
+            if not isinstance(exc, _CLOSED):
+                logger.warning("receive failed: %r; treating the connection as lost", exc)
+            raise TransportClosed(
+                CloseCode.NO_STATUS_RCVD if isinstance(exc, _CLOSED) else CloseCode.ABNORMAL_CLOSURE
+            )
         msg = fut.result()
         kind = msg.kind
         if kind == CLOSE:

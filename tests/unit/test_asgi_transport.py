@@ -81,3 +81,22 @@ async def test_cancelling_a_suspended_send_cancels_what_it_waits_on() -> None:
     with pytest.raises(asyncio.CancelledError):
         await fut
     assert writable.cancelled()
+
+
+async def test_a_send_that_suspends_twice_still_completes() -> None:
+    loop = asyncio.get_running_loop()
+    first, second = loop.create_future(), loop.create_future()
+    steps: list[str] = []
+
+    async def send() -> None:
+        await first
+        steps.append("first")
+        await second  # a second wait on the server (e.g. its buffer filled again)
+        steps.append("second")
+
+    fut = _start_eagerly(send())
+    first.set_result(None)
+    await asyncio.sleep(0)
+    second.set_result(None)
+    await asyncio.wait_for(fut, 1)
+    assert steps == ["first", "second"]

@@ -185,3 +185,11 @@ async def test_receive_json_gives_a_value_or_a_clear_error_and_stays_open(
         await ws.receive_json()
     assert await ws.receive_json() == {"after": True}
     assert not ws.closed
+
+
+async def test_a_slow_rate_limit_gets_a_usable_default_burst() -> None:
+    from .fake_transport import make
+
+    ws, _ = make(rate_limit=0.4)  # a burst of twice the rate would be under one message
+    await ws.accept()
+    assert ws._rate is not None and ws._rate.burst >= 1

@@ -92,9 +92,11 @@ def start(
     wait: bool = True,
     timeout: float = 20.0,
     cwd: Path | None = None,
+    port: int | None = None,
 ) -> Server:
-    """Start ``target`` under granian (or ``command``) and wait until it accepts connections."""
-    port = free_port()
+    """Start ``target`` under granian (or ``command``) and wait until it accepts connections
+    (on ``port``, to restart a server where its clients expect it; a free one by default)."""
+    port = port or free_port()
     fd, name = tempfile.mkstemp(prefix=f"gobstopper-{interface}-", suffix=".log")
     os.close(fd)
     log_path = Path(name)

@@ -1,22 +1,25 @@
-"""Chat rooms: the room comes from the path, members get join/leave notices.
+"""Chat rooms: the room comes from the path; members get join/leave notices with the
+member list (across workers with the Redis broker), typing notices, and messages.
 
 Run:  granian --interface rsgi examples.chat:app
-Open: http://127.0.0.1:8000/ (two tabs, same room)
+Open: http://127.0.0.1:8000/ (two tabs, same room); the page reconnects by itself.
 
 Across two workers (or hosts), through Redis (pip install 'gobstopper[redis]'):
       GOBSTOPPER_BROKER_URL=redis://127.0.0.1:6379/0 \
       granian --interface rsgi --workers 2 examples.chat:app
 
 Wire format (JSON text messages):
-  client -> server: {"text": "..."}
+  client -> server: {"text": "..."} or {"typing": true}
   server -> client: {"type": "message", "from": name, "text": "..."}
                     {"type": "join" | "leave", "name": name, "members": [names]}
+                    {"type": "typing", "name": name} (to the others in the room)
                     {"type": "error", "error": "..."} (to the sender of a bad message)
 """
 
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 from gobstopper import BrokerUnavailable, Gobstopper, HTMLResponse, WebSocket
 
@@ -51,6 +54,11 @@ async def chat(ws: WebSocket, room: str) -> None:
                 except ValueError as exc:  # garbage gets an answer, not a closed socket
                     await conn.send({"type": "error", "error": f"not JSON: {exc}"[:200]})
                     continue
+                if isinstance(data, dict) and data.get("typing") is True:
+                    await manager.broadcast(
+                        {"type": "typing", "name": name}, room=room, exclude=conn
+                    )
+                    continue
                 text = data.get("text") if isinstance(data, dict) else None
                 if not isinstance(text, str) or not text:
                     await conn.send({"type": "error", "error": 'expected {"text": "..."}'})
@@ -75,44 +83,8 @@ async def health() -> dict[str, object]:
     }
 
 
-PAGE = """<!doctype html>
-<meta charset="utf-8"><title>gobstopper chat</title>
-<style>
-  body { font: 15px system-ui; margin: 2em }
-  #log { height: 20em; overflow: auto; border: 1px solid #ccc; padding: .5em }
-</style>
-<p><input id="room" value="lobby"> <input id="name" placeholder="your name">
-   <button id="join">join</button></p>
-<div id="log"></div><p id="members"></p>
-<p><input id="text" size="50" placeholder="message"> <button id="send">send</button></p>
-<script>
-let ws = null;
-const $ = (id) => document.getElementById(id);
-const log = (line) => {
-  const p = document.createElement("div");
-  p.textContent = line;
-  $("log").append(p);
-};
-$("join").onclick = () => {
-  if (ws) ws.close();
-  const room = encodeURIComponent($("room").value);
-  const name = encodeURIComponent($("name").value);
-  ws = new WebSocket(`ws://${location.host}/ws/chat/${room}?name=${name}`);
-  ws.onmessage = (event) => {
-    const m = JSON.parse(event.data);
-    if (m.type === "message") { log(`${m.from}: ${m.text}`); return; }
-    if (m.type === "error") { log(`! ${m.error}`); return; }
-    log(`* ${m.name} ${m.type === "join" ? "joined" : "left"}`);
-    $("members").textContent = "online: " + m.members.join(", ");
-  };
-  ws.onclose = (event) => log(`* disconnected (${event.code})`);
-};
-$("send").onclick = () => {
-  if (ws) ws.send(JSON.stringify({text: $("text").value}));
-  $("text").value = "";
-};
-</script>
-"""
+# The page: plain HTML and JavaScript, no build step, nothing fetched from elsewhere.
+PAGE = (Path(__file__).parent / "index.html").read_text(encoding="utf-8")
 
 
 @app.get("/")

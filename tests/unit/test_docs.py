@@ -5,6 +5,7 @@ in the docs fails here."""
 from __future__ import annotations
 
 import ast
+import contextlib
 import re
 from pathlib import Path
 
@@ -72,3 +73,62 @@ def test_fragment_runs_next_to_an_app(page: str, line: int, code: str) -> None:
         __name__=f"docs_fragment_{line}", asyncio=asyncio, app=gobstopper.Gobstopper(environ={})
     )
     exec(compile(code, f"{page}:{line}", "exec"), namespace)
+
+
+HANDLER_BODIES = [s for s in ALL if s not in WHOLE and not _standalone(s[2])]
+
+
+@pytest.mark.parametrize(
+    ("page", "line", "code"), HANDLER_BODIES, ids=[f"{p}:{n}" for p, n, _ in HANDLER_BODIES]
+)
+def test_handler_body_runs_against_a_connection(page: str, line: int, code: str) -> None:
+    """Fragments that await stand for a handler's body: run them as one, on an accepted
+    connection (a fake transport) that sends two messages and leaves once it has two
+    answers, inside a manager where ``conn`` ("alice") and ``other_conn`` ("bob") are in
+    the room "lobby"."""
+    import asyncio
+    import textwrap
+
+    import gobstopper
+    from gobstopper.transport.base import CLOSE, TEXT
+
+    from .fake_transport import make
+
+    async def run() -> None:
+        ws, transport = make()
+        other, other_transport = make()
+        await ws.accept()
+        await other.accept()
+        ws.state.role = other.state.role = "user"
+        manager = gobstopper.WebSocketManager(gobstopper.Config.load({}))
+        conn, other_conn = manager.add(ws, "alice"), manager.add(other, "bob")
+        for member in (conn, other_conn):
+            await member.join("lobby")
+        for message in ('{"n": 1}', "not json"):
+            transport.push(TEXT, message)
+        send_text = transport.send_text
+
+        async def answer_then_leave(data: str) -> None:
+            # The client leaves once it has its two answers: a loop ends as it would.
+            await send_text(data)
+            if len(transport.sent) == 2:
+                transport.push(CLOSE, 1000)
+
+        transport.send_text = answer_then_leave  # type: ignore[method-assign]
+        namespace: dict[str, object] = {
+            name: getattr(gobstopper, name) for name in gobstopper.__all__
+        }
+        body = "async def sample(ws, manager, conn, other_conn, data):\n"
+        body += textwrap.indent(code, "    ")
+        exec(compile(body, f"{page}:{line}", "exec"), namespace)
+        sample = namespace["sample"]
+        # The connection's end comes as ConnectionClosed, as a handler meets it.
+        with contextlib.suppress(gobstopper.ConnectionClosed):
+            await asyncio.wait_for(sample(ws, manager, conn, other_conn, {"n": 2}), 5)  # type: ignore[operator]
+        if "manager." in code:
+            # Every delivery mode of the rooms page: three reach each of the two.
+            assert (len(transport.sent), len(other_transport.sent)) == (3, 3)
+        else:
+            assert len(transport.sent) == 2, transport.sent  # an answer per message
+
+    asyncio.run(run())

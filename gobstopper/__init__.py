@@ -21,10 +21,12 @@ from .errors import (
 )
 from .http import HTMLResponse, JSONResponse, PlainTextResponse, Request, Response
 from .manager import Connection, Delivery, WebSocketManager
+from .messages import RPC, RPCError
 from .outbox import DeliveryStats
 from .websocket import Message, MessageType, State, WebSocket, WebSocketState
 
 __all__ = [
+    "RPC",
     "Address",
     "Broker",
     "BrokerHealth",
@@ -51,6 +53,7 @@ __all__ = [
     "MessageType",
     "PlainTextResponse",
     "QueryParams",
+    "RPCError",
     "Request",
     "Response",
     "RouteError",

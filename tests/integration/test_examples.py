@@ -147,3 +147,31 @@ async def test_chat_example_on_two_workers_through_redis(tmp_path: Path) -> None
             await ws.close()
         server.stop()
         redis.cleanup()
+
+
+rpc_server = server_fixture("examples.rpc:app", "The JSON-RPC example.")
+
+
+async def test_rpc_example(rpc_server: Server) -> None:
+    async with connect(f"{rpc_server.ws}/rpc") as ws, connect(f"{rpc_server.ws}/rpc") as other:
+        await ws.send('{"jsonrpc": "2.0", "method": "add", "params": [2, 3], "id": 1}')
+        assert await recv_json(ws) == {"jsonrpc": "2.0", "result": 5, "id": 1}
+        await ws.send('{"jsonrpc": "2.0", "method": "divide", "params": {"a": 1, "b": 0}, "id": 2}')
+        assert await recv_json(ws) == {
+            "jsonrpc": "2.0",
+            "error": {"code": 4000, "message": "division by zero", "data": {"a": 1}},
+            "id": 2,
+        }
+        await ws.send("{garbage")  # an error for this request, not a closed connection
+        assert (await recv_json(ws))["error"]["code"] == -32700  # type: ignore[index]
+        batch = [
+            {"jsonrpc": "2.0", "method": "whoami", "id": "w"},
+            {"jsonrpc": "2.0", "method": "add", "params": [1, 1]},  # a notification
+        ]
+        await ws.send(json.dumps(batch))
+        assert await recv_json(ws) == [{"jsonrpc": "2.0", "result": "127.0.0.1", "id": "w"}]
+        await other.send('{"jsonrpc": "2.0", "method": "add", "params": [1, "x"], "id": 3}')
+        reply = await recv_json(other)
+        assert reply["error"]["code"] == -32602  # type: ignore[index]
+        await ws.send('{"jsonrpc": "2.0", "method": "add", "params": [0.5, 0.25], "id": 4}')
+        assert await recv_json(ws) == {"jsonrpc": "2.0", "result": 0.75, "id": 4}

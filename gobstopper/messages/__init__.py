@@ -7,6 +7,16 @@ or JSON-RPC errors (never by closing the connection).
 
 from __future__ import annotations
 
-from .rpc import RPC, RPCError
+from .rpc import ACCESS_DENIED, RATE_LIMITED, RPC, Guard, RPCError, all_of, any_of, equals, has
 
-__all__ = ["RPC", "RPCError"]
+__all__ = [
+    "ACCESS_DENIED",
+    "RATE_LIMITED",
+    "RPC",
+    "Guard",
+    "RPCError",
+    "all_of",
+    "any_of",
+    "equals",
+    "has",
+]

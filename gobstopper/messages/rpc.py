@@ -21,14 +21,26 @@ import json
 import logging
 import types
 import typing
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, Union
 
 from ..errors import ConnectionClosed
+from ..security import RateLimiter
 from ..websocket import WebSocket
 
-__all__ = ["RPC", "RPCError"]
+__all__ = [
+    "ACCESS_DENIED",
+    "RATE_LIMITED",
+    "RPC",
+    "Guard",
+    "RPCError",
+    "all_of",
+    "any_of",
+    "equals",
+    "has",
+]
 
 logger = logging.getLogger("gobstopper.rpc")
 
@@ -39,7 +51,32 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
+ACCESS_DENIED = -32001  # a guard said no
+RATE_LIMITED = -32002  # the caller is over the method's rate limit
 MAX_BATCH = 100  # requests in one batch; more is an invalid request
+
+#: A guard: a predicate on the caller's connection state (``ws.state``).
+Guard = Callable[[Any], bool]
+
+
+def has(name: str) -> Guard:
+    """The connection's state has ``name`` set (e.g. ``has("user")``, set by an auth hook)."""
+    return lambda state: getattr(state, name, None) is not None
+
+
+def equals(name: str, value: Any) -> Guard:
+    """The connection's state ``name`` equals ``value`` (e.g. ``equals("role", "admin")``)."""
+    return lambda state: getattr(state, name, None) == value
+
+
+def all_of(*guards: Guard) -> Guard:
+    """Every guard passes."""
+    return lambda state: all(g(state) for g in guards)
+
+
+def any_of(*guards: Guard) -> Guard:
+    """At least one guard passes."""
+    return lambda state: any(g(state) for g in guards)
 
 
 class RPCError(Exception):
@@ -70,6 +107,8 @@ class _Method:
     signature: inspect.Signature
     hints: dict[str, Any]
     takes_ws: bool
+    requires: Guard | None
+    limit: tuple[int, float] | None  # calls per period, per connection
 
 
 class RPC:
@@ -77,13 +116,31 @@ class RPC:
 
     def __init__(self) -> None:
         self._methods: dict[str, _Method] = {}
+        # Per connection and method: the rate limiter's bucket; gone with the connection.
+        self._buckets: weakref.WeakKeyDictionary[WebSocket, dict[str, RateLimiter]] = (
+            weakref.WeakKeyDictionary()
+        )
 
-    def method(self, name: str | None = None) -> Callable[[F], F]:
+    def method(
+        self,
+        name: str | None = None,
+        *,
+        requires: Guard | None = None,
+        limit: int | None = None,
+        period: float = 1.0,
+    ) -> Callable[[F], F]:
         """Register an async function as a method (under its own name by default).
 
         Its parameters are validated from their type hints (``int``, ``float``,
         ``str``, ``bool``, ``None``, ``list``, ``dict``, ``X | None``, ``list[X]``,
         ``dict[str, X]``, ``Any``); a parameter named ``ws`` gets the connection.
+
+        Args:
+            name: the method's name (default: the function's).
+            requires: a guard on the caller's ``ws.state`` (``has``, ``equals``,
+                ``all_of``, ``any_of``); when it fails the caller gets ``ACCESS_DENIED``.
+            limit: calls allowed per ``period`` seconds per connection; past it the
+                caller gets ``RATE_LIMITED``.
 
         Raises:
             TypeError: the function is not async, or the name is taken.
@@ -98,7 +155,10 @@ class RPC:
             signature = inspect.signature(fn)
             hints = typing.get_type_hints(fn)
             hints.pop("return", None)
-            self._methods[key] = _Method(fn, signature, hints, "ws" in signature.parameters)
+            rate = None if limit is None else (limit, period)
+            self._methods[key] = _Method(
+                fn, signature, hints, "ws" in signature.parameters, requires, rate
+            )
             return fn
 
         return decorator
@@ -150,6 +210,10 @@ class RPC:
             method = self._methods.get(request["method"])
             if method is None:
                 raise RPCError(METHOD_NOT_FOUND, "Method not found", request["method"])
+            if method.requires is not None and (ws is None or not method.requires(ws.state)):
+                raise RPCError(ACCESS_DENIED, "Access denied", request["method"])
+            if method.limit is not None and ws is not None:
+                self._take_token(ws, request["method"], method.limit)
             args, kwargs = _bind(method, request.get("params", []), ws)
             result = await method.fn(*args, **kwargs)
             json.dumps(result)  # a result that cannot be sent is the method's bug
@@ -161,6 +225,15 @@ class RPC:
             logger.exception("RPC method %r failed", request["method"])
             return None if notification else _error(rid, RPCError(INTERNAL_ERROR, "Internal error"))
         return None if notification else {"jsonrpc": "2.0", "result": result, "id": rid}
+
+    def _take_token(self, ws: WebSocket, name: str, limit: tuple[int, float]) -> None:
+        buckets = self._buckets.setdefault(ws, {})
+        bucket = buckets.get(name)
+        if bucket is None:
+            calls, period = limit
+            bucket = buckets[name] = RateLimiter(calls / period, calls)
+        if not bucket.allow():
+            raise RPCError(RATE_LIMITED, "Rate limit exceeded", name)
 
 
 def _valid_id(value: Any) -> bool:

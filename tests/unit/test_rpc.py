@@ -138,3 +138,44 @@ def test_registration_errors() -> None:
         @rpc.method()
         async def subtract() -> None:
             pass
+
+
+async def test_guards_and_rate_limits_per_method() -> None:
+    from gobstopper.messages import ACCESS_DENIED, RATE_LIMITED, all_of, any_of, equals, has
+
+    from .fake_transport import make
+
+    guarded = RPC()
+
+    @guarded.method(
+        requires=all_of(has("user"), any_of(equals("role", "admin"), equals("role", "ops")))
+    )
+    async def restart() -> str:
+        return "restarting"
+
+    @guarded.method(limit=2, period=60)
+    async def ping() -> str:
+        return "pong"
+
+    ws, _ = make()
+    other, _ = make()
+    request = '{"jsonrpc":"2.0","method":"%s","id":1}'
+
+    async def ask(conn: Any, method: str) -> Any:
+        return json.loads(await guarded.handle(request % method, conn) or "null")
+
+    assert (await ask(ws, "restart"))["error"]["code"] == ACCESS_DENIED  # no user yet
+    ws.state.user, ws.state.role = "ann", "viewer"
+    assert (await ask(ws, "restart"))["error"]["code"] == ACCESS_DENIED
+    ws.state.role = "ops"
+    assert (await ask(ws, "restart"))["result"] == "restarting"
+    assert (await guarded.handle(request % "restart")) is not None  # no connection: denied
+
+    assert [(await ask(ws, "ping")).get("result") for _ in range(2)] == ["pong", "pong"]
+    third = await ask(ws, "ping")
+    assert third["error"] == {
+        "code": RATE_LIMITED,
+        "message": "Rate limit exceeded",
+        "data": "ping",
+    }
+    assert (await ask(other, "ping"))["result"] == "pong"  # per connection

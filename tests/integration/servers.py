@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -46,7 +47,11 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout: float = 10.0) -> int:
-        """SIGINT, then SIGKILL if it does not exit in time; return the exit code."""
+        """SIGINT, then SIGKILL if it does not exit in time; return the exit code.
+
+        Whatever is left of the server's process group afterwards (a worker whose main
+        process is gone) is killed too: no test leaves a process behind.
+        """
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
@@ -54,6 +59,9 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        # start() gives every server a session (and process group) of its own.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         return int(self.proc.returncode)
 
 

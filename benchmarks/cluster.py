@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 from .fanout import run_spec
@@ -34,6 +32,7 @@ from .report import (
     cpu_model,
     fmt_num,
     replace_section,
+    save_json,
     source_revision,
     summarise,
     table,
@@ -175,9 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
     section = cluster_report(results, names, args, command)
     replace_section(args.out, BEGIN, END, section, _INTRO + "\n" + section)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"runs": [asdict(r) for r in results]}, indent=2))
+    save_json(args.json, results)
     print(section)
     print(f"\nwrote {args.out} in {time.monotonic() - started:.0f} s")
     return 1 if any(r.error is not None for r in results) else 0

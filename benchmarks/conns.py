@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from .report import (
     fmt_num,
     fmt_pct,
     replace_section,
+    save_json,
     source_revision,
 )
 from .servers import (
@@ -343,14 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_progress(result), flush=True)
     summaries = summarise_conns(results, args.server_names)
     write_conns_report(args.out, conns_report(summaries, results, args, command))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps(
-                {"runs": [asdict(r) for r in results], "summary": [asdict(s) for s in summaries]},
-                indent=2,
-            )
-        )
+    save_json(args.json, results, summaries)
     print()
     print(conns_table(summaries))
     print(f"\nwrote {args.out} in {time.monotonic() - started:.0f} s")

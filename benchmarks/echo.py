@@ -16,17 +16,15 @@ output file (the section is appended when they are missing).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 from .echo_loadgen import EchoResult, EchoSettings, measure_echo
 from .echo_report import echo_report, echo_table, summarise_echo, write_echo_report
-from .report import fmt_num, fmt_pct
+from .report import fmt_num, fmt_pct, save_json
 from .servers import (
     ROOT,
     UVICORN_WS,
@@ -156,14 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results += run_server(SERVERS[key], workloads, repeat, args.settings)
     summaries = summarise_echo(results, args.server_names)
     write_echo_report(args.out, echo_report(summaries, results, args, command))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps(
-                {"runs": [asdict(r) for r in results], "summary": [asdict(s) for s in summaries]},
-                indent=2,
-            )
-        )
+    save_json(args.json, results, summaries)
     print()
     print(echo_table(summaries))
     print(f"\nwrote {args.out} in {time.monotonic() - started:.0f} s")

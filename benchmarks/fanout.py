@@ -23,12 +23,11 @@ installed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 from .loadgen import MESSAGE_BYTES, RING, RunResult, Settings, measure
@@ -38,6 +37,7 @@ from .report import (
     fmt_pct,
     report,
     room_label,
+    save_json,
     summarise,
     table,
     write_plot,
@@ -193,17 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plot = PLOT_NAME
         print(f"wrote {plot_path}")
     write_report(args.out, report(summaries, results, args, command, plot))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps(
-                {
-                    "runs": [asdict(r) for r in results],
-                    "summary": [asdict(s) for s in summaries],
-                },
-                indent=2,
-            )
-        )
+    save_json(args.json, results, summaries)
     print()
     print(table(summaries))
     print(f"\nwrote {args.out} in {time.monotonic() - started:.0f} s")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib.metadata
+import json
 import os
 import platform
 import statistics
 import subprocess
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = [
     "fmt_pct",
     "report",
     "room_label",
+    "save_json",
     "summarise",
     "table",
     "write_plot",
@@ -375,6 +377,15 @@ per-connection queue stays bounded (by default 1 MiB and 1,024 messages per conn
 {begin}
 {end}
 """
+
+
+def save_json(path: Path | None, runs: Sequence[Any], summaries: Sequence[Any] = ()) -> None:
+    """Write every run's figures (and the summaries) to ``path``, when one is given."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"runs": [asdict(r) for r in runs], "summary": [asdict(s) for s in summaries]}
+    path.write_text(json.dumps(data, indent=2))
 
 
 def replace_section(out: Path, begin: str, end: str, section: str, fallback: str) -> None:

@@ -421,9 +421,8 @@ class Gobstopper:
         if ws._on_demand and not ws._keep_reading:
             # Nothing is read while its handler is not reading (uvicorn): read now, and
             # look again at the next round.
-            if not ws._reading_now:
-                ws._keep_reading = True
-                ws._arm()
+            if not ws._reading_now:  # its handler is reading: that read will tell
+                ws._read_ahead()
             ws.last_received = time.monotonic() - timeout / 2
             return
         self.metrics.idle_closed += 1

@@ -588,10 +588,14 @@ class WebSocket:
             return self._close_code
         if self._closed_future is None:
             self._closed_future = asyncio.get_running_loop().create_future()
-        if not self._keep_reading:
-            self._keep_reading = True  # the close arrives as a message: read on for it
-            self._arm()
+        self._read_ahead()  # the close arrives as a message: read on for it
         return await asyncio.shield(self._closed_future)
+
+    def _read_ahead(self) -> None:
+        """Keep a read pending from now on, also where reads are on demand (uvicorn)."""
+        if not self._keep_reading:
+            self._keep_reading = True
+            self._arm()
 
     # -- sending ------------------------------------------------------------------------
 

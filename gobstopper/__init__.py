@@ -21,7 +21,7 @@ from .errors import (
 )
 from .http import HTMLResponse, JSONResponse, PlainTextResponse, Request, Response
 from .manager import Connection, Delivery, WebSocketManager
-from .messages import RPC, RPCError
+from .messages import RPC, Event, RPCError, serve_client_js
 from .outbox import DeliveryStats
 from .websocket import Message, MessageType, State, WebSocket, WebSocketState
 
@@ -40,6 +40,7 @@ __all__ = [
     "ConnectionClosedOK",
     "Delivery",
     "DeliveryStats",
+    "Event",
     "Gobstopper",
     "GobstopperError",
     "HTMLResponse",
@@ -64,6 +65,7 @@ __all__ = [
     "WebSocketManager",
     "WebSocketState",
     "broker_from_url",
+    "serve_client_js",
 ]
 
 __version__ = "0.1.0"

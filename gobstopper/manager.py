@@ -9,6 +9,10 @@ With a broker shared by other nodes (workers, hosts), a broadcast is delivered t
 node's members at once and published once to the broker; every other node that has
 members in the room delivers it to its own. Channels: ``all``, ``room:<name>`` (a node
 subscribes while it has members there) and ``node:<node id>`` (direct sends).
+
+Topics are node-level messages for layers above the manager (the message layer's
+channels and events): ``publish_topic()`` hands bytes to the topic's handler on every
+other node, each of which picks its own recipients.
 """
 
 from __future__ import annotations
@@ -130,6 +134,7 @@ class WebSocketManager:
         # snapshot, so joins, leaves and departures during it are safe and cheap.
         self._room_snapshots: dict[str, tuple[Connection, ...]] = {}
         self._all_snapshot: tuple[Connection, ...] | None = None
+        self._topics: dict[str, Callable[[bytes], None]] = {}
 
     # -- cluster --------------------------------------------------------------------------
 
@@ -163,6 +168,11 @@ class WebSocketManager:
         if self._background:
             await asyncio.gather(*tuple(self._background), return_exceptions=True)
         await self.broker.stop()
+
+    @property
+    def clustered(self) -> bool:
+        """Whether other nodes share this manager's broker (then predicates cannot travel)."""
+        return self._clustered
 
     def broker_health(self) -> BrokerHealth | None:
         """The broker's state (connected, since when, reconnections), None without one."""
@@ -340,6 +350,45 @@ class WebSocketManager:
                 self._room_snapshots[room] = snapshot
         return snapshot
 
+    # -- topics -----------------------------------------------------------------------------
+
+    def on_topic(self, topic: str, handler: Callable[[bytes], None]) -> None:
+        """Call ``handler`` with the bytes of every ``publish_topic(topic, ...)`` on any node.
+
+        Raises:
+            ValueError: the topic has a handler already.
+        """
+        if topic in self._topics:
+            raise ValueError(f"topic {topic!r} has a handler already")
+        self._topics[topic] = handler
+
+    async def publish_topic(self, topic: str, data: bytes) -> Delivery:
+        """Hand ``data`` to ``topic``'s handler on every other node (the caller serves
+        this one itself).
+
+        Returns:
+            A ``Delivery`` of 0 local connections, saying whether the other nodes were
+            reached.
+        """
+        if not self._clustered or self.broker is None:
+            return Delivery(0)
+        head = self._origin + json.dumps({"k": topic}, separators=(",", ":")).encode() + b"\n"
+        try:
+            await self.broker.publish(_ALL, head + data)
+        except BrokerUnavailable as exc:
+            self._throttle.warning("not delivered to other nodes: %s", exc)
+            return Delivery(0, published=False, error=str(exc))
+        return Delivery(0, published=True)
+
+    def _run_topic(self, topic: str, data: bytes) -> None:
+        handler = self._topics.get(topic)
+        if handler is None:
+            return
+        try:
+            handler(data)
+        except Exception:
+            logger.exception("handler of topic %r failed", topic)
+
     # -- delivery --------------------------------------------------------------------------
 
     def encode(self, data: Payload) -> tuple[str | bytes, int]:
@@ -469,6 +518,7 @@ class WebSocketManager:
             header = json.loads(head)
             if not isinstance(header, dict):
                 raise ValueError("header is not an object")
+            topic = header.get("k")
             size = len(body)
             if size > self.config.max_message_bytes:
                 self._throttle.warning(
@@ -477,6 +527,9 @@ class WebSocketManager:
                     channel,
                     self.config.max_message_bytes,
                 )
+                return
+            if topic is not None:
+                self._run_topic(str(topic), body)
                 return
             payload: str | bytes = (
                 body if header.get("b") else body.decode("utf-8", "surrogatepass")

@@ -943,7 +943,7 @@ def _bind(
         for n in method.signature.parameters
         if n in extra or n in arguments
     }
-    whole = inspect.BoundArguments(method.signature, merged)  # type: ignore[arg-type]
+    whole = inspect.BoundArguments(method.signature, merged)
     return list(whole.args), dict(whole.kwargs)
 
 

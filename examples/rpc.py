@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from gobstopper import RPC, Event, Gobstopper, RPCError, State, WebSocket, serve_client_js
+from gobstopper.messages import has
 
 app = Gobstopper()
 
@@ -61,33 +63,83 @@ async def announce(channel: str, data: str) -> int:
     return int(await rpc.publish(channel, data))
 
 
+@rpc.method()
+async def login(name: str, ws: WebSocket) -> str:
+    """Methods (and auth hooks) set connection state that guards read."""
+    ws.state.user = name
+    return name
+
+
+@rpc.method(requires=has("user"))
+async def secret(ws: WebSocket) -> str:
+    """Answered -32001 (access denied) until the caller has logged in."""
+    return f"for {ws.state.user} only"
+
+
+@rpc.method(limit=3, period=60.0)
+async def expensive() -> str:
+    """Three calls a minute per connection; more are answered -32002."""
+    return "done"
+
+
+@rpc.method(limit=3, period=60.0, close_on_limit=True)
+async def strict() -> str:
+    """The same limit, but the fourth call also closes the connection (1008)."""
+    return "done"
+
+
+@dataclass
+class Room:
+    room: str
+
+
+@dataclass
+class Say:
+    room: str
+    text: str
+
+
+@dataclass
+class Whisper:
+    to: str
+    text: str
+
+
+@dataclass
+class Shout:
+    text: str
+
+
 @rpc.on("sum_event")
 async def on_sum(event: Event, numbers: list[float]) -> None:
     await event.reply("sum_result", sum(numbers))
 
 
 @rpc.on("join")
-async def on_join(event: Event, room: str) -> list[str]:
-    await event.conn.join(room)
-    await event.to_others("joined", {"id": event.sender}, room=room)
-    return app.manager.members(room)
+async def on_join(event: Event, data: Room) -> list[str]:
+    """``{"room": ...}``: join it; the others there hear of it; answers the members."""
+    await event.conn.join(data.room)
+    await event.to_others("joined", {"id": event.sender}, room=data.room)
+    return sorted(app.manager.members(data.room))
 
 
 @rpc.on("say")
-async def on_say(event: Event, params: dict[str, str]) -> None:
+async def on_say(event: Event, data: Say) -> None:
     """``{"room": ..., "text": ...}`` to everyone in the room, the sender included."""
-    await event.to_room(params["room"], "said", {"id": event.sender, "text": params["text"]})
+    await event.to_room(data.room, "said", {"id": event.sender, "text": data.text})
 
 
 @rpc.on("whisper")
-async def on_whisper(event: Event, params: dict[str, str]) -> None:
-    """``{"to": <connection id>, "text": ...}`` to one connection, wherever it is."""
-    await event.to(params["to"], "whispered", {"id": event.sender, "text": params["text"]})
+async def on_whisper(event: Event, data: Whisper) -> bool:
+    """``{"to": <connection id>, "text": ...}`` to one connection, on whichever node."""
+    delivery = await event.to(data.to, "whispered", {"id": event.sender, "text": data.text})
+    return bool(delivery) or delivery.published
 
 
 @rpc.on("shout")
-async def on_shout(event: Event, text: str) -> None:
-    await event.to_all("shouted", {"id": event.sender, "text": text})
+async def on_shout(event: Event, data: Shout) -> None:
+    """``{"text": ...}`` to every connection, the sender included."""
+    await event.to_all("shouted", {"id": event.sender, "text": data.text})
 
 
 @app.websocket("/rpc")

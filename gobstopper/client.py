@@ -1,4 +1,4 @@
-"""A Python client for gobstopper's JSON-RPC routes, that reconnects by itself.
+"""A Python client for gobstopper's message layer, that reconnects by itself.
 
 Needs the ``websockets`` package (``pip install 'gobstopper[client]'``).
 
@@ -6,23 +6,33 @@ Example::
 
     async with Client("ws://127.0.0.1:8000/rpc") as client:
         assert await client.call("add", 2, 3) == 5
+        async with await client.subscribe("news.*") as news:
+            async for message in news:
+                print(message.channel, message.data)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import itertools
-import json
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
-__all__ = ["CallError", "Client"]
+from .messages.channels import matches, valid_pattern
+from .messages.codec import CODECS, Codec, DecodeError
+
+__all__ = ["CallError", "ChannelMessage", "Client", "Subscription"]
 
 logger = logging.getLogger("gobstopper.client")
+
+REQUEST_CANCELLED = -32800
 
 
 class CallError(Exception):
@@ -41,43 +51,117 @@ class CallError(Exception):
         self.data = data
 
 
+@dataclass(frozen=True)
+class ChannelMessage:
+    """A message published to a channel: its name and its data."""
+
+    channel: str
+    data: Any
+
+
+class Subscription:
+    """A subscription to a channel or pattern: an async iterator of ``ChannelMessage``.
+
+    Messages wait in a queue of ``maxsize``; when a reader falls that far behind, the
+    oldest are dropped (counted in ``dropped``). Leave with ``close()`` or ``async with``.
+    """
+
+    def __init__(self, client: Client, pattern: str, maxsize: int) -> None:
+        self.client = client
+        self.pattern = pattern
+        self.dropped = 0
+        self._queue: asyncio.Queue[ChannelMessage | None] = asyncio.Queue(maxsize)
+        self._closed = False
+
+    def _put(self, message: ChannelMessage) -> None:
+        if self._queue.full():
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(message)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> ChannelMessage:
+        if self._closed and self._queue.empty():
+            raise StopAsyncIteration
+        message = await self._queue.get()
+        if message is None:
+            raise StopAsyncIteration
+        return message
+
+    async def get(self, timeout: float | None = None) -> ChannelMessage:
+        """The next message (``asyncio.TimeoutError`` after ``timeout`` seconds)."""
+        return await asyncio.wait_for(self.__anext__(), timeout)
+
+    async def close(self) -> None:
+        """Unsubscribe (if no other subscription of the client holds the same pattern)."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)
+        await self.client._drop(self)
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
 class Client:
-    """JSON-RPC 2.0 over one WebSocket, reconnected with exponential backoff.
+    """JSON-RPC 2.0 with gobstopper's events, channels and streams, over one WebSocket
+    that is reconnected with exponential backoff.
 
     Args:
         url: the route, e.g. ``ws://127.0.0.1:8000/rpc``.
+        encoding: ``json`` or ``msgpack``.
         timeout: seconds a call waits for its answer before ``asyncio.TimeoutError``.
         backoff: the first reconnection delay in seconds; it doubles up to
             ``max_backoff``, with jitter.
         on_notification: called with ``(method, params)`` for every notification the
-            server pushes.
+            server pushes (events, channel messages and stream items included).
 
     A call made while the connection is down waits for the next connection (within its
     timeout). A call in flight when the connection drops fails with ``ConnectionError``:
-    it may or may not have run, so the client never sends it twice.
+    it may or may not have run, so the client never sends it twice. Subscriptions are
+    renewed on every new connection; messages published in between are not replayed.
     """
 
     def __init__(
         self,
         url: str,
         *,
+        encoding: str = "json",
         timeout: float = 10.0,
         backoff: float = 0.1,
         max_backoff: float = 5.0,
         on_notification: Callable[[str, Any], None] | None = None,
     ) -> None:
+        if encoding not in CODECS:
+            raise ValueError(f"unknown encoding {encoding!r}: choose from {sorted(CODECS)}")
         self.url = url
+        self.codec: Codec = CODECS[encoding]
         self.timeout = timeout
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.on_notification = on_notification
         #: Connections opened so far (1 after the first, more after reconnections).
         self.connections = 0
+        #: This connection's id on the server (``rpc.info``), None while disconnected.
+        self.id: str | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._streams: dict[int, asyncio.Queue[Any]] = {}
+        self._subscriptions: dict[str, list[Subscription]] = {}
+        self._handlers: dict[str, list[Callable[..., Any]]] = {}
         self._ws: Any = None
         self._connected: asyncio.Event | None = None
+        self._ready: asyncio.Event | None = None
+        self._changed: asyncio.Condition | None = None
         self._runner: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
         self._closing = False
 
     async def __aenter__(self) -> Client:
@@ -92,6 +176,8 @@ class Client:
     ) -> None:
         await self.close()
 
+    # -- the connection -------------------------------------------------------------------
+
     async def connect(self) -> None:
         """Start the connection loop and wait (``timeout``) for the first connection."""
         try:
@@ -101,9 +187,11 @@ class Client:
                 "the client needs websockets: pip install 'gobstopper[client]'"
             ) from None
         self._connected = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._changed = asyncio.Condition()
         self._closing = False
         self._runner = asyncio.ensure_future(self._run())
-        await asyncio.wait_for(self._connected.wait(), self.timeout)
+        await asyncio.wait_for(self._ready.wait(), self.timeout)
 
     async def close(self) -> None:
         """Close the connection and stop reconnecting."""
@@ -111,11 +199,98 @@ class Client:
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await self._ws.close()
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
+        for task in (self._runner, *self._background):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._fail_pending(ConnectionError("client closed"))
+        for subs in self._subscriptions.values():
+            for sub in subs:
+                sub._closed = True
+                with contextlib.suppress(asyncio.QueueFull):
+                    sub._queue.put_nowait(None)
+
+    def _endpoint(self) -> str:
+        if self.codec.name == "json":
+            return self.url
+        parts = urlsplit(self.url)
+        query = (parts.query + "&" if parts.query else "") + urlencode({"encoding": "msgpack"})
+        return urlunsplit(parts._replace(query=query))
+
+    async def _run(self) -> None:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed
+
+        assert self._connected is not None and self._ready is not None
+        delay = self.backoff
+        while not self._closing:
+            try:
+                async with connect(self._endpoint()) as ws:
+                    self._ws = ws
+                    self.connections += 1
+                    self._connected.set()
+                    delay = self.backoff
+                    self._spawn(self._renew())
+                    async for raw in ws:
+                        self._dispatch(raw)
+            except (OSError, ConnectionClosed, asyncio.TimeoutError) as exc:
+                logger.info("connection to %s lost or refused: %s", self.url, exc)
+            finally:
+                self._connected.clear()
+                self._ready.clear()
+                self._ws = None
+                self.id = None
+                self._fail_pending(ConnectionError(f"connection to {self.url} lost"))
+            if self._closing:
+                return
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))  # backoff, jittered
+            delay = min(delay * 2, self.max_backoff)
+
+    async def _renew(self) -> None:
+        """On each new connection: learn its id and subscribe again to every pattern."""
+        assert self._ready is not None
+        try:
+            answers = await asyncio.gather(
+                self.call("rpc.info"),
+                *(self.call("rpc.subscribe", p) for p in tuple(self._subscriptions)),
+                return_exceptions=True,
+            )
+        except asyncio.CancelledError:
+            raise
+        info = answers[0]
+        if isinstance(info, dict):
+            self.id = info.get("id")
+        for pattern, answer in zip(tuple(self._subscriptions), answers[1:], strict=False):
+            if isinstance(answer, BaseException):
+                logger.warning("could not subscribe again to %r: %s", pattern, answer)
+        self._ready.set()
+        assert self._changed is not None
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def ready(self, connection: int | None = None) -> None:
+        """Wait until the client is connected with its subscriptions renewed: on any
+        connection, or on its ``connection``-th (2: after the first reconnection).
+
+        Example: ``await client.ready(client.connections + 1)`` after a server restart.
+        """
+        assert self._changed is not None and self._ready is not None, "connect() first"
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: (
+                    self._ready is not None
+                    and self._ready.is_set()
+                    and (connection is None or self.connections >= connection)
+                )
+            )
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- calls ------------------------------------------------------------------------
 
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call ``method`` with positional or named arguments (not both); return its result.
@@ -125,31 +300,39 @@ class Client:
             asyncio.TimeoutError: no answer within ``timeout``.
             ConnectionError: the connection dropped before the answer.
         """
+        request_id, message = self._request(method, args, kwargs)
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        try:
+            return await asyncio.wait_for(self._exchange(request_id, message, answer), self.timeout)
+        finally:
+            self._pending.pop(request_id, None)
+
+    def _request(
+        self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
         if args and kwargs:
             raise TypeError("JSON-RPC takes positional or named parameters, not both")
         request_id = next(self._ids)
         message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": request_id}
         if args or kwargs:
             message["params"] = list(args) if args else kwargs
-        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        return request_id, message
+
+    async def _exchange(
+        self, request_id: int, message: dict[str, Any], answer: asyncio.Future[Any]
+    ) -> Any:
         connected = self._connected
         assert connected is not None, "connect() first"
-
-        async def exchange() -> Any:
-            while True:
-                await connected.wait()
-                self._pending[request_id] = answer
-                try:
-                    await self._ws.send(json.dumps(message))
-                    break
-                except Exception:  # the connection is gone and the call never left:
-                    connected.clear()  # wait for the next one, then send it there
-            return await answer
-
-        try:
-            return await asyncio.wait_for(exchange(), self.timeout)
-        finally:
-            self._pending.pop(request_id, None)
+        frame = self.codec.encode(message)
+        while True:
+            await connected.wait()
+            self._pending[request_id] = answer
+            try:
+                await self._ws.send(frame)
+                break
+            except Exception:  # the connection is gone and the call never left:
+                connected.clear()  # wait for the next one, then send it there
+        return await answer
 
     async def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Send a notification (no answer)."""
@@ -158,49 +341,145 @@ class Client:
             message["params"] = list(args) if args else kwargs
         assert self._connected is not None, "connect() first"
         await asyncio.wait_for(self._connected.wait(), self.timeout)
-        await self._ws.send(json.dumps(message))
+        await self._ws.send(self.codec.encode(message))
 
-    async def _run(self) -> None:
-        from websockets.asyncio.client import connect
-        from websockets.exceptions import ConnectionClosed
+    async def stream(self, method: str, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        """Call a streaming method: yields its items, in order.
 
-        assert self._connected is not None
-        delay = self.backoff
-        while not self._closing:
+        Leaving the loop early (``break``, an exception) cancels the stream on the
+        server. ``timeout`` applies to the wait for each item.
+
+        Example: ``async for item in client.stream("count", 10): ...``
+
+        Raises:
+            CallError: the server answered with an error (before or after items).
+            ConnectionError: the connection dropped during the stream.
+        """
+        request_id, message = self._request(method, args, kwargs)
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        items: asyncio.Queue[Any] = asyncio.Queue()
+        self._streams[request_id] = items
+        exchange = asyncio.ensure_future(self._exchange(request_id, message, answer))
+        finished = False
+        try:
+            while True:
+                if items.empty() and exchange.done():
+                    finished = True
+                    exchange.result()  # raises the error answer, if any
+                    return
+                getter = asyncio.ensure_future(items.get())
+                done, _ = await asyncio.wait(
+                    {getter, exchange}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if getter in done:
+                    yield getter.result()
+                    continue
+                getter.cancel()
+                if not done:
+                    raise asyncio.TimeoutError(f"no item from {method!r} in {self.timeout}s")
+        finally:
+            self._streams.pop(request_id, None)
+            self._pending.pop(request_id, None)
+            if not finished and not exchange.done():
+                exchange.cancel()
+                if self._ws is not None:
+                    with contextlib.suppress(Exception):
+                        await self.notify("rpc.cancel", id=request_id)
+
+    # -- events ------------------------------------------------------------------------
+
+    def on(self, event: str, callback: Callable[..., Any]) -> None:
+        """Call ``callback(data, sender)`` for every ``event`` the server pushes (a
+        coroutine function is run as a task); ``sender`` is the id of the connection
+        that caused it, or None for the server."""
+        self._handlers.setdefault(event, []).append(callback)
+
+    def off(self, event: str, callback: Callable[..., Any]) -> None:
+        """Stop calling ``callback`` for ``event``."""
+        with contextlib.suppress(KeyError, ValueError):
+            self._handlers[event].remove(callback)
+
+    async def emit(self, event: str, data: Any = None, *, ack: bool = False) -> Any:
+        """Send the named event (``data``: a dict or a list, its parameters).
+
+        With ``ack``, wait for its handler to have run and return what it returned.
+        """
+        if data is not None and not isinstance(data, (dict, list)):
+            raise TypeError("event data is a dict or a list (JSON-RPC params)")
+        if ack:
+            request_id = next(self._ids)
+            request: dict[str, Any] = {"jsonrpc": "2.0", "method": event, "id": request_id}
+            if data is not None:
+                request["params"] = data
+            answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             try:
-                async with connect(self.url) as ws:
-                    self._ws = ws
-                    self.connections += 1
-                    self._connected.set()
-                    delay = self.backoff
-                    async for raw in ws:
-                        self._dispatch(raw)
-            except (OSError, ConnectionClosed, asyncio.TimeoutError) as exc:
-                logger.info("connection to %s lost or refused: %s", self.url, exc)
+                return await asyncio.wait_for(
+                    self._exchange(request_id, request, answer), self.timeout
+                )
             finally:
-                self._connected.clear()
-                self._ws = None
-                self._fail_pending(ConnectionError(f"connection to {self.url} lost"))
-            if self._closing:
-                return
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))  # backoff, jittered
-            delay = min(delay * 2, self.max_backoff)
+                self._pending.pop(request_id, None)
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": event}
+        if data is not None:
+            message["params"] = data
+        assert self._connected is not None, "connect() first"
+        await asyncio.wait_for(self._connected.wait(), self.timeout)
+        await self._ws.send(self.codec.encode(message))
+        return None
+
+    # -- channels ------------------------------------------------------------------------
+
+    async def subscribe(self, pattern: str, *, maxsize: int = 1000) -> Subscription:
+        """Subscribe to a channel or pattern (``news.*``); active when this returns.
+
+        Raises:
+            ValueError: not a channel name or pattern.
+            CallError: the server refused (access denied, too many subscriptions).
+        """
+        if not valid_pattern(pattern):
+            raise ValueError(f"not a channel name or pattern: {pattern!r}")
+        sub = Subscription(self, pattern, maxsize)
+        first = pattern not in self._subscriptions
+        self._subscriptions.setdefault(pattern, []).append(sub)
+        if first:
+            try:
+                await self.call("rpc.subscribe", pattern)
+            except BaseException:
+                self._subscriptions[pattern].remove(sub)
+                if not self._subscriptions[pattern]:
+                    del self._subscriptions[pattern]
+                raise
+        return sub
+
+    async def _drop(self, sub: Subscription) -> None:
+        subs = self._subscriptions.get(sub.pattern)
+        if subs is None or sub not in subs:
+            return
+        subs.remove(sub)
+        if subs:
+            return
+        del self._subscriptions[sub.pattern]
+        if self._ws is not None and not self._closing:
+            with contextlib.suppress(Exception):
+                await self.call("rpc.unsubscribe", sub.pattern)
+
+    async def publish(self, channel: str, data: Any = None, *, echo: bool = False) -> int:
+        """Publish to a channel (if the server lets clients publish there); returns the
+        subscribers reached on the server's node."""
+        return int(await self.call("rpc.publish", channel=channel, data=data, echo=echo))
+
+    # -- inbound ---------------------------------------------------------------------------
 
     def _dispatch(self, raw: str | bytes) -> None:
         try:
-            payload = json.loads(raw)
-        except ValueError:
-            logger.warning("ignored a message that is not JSON from %s", self.url)
+            payload = self.codec.decode(raw)
+        except (DecodeError, RecursionError):
+            logger.warning("ignored an undecodable message from %s", self.url)
             return
         for item in payload if isinstance(payload, list) else [payload]:
             if not isinstance(item, dict):
                 continue
             if "method" in item and "id" not in item:
-                if self.on_notification is not None:
-                    try:
-                        self.on_notification(item["method"], item.get("params"))
-                    except Exception:
-                        logger.exception("notification callback failed")
+                self._notification(item["method"], item.get("params"))
                 continue
             answer = self._pending.get(item.get("id"))  # type: ignore[arg-type]
             if answer is None or answer.done():
@@ -214,6 +493,36 @@ class Client:
                 )
             else:
                 answer.set_result(item.get("result"))
+
+    def _notification(self, method: Any, params: Any) -> None:
+        if self.on_notification is not None:
+            try:
+                self.on_notification(method, params)
+            except Exception:
+                logger.exception("notification callback failed")
+        if not isinstance(params, dict):
+            return
+        if method == "rpc.stream":
+            queue = self._streams.get(params.get("id"))  # type: ignore[arg-type]
+            if queue is not None:
+                queue.put_nowait(params.get("item"))
+        elif method == "rpc.message":
+            channel = params.get("channel")
+            if not isinstance(channel, str):
+                return
+            message = ChannelMessage(channel, params.get("data"))
+            for pattern, subs in self._subscriptions.items():
+                if pattern == channel or matches(pattern, channel):
+                    for sub in subs:
+                        sub._put(message)
+        elif method == "rpc.event":
+            for callback in tuple(self._handlers.get(str(params.get("event")), ())):
+                try:
+                    result = callback(params.get("data"), params.get("from"))
+                    if inspect.isawaitable(result):
+                        self._spawn(result)
+                except Exception:
+                    logger.exception("handler of event %r failed", params.get("event"))
 
     def _fail_pending(self, exc: Exception) -> None:
         for answer in self._pending.values():

@@ -1,1 +1,437 @@
-// placeholder
+/* gobstopper.js: the browser client of gobstopper's message protocol (docs/protocol.md):
+ * JSON-RPC 2.0 over a WebSocket, with named events, channels, streams, and a connection
+ * that comes back by itself. Plain JavaScript, no dependencies, no build step:
+ *
+ *   <script src="/gobstopper.js"></script>
+ *   const client = new Gobstopper.Client("/rpc");
+ *   await client.connect();
+ *   await client.call("add", [2, 3]);          // 5
+ *
+ * Times (timeout, backoff, maxBackoff) are in milliseconds.
+ */
+(function (root) {
+  "use strict";
+
+  /** The server answered a call with a JSON-RPC error: `code`, `message`, `data`. */
+  class CallError extends Error {
+    constructor(code, message, data) {
+      super(message);
+      this.name = "CallError";
+      this.code = code;
+      this.data = data;
+    }
+  }
+
+  /** The connection dropped (or the client was closed) before the answer came. */
+  class ConnectionError extends Error {
+    constructor(message) {
+      super(message);
+      this.name = "ConnectionError";
+    }
+  }
+
+  /** No answer within the client's `timeout`. */
+  class TimeoutError extends Error {
+    constructor(message) {
+      super(message);
+      this.name = "TimeoutError";
+    }
+  }
+
+  /** Whether `channel` falls under `pattern`: segments split by ".", "*" is exactly one
+   * segment, a final "**" one or more (the server's rule). */
+  function matches(pattern, channel) {
+    const want = pattern.split(".");
+    const have = channel.split(".");
+    if (want[want.length - 1] === "**") {
+      want.pop();
+      if (have.length <= want.length) return false;
+    } else if (have.length !== want.length) {
+      return false;
+    }
+    return want.every((w, i) => w === "*" || w === have[i]);
+  }
+
+  function checkParams(params) {
+    if (params !== undefined && (params === null || typeof params !== "object")) {
+      throw new TypeError("params must be an array or an object (JSON-RPC)");
+    }
+  }
+
+  // A callback that throws must not break the client's dispatching.
+  function safely(fn, ...args) {
+    try {
+      fn(...args);
+    } catch (err) {
+      console.error("gobstopper: a callback failed", err);
+    }
+  }
+
+  // A promise nobody awaits must not report an unhandled rejection; one that is
+  // awaited still rejects.
+  function quiet(promise) {
+    promise.catch(() => {});
+    return promise;
+  }
+
+  class Client {
+    /**
+     * @param {string} url  ws://, wss://, or a path ("/rpc") on the page's own host.
+     * @param {{timeout?: number, backoff?: number, maxBackoff?: number}} options
+     */
+    constructor(url, options = {}) {
+      const base = root.location ? root.location.href : undefined;
+      const full = new URL(url, base);
+      if (full.protocol === "http:") full.protocol = "ws:";
+      if (full.protocol === "https:") full.protocol = "wss:";
+      this.url = full.href;
+      this.timeout = options.timeout ?? 10000;
+      this.backoff = options.backoff ?? 500;
+      this.maxBackoff = options.maxBackoff ?? 8000;
+      /** This connection's id (from rpc.info), null while disconnected. */
+      this.id = null;
+      /** "idle", "connecting", "open", "reconnecting" or "closed". */
+      this.status = "idle";
+      /** Connections opened so far. */
+      this.connections = 0;
+      /** Called with rpc.info's result after every (re)connection. */
+      this.onopen = null;
+      /** Called with {code, reason, attempt, delay} when a connection drops or an attempt
+       * fails; delay is the wait (ms) before the next attempt. */
+      this.onclose = null;
+      /** Called with the new status whenever it changes. */
+      this.onstatus = null;
+      /** rpc.info's result for the current connection. */
+      this.info = null;
+      /** Called with (method, params) for pushes other than rpc.event/message/stream. */
+      this.onnotification = null;
+      this._ws = null;
+      this._nextId = 1;
+      this._pending = new Map(); // request id -> entry, until answered
+      this._queue = []; // entries not sent yet, in order
+      this._events = new Map(); // event name -> Set of callbacks
+      this._subs = new Map(); // channel pattern -> Set of callbacks
+      this._waiters = new Set(); // connect() promises waiting for the next open
+      this._attempt = 0;
+      this._timer = null;
+      this._stopped = true;
+    }
+
+    /** Start connecting (and reconnecting); resolves with rpc.info's result once
+     * connected, rejects after `timeout` (the client keeps trying). */
+    connect() {
+      if (this._stopped) {
+        this._stopped = false;
+        this._open();
+      }
+      if (this.status === "open") return Promise.resolve(this.info);
+      return new Promise((resolve, reject) => {
+        const waiter = { resolve, reject };
+        waiter.timer = setTimeout(() => {
+          this._waiters.delete(waiter);
+          reject(new TimeoutError(`no connection to ${this.url} within ${this.timeout} ms`));
+        }, this.timeout);
+        this._waiters.add(waiter);
+      });
+    }
+
+    /** Close the connection and stop reconnecting; whatever waits fails. */
+    close() {
+      this._stopped = true;
+      clearTimeout(this._timer);
+      const ws = this._ws;
+      this._ws = null;
+      this.id = null;
+      this.info = null;
+      this._setStatus("closed");
+      if (ws) ws.close(1000);
+      for (const entry of [...this._pending.values(), ...this._queue]) {
+        this._settle(entry, new ConnectionError("client closed"));
+      }
+      this._queue = [];
+      for (const waiter of this._waiters) {
+        clearTimeout(waiter.timer);
+        waiter.reject(new ConnectionError("client closed"));
+      }
+      this._waiters.clear();
+    }
+
+    /** Call `method` with `params` (an array or an object); resolves with its result,
+     * rejects with CallError, TimeoutError or ConnectionError. */
+    call(method, params) {
+      return this._request(method, params).promise;
+    }
+
+    /** Send a notification (no answer); resolves once sent. */
+    notify(method, params) {
+      checkParams(params);
+      const message = { jsonrpc: "2.0", method };
+      if (params !== undefined) message.params = params;
+      const entry = this._entry(message);
+      this._send(entry);
+      return quiet(entry.promise);
+    }
+
+    /** Send the named event `event` with `data` (an array or an object): a
+     * notification. For an acknowledgement (or an error), `call(event, data)`. */
+    emit(event, data) {
+      return this.notify(event, data);
+    }
+
+    /** Listen to the named event `event` (rpc.event): callback(data, from). */
+    on(event, callback) {
+      if (!this._events.has(event)) this._events.set(event, new Set());
+      this._events.get(event).add(callback);
+      return this;
+    }
+
+    /** Stop listening (one callback, or every callback of the event). */
+    off(event, callback) {
+      const set = this._events.get(event);
+      if (set && callback) set.delete(callback);
+      if (set && (!callback || set.size === 0)) this._events.delete(event);
+      return this;
+    }
+
+    /** Subscribe to a channel or pattern ("news.*", "chat.**"): callback(data, channel)
+     * for every message whose channel matches. Returns a function that unsubscribes;
+     * its `ready` promise settles with the server's answer. Subscriptions are sent
+     * again after every reconnection. */
+    subscribe(pattern, callback) {
+      if (!this._subs.has(pattern)) this._subs.set(pattern, new Set());
+      this._subs.get(pattern).add(callback);
+      const forget = () => {
+        const set = this._subs.get(pattern);
+        if (!set || !set.delete(callback) || set.size) return;
+        this._subs.delete(pattern);
+        // Disconnected: nothing to undo, the server forgot the connection.
+        if (this.status === "open") quiet(this.call("rpc.unsubscribe", { channel: pattern }));
+      };
+      // Refused (access denied, too many): the subscription is dropped here too.
+      forget.ready = quiet(
+        this.call("rpc.subscribe", { channel: pattern }).catch((err) => {
+          if (err instanceof CallError) forget();
+          throw err;
+        }),
+      );
+      return forget;
+    }
+
+    /** Publish `data` to `channel` (if the server lets clients publish); resolves with
+     * the number of subscribers reached on the server's node. */
+    publish(channel, data, { echo = false } = {}) {
+      return this.call("rpc.publish", { channel, data, echo });
+    }
+
+    /** Call a streaming method: onItem(item) for each item; the promise resolves with
+     * the final result (the number of items). `promise.cancel()` stops it (rpc.cancel):
+     * the promise then rejects with CallError -32800. The timeout counts from the last
+     * item. */
+    stream(method, params, onItem) {
+      const entry = this._request(method, params, onItem);
+      const promise = entry.promise;
+      promise.cancel = () => {
+        if (!entry.sent) {
+          // Still waiting for a connection: the server never saw it.
+          this._settle(entry, new CallError(-32800, "Request cancelled"));
+          return Promise.resolve(false);
+        }
+        return this.call("rpc.cancel", { id: entry.id });
+      };
+      return promise;
+    }
+
+    // -- internals ----------------------------------------------------------------------
+
+    _entry(message, onItem) {
+      const entry = { message, onItem, sent: false, done: false };
+      entry.promise = new Promise((resolve, reject) => {
+        entry.resolve = resolve;
+        entry.reject = reject;
+      });
+      this._arm(entry);
+      return entry;
+    }
+
+    _arm(entry) {
+      clearTimeout(entry.timer);
+      entry.timer = setTimeout(() => {
+        const what = entry.sent ? "no answer" : "no connection";
+        const error = new TimeoutError(`${entry.message.method}: ${what} in ${this.timeout} ms`);
+        this._settle(entry, error);
+      }, this.timeout);
+    }
+
+    _request(method, params, onItem, first = false) {
+      checkParams(params);
+      const id = this._nextId++;
+      const message = { jsonrpc: "2.0", method, id };
+      if (params !== undefined) message.params = params;
+      const entry = this._entry(message, onItem);
+      entry.id = id;
+      this._pending.set(id, entry);
+      this._send(entry, first);
+      return entry;
+    }
+
+    // Send now if connected, else queue for the next connection (until the timeout).
+    _send(entry, first = false) {
+      const ws = this._ws;
+      if (this.status === "closed") {
+        this._settle(entry, new ConnectionError("client closed"));
+      } else if (ws && ws.readyState === 1 && !first) {
+        ws.send(JSON.stringify(entry.message));
+        entry.sent = true;
+        if (entry.id === undefined) this._settle(entry, null, undefined);
+      } else if (first) {
+        this._queue.unshift(entry);
+      } else {
+        this._queue.push(entry);
+      }
+    }
+
+    _flush() {
+      const queue = this._queue;
+      this._queue = [];
+      for (const entry of queue) if (!entry.done) this._send(entry);
+    }
+
+    _settle(entry, error, result) {
+      if (entry.done) return;
+      entry.done = true;
+      clearTimeout(entry.timer);
+      if (entry.id !== undefined) this._pending.delete(entry.id);
+      const at = this._queue.indexOf(entry);
+      if (at >= 0) this._queue.splice(at, 1);
+      if (error) entry.reject(error);
+      else entry.resolve(result);
+    }
+
+    _setStatus(status) {
+      if (status === this.status) return;
+      this.status = status;
+      if (this.onstatus) safely(this.onstatus, status);
+    }
+
+    _open() {
+      this._setStatus(this._attempt ? "reconnecting" : "connecting");
+      const ws = new WebSocket(this.url);
+      this._ws = ws;
+      ws.onopen = () => this._opened(ws);
+      ws.onmessage = (event) => {
+        if (this._ws === ws) this._receive(event.data);
+      };
+      ws.onclose = (event) => this._dropped(ws, event);
+      // onerror is always followed by onclose: nothing to do there.
+    }
+
+    _opened(ws) {
+      if (this._ws !== ws) return;
+      this.connections += 1;
+      // First on the new connection, before what waited for it: who we are, then the
+      // subscriptions again (the server kept nothing of the old connection). The server
+      // handles them in order, so they are in place before the queued calls run.
+      for (const pattern of this._subs.keys()) {
+        const again = this._request("rpc.subscribe", { channel: pattern }, undefined, true);
+        again.promise.catch((err) => {
+          if (!(err instanceof CallError)) return; // dropped again: the next one retries
+          console.warn(`gobstopper: subscription ${pattern} refused`, err);
+          this._subs.delete(pattern);
+        });
+      }
+      const info = this._request("rpc.info", undefined, undefined, true);
+      this._flush();
+      info.promise.then(
+        (result) => {
+          if (this._ws !== ws) return;
+          this._attempt = 0; // a connection that answers: the next drop starts over
+          this.id = result.id;
+          this.info = result;
+          this._setStatus("open");
+          for (const waiter of this._waiters) {
+            clearTimeout(waiter.timer);
+            waiter.resolve(result);
+          }
+          this._waiters.clear();
+          if (this.onopen) safely(this.onopen, result);
+        },
+        () => {}, // the connection dropped at once: _dropped deals with it
+      );
+    }
+
+    _dropped(ws, event) {
+      if (this._ws !== ws) return; // an old socket, or close() was called
+      this._ws = null;
+      this.id = null;
+      this.info = null;
+      // Calls in flight may or may not have run: fail them, never send them twice.
+      // Those not sent yet wait for the next connection.
+      for (const entry of [...this._pending.values()]) {
+        if (entry.sent) this._settle(entry, new ConnectionError(`connection lost: ${this.url}`));
+      }
+      // Backoff with jitter, so that many pages do not come back at the same instant
+      // after a server restart: 0.5 s, 1 s, 2 s ... up to maxBackoff, times 0.5 to 1.
+      const ceiling = Math.min(this.maxBackoff, this.backoff * 2 ** this._attempt);
+      const delay = ceiling * (0.5 + Math.random() / 2);
+      this._attempt += 1;
+      this._setStatus("reconnecting");
+      this._timer = setTimeout(() => this._open(), delay);
+      if (this.onclose) {
+        const { code, reason } = event;
+        safely(this.onclose, { code, reason, attempt: this._attempt, delay });
+      }
+    }
+
+    _receive(raw) {
+      let payload;
+      try {
+        payload = JSON.parse(raw);
+      } catch (err) {
+        console.warn("gobstopper: ignored a message that is not JSON", err);
+        return;
+      }
+      for (const m of Array.isArray(payload) ? payload : [payload]) {
+        if (!m || typeof m !== "object") continue;
+        if (typeof m.method !== "string" || "id" in m) this._answer(m);
+        else this._push(m.method, m.params || {});
+      }
+    }
+
+    _answer(m) {
+      const entry = this._pending.get(m.id);
+      if (!entry) return; // timed out already, or an error about no request (id null)
+      if (m.error) {
+        const e = m.error;
+        this._settle(entry, new CallError(e.code, e.message, e.data));
+      } else {
+        this._settle(entry, null, m.result);
+      }
+    }
+
+    _push(method, params) {
+      if (method === "rpc.event") {
+        for (const callback of [...(this._events.get(params.event) || [])]) {
+          safely(callback, params.data, params.from);
+        }
+      } else if (method === "rpc.message") {
+        // The server sends a message once per connection: every local subscription
+        // whose pattern matches gets it.
+        for (const [pattern, callbacks] of [...this._subs]) {
+          if (!matches(pattern, params.channel)) continue;
+          for (const callback of [...callbacks]) safely(callback, params.data, params.channel);
+        }
+      } else if (method === "rpc.stream") {
+        const entry = this._pending.get(params.id);
+        if (!entry) return;
+        this._arm(entry);
+        if (entry.onItem) safely(entry.onItem, params.item);
+      } else if (this.onnotification) {
+        safely(this.onnotification, method, params);
+      }
+    }
+  }
+
+  const api = { Client, CallError, ConnectionError, TimeoutError, matches };
+  if (typeof module === "object" && module.exports) module.exports = api;
+  else root.Gobstopper = api;
+})(typeof window !== "undefined" ? window : globalThis);

@@ -64,6 +64,12 @@ async def announce(channel: str, data: str) -> int:
 
 
 @rpc.method()
+async def subscribers(channel: str) -> list[str]:
+    """Ids of the connections subscribed to ``channel`` (a name or pattern), on every node."""
+    return await rpc.subscribers(channel)
+
+
+@rpc.method()
 async def login(name: str, ws: WebSocket) -> str:
     """Methods (and auth hooks) set connection state that guards read."""
     ws.state.user = name

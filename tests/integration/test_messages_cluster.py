@@ -1,0 +1,80 @@
+"""Channels and events across two granian processes ("hosts") through a real Redis:
+subscribers on one host get what is published on the other, events reach rooms, one
+id and everyone across hosts, and presence of subscribers is cluster-wide."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from gobstopper.client import ChannelMessage, Client
+
+from .redis_server import RedisServer, redis_fixture
+from .servers import Server, start
+from .test_messages import WAIT, raw_clients
+
+APP = "examples.rpc:app"
+
+redis_server = redis_fixture()
+
+
+@pytest.fixture
+def hosts(redis_server: RedisServer) -> Iterator[tuple[Server, Server]]:
+    env = {"GOBSTOPPER_BROKER_URL": redis_server.url}
+    a = start(APP, "rsgi", env)
+    try:
+        b = start(APP, "rsgi", env)
+        try:
+            yield a, b
+        finally:
+            b.stop()
+    finally:
+        a.stop()
+
+
+async def test_channels_and_events_span_hosts(hosts: tuple[Server, Server]) -> None:
+    a, b = hosts
+    async with raw_clients(a, 2) as (on_a, also_a), raw_clients(b, 1) as (on_b,):
+        ids = [(await x.call("rpc.info"))["result"]["id"] for x in (on_a, also_a, on_b)]
+        await on_a.call("rpc.subscribe", ["news.*"])
+        await on_a.call("rpc.subscribe", ["news.sport"])  # overlapping: still once
+        await on_b.call("rpc.subscribe", ["news.**"])
+        answer = await on_b.call("subscribers", ["news.*"])
+        assert answer["result"] == [ids[0]]  # presence, asked on the other host
+
+        # Published on host B: B's subscriber counts locally, A's gets it through Redis.
+        assert (await on_b.call("announce", ["news.sport", "goal"]))["result"] == 1
+        assert await on_a.push("rpc.message") == {"channel": "news.sport", "data": "goal"}
+        assert await on_b.push("rpc.message") == {"channel": "news.sport", "data": "goal"}
+        await also_a.call("announce", ["news.world", "rain"])
+        assert (await on_a.push("rpc.message"))["data"] == "rain"
+        assert (await on_b.push("rpc.message"))["data"] == "rain"
+
+        # Events: a room with members on both hosts, one id on the other host, everyone.
+        await on_a.call("join", {"room": "r"})
+        await on_b.call("join", {"room": "r"})
+        joined = await on_a.push("rpc.event")  # "everyone else in the room", across hosts
+        assert (joined["event"], joined["from"]) == ("joined", ids[2])
+        await on_b.call("say", {"room": "r", "text": "hi"})
+        for x in (on_a, on_b):
+            assert (await x.push("rpc.event"))["data"] == {"id": ids[2], "text": "hi"}
+        assert (await on_b.call("whisper", {"to": ids[1], "text": "psst"}))["result"] is True
+        assert (await also_a.push("rpc.event"))["data"] == {"id": ids[2], "text": "psst"}
+        await also_a.call("shout", {"text": "all"})
+        for x in (on_a, also_a, on_b):
+            assert (await x.push("rpc.event"))["data"] == {"id": ids[1], "text": "all"}
+
+        for x in (on_a, also_a, on_b):
+            await x.nothing_more()  # each got everything once, nothing else
+
+
+async def test_python_clients_on_two_hosts(hosts: tuple[Server, Server]) -> None:
+    a, b = hosts
+    async with (
+        Client(f"{a.ws}/rpc", timeout=WAIT) as alice,
+        Client(f"{b.ws}/rpc", timeout=WAIT, encoding="msgpack") as bob,
+        await bob.subscribe("chat.*.typing") as typing,
+    ):
+        assert await alice.publish("chat.lobby.typing", {"who": "alice"}) == 0
+        assert await typing.get(WAIT) == ChannelMessage("chat.lobby.typing", {"who": "alice"})

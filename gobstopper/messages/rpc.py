@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import msgspec
+import msgspec.inspect
 
 from ..errors import CloseCode, ConnectionClosed, MessageTooBig
 from ..manager import Connection, Delivery, WebSocketManager
@@ -390,7 +391,10 @@ class RPC:
         if key in self._methods:
             raise TypeError(f"RPC method or event {key!r} is already registered")
         signature = inspect.signature(fn)
-        hints = typing.get_type_hints(fn)
+        try:
+            hints = typing.get_type_hints(fn)
+        except NameError as exc:  # a hint naming a type defined where it cannot be seen
+            raise TypeError(f"{key!r}: cannot resolve its type hints: {exc}") from None
         hints.pop("return", None)
         data_hint = _NO_DATA
         if kind == "event":
@@ -410,9 +414,14 @@ class RPC:
             if hint is _NO_DATA:
                 continue
             try:
-                msgspec.json.Decoder(hint)  # fails now, not at the first call
+                info = msgspec.inspect.type_info(hint)  # fails now, not at the first call
             except TypeError as exc:
                 raise TypeError(f"{key!r}: cannot validate parameter {param!r}: {exc}") from None
+            if isinstance(info, msgspec.inspect.CustomType):
+                raise TypeError(
+                    f"{key!r}: cannot validate parameter {param!r} of type {hint!r}: use "
+                    "builtins, a dataclass, a TypedDict or a msgspec.Struct"
+                )
         self._methods[key] = _Method(
             fn, kind, signature, hints, inject, data_hint=data_hint, **options
         )

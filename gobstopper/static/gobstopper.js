@@ -322,15 +322,18 @@
         if (this._ws === ws) this._receive(event.data);
       };
       ws.onclose = (event) => this._dropped(ws, event);
-      // onerror is always followed by onclose: nothing to do there.
+      // Browsers follow an error with a close event, some other implementations do not:
+      // the first of the two counts, the second finds the socket replaced.
+      ws.onerror = () => this._dropped(ws, { code: 1006, reason: "" });
     }
 
     _opened(ws) {
       if (this._ws !== ws) return;
       this.connections += 1;
-      // First on the new connection, before what waited for it: who we are, then the
-      // subscriptions again (the server kept nothing of the old connection). The server
+      // First on the new connection, before what waited for it: the subscriptions again
+      // (the server kept nothing of the old connection), then who we are. The server
       // handles them in order, so they are in place before the queued calls run.
+      const info = this._request("rpc.info", undefined, undefined, true);
       for (const pattern of this._subs.keys()) {
         const again = this._request("rpc.subscribe", { channel: pattern }, undefined, true);
         again.promise.catch((err) => {
@@ -339,7 +342,6 @@
           this._subs.delete(pattern);
         });
       }
-      const info = this._request("rpc.info", undefined, undefined, true);
       this._flush();
       info.promise.then(
         (result) => {
@@ -362,6 +364,7 @@
     _dropped(ws, event) {
       if (this._ws !== ws) return; // an old socket, or close() was called
       this._ws = null;
+      if (ws.readyState < 2) ws.close();
       this.id = null;
       this.info = null;
       // Calls in flight may or may not have run: fail them, never send them twice.

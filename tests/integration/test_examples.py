@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
@@ -54,53 +55,185 @@ async def recv_json(ws: ClientConnection) -> object:
 chat_server = server_fixture("examples.chat:app", "The chat example under granian.")
 
 
+class ChatPeer:
+    """A JSON-RPC client of the chat, as the page talks to it: calls wait for their
+    answer; pushes (events, channel messages) are kept until a test asks for them, since
+    answers and pushes travel separately and may come in either order."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.pushes: list[dict[str, Any]] = []
+        self.answers: dict[Any, dict[str, Any]] = {}
+        self.ids = 0
+
+    @classmethod
+    async def open(cls, server: Server, name: str) -> ChatPeer:
+        return cls(await connect(f"{server.ws}/ws/chat?name={name}"))
+
+    async def _read(self) -> None:
+        message = json.loads(await asyncio.wait_for(self.ws.recv(), 5))
+        for item in message if isinstance(message, list) else [message]:
+            if "id" in item:
+                self.answers[item["id"]] = item
+            else:
+                self.pushes.append(item)
+
+    async def answer(self, rid: Any) -> dict[str, Any]:
+        while rid not in self.answers:
+            await self._read()
+        return self.answers.pop(rid)
+
+    async def request(self, method: str, params: Any = None) -> dict[str, Any]:
+        """Send a request; return its whole answer (result or error)."""
+        self.ids += 1
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": self.ids}
+        if params is not None:
+            message["params"] = params
+        await self.ws.send(json.dumps(message))
+        return await self.answer(self.ids)
+
+    async def call(self, method: str, params: Any = None) -> Any:
+        answer = await self.request(method, params)
+        assert "result" in answer, answer
+        return answer["result"]
+
+    async def push(self) -> dict[str, Any]:
+        """The next push: ``{"event": ..., "data": ...}`` or ``{"channel": ..., "data": ...}``."""
+        while not self.pushes:
+            await self._read()
+        item = self.pushes.pop(0)
+        params = dict(item["params"])
+        params.pop("from", None)
+        return params
+
+
+def event(name: str, data: Any) -> dict[str, Any]:
+    return {"event": name, "data": data}
+
+
 async def test_chat_example(chat_server: Server) -> None:
-    url = f"{chat_server.ws}/ws/chat/lobby"
-    async with connect(f"{url}?name=ann") as ann:
-        assert await recv_json(ann) == {"type": "join", "name": "ann", "members": ["ann"]}
-        async with connect(f"{url}?name=ben") as ben:
-            joined = {"type": "join", "name": "ben", "members": ["ann", "ben"]}
-            assert await recv_json(ann) == joined
-            assert await recv_json(ben) == joined
-            async with connect(f"{chat_server.ws}/ws/chat/elsewhere?name=cat") as cat:
-                await asyncio.wait_for(cat.recv(), 5)  # cat's own join notice, in another room
-                await ann.send(json.dumps({"text": "hello"}))
-                said = {"type": "message", "from": "ann", "text": "hello"}
-                assert await recv_json(ann) == said
-                assert await recv_json(ben) == said
-                health = await http_request(chat_server.port, "GET", "/health")
-                assert health.json()["connections"] == 3
-            # cat's room is not ours: nothing from it reached ann.
-        assert await recv_json(ann) == {"type": "leave", "name": "ben", "members": ["ann"]}
+    ann = await ChatPeer.open(chat_server, "ann")
+    ben = await ChatPeer.open(chat_server, "ben")
+    cat = await ChatPeer.open(chat_server, "cat")
+    try:
+        await ann.call("rpc.subscribe", {"channel": "rooms.*"})
+        joined = {"room": "lobby", "members": ["ann"]}
+        assert await ann.call("join", {"room": "lobby"}) == joined
+        assert await ann.push() == event("joined", {"name": "ann", **joined})
+        assert await ann.push() == {"channel": "rooms.lobby", "data": {"room": "lobby", "count": 1}}
+
+        joined = {"room": "lobby", "members": ["ann", "ben"]}
+        assert await ben.call("join", {"room": "lobby"}) == joined
+        for peer in (ann, ben):
+            assert await peer.push() == event("joined", {"name": "ben", **joined})
+        assert await ann.push() == {"channel": "rooms.lobby", "data": {"room": "lobby", "count": 2}}
+
+        assert await cat.call("join", {"room": "elsewhere"}) == {
+            "room": "elsewhere",
+            "members": ["cat"],
+        }
+        await cat.push()  # cat's own join notice, in another room
+        # ann sees the other room's count on the channel, not what is said there.
+        assert await ann.push() == {
+            "channel": "rooms.elsewhere",
+            "data": {"room": "elsewhere", "count": 1},
+        }
+        assert await cat.call("say", {"text": "only here"}) is None
+
+        assert await ann.call("say", {"text": "hello"}) is None
+        said = event("said", {"name": "ann", "text": "hello"})
+        assert await ann.push() == said
+        assert await ben.push() == said
+
+        await ben.ws.send(json.dumps({"jsonrpc": "2.0", "method": "typing"}))  # an emit
+        assert await ann.push() == event("typing", {"name": "ben"})
+        assert await ben.call("say", {"text": "hi"}) is None
+        said = event("said", {"name": "ben", "text": "hi"})
+        assert await ben.push() == said  # not its own typing notice
+        assert await ann.push() == said
+
+        health = await http_request(chat_server.port, "GET", "/health")
+        assert health.json()["connections"] == 3
+        await ben.ws.close()
+        left = {"name": "ben", "room": "lobby", "members": ["ann"]}
+        assert await ann.push() == event("left", left)
+        assert await ann.push() == {"channel": "rooms.lobby", "data": {"room": "lobby", "count": 1}}
+        assert not ann.pushes  # nothing from cat's room reached ann
+    finally:
+        for peer in (ann, ben, cat):
+            await peer.ws.close()
     with pytest.raises(InvalidStatus) as info:
-        async with connect(url):  # no name
+        async with connect(f"{chat_server.ws}/ws/chat"):  # no name
             pass
     assert info.value.response.status_code == 400
     page = await http_request(chat_server.port, "GET", "/")
-    assert b"/ws/chat/" in page.body
+    assert b'<script src="/gobstopper.js">' in page.body and b"/ws/chat?name=" in page.body
+
+
+async def test_chat_example_serves_the_browser_client(chat_server: Server) -> None:
+    from gobstopper.messages.static import CLIENT_JS
+
+    script = await http_request(chat_server.port, "GET", "/gobstopper.js")
+    assert script.status == 200 and script.body == CLIENT_JS.read_bytes()
+    assert script.headers["content-type"].startswith("text/javascript")
+    etag = script.headers["etag"]
+    again = await http_request(
+        chat_server.port, "GET", "/gobstopper.js", headers={"If-None-Match": etag}
+    )
+    assert again.status == 304 and again.body == b"" and again.headers["etag"] == etag
 
 
 async def test_chat_example_answers_garbage_and_nobody_else_notices(chat_server: Server) -> None:
     """Fuzzed input (random bytes, invalid JSON, deep nesting, huge numbers, wrong
-    shapes): the sender gets an error message for each, and the room carries on."""
+    shapes, bad parameters): the sender gets a JSON-RPC error for each, its connection
+    stays open, and the room carries on."""
     rng = random.Random(20261122)
     garbage: list[str | bytes] = [rng.randbytes(rng.randrange(1, 64)) for _ in range(10)]
-    garbage += ["{not json", "[" * 50_000, "9" * 10_000, '{"text": 5}', "[]", "null"]
-    garbage += ['{"text": ""}', '"just a string"', '{"text": null}', '{"text": ["x"]}']
-    url = f"{chat_server.ws}/ws/chat/fuzz"
-    async with connect(f"{url}?name=ann") as ann:
-        await recv_json(ann)
-        async with connect(f"{url}?name=ben") as ben:
-            await recv_json(ann)
-            await recv_json(ben)
-            for payload in garbage:
-                await ann.send(payload)
-                reply = await recv_json(ann)
-                assert isinstance(reply, dict) and reply["type"] == "error", (payload, reply)
-            await ann.send(json.dumps({"text": "still fine"}))
-            said = {"type": "message", "from": "ann", "text": "still fine"}
-            assert await recv_json(ben) == said  # ben saw none of the garbage
-            assert await recv_json(ann) == said
+    garbage += ["{not json", "[" * 50_000, "9" * 10_000, "[]", "null", '"just a string"']
+    garbage += ['{"jsonrpc": "2.0", "method": 5, "id": "g"}', '{"method": "say", "id": "g"}']
+    bad_params = [
+        ("say", {"text": 5}),
+        ("say", {"text": ""}),
+        ("say", {"text": None}),
+        ("say", {"text": ["x"]}),
+        ("say", {}),
+        ("say", ["x"]),
+        ("join", {"room": ""}),
+        ("join", {"room": "a.b"}),
+        ("join", {"room": "with space"}),
+        ("join", {"room": "x" * 65}),
+        ("join", {"room": "x", "extra": 1}),
+        ("join", None),
+        ("nope", {"text": "x"}),
+    ]
+    ann = await ChatPeer.open(chat_server, "ann")
+    ben = await ChatPeer.open(chat_server, "ben")
+    try:
+        await ann.call("join", {"room": "fuzz"})
+        await ben.call("join", {"room": "fuzz"})
+        await ann.push()
+        await ann.push()
+        await ben.push()
+        for payload in garbage:
+            await ann.ws.send(payload)
+            reply = await ann.answer("g" if '"id": "g"' in str(payload) else None)
+            assert reply["error"]["code"] in (-32700, -32600), (payload, reply)
+        for method, params in bad_params:
+            reply = await ann.request(method, params)
+            assert reply["error"]["code"] in (-32602, -32601), (method, params, reply)
+            assert reply["error"].get("data"), reply  # the reason
+        # Not in a room: an application error.
+        async with connect(f"{chat_server.ws}/ws/chat?name=dan") as ws:
+            dan = ChatPeer(ws)
+            reply = await dan.request("say", {"text": "anyone?"})
+            assert reply["error"] == {"code": 4001, "message": "join a room first"}
+        assert await ann.call("say", {"text": "still fine"}) is None
+        said = event("said", {"name": "ann", "text": "still fine"})
+        assert await ben.push() == said  # ben saw none of the garbage
+        assert await ann.push() == said
+    finally:
+        await ann.ws.close()
+        await ben.ws.close()
 
 
 dashboard_server = server_fixture("examples.dashboard:app", "The dashboard example.")
@@ -126,25 +259,29 @@ async def test_chat_example_on_two_workers_through_redis(tmp_path: Path) -> None
     argv[argv.index("--workers") + 1] = "2"
     server = start("", "rsgi", {"GOBSTOPPER_BROKER_URL": redis.url}, command=argv)
     names = [f"user{i}" for i in range(8)]
-    clients: list[ClientConnection] = []
+    peers: list[ChatPeer] = []
     try:
         for i, name in enumerate(names):
-            ws = await connect(f"{server.ws}/ws/chat/lobby?name={name}")
-            clients.append(ws)
+            peer = await ChatPeer.open(server, name)
+            peers.append(peer)
             # Each join notice lists everyone so far, whichever worker they are on.
-            joined = await recv_json(ws)
-            assert joined == {"type": "join", "name": name, "members": sorted(names[: i + 1])}
-            for earlier in clients[:-1]:
-                assert await recv_json(earlier) == joined
-        await clients[3].send(json.dumps({"text": "across workers"}))
-        said = {"type": "message", "from": "user3", "text": "across workers"}
-        for ws in clients:
-            assert await recv_json(ws) == said
+            members = sorted(names[: i + 1])
+            assert await peer.call("join", {"room": "lobby"}) == {
+                "room": "lobby",
+                "members": members,
+            }
+            joined = event("joined", {"name": name, "room": "lobby", "members": members})
+            for each in peers:
+                assert await each.push() == joined
+        assert await peers[3].call("say", {"text": "across workers"}) is None
+        said = event("said", {"name": "user3", "text": "across workers"})
+        for peer in peers:
+            assert await peer.push() == said
         health = (await http_request(server.port, "GET", "/health")).json()
         assert health["status"] == "ok" and health["broker"]["connected"] is True
     finally:
-        for ws in clients:
-            await ws.close()
+        for peer in peers:
+            await peer.ws.close()
         server.stop()
         redis.cleanup()
 

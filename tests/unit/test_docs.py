@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 import contextlib
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -42,8 +44,13 @@ def test_sample_compiles(page: str, line: int, code: str) -> None:
 
 @pytest.mark.parametrize(("page", "line", "code"), WHOLE, ids=[f"{p}:{n}" for p, n, _ in WHOLE])
 def test_whole_sample_runs(page: str, line: int, code: str) -> None:
-    namespace: dict[str, object] = {"__name__": f"docs_sample_{line}"}
-    exec(compile(code, f"{page}:{line}", "exec"), namespace)
+    # A module of its own, as a real program has: dataclasses and type hints look it up.
+    module = types.ModuleType(f"docs_sample_{line}")
+    sys.modules[module.__name__] = module
+    try:
+        exec(compile(code, f"{page}:{line}", "exec"), module.__dict__)
+    finally:
+        del sys.modules[module.__name__]
 
 
 def _standalone(code: str) -> bool:

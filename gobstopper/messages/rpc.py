@@ -190,10 +190,32 @@ class _Method:
     data_hint: Any = _NO_DATA  # events: the type of their data, when declared
 
     public: inspect.Signature | None = None  # the parameters a request fills
+    # The fast path: the parameters as two msgspec structs (named, and positional as an
+    # array), validated and bound in one C call. None when the signature has *args,
+    # **kwargs, positional-only or keyword-only parameters, or defaults msgspec refuses.
+    structs: tuple[type[msgspec.Struct], type[msgspec.Struct], tuple[str, ...]] | None = None
 
     def __post_init__(self) -> None:
         params = [p for n, p in self.signature.parameters.items() if n not in self.inject]
         object.__setattr__(self, "public", self.signature.replace(parameters=params))
+        if self.kind == "event":
+            return
+        if any(p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params):
+            return
+        fields: list[Any] = []
+        for p in params:
+            hint = self.hints.get(p.name, Any)
+            empty = p.default is inspect.Parameter.empty
+            fields.append((p.name, hint) if empty else (p.name, hint, p.default))
+        try:
+            named = msgspec.defstruct(
+                "Params", fields, forbid_unknown_fields=True, omit_defaults=False
+            )
+            positional = msgspec.defstruct("Params", fields, array_like=True)
+        except (TypeError, ValueError):
+            return
+        names = tuple(p.name for p in params)
+        object.__setattr__(self, "structs", (named, positional, names))
 
 
 class _Peer:
@@ -926,6 +948,19 @@ def _bind(
             extra["ws"] = ws
         if "conn" in method.inject:
             extra["conn"] = peer.conn if peer is not None else None
+    if method.structs is not None:
+        named, positional, names = method.structs
+        try:
+            if isinstance(params, list):
+                values = msgspec.convert(params, positional)
+            else:
+                values = msgspec.convert(params or {}, named)
+        except msgspec.ValidationError as exc:
+            raise RPCError(INVALID_PARAMS, "Invalid params", str(exc)) from None
+        kwargs = {name: getattr(values, name) for name in names}
+        if extra:
+            kwargs.update(extra)
+        return [], kwargs
     public = method.public
     assert public is not None
     try:

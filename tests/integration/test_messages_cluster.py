@@ -4,6 +4,7 @@ id and everyone across hosts, and presence of subscribers is cluster-wide."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -78,3 +79,31 @@ async def test_python_clients_on_two_hosts(hosts: tuple[Server, Server]) -> None
     ):
         assert await alice.publish("chat.lobby.typing", {"who": "alice"}) == 0
         assert await typing.get(WAIT) == ChannelMessage("chat.lobby.typing", {"who": "alice"})
+
+
+async def test_a_broker_outage_keeps_local_delivery(
+    hosts: tuple[Server, Server], redis_server: RedisServer
+) -> None:
+    a, b = hosts
+    async with raw_clients(a, 1) as (on_a,), raw_clients(b, 2) as (on_b, publisher):
+        for x in (on_a, on_b):
+            await x.call("rpc.subscribe", ["news.*"])
+        redis_server.kill()
+        # Redis is gone: host B's subscriber still gets B's publications, at once; host
+        # A's misses them (at most once), and nobody's connection suffers.
+        for n in range(3):
+            assert (await publisher.call("announce", ["news.x", f"down{n}"]))["result"] == 1
+            assert (await on_b.push("rpc.message"))["data"] == f"down{n}"
+        await on_a.nothing_more()
+
+        redis_server.start()
+        # Host B's broker reconnects by itself (backoff up to 5 s): publish until A hears.
+        deadline = asyncio.get_running_loop().time() + 20
+        while True:
+            await publisher.call("announce", ["news.x", "back"])
+            try:
+                message = await asyncio.wait_for(on_a.push("rpc.message"), 0.5)
+                break
+            except asyncio.TimeoutError:
+                assert asyncio.get_running_loop().time() < deadline, "no delivery after restart"
+        assert message == {"channel": "news.x", "data": "back"}

@@ -15,7 +15,16 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from gobstopper import RPC, Event, Gobstopper, RPCError, State, WebSocket, serve_client_js
+from gobstopper import (
+    RPC,
+    Connection,
+    Event,
+    Gobstopper,
+    RPCError,
+    State,
+    WebSocket,
+    serve_client_js,
+)
 from gobstopper.messages import has
 
 app = Gobstopper()
@@ -55,6 +64,13 @@ async def count(n: int, delay: float = 0.0) -> AsyncIterator[int]:
         yield i
         if delay:
             await asyncio.sleep(delay)
+
+
+@rpc.method(concurrent=True)
+async def nap(seconds: float) -> float:
+    """A slow call run beside the connection's others (answered when done); cancellable."""
+    await asyncio.sleep(seconds)
+    return seconds
 
 
 @rpc.method()
@@ -116,6 +132,21 @@ class Shout:
     text: str
 
 
+@rpc.method()
+async def announce_to_others(channel: str, data: str, conn: Connection) -> int:
+    """Publish to every subscriber but the caller (``conn``: the caller's connection)."""
+    return int(await rpc.publish(channel, data, exclude=conn))
+
+
+@rpc.method()
+async def announce_to_users(channel: str, data: str) -> int:
+    """Publish to logged-in subscribers of this node only (a predicate cannot travel)."""
+    delivery = await rpc.publish(
+        channel, data, predicate=lambda c: hasattr(c.state, "user"), local=True
+    )
+    return int(delivery)
+
+
 @rpc.on("sum_event")
 async def on_sum(event: Event, numbers: list[float]) -> None:
     await event.reply("sum_result", sum(numbers))
@@ -146,6 +177,12 @@ async def on_whisper(event: Event, data: Whisper) -> bool:
 async def on_shout(event: Event, data: Shout) -> None:
     """``{"text": ...}`` to every connection, the sender included."""
     await event.to_all("shouted", {"id": event.sender, "text": data.text})
+
+
+@rpc.on("broadcast", requires=has("user"))
+async def on_broadcast(event: Event, data: Shout) -> None:
+    """Logged-in connections only (-32001 otherwise): ``{"text": ...}`` to everyone."""
+    await event.to_all("broadcast", {"user": event.state.user, "text": data.text})
 
 
 @app.websocket("/rpc")

@@ -180,6 +180,31 @@ async def test_streams_and_cancellation(rpc_app: Server) -> None:
         assert await client.call("add", 1, 2) == 3
 
 
+async def test_concurrent_calls_do_not_hold_up_the_others(rpc_app: Server) -> None:
+    async with raw_clients(rpc_app, 1) as (raw,):
+        await raw.send({"jsonrpc": "2.0", "method": "nap", "params": [0.3], "id": "slow"})
+        await raw.send({"jsonrpc": "2.0", "method": "nap", "params": [60], "id": "long"})
+        assert (await raw.call("add", [1, 1]))["result"] == 2  # answered before the naps
+        assert (await raw.answer("slow"))["result"] == 0.3
+        dup = await raw.call("nap", [1])  # a fresh id: runs too
+        assert dup["result"] == 1
+        await raw.send({"jsonrpc": "2.0", "method": "nap", "params": [1], "id": "long"})
+        in_use = await raw.answer("long")  # the id of a call still running is refused
+        assert in_use["error"]["code"] == -32600
+        assert (await raw.call("rpc.cancel", ["long"]))["result"] is True
+        assert (await raw.answer("long"))["error"]["code"] == -32800
+
+
+async def test_event_guards(rpc_app: Server) -> None:
+    async with raw_clients(rpc_app, 2) as (a, b):
+        refused = await a.call("broadcast", {"text": "hi"})
+        assert refused["error"] == {"code": -32001, "message": "Access denied", "data": "broadcast"}
+        await a.call("login", ["ann"])
+        assert (await a.call("broadcast", {"text": "hi"}))["result"] is None
+        for x in (a, b):
+            assert (await x.push("rpc.event"))["data"] == {"user": "ann", "text": "hi"}
+
+
 async def test_events_reach_each_target(rpc_app: Server) -> None:
     async with raw_clients(rpc_app, 3) as (a, b, c):
         ids = [(await x.call("rpc.info"))["result"]["id"] for x in (a, b, c)]
@@ -254,6 +279,20 @@ async def test_wildcard_channels(rpc_app: Server) -> None:
         assert (await publisher.call("announce", ["news.sport", "x"]))["result"] == 2
         await subscribers[0].nothing_more()
         await publisher.nothing_more()
+
+
+async def test_publish_with_exclude_and_predicate(rpc_app: Server) -> None:
+    async with raw_clients(rpc_app, 3) as (me, user, anon):
+        for x in (me, user, anon):
+            await x.call("rpc.subscribe", ["alerts.*"])
+        await user.call("login", ["ann"])
+        assert (await me.call("announce_to_others", ["alerts.a", "x"]))["result"] == 2
+        for x in (user, anon):
+            assert (await x.push("rpc.message"))["data"] == "x"
+        assert (await me.call("announce_to_users", ["alerts.b", "y"]))["result"] == 1
+        assert (await user.push("rpc.message"))["data"] == "y"
+        for x in (me, user, anon):
+            await x.nothing_more()
 
 
 async def test_clients_publish_where_the_app_allows(rpc_app: Server) -> None:

@@ -53,7 +53,7 @@
   }
 
   function checkParams(params) {
-    if (params !== undefined && (params === null || typeof params !== "object")) {
+    if (params != null && typeof params !== "object") {
       throw new TypeError("params must be an array or an object (JSON-RPC)");
     }
   }
@@ -166,16 +166,17 @@
     notify(method, params) {
       checkParams(params);
       const message = { jsonrpc: "2.0", method };
-      if (params !== undefined) message.params = params;
+      if (params != null) message.params = params; // null or undefined: none
       const entry = this._entry(message);
       this._send(entry);
       return quiet(entry.promise);
     }
 
-    /** Send the named event `event` with `data` (an array or an object): a
-     * notification. For an acknowledgement (or an error), `call(event, data)`. */
-    emit(event, data) {
-      return this.notify(event, data);
+    /** Send the named event `event` with `data` (an array or an object) as a
+     * notification. With `{ack: true}` it is a request: the promise then resolves with
+     * what the handler returned, or rejects with its error. */
+    emit(event, data, { ack = false } = {}) {
+      return ack ? this.call(event, data) : this.notify(event, data);
     }
 
     /** Listen to the named event `event` (rpc.event): callback(data, from). */
@@ -266,7 +267,7 @@
       checkParams(params);
       const id = this._nextId++;
       const message = { jsonrpc: "2.0", method, id };
-      if (params !== undefined) message.params = params;
+      if (params != null) message.params = params; // null or undefined: none
       const entry = this._entry(message, onItem);
       entry.id = id;
       this._pending.set(id, entry);

@@ -10,19 +10,15 @@ connection. The wire protocol is in ``docs/protocol.md``.
 from __future__ import annotations
 
 from .channels import matches
+from .events import Event
+from .guards import Guard, all_of, any_of, equals, has
 from .rpc import (
     ACCESS_DENIED,
     RATE_LIMITED,
     REQUEST_CANCELLED,
     RPC,
     TOO_MANY_SUBSCRIPTIONS,
-    Event,
-    Guard,
     RPCError,
-    all_of,
-    any_of,
-    equals,
-    has,
 )
 from .static import CLIENT_JS, serve_client_js
 

@@ -38,6 +38,8 @@ from ..security import RateLimiter
 from ..websocket import State, WebSocket, WebSocketState
 from . import channels
 from .codec import CODECS, JSON, Codec, DecodeError, json_bytes, json_loads
+from .events import Event
+from .guards import Guard, all_of, any_of, equals, has
 
 __all__ = [
     "ACCESS_DENIED",
@@ -69,33 +71,10 @@ TOO_MANY_SUBSCRIPTIONS = -32003  # the connection holds max_subscriptions alread
 REQUEST_CANCELLED = -32800  # the caller cancelled a stream or a concurrent call
 MAX_BATCH = 100  # requests in one batch; more is an invalid request
 
+_NO_DATA: Any = object()  # an event handler that declares no data parameter
+
 #: The room a channel's (or pattern's) subscribers join: presence comes with it.
 CHANNEL_ROOM = "channel:"
-
-#: A guard: a predicate on the caller's connection state (``ws.state``).
-Guard = Callable[[Any], bool]
-
-_NO_DATA: Any = object()
-
-
-def has(name: str) -> Guard:
-    """The connection's state has ``name`` set (e.g. ``has("user")``, set by an auth hook)."""
-    return lambda state: getattr(state, name, None) is not None
-
-
-def equals(name: str, value: Any) -> Guard:
-    """The connection's state ``name`` equals ``value`` (e.g. ``equals("role", "admin")``)."""
-    return lambda state: getattr(state, name, None) == value
-
-
-def all_of(*guards: Guard) -> Guard:
-    """Every guard passes."""
-    return lambda state: all(g(state) for g in guards)
-
-
-def any_of(*guards: Guard) -> Guard:
-    """At least one guard passes."""
-    return lambda state: any(g(state) for g in guards)
 
 
 class RPCError(Exception):
@@ -118,59 +97,6 @@ class RPCError(Exception):
         if self.data is not None:
             error["data"] = self.data
         return error
-
-
-class Event:
-    """A named event a client sent, as its ``@rpc.on(...)`` handler gets it.
-
-    Attributes:
-        name: the event's name.
-        data: its data (the request's ``params``), None when it had none.
-        conn: the sender's connection (``conn.id``, ``conn.join(room)``).
-    """
-
-    __slots__ = ("_rpc", "conn", "data", "name")
-
-    def __init__(self, rpc: RPC, conn: Connection, name: str, data: Any) -> None:
-        self._rpc = rpc
-        self.conn = conn
-        self.name = name
-        self.data = data
-
-    @property
-    def sender(self) -> str:
-        """The sender's connection id."""
-        return self.conn.id
-
-    @property
-    def state(self) -> State:
-        """The sender's connection state (what the auth hook or methods set)."""
-        return self.conn.ws.state
-
-    async def reply(self, event: str, data: Any = None) -> Delivery:
-        """Send ``event`` to the sender only."""
-        return await self._rpc.emit(event, data, to=self.conn.id, sender=self.conn.id)
-
-    async def to_room(self, room: str, event: str, data: Any = None) -> Delivery:
-        """Send ``event`` to every member of ``room`` (the sender too, if a member)."""
-        return await self._rpc.emit(event, data, room=room, sender=self.conn.id)
-
-    async def to_all(self, event: str, data: Any = None) -> Delivery:
-        """Send ``event`` to every connection of this endpoint, the sender included."""
-        return await self._rpc.emit(event, data, sender=self.conn.id)
-
-    async def to_others(self, event: str, data: Any = None, *, room: str | None = None) -> Delivery:
-        """Send ``event`` to everyone (or ``room``'s members) but the sender."""
-        return await self._rpc.emit(
-            event, data, room=room, exclude=self.conn.id, sender=self.conn.id
-        )
-
-    async def to(self, conn_id: str, event: str, data: Any = None) -> Delivery:
-        """Send ``event`` to one connection by id, on whichever node it is."""
-        return await self._rpc.emit(event, data, to=conn_id, sender=self.conn.id)
-
-    def __repr__(self) -> str:
-        return f"<Event {self.name!r} from {self.conn.id}>"
 
 
 Kind = Literal["call", "stream", "event", "builtin"]

@@ -122,6 +122,7 @@
     connect() {
       if (this._stopped) {
         this._stopped = false;
+        this._attempt = 0;
         this._open();
       }
       if (this.status === "open") return Promise.resolve(this.info);

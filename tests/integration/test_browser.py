@@ -223,6 +223,8 @@ def test_chat_in_two_browser_pages_survives_a_server_restart(browser: Any, tmp_p
         for page in (ann, ben):
             wait_text(page, "status", lambda t: not t.startswith("online"), "no disconnect")
             wait_text(page, "rooms", lambda t: t == "rooms: none", "stale room counts")
+        # A call made while disconnected waits for the next connection.
+        run_js(ann, 'window.queued = client.call("rpc.info").then((r) => r.id); done();')
         server = start("examples.chat:app", "rsgi", port=port)
         for page in (ann, ben):
             wait_text(page, "status", lambda t: t.startswith("online"), "no reconnection")
@@ -232,6 +234,7 @@ def test_chat_in_two_browser_pages_survives_a_server_restart(browser: Any, tmp_p
             page.execute_script("return [client.id, client.connections];") for page in (ann, ben)
         ]
         assert [i[1] for i in ids] == [2, 2] and ids[0][0] not in first_ids, (ids, first_ids)
+        assert run_js(ann, "queued.then(done, failed);") == ids[0][0]
         say(ben, "back again")
         wait_text(ann, "log", lambda t: "ben: back again" in t, "no message after restart")
 

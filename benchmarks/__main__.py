@@ -1,7 +1,7 @@
-"""Every benchmark in one run: echo, fan-out, connections, and (with redis-server
-installed) cluster fan-out; then the goals, side by side.
+"""Every benchmark in one run: echo, fan-out, connections, the message layer, and (with
+redis-server installed) cluster fan-out; then the goals, side by side.
 
-    python -m benchmarks            # full run (about 15 minutes on 2 cores)
+    python -m benchmarks            # full run (about 18 minutes on 2 cores)
     python -m benchmarks --quick    # shorter runs, one repeat (a few minutes)
 
 Each benchmark writes its own section of ``docs/benchmarks.md`` (``--out``); this then
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import cluster, conns, echo, fanout
+from . import cluster, conns, echo, fanout, rpc
 from .conns import ConnSummary, memory_goal
 from .echo_report import EchoSummary, goal_verdicts
 from .report import Summary, fanout_goals, replace_section
@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = args.json_dir or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         codes = []
-        modules = [("echo", echo), ("fanout", fanout), ("conns", conns)]
+        modules = [("echo", echo), ("fanout", fanout), ("conns", conns), ("rpc", rpc)]
         if shutil.which("redis-server") is not None:
             modules.append(("cluster", cluster))
         else:

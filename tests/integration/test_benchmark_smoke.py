@@ -214,3 +214,51 @@ def test_cluster_benchmark_runs(tmp_path: Path) -> None:
     report = out.read_text()
     assert report.count("<!-- cluster:begin -->") == 1
     assert "| 2 workers, Redis | 20 |" in report
+
+
+@pytest.mark.timeout(45)
+def test_rpc_benchmark_runs(tmp_path: Path) -> None:
+    require_picows()
+    out, runs = run_benchmark(
+        "benchmarks.rpc",
+        [
+            *("--conns", "1", "--rooms", "10", "--duration", "0.5", "--warmup", "0.2"),
+            *("--fanout-warmup", "0.2", "--repeat", "1", "--retries", "0"),
+        ],
+        tmp_path,
+        timeout=40,
+    )
+    servers = ("raw RSGI", "gobstopper WebSocket", "gobstopper messages")
+    calls = [r for r in runs if "encoding" in r]
+    channels = [r for r in runs if "receivers" in r]
+    # Calls: every server, in both encodings; every answer came back right.
+    assert {(r["server"], r["encoding"]) for r in calls} == {
+        (server, encoding) for server in servers for encoding in ("json", "msgpack")
+    }
+    for run in calls:
+        assert run["error"] is None, run
+        assert run["connections"] == 1, run
+        assert run["calls_per_s"] > 0, run
+        assert run["p50_ms"] is not None, run
+        assert run["lost"] == 0 and run["wrong"] == 0 and run["closed"] == 0, run
+        assert run["log_problems"] == [], run
+    # Channels: the message layer's publish and the WebSocket layer's broadcast reached
+    # every subscriber (exact and by pattern), complete and in order.
+    assert [r["server"] for r in channels] == list(servers[1:])
+    for run in channels:
+        assert run["error"] is None, run
+        assert run["receivers"] == 10, run
+        assert run["deliveries_per_s"] > 0, run
+        assert run["p50_ms"] is not None, run
+        assert run["gaps"] == 0 and run["out_of_order"] == 0 and run["closed"] == 0, run
+        assert run["log_problems"] == [], run
+
+    report = out.read_text()
+    assert report.startswith("# Benchmarks")
+    assert "## Message layer" in report
+    assert report.count("<!-- rpc:begin -->") == 1
+    assert report.count("<!-- rpc:end -->") == 1
+    assert "| gobstopper messages | 1 | json |" in report
+    assert "| gobstopper messages | 10 |" in report
+    assert "calls, 1 connection, json:" in report
+    assert "channels, 10 subscribers:" in report

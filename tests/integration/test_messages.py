@@ -57,16 +57,27 @@ class Raw:
             assert message.get("id") == rid, message
             return message  # type: ignore[no-any-return]
 
-    async def push(self, method: str) -> dict[str, Any]:
-        """The next notification of ``method`` (pushes read earlier count first)."""
+    async def push(self, method: str, event: str | None = None) -> dict[str, Any]:
+        """The next notification of ``method`` (of that ``event``, for ``rpc.event``);
+        pushes read earlier count first."""
+
+        def wanted(message: dict[str, Any]) -> bool:
+            if message.get("method") != method:
+                return False
+            return event is None or message["params"].get("event") == event
+
         for i, message in enumerate(self.pushes):
-            if message["method"] == method:
+            if wanted(message):
                 return self.pushes.pop(i)["params"]  # type: ignore[no-any-return]
         while True:
             message = await self.recv()
-            if message.get("method") == method:
+            if wanted(message):
                 return message["params"]  # type: ignore[no-any-return]
             self.pushes.append(message)
+
+    def forget(self, event: str) -> None:
+        """Drop the ``event`` pushes read so far (those that may or may not come)."""
+        self.pushes = [m for m in self.pushes if m["params"].get("event") != event]
 
     async def nothing_more(self) -> None:
         """Nothing else is on its way: a round trip comes back with no push before it."""

@@ -31,6 +31,7 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 import msgspec.inspect
+import msgspec.structs
 
 from ..errors import CloseCode, ConnectionClosed, MessageTooBig
 from ..manager import Connection, Delivery, WebSocketManager
@@ -175,11 +176,14 @@ class _Push:
         self._text: str | None = None
         self._packed: bytes | None = None
 
+    def text(self) -> str:
+        if self._text is None:
+            self._text = self.raw.decode()
+        return self._text
+
     def frame(self, codec: Codec) -> tuple[str | bytes, int]:
         if not codec.binary:
-            if self._text is None:
-                self._text = self.raw.decode()
-            return self._text, len(self.raw)
+            return self.text(), len(self.raw)
         if self._packed is None:
             self._packed = typing.cast(bytes, codec.encode(json_loads(self.raw)))
         return self._packed, len(self._packed)
@@ -219,9 +223,13 @@ class RPC:
                 raise ValueError(f"unknown encoding {encoding!r}: choose from {sorted(CODECS)}")
         self._methods: dict[str, _Method] = {}
         self._peers: dict[str, _Peer] = {}
-        self._exact: dict[str, set[_Peer]] = {}
-        self._wild: dict[str, set[_Peer]] = {}
+        # Subscribers by channel name and by pattern, in subscription order (dicts as
+        # ordered sets); what a channel's publication reaches is cached as one tuple
+        # until the next subscription change, as the manager does for rooms.
+        self._exact: dict[str, dict[_Peer, None]] = {}
+        self._wild: dict[str, dict[_Peer, None]] = {}
         self._matches: dict[str, tuple[str, ...]] = {}  # channel -> local patterns it matches
+        self._targets: dict[str, tuple[_Peer, ...]] = {}  # channel -> its subscribers, once
         self._topic = "messages:" + name
         self.manager.on_topic(self._topic, self._on_topic)
         builtins: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
@@ -593,10 +601,11 @@ class RPC:
                 raise RPCError(ACCESS_DENIED, "Access denied", channel)
             peer.subscriptions.add(channel)
             index = self._wild if channels.is_pattern(channel) else self._exact
-            subscribers = index.setdefault(channel, set())
+            subscribers = index.setdefault(channel, {})
             if not subscribers and index is self._wild:
                 self._matches.clear()  # a new pattern: matches computed before are stale
-            subscribers.add(peer)
+            subscribers[peer] = None
+            self._targets.clear()
             with contextlib.suppress(ValueError):  # the connection may have gone meanwhile
                 await peer.conn.join(CHANNEL_ROOM + channel)  # presence, cluster-wide
         return {"channel": channel, "subscriptions": len(peer.subscriptions)}
@@ -613,7 +622,8 @@ class RPC:
         subscribers = index.get(channel)
         if subscribers is None:
             return
-        subscribers.discard(peer)
+        subscribers.pop(peer, None)
+        self._targets.clear()
         if not subscribers:
             del index[channel]
             if index is self._wild:
@@ -755,22 +765,25 @@ class RPC:
             raise MessageTooBig(len(raw), limit)
         return _Push(raw)
 
-    def _channel_peers(self, channel: str) -> Iterable[_Peer]:
-        exact = self._exact.get(channel)
-        if not self._wild:
-            return tuple(exact) if exact else ()
-        patterns = self._matches.get(channel)
-        if patterns is None:
-            patterns = tuple(p for p in self._wild if channels.matches(p, channel))
-            if len(self._matches) > 10_000:
-                self._matches.clear()  # bounded: channel names may be endless
-            self._matches[channel] = patterns
-        if not patterns:
-            return tuple(exact) if exact else ()
-        found: set[_Peer] = set(exact) if exact else set()
-        for pattern in patterns:
-            found.update(self._wild.get(pattern, ()))
-        return found
+    def _channel_peers(self, channel: str) -> tuple[_Peer, ...]:
+        targets = self._targets.get(channel)
+        if targets is not None:
+            return targets
+        found = dict(self._exact.get(channel, {}))
+        if self._wild:
+            patterns = self._matches.get(channel)
+            if patterns is None:
+                patterns = tuple(p for p in self._wild if channels.matches(p, channel))
+                if len(self._matches) > 10_000:
+                    self._matches.clear()  # bounded: channel names may be endless
+                self._matches[channel] = patterns
+            for pattern in patterns:
+                found.update(self._wild.get(pattern, {}))  # a peer matching twice: once
+        targets = tuple(found)
+        if len(self._targets) > 10_000:
+            self._targets.clear()
+        self._targets[channel] = targets
+        return targets
 
     def _event_peers(self, room: str | None, to: str | None) -> Iterable[_Peer]:
         if to is not None:
@@ -789,6 +802,16 @@ class RPC:
         predicate: Callable[[Connection], bool] | None,
     ) -> int:
         sent = 0
+        if not exclude and predicate is None:  # the common case, kept lean
+            text = push.text()
+            size = len(push.raw)
+            for peer in peers:
+                if peer.codec.binary:
+                    frame, framed = push.frame(peer.codec)
+                    sent += peer.conn.outbox.put(frame, framed)
+                else:
+                    sent += peer.conn.outbox.put(text, size)
+            return sent
         for peer in peers:
             conn = peer.conn
             if exclude and conn.id in exclude:
@@ -883,9 +906,10 @@ def _bind(
                 values = msgspec.convert(params or {}, named)
         except msgspec.ValidationError as exc:
             raise RPCError(INVALID_PARAMS, "Invalid params", str(exc)) from None
+        if not extra:  # the struct's fields are the parameters, in order
+            return list(msgspec.structs.astuple(values)), {}
         kwargs = {name: getattr(values, name) for name in names}
-        if extra:
-            kwargs.update(extra)
+        kwargs.update(extra)
         return [], kwargs
     public = method.public
     assert public is not None

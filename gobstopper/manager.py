@@ -442,7 +442,7 @@ class WebSocketManager:
             ValueError: a ``predicate`` with a shared broker and ``local=False``.
         """
         payload, size = self.encode(data)
-        ids = _ids(exclude)
+        ids = connection_ids(exclude)
         clustered = self._clustered and not local
         if clustered and predicate is not None:
             raise ValueError(
@@ -565,16 +565,7 @@ class WebSocketManager:
                     sent += 1
             return sent
         for conn in members:
-            if exclude and conn.id in exclude:
-                continue
-            if predicate is not None:
-                try:
-                    if not predicate(conn):
-                        continue
-                except Exception:
-                    logger.exception("broadcast predicate failed for %s; skipped", conn.id)
-                    continue
-            if conn.outbox.put(payload, size):
+            if chosen(conn, exclude, predicate) and conn.outbox.put(payload, size):
                 sent += 1
         return sent
 
@@ -625,7 +616,26 @@ class WebSocketManager:
         )
 
 
-def _ids(exclude: Connection | str | Iterable[Connection | str] | None) -> frozenset[str]:
+def chosen(
+    conn: Connection, exclude: frozenset[str], predicate: Callable[[Connection], bool] | None
+) -> bool:
+    """Whether a broadcast with ``exclude`` and ``predicate`` is for ``conn``; a predicate
+    that raises is logged and counts as no."""
+    if exclude and conn.id in exclude:
+        return False
+    if predicate is None:
+        return True
+    try:
+        return bool(predicate(conn))
+    except Exception:
+        logger.exception("broadcast predicate failed for %s; skipped", conn.id)
+        return False
+
+
+def connection_ids(
+    exclude: Connection | str | Iterable[Connection | str] | None,
+) -> frozenset[str]:
+    """The ids in ``exclude``: a connection, an id, or several of either."""
     if exclude is None:
         return frozenset()
     if isinstance(exclude, Connection):

@@ -34,7 +34,7 @@ import msgspec.inspect
 import msgspec.structs
 
 from ..errors import CloseCode, ConnectionClosed, MessageTooBig
-from ..manager import Connection, Delivery, WebSocketManager
+from ..manager import Connection, Delivery, WebSocketManager, chosen, connection_ids
 from ..security import RateLimiter
 from ..websocket import State, WebSocket, WebSocketState
 from . import channels
@@ -692,7 +692,7 @@ class RPC:
         if not channels.valid_channel(channel):
             raise ValueError(f"not a channel name: {channel!r}")
         push = self._push("rpc.message", {"channel": channel, "data": data})
-        ids = _ids(exclude)
+        ids = connection_ids(exclude)
         clustered = self.manager.clustered and not local
         if clustered and predicate is not None:
             raise ValueError("a predicate cannot travel to other nodes: pass local=True")
@@ -735,7 +735,7 @@ class RPC:
         if room is not None and to is not None:
             raise ValueError("pass room or to, not both")
         push = self._push("rpc.event", {"event": event, "data": data, "from": sender})
-        ids = _ids(exclude)
+        ids = connection_ids(exclude)
         clustered = self.manager.clustered and not local
         if clustered and predicate is not None:
             raise ValueError("a predicate cannot travel to other nodes: pass local=True")
@@ -813,19 +813,9 @@ class RPC:
                     sent += peer.conn.outbox.put(text, size)
             return sent
         for peer in peers:
-            conn = peer.conn
-            if exclude and conn.id in exclude:
-                continue
-            if predicate is not None:
-                try:
-                    if not predicate(conn):
-                        continue
-                except Exception:
-                    logger.exception("predicate failed for %s; skipped", conn.id)
-                    continue
-            frame, size = push.frame(peer.codec)
-            if conn.outbox.put(frame, size):
-                sent += 1
+            if chosen(peer.conn, exclude, predicate):
+                frame, framed = push.frame(peer.codec)
+                sent += peer.conn.outbox.put(frame, framed)
         return sent
 
     def _on_topic(self, body: bytes) -> None:
@@ -850,16 +840,6 @@ def _notification(method: str, params: Any) -> dict[str, Any]:
 
 def _merged(sent: int, remote: Delivery) -> Delivery:
     return Delivery(sent, remote.published, remote.error)
-
-
-def _ids(exclude: Connection | str | Iterable[Connection | str] | None) -> frozenset[str]:
-    if exclude is None:
-        return frozenset()
-    if isinstance(exclude, Connection):
-        return frozenset((exclude.id,))
-    if isinstance(exclude, str):
-        return frozenset((exclude,))
-    return frozenset(e.id if isinstance(e, Connection) else e for e in exclude)
 
 
 def _loose_buckets(ws: WebSocket) -> dict[str, RateLimiter]:

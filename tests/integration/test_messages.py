@@ -427,3 +427,18 @@ async def test_python_client_events_and_subscriptions_survive_a_restart() -> Non
             assert await other.call("announce", "news.c", "gone") == 0
     finally:
         server.stop()
+
+
+async def test_a_stream_in_flight_fails_when_the_connection_drops() -> None:
+    server = start(APP, "rsgi")
+    try:
+        async with Client(f"{server.ws}/rpc", timeout=WAIT, backoff=0.05) as client:
+            items = client.stream("count", 100_000, 0.01)
+            assert await items.__anext__() == 0
+            await asyncio.to_thread(server.stop)
+            # The stream may have run on: it is not resent, and says the connection went.
+            with pytest.raises(ConnectionError):
+                async for _ in items:
+                    pass
+    finally:
+        server.stop()

@@ -362,19 +362,28 @@ class WebSocketManager:
             raise ValueError(f"topic {topic!r} has a handler already")
         self._topics[topic] = handler
 
-    async def publish_topic(self, topic: str, data: bytes) -> Delivery:
-        """Hand ``data`` to ``topic``'s handler on every other node (the caller serves
-        this one itself).
+    async def publish_topic(
+        self, topic: str, data: bytes, *, room: str | None = None, to: str | None = None
+    ) -> Delivery:
+        """Hand ``data`` to ``topic``'s handler on the other nodes (the caller serves this
+        one itself): every node, only those with members in ``room``, or only the node
+        that has connection ``to``.
 
         Returns:
             A ``Delivery`` of 0 local connections, saying whether the other nodes were
-            reached.
+            reached (``published`` is False, with no error, when no node has ``to``).
         """
         if not self._clustered or self.broker is None:
             return Delivery(0)
-        head = self._origin + json.dumps({"k": topic}, separators=(",", ":")).encode() + b"\n"
+        channel = _ALL if room is None else _room(room)
         try:
-            await self.broker.publish(_ALL, head + data)
+            if to is not None:
+                node = await self.broker.presence_of(_CONNS, to)
+                if node is None:
+                    return Delivery(0)
+                channel = "node:" + node
+            head = self._origin + json.dumps({"k": topic}, separators=(",", ":")).encode()
+            await self.broker.publish(channel, head + b"\n" + data)
         except BrokerUnavailable as exc:
             self._throttle.warning("not delivered to other nodes: %s", exc)
             return Delivery(0, published=False, error=str(exc))

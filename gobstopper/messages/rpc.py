@@ -743,10 +743,14 @@ class RPC:
         if not clustered or (to is not None and sent):
             return Delivery(sent)
         header = json_bytes({"e": 1, "r": room, "t": to, "x": sorted(ids)})
-        return _merged(sent, await self._publish_topic(header, push))
+        # Only the nodes concerned: those with members in the room, or the target's.
+        return _merged(sent, await self._publish_topic(header, push, room=room, to=to))
 
-    async def _publish_topic(self, header: bytes, push: _Push) -> Delivery:
-        return await self.manager.publish_topic(self._topic, header + b"\n" + push.raw)
+    async def _publish_topic(
+        self, header: bytes, push: _Push, room: str | None = None, to: str | None = None
+    ) -> Delivery:
+        data = header + b"\n" + push.raw
+        return await self.manager.publish_topic(self._topic, data, room=room, to=to)
 
     def subscriptions(self, conn_id: str) -> frozenset[str]:
         """The channels and patterns a connection of this node subscribes to."""

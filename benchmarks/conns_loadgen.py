@@ -15,8 +15,8 @@ from typing import cast
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from .loadgen import _disconnect, _factory, _percentile
-from .servers import ServerProcess, machine_busy_seconds
+from .loadgen import Clocks, _disconnect, _factory, _percentile, record_cpu
+from .servers import ServerProcess
 
 __all__ = ["ConnResult", "ConnSettings", "measure_churn", "measure_memory"]
 
@@ -221,26 +221,19 @@ async def measure_churn(server: ServerProcess, settings: ConnSettings) -> ConnRe
     tasks = [asyncio.ensure_future(loop()) for _ in range(settings.churn_loops)]
     try:
         await asyncio.sleep(settings.warmup)
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        server_cpu0, busy0 = server.cpu_seconds(), machine_busy_seconds()
+        start = Clocks.read(server)
         state["measuring"] = True
         await asyncio.sleep(settings.churn_seconds)
         state["measuring"] = False
-        cpu1, t1 = time.process_time(), time.perf_counter()
-        server_cpu1, busy1 = server.cpu_seconds(), machine_busy_seconds()
+        end = Clocks.read(server)
     finally:
         state["stop"] = True
         await asyncio.wait(tasks, timeout=2 * CHURN_STEP_TIMEOUT + 1)
         for task in tasks:
             task.cancel()
-    elapsed = t1 - t0
+    elapsed = record_cpu(result, start, end)
     result.churn_per_s = state["done"] / elapsed
     result.failed = state["failed"]
-    result.bench_cpu = (cpu1 - cpu0) / elapsed
-    result.server_cpu = (server_cpu1 - server_cpu0) / elapsed
-    if busy0 is not None and busy1 is not None:
-        others = (busy1 - busy0) / elapsed - result.server_cpu - result.bench_cpu
-        result.other_cpu = max(0.0, others)
     samples.sort()
     if samples:
         result.churn_p50_ms = _percentile(samples, 0.50)

@@ -22,6 +22,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
@@ -31,9 +32,12 @@ __all__ = [
     "MESSAGE_BYTES",
     "RING",
     "SAMPLE_MASK",
+    "Clocks",
     "RunResult",
     "Settings",
     "measure",
+    "record_cpu",
+    "record_latency",
     "stalled_indices",
 ]
 
@@ -244,6 +248,44 @@ def _percentile(sorted_values: Sequence[int], q: float) -> float:
     return sorted_values[index] / 1e6
 
 
+@dataclass(frozen=True)
+class Clocks:
+    """What a measurement reads at its start and at its end."""
+
+    cpu: float  # this process's CPU time
+    wall: float
+    server_cpu: float  # the server's processes' CPU time
+    busy: float | None  # the whole machine's, when /proc/stat tells
+
+    @classmethod
+    def read(cls, server: ServerProcess) -> Clocks:
+        return cls(
+            time.process_time(), time.perf_counter(), server.cpu_seconds(), machine_busy_seconds()
+        )
+
+
+def record_cpu(result: Any, start: Clocks, end: Clocks) -> float:
+    """Set ``result``'s ``bench_cpu``, ``server_cpu`` and ``other_cpu``: the shares of one
+    core this process, the server and everything else used between ``start`` and ``end``.
+    Returns the seconds between them."""
+    elapsed = end.wall - start.wall
+    result.bench_cpu = (end.cpu - start.cpu) / elapsed
+    result.server_cpu = (end.server_cpu - start.server_cpu) / elapsed
+    if start.busy is not None and end.busy is not None:
+        others = (end.busy - start.busy) / elapsed - result.server_cpu - result.bench_cpu
+        result.other_cpu = max(0.0, others)
+    return elapsed
+
+
+def record_latency(result: Any, samples: Sequence[int]) -> None:
+    """Set ``result``'s ``latency_samples``, ``p50_ms`` and ``p99_ms`` from ``samples`` (ns)."""
+    ordered = sorted(samples)
+    result.latency_samples = len(ordered)
+    if ordered:
+        result.p50_ms = _percentile(ordered, 0.50)
+        result.p99_ms = _percentile(ordered, 0.99)
+
+
 def _factory(listener: WSListener) -> Callable[[], WSListener]:
     return lambda: listener
 
@@ -309,20 +351,13 @@ async def measure(
     ``stalled`` receivers stop reading once they are in the room; the figures count
     only the others.
     """
-    window, warmup, duration, batch = (
-        settings.window,
-        settings.warmup,
-        settings.duration,
-        settings.batch,
-    )
     result = RunResult(
         server="", receivers=receivers, repeat=0, stalled=stalled, size=settings.size
     )
     stall = stalled_indices(receivers, stalled)
     size = settings.size
-    room = Room(receivers - len(stall), window, connected=receivers, size=size)
+    room = Room(receivers - len(stall), settings.window, connected=receivers, size=size)
     sync_message = b"S" * size
-    frame_bytes = size + (2 if size < 126 else 4)  # as a server sends it: header, no mask
     members = [Receiver(room, i, i in stall) for i in range(receivers)]
     healthy = [m for m in members if not m.stalled]
     sender_listener = Sender()
@@ -345,58 +380,64 @@ async def measure(
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(room.ready_event.wait(), 0.05)
 
-        if batch > 1:
-            _set_low_water(healthy, min(batch, window) * frame_bytes)
-        rss0 = server.rss_bytes()
-        room.sending = True
-        room.pump()
-        await asyncio.sleep(warmup)
-
-        delivered0, cpu0, t0 = room.delivered, time.process_time(), time.perf_counter()
-        reads0, server_cpu0, busy0 = room.reads, server.cpu_seconds(), machine_busy_seconds()
-        room.measuring = True
-        await asyncio.sleep(duration)
-        room.measuring = False
-        delivered1, cpu1, t1 = room.delivered, time.process_time(), time.perf_counter()
-        reads1, server_cpu1, busy1 = room.reads, server.cpu_seconds(), machine_busy_seconds()
-        result.server_rss_growth = server.rss_bytes() - rss0
-
-        room.sending = False
-        if batch > 1:
-            _set_low_water(healthy, 1)  # the last messages must not wait for company
-        if room.completed == room.sent:
-            room.drained.set()
-        # What has not arrived by then is counted as gaps below.
-        with contextlib.suppress(asyncio.TimeoutError):
-            # Time enough for the messages in flight at the measured rate, three times
-            # over: what is still missing after that is counted as a gap.
-            rate = max(1.0, (delivered1 - delivered0) / (t1 - t0))
-            in_flight = room.window * room.n
-            drain = min(DRAIN_TIMEOUT_MAX, max(DRAIN_TIMEOUT, 3 * in_flight / rate))
-            await asyncio.wait_for(room.drained.wait(), drain)
-
-        elapsed = t1 - t0
-        result.deliveries_per_s = (delivered1 - delivered0) / elapsed
-        result.bench_cpu = (cpu1 - cpu0) / elapsed
-        result.server_cpu = (server_cpu1 - server_cpu0) / elapsed
-        if busy0 is not None and busy1 is not None:
-            others = (busy1 - busy0) / elapsed - result.server_cpu - result.bench_cpu
-            result.other_cpu = max(0.0, others)
-        result.messages_per_read = (delivered1 - delivered0) / max(1, reads1 - reads0)
-        samples = sorted(room.samples)
-        result.latency_samples = len(samples)
-        if samples:
-            result.p50_ms = _percentile(samples, 0.50)
-            result.p99_ms = _percentile(samples, 0.99)
-        result.sent = room.sent
-        result.gaps = sum(m.gaps + max(0, room.sent - m.expected) for m in healthy)
-        result.out_of_order = sum(m.out_of_order for m in healthy)
-        result.closed = sum(m.closed for m in healthy) + int(sender_listener.closed)
+        await _send_and_measure(room, healthy, sender_listener, size, settings, server, result)
         return result
     finally:
         room.sending = False
         room.stopping = True
         await _disconnect([m.transport for m in members] + [sender])
+
+
+async def _send_and_measure(
+    room: Room,
+    healthy: Sequence[Receiver],
+    sender: Sender,
+    frame_size: int,
+    settings: Settings,
+    server: ServerProcess,
+    result: RunResult,
+) -> None:
+    """With every receiver in the room and the sender connected: send for ``warmup +
+    duration`` seconds, drain, and fill in ``result`` (``healthy``: the receivers that
+    read, ``frame_size``: the bytes of a message's payload as the receivers get it)."""
+    # A frame as a server sends it: a header, no mask.
+    frame_bytes = frame_size + (2 if frame_size < 126 else 4)
+    if settings.batch > 1:
+        _set_low_water(healthy, min(settings.batch, room.window) * frame_bytes)
+    rss0 = server.rss_bytes()
+    room.sending = True
+    room.pump()
+    await asyncio.sleep(settings.warmup)
+
+    delivered0, reads0, start = room.delivered, room.reads, Clocks.read(server)
+    room.measuring = True
+    await asyncio.sleep(settings.duration)
+    room.measuring = False
+    delivered1, reads1, end = room.delivered, room.reads, Clocks.read(server)
+    result.server_rss_growth = server.rss_bytes() - rss0
+
+    room.sending = False
+    if settings.batch > 1:
+        _set_low_water(healthy, 1)  # the last messages must not wait for company
+    if room.completed == room.sent:
+        room.drained.set()
+    # What has not arrived by then is counted as gaps below.
+    with contextlib.suppress(asyncio.TimeoutError):
+        # Time enough for the messages in flight at the measured rate, three times
+        # over: what is still missing after that is counted as a gap.
+        rate = max(1.0, (delivered1 - delivered0) / (end.wall - start.wall))
+        in_flight = room.window * room.n
+        drain = min(DRAIN_TIMEOUT_MAX, max(DRAIN_TIMEOUT, 3 * in_flight / rate))
+        await asyncio.wait_for(room.drained.wait(), drain)
+
+    elapsed = record_cpu(result, start, end)
+    result.deliveries_per_s = (delivered1 - delivered0) / elapsed
+    result.messages_per_read = (delivered1 - delivered0) / max(1, reads1 - reads0)
+    record_latency(result, room.samples)
+    result.sent = room.sent
+    result.gaps = sum(m.gaps + max(0, room.sent - m.expected) for m in healthy)
+    result.out_of_order = sum(m.out_of_order for m in healthy)
+    result.closed = sum(m.closed for m in healthy) + int(sender.closed)
 
 
 def _set_low_water(members: Sequence[Receiver], nbytes: int) -> None:

@@ -18,24 +18,20 @@ fixed place without parsing the JSON, and checks their order as ``loadgen.py`` d
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-import typing
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from picows import WSFrame, WSMsgType, WSTransport, ws_connect
 
 from .loadgen import (
     _RING_MASK,
     CONNECT_TIMEOUT,
-    DRAIN_TIMEOUT,
-    DRAIN_TIMEOUT_MAX,
     MESSAGE_BYTES,
     SAMPLE_MASK,
+    Receiver,
     Room,
     RunResult,
     Sender,
@@ -43,10 +39,10 @@ from .loadgen import (
     _connect_all,
     _disconnect,
     _factory,
-    _percentile,
-    _set_low_water,
+    _send_and_measure,
 )
-from .servers import ServerProcess, machine_busy_seconds
+from .round_trips import RoundTripClient, RoundTripSettings, Shared, measure_round_trips
+from .servers import ServerProcess
 
 __all__ = [
     "CHANNEL",
@@ -78,41 +74,18 @@ _DECODERS: dict[str, Callable[[bytes], Any]] = {
 # -- round trips --------------------------------------------------------------------------
 
 
-class Shared:
-    """Counters the connections of one run share."""
+class Caller(RoundTripClient):
+    """One connection: calls ``add(i, 1)``, checks each answer, times each round trip.
 
-    __slots__ = ("completed", "measuring", "samples", "sending", "stopping")
-
-    def __init__(self) -> None:
-        self.completed = 0  # answers, over all connections
-        self.sending = False
-        self.measuring = False
-        self.stopping = False
-        self.samples: list[int] = []  # round-trip times in ns, while measuring
-
-
-class Caller(WSListener):
-    """One connection: calls ``add(i, 1)``, checks each answer, times each round trip."""
+    ``wrong`` counts the answers that did not parse, or had the wrong id or result.
+    """
 
     def __init__(self, shared: Shared, window: int, encoding: str) -> None:
-        super().__init__()
-        self.shared = shared
-        self.window = window
+        super().__init__(shared, window)
         self.binary = encoding == "msgpack"
         self.decode = _DECODERS[encoding]
-        self.transport: WSTransport | None = None
-        self.sent_at: deque[int] = deque()
         self.next_id = 0  # the id of the next request; answers come back in this order
         self.answered = 0  # the id of the next answer expected
-        self.wrong = 0  # answers that did not parse, or had the wrong id or result
-        self.closed = False
-
-    def on_ws_connected(self, transport: WSTransport) -> None:
-        self.transport = transport
-
-    def start(self) -> None:
-        for _ in range(self.window - len(self.sent_at)):
-            self._send()
 
     def _send(self) -> None:
         transport = self.transport
@@ -155,19 +128,9 @@ class Caller(WSListener):
         if shared.sending:
             self._send()
 
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
-        if not self.shared.stopping:
-            self.closed = True
 
-
-@dataclass(frozen=True)
-class RPCSettings:
-    """How each round-trip run is made."""
-
-    window: int = 16  # requests in flight per connection
-    warmup: float = 0.5  # seconds before measuring
-    duration: float = 2.0  # seconds measured
-    pin: bool = False  # server on core 1, load generator on core 0
+#: How each round-trip run is made: ``window`` requests in flight per connection.
+RPCSettings = RoundTripSettings
 
 
 @dataclass
@@ -199,50 +162,11 @@ async def measure_rpc(
     shared = Shared()
     clients = [Caller(shared, settings.window, encoding) for _ in range(connections)]
     url = f"ws://127.0.0.1:{server.port}/rpc?encoding={encoding}"
-    try:
-        await asyncio.wait_for(
-            asyncio.gather(*(ws_connect(_factory(c), url) for c in clients)), CONNECT_TIMEOUT
-        )
-        shared.sending = True
-        for client in clients:
-            client.start()
-        await asyncio.sleep(settings.warmup)
-
-        done0, cpu0, t0 = shared.completed, time.process_time(), time.perf_counter()
-        server_cpu0, busy0 = server.cpu_seconds(), machine_busy_seconds()
-        shared.measuring = True
-        await asyncio.sleep(settings.duration)
-        shared.measuring = False
-        done1, cpu1, t1 = shared.completed, time.process_time(), time.perf_counter()
-        server_cpu1, busy1 = server.cpu_seconds(), machine_busy_seconds()
-        shared.sending = False
-
-        deadline = time.monotonic() + DRAIN_TIMEOUT
-        while any(c.sent_at for c in clients) and time.monotonic() < deadline:
-            if all(c.closed for c in clients if c.sent_at):
-                break
-            await asyncio.sleep(0.01)
-
-        elapsed = t1 - t0
-        result.calls_per_s = (done1 - done0) / elapsed
-        result.bench_cpu = (cpu1 - cpu0) / elapsed
-        result.server_cpu = (server_cpu1 - server_cpu0) / elapsed
-        if busy0 is not None and busy1 is not None:
-            others = (busy1 - busy0) / elapsed - result.server_cpu - result.bench_cpu
-            result.other_cpu = max(0.0, others)
-        samples = sorted(shared.samples)
-        result.latency_samples = len(samples)
-        if samples:
-            result.p50_ms = _percentile(samples, 0.50)
-            result.p99_ms = _percentile(samples, 0.99)
-        result.lost = sum(len(c.sent_at) for c in clients)
-        result.wrong = sum(c.wrong for c in clients)
-        result.closed = sum(c.closed for c in clients)
-        return result
-    finally:
-        shared.sending = False
-        shared.stopping = True
-        await _disconnect([c.transport for c in clients])
+    result.calls_per_s = await measure_round_trips(
+        server, url, shared, clients, settings, result, CONNECT_TIMEOUT
+    )
+    result.wrong = sum(c.wrong for c in clients)
+    return result
 
 
 # -- channel fan-out ----------------------------------------------------------------------
@@ -283,25 +207,14 @@ class Channel(Room):
         self.sent = seq
 
 
-class Subscriber(WSListener):
+class Subscriber(Receiver):
     """One subscriber: subscribes, then counts, checks order, samples latency."""
 
-    def __init__(self, room: Channel, index: int, pattern: str) -> None:
-        super().__init__()
-        self.room = room
-        self.index = index
-        self.pattern = pattern
-        self.stalled = False  # read by loadgen._connect_all
-        self.transport: WSTransport | None = None
-        self.is_ready = False
-        self.expected = 0
-        self.received = 0
-        self.gaps = 0
-        self.out_of_order = 0
-        self.closed = False
+    room: Channel
 
-    def on_ws_connected(self, transport: WSTransport) -> None:
-        self.transport = transport
+    def __init__(self, room: Channel, index: int, pattern: str) -> None:
+        super().__init__(room, index)
+        self.pattern = pattern
 
     def subscribe(self) -> None:
         assert self.transport is not None
@@ -347,10 +260,6 @@ class Subscriber(WSListener):
         if count == room.n and seq == room.completed:
             room.advance()
 
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
-        if not self.room.stopping:
-            self.closed = True
-
 
 def patterns(receivers: int) -> list[str]:
     """What each subscriber subscribes to: every other one the pattern, the rest the name."""
@@ -364,7 +273,6 @@ async def measure_channel(
     result = RunResult(server="", receivers=receivers, repeat=0)
     room = Channel(receivers, settings.window)
     members = [Subscriber(room, i, p) for i, p in enumerate(patterns(receivers))]
-    receivers_of = typing.cast(Sequence[Any], members)  # _set_low_water needs transports
     publisher = Sender()
     url = f"ws://127.0.0.1:{port}/rpc"
     sender: WSTransport | None = None
@@ -376,50 +284,7 @@ async def measure_channel(
         transport, _ = await asyncio.wait_for(ws_connect(_factory(publisher), url), CONNECT_TIMEOUT)
         room.sender = sender = transport
 
-        frame_bytes = room.frame_size + (2 if room.frame_size < 126 else 4)
-        if settings.batch > 1:
-            _set_low_water(receivers_of, min(settings.batch, room.window) * frame_bytes)
-        rss0 = server.rss_bytes()
-        room.sending = True
-        room.pump()
-        await asyncio.sleep(settings.warmup)
-
-        delivered0, cpu0, t0 = room.delivered, time.process_time(), time.perf_counter()
-        reads0, server_cpu0, busy0 = room.reads, server.cpu_seconds(), machine_busy_seconds()
-        room.measuring = True
-        await asyncio.sleep(settings.duration)
-        room.measuring = False
-        delivered1, cpu1, t1 = room.delivered, time.process_time(), time.perf_counter()
-        reads1, server_cpu1, busy1 = room.reads, server.cpu_seconds(), machine_busy_seconds()
-        result.server_rss_growth = server.rss_bytes() - rss0
-
-        room.sending = False
-        if settings.batch > 1:
-            _set_low_water(receivers_of, 1)
-        if room.completed == room.sent:
-            room.drained.set()
-        with contextlib.suppress(asyncio.TimeoutError):
-            rate = max(1.0, (delivered1 - delivered0) / (t1 - t0))
-            drain = min(DRAIN_TIMEOUT_MAX, max(DRAIN_TIMEOUT, 3 * room.window * room.n / rate))
-            await asyncio.wait_for(room.drained.wait(), drain)
-
-        elapsed = t1 - t0
-        result.deliveries_per_s = (delivered1 - delivered0) / elapsed
-        result.bench_cpu = (cpu1 - cpu0) / elapsed
-        result.server_cpu = (server_cpu1 - server_cpu0) / elapsed
-        if busy0 is not None and busy1 is not None:
-            others = (busy1 - busy0) / elapsed - result.server_cpu - result.bench_cpu
-            result.other_cpu = max(0.0, others)
-        result.messages_per_read = (delivered1 - delivered0) / max(1, reads1 - reads0)
-        samples = sorted(room.samples)
-        result.latency_samples = len(samples)
-        if samples:
-            result.p50_ms = _percentile(samples, 0.50)
-            result.p99_ms = _percentile(samples, 0.99)
-        result.sent = room.sent
-        result.gaps = sum(m.gaps + max(0, room.sent - m.expected) for m in members)
-        result.out_of_order = sum(m.out_of_order for m in members)
-        result.closed = sum(m.closed for m in members) + int(publisher.closed)
+        await _send_and_measure(room, members, publisher, room.frame_size, settings, server, result)
         return result
     finally:
         room.sending = False

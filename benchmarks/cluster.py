@@ -16,7 +16,6 @@ Results go between the ``<!-- cluster:begin -->`` and ``<!-- cluster:end -->`` m
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import shutil
 import sys
@@ -31,6 +30,8 @@ from .report import (
     _version,
     cpu_model,
     fmt_num,
+    log_problems,
+    measured,
     replace_section,
     save_json,
     source_revision,
@@ -63,8 +64,7 @@ def cluster_report(
     summaries = summarise(results, names)
     lines = [
         BEGIN,
-        f"Measured {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} with `{command}`, "
-        "run from the repository's root.",
+        measured(command),
         "",
         table(summaries).replace("ratio to raw RSGI", "ratio to 1 worker, memory"),
         "",
@@ -78,7 +78,7 @@ def cluster_report(
             f"worker's deliveries/s; p50 {s.p50_ms - (base.p50_ms or 0):+.1f} ms, p99 "
             f"{s.p99_ms - base.p99_ms:+.1f} ms against it"
         )
-    problems = sorted({f"{r.server}: {line.strip()}" for r in results for line in r.log_problems})
+    problems = log_problems(results)
     pin = "servers and Redis on core 1, load generator on core 0" if args.pin else "not pinned"
     lines += [
         "",

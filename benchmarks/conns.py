@@ -20,7 +20,6 @@ Results go between the ``<!-- conns:begin -->`` and ``<!-- conns:end -->`` marke
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import platform
 import sys
@@ -30,15 +29,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .cli import server_keys
 from .conns_loadgen import ConnResult, ConnSettings, measure_churn, measure_memory
 from .report import (
     _median,
     _paired_ratio,
     _plural,
     _version,
-    cpu_model,
+    closing_lines,
     fmt_num,
     fmt_pct,
+    log_problems,
+    machine,
+    measured,
     replace_section,
     save_json,
     source_revision,
@@ -201,22 +204,13 @@ def conns_report(
     args: argparse.Namespace,
     command: str,
 ) -> str:
-    pin = "server on core 1, load generator on core 0" if args.pin else "not pinned"
-    problems = sorted({f"{r.server}: {line.strip()}" for r in results for line in r.log_problems})
     errors = [
         f"{r.server}, run {r.repeat}: `{r.error.splitlines()[0][:200]}`"
         for r in results
         if r.error is not None
     ]
     goal = memory_goal(summaries)
-    parts = [
-        BEGIN,
-        f"Measured {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} with `{command}`, "
-        "run from the repository's root.",
-        "",
-        conns_table(summaries),
-        "",
-    ]
+    parts = [BEGIN, measured(command), "", conns_table(summaries), ""]
     if goal:
         parts += [
             "Goal: gobstopper on its best server within 10% of the best peer on memory "
@@ -226,8 +220,7 @@ def conns_report(
             "",
         ]
     parts += [
-        f"- Machine: {os.cpu_count()} cores ({cpu_model()}), {platform.system()} "
-        f"{platform.release()}; {pin}; open-file limit {args.files_limit}.",
+        f"- Machine: {machine(args.pin)}; open-file limit {args.files_limit}.",
         f"- Versions: Python {platform.python_version()}, granian {_version('granian')}, "
         f"uvicorn {_version('uvicorn')}, Starlette {_version('starlette')}, websockets "
         f"{_version('websockets')}, picows {_version('picows')}; gobstopper "
@@ -244,14 +237,7 @@ def conns_report(
         "over the runs, ratios paired within each repeat. 'Failed' counts connections "
         "refused, dropped or timed out, over all runs.",
     ]
-    if errors:
-        parts.append("- Failed runs: " + "; ".join(errors))
-    if problems:
-        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
-        parts.append("- Server log lines worth a look" + more + ":")
-        parts += [f"  - `{line[:200]}`" for line in problems[:10]]
-    else:
-        parts.append("- Server logs: no warnings or errors.")
+    parts += closing_lines(errors, log_problems(results))
     parts.append(END)
     return "\n".join(parts)
 
@@ -292,11 +278,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.repeat = args.repeat or (1 if args.quick else 3)
     if wanted < 1 or args.loops < 1 or args.duration <= 0 or args.repeat < 1:
         p.error("--connections, --loops, --duration and --repeat must be positive")
-    keys = [k for k in args.servers.split(",") if k.strip()]
-    unknown = [k for k in keys if k not in SERVERS]
-    if unknown or not keys:
-        p.error(f"unknown server(s) {unknown}; choose from {', '.join(SERVERS)}")
-    args.server_keys = [k for k in SERVERS if k in keys]
+    args.server_keys = server_keys(p, args.servers, SERVERS)
     args.server_names = [SERVERS[k].name for k in args.server_keys]
     # This process and the server each hold one descriptor per connection; the server
     # inherits the limit set here.

@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from .cli import positive_ints, server_keys
 from .echo_loadgen import EchoResult, EchoSettings, measure_echo
 from .echo_report import echo_report, echo_table, summarise_echo, write_echo_report
 from .report import fmt_num, fmt_pct, save_json
@@ -30,8 +31,9 @@ from .servers import (
     UVICORN_WS,
     ServerProcess,
     ServerSpec,
+    measure_workloads,
     pinning_available,
-    run_loop,
+    run_measurement,
     server_specs,
 )
 
@@ -47,35 +49,19 @@ def run_server(
     spec: ServerSpec, workloads: Sequence[tuple[int, int]], repeat: int, settings: EchoSettings
 ) -> list[EchoResult]:
     """Start one server, measure every workload on it (fresh connections each), stop it."""
-    results: list[EchoResult] = []
-    server: ServerProcess | None = None
-    try:
-        server = ServerProcess.start(spec, settings.pin)
-        for connections, size in workloads:
-            try:
-                result = run_loop(measure_echo(server, connections, size, settings))
-            except Exception as exc:
-                result = EchoResult(spec.name, connections, size, repeat, error=_error(exc))
-            result.server, result.repeat = spec.name, repeat
-            results.append(result)
-            print(_progress(result), flush=True)
-    except Exception as exc:
-        for connections, size in workloads[len(results) :]:
-            result = EchoResult(spec.name, connections, size, repeat, error=_error(exc))
-            results.append(result)
-            print(_progress(result), flush=True)
-    finally:
-        if server is not None:
-            server.stop()
-            problems = server.problems()
-            for result in results:
-                result.log_problems = problems
-            server.log_path.unlink(missing_ok=True)
-    return results
 
+    def failed(workload: tuple[int, int], error: str) -> EchoResult:
+        connections, size = workload
+        return EchoResult(spec.name, connections, size, repeat, error=error)
 
-def _error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    def measure(server: ServerProcess, workload: tuple[int, int]) -> EchoResult:
+        connections, size = workload
+        coro = measure_echo(server, connections, size, settings)
+        result = run_measurement(coro, lambda error: failed(workload, error))
+        result.server, result.repeat = spec.name, repeat
+        return result
+
+    return measure_workloads(spec, settings.pin, workloads, measure, failed, _progress)
 
 
 def _progress(r: EchoResult) -> str:
@@ -91,16 +77,6 @@ def _progress(r: EchoResult) -> str:
 
 
 # -- command line -------------------------------------------------------------------------
-
-
-def _ints(p: argparse.ArgumentParser, option: str, text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        p.error(f"{option}={text!r} is not a comma-separated list of integers")
-    if not values or min(values) < 1:
-        p.error(f"{option} needs positive integers")
-    return values
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -124,14 +100,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.duration = args.duration or (1.0 if args.quick else 2.0)
     args.warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 0.5)
     args.repeat = args.repeat or (1 if args.quick else 3)
-    args.conn_counts = _ints(p, "--conns", args.conns)
-    args.msg_sizes = _ints(p, "--sizes", args.sizes)
-    keys = [k for k in args.servers.split(",") if k.strip()]
-    unknown = [k for k in keys if k not in SERVERS]
-    if unknown or not keys:
-        p.error(f"unknown server(s) {unknown}; choose from {', '.join(SERVERS)}")
-    args.server_names = [SERVERS[k].name for k in SERVERS if k in keys]
-    args.server_keys = [k for k in SERVERS if k in keys]
+    args.conn_counts = positive_ints(p, "--conns", args.conns)
+    args.msg_sizes = positive_ints(p, "--sizes", args.sizes)
+    args.server_keys = server_keys(p, args.servers, SERVERS)
+    args.server_names = [SERVERS[k].name for k in args.server_keys]
     if args.duration <= 0 or args.warmup < 0 or args.repeat < 1 or args.window < 1:
         p.error("--duration, --repeat and --window must be positive, --warmup not negative")
     args.pin = not args.no_pin and pinning_available()

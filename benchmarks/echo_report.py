@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
 import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,14 +11,18 @@ from pathlib import Path
 from .echo_loadgen import EchoResult
 from .report import (
     _median,
-    _paired_ratio,
     _plural,
     _version,
-    cpu_model,
-    fmt_k,
-    fmt_num,
+    by_workload,
+    closing_lines,
     fmt_pct,
+    log_problems,
+    machine,
+    measured,
+    rate_figures,
     replace_section,
+    round_trip_row,
+    spread,
 )
 from .report import source_revision as _source_revision
 from .servers import event_loop_name
@@ -69,35 +71,20 @@ class EchoSummary:
 
 def summarise_echo(results: Sequence[EchoResult], servers: Sequence[str]) -> list[EchoSummary]:
     summaries: list[EchoSummary] = []
-    for connections, size in sorted({(r.connections, r.size) for r in results}):
-        same = [r for r in results if (r.connections, r.size) == (connections, size)]
-        baseline = [r for r in same if r.server == BASELINE]
-        for name in servers:
-            runs = [r for r in same if r.server == name]
-            if not runs:
-                continue
-            ok = [r for r in runs if r.error is None]
-            rates = [r.messages_per_s for r in ok]
-            summaries.append(
-                EchoSummary(
-                    server=name,
-                    connections=connections,
-                    size=size,
-                    runs=len(runs),
-                    failed=len(runs) - len(ok),
-                    messages_per_s=_median(rates),
-                    low=min(rates) if rates else None,
-                    high=max(rates) if rates else None,
-                    ratio=_paired_ratio(runs, baseline, lambda r: r.messages_per_s),
-                    p50_ms=_median([r.p50_ms for r in ok]),
-                    p99_ms=_median([r.p99_ms for r in ok]),
-                    lost=sum(r.lost for r in ok),
-                    wrong_size=sum(r.wrong_size for r in ok),
-                    closed=sum(r.closed for r in ok),
-                    server_cpu=_median([r.server_cpu for r in ok]),
-                    bench_cpu=_median([r.bench_cpu for r in ok]),
-                )
+    rows = by_workload(results, lambda r: (r.connections, r.size), servers, BASELINE)
+    for (connections, size), name, runs, baseline in rows:
+        ok = [r for r in runs if r.error is None]
+        summaries.append(
+            EchoSummary(
+                server=name,
+                connections=connections,
+                size=size,
+                messages_per_s=_median([r.messages_per_s for r in ok]),
+                lost=sum(r.lost for r in ok),
+                wrong_size=sum(r.wrong_size for r in ok),
+                **rate_figures(runs, baseline, lambda r: r.messages_per_s),
             )
+        )
     return summaries
 
 
@@ -112,25 +99,9 @@ def echo_table(summaries: Sequence[EchoSummary]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for s in summaries:
-        runs = f"{s.runs - s.failed}/{s.runs}"
-        if s.low is not None and s.high is not None:
-            runs += f" ({fmt_k(s.low)}-{fmt_k(s.high)})"
-        for count, what in ((s.lost, "lost"), (s.wrong_size, "wrong size"), (s.closed, "closed")):
-            if count:
-                runs += f", {count} {what}"
-        cells = [
-            s.server,
-            str(s.connections),
-            _size(s.size),
-            fmt_k(s.messages_per_s),
-            fmt_num(s.ratio, ".2f"),
-            fmt_num(s.p50_ms, ".2f"),
-            fmt_num(s.p99_ms, ".2f"),
-            fmt_pct(s.server_cpu),
-            fmt_pct(s.bench_cpu),
-            runs,
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+        counts = [(s.lost, "lost"), (s.wrong_size, "wrong size"), (s.closed, "closed")]
+        leading = [s.server, str(s.connections), _size(s.size)]
+        lines.append(round_trip_row(s, leading, s.messages_per_s, counts))
     return "\n".join(lines)
 
 
@@ -191,20 +162,12 @@ def echo_report(
 ) -> str:
     from .servers import UVICORN_WS
 
-    pin = "server on core 1, load generator on core 0" if args.pin else "not pinned"
-    problems = sorted({f"{r.server}: {line.strip()}" for r in results for line in r.log_problems})
     errors = [
         f"{r.server}, {r.connections} conn., {_size(r.size)}, run {r.repeat}: "
         f"`{r.error.splitlines()[0][:200]}`"
         for r in results
         if r.error is not None
     ]
-    spreads = [s.high / s.low - 1 for s in summaries if s.low and s.high and s.runs > 1]
-    spread = (
-        f"the fastest and slowest run of one row differed by up to {max(spreads) * 100:.0f} %"
-        if spreads
-        else "one run per row gives no idea of the spread"
-    )
     loads = [r.other_cpu for r in results if r.other_cpu is not None]
     others = (
         f"other processes used {min(loads) * 100:.0f}-{max(loads) * 100:.0f} % of a core "
@@ -212,21 +175,11 @@ def echo_report(
         if loads
         else "the load of other processes was not measured"
     )
-    parts = [
-        BEGIN,
-        f"Measured {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} with `{command}`, "
-        "run from the repository's root.",
-        "",
-        echo_table(summaries),
-        "",
-        f"Goal: {GOAL}.",
-        "",
-    ]
+    parts = [BEGIN, measured(command), "", echo_table(summaries), "", f"Goal: {GOAL}.", ""]
     parts += [f"- {v}" for v in goal_verdicts(summaries)]
     parts += [
         "",
-        f"- Machine: {os.cpu_count()} cores ({cpu_model()}), {platform.system()} "
-        f"{platform.release()}; {pin}.",
+        f"- Machine: {machine(args.pin)}.",
         f"- Versions: Python {platform.python_version()}, granian {_version('granian')}, "
         f"uvicorn {_version('uvicorn')}, Starlette {_version('starlette')}, websockets "
         f"{_version('websockets')}, picows {_version('picows')}, uvloop "
@@ -251,17 +204,10 @@ def echo_report(
     if headroom:
         parts.append(headroom)
     parts.append(
-        f"- Noise: a shared machine; {spread}; {others}. Quote the ratios, measured side "
-        "by side, rather than the absolute figures."
+        f"- Noise: a shared machine; {spread(summaries)}; {others}. Quote the ratios, "
+        "measured side by side, rather than the absolute figures."
     )
-    if errors:
-        parts.append("- Failed runs: " + "; ".join(errors))
-    if problems:
-        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
-        parts.append("- Server log lines worth a look" + more + ":")
-        parts += [f"  - `{line[:200]}`" for line in problems[:10]]
-    else:
-        parts.append("- Server logs: no warnings or errors.")
+    parts += closing_lines(errors, log_problems(results))
     parts.append(END)
     return "\n".join(parts)
 

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from .cli import add_retry_options, check_retry_options, server_keys
 from .loadgen import MESSAGE_BYTES, RING, RunResult, Settings, measure
 from .report import (
     PLOT_NAME,
@@ -43,7 +44,14 @@ from .report import (
     write_plot,
     write_report,
 )
-from .servers import ROOT, ServerSpec, measure_on, pinning_available, server_specs
+from .servers import (
+    ROOT,
+    ServerSpec,
+    least_disturbed,
+    measure_on,
+    pinning_available,
+    server_specs,
+)
 
 __all__ = ["SERVERS", "main", "run_once", "run_spec"]
 
@@ -117,13 +125,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the markdown file to update")
     p.add_argument("--json", type=Path, help="also write every run's figures here")
     p.add_argument("--no-plot", action="store_true", help="do not write the PNG plot")
-    p.add_argument(
-        "--max-other",
-        type=float,
-        default=0.25,
-        help="share of a core other processes may use before a run is repeated (0.25)",
-    )
-    p.add_argument("--retries", type=int, default=1, help="repeats of a disturbed run (1)")
+    add_retry_options(p)
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     args = p.parse_args(argv)
     args.duration = args.duration or (1.0 if args.quick else 2.0)
@@ -139,11 +141,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"--stalled={args.stalled!r} is not a comma-separated list of numbers")
     if not args.stalled_percents or not all(0 <= v < 100 for v in args.stalled_percents):
         p.error("--stalled needs percentages from 0 to below 100")
-    keys = [k for k in args.servers.split(",") if k.strip()]
-    unknown = [k for k in keys if k not in SERVERS]
-    if unknown or not keys:
-        p.error(f"unknown server(s) {unknown}; choose from {', '.join(SERVERS)}")
-    args.server_keys = [k for k in SERVERS if k in keys]
+    args.server_keys = server_keys(p, args.servers, SERVERS)
     args.server_names = [SERVERS[k].name for k in args.server_keys]
     if not args.room_sizes or min(args.room_sizes) < 1:
         p.error("--rooms needs positive room sizes")
@@ -151,8 +149,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"--window must be between 1 and {RING // 4}")
     if args.duration <= 0 or args.warmup < 0 or args.repeat < 1:
         p.error("--duration and --repeat must be positive, --warmup not negative")
-    if args.retries < 0 or args.max_other < 0:
-        p.error("--retries and --max-other must not be negative")
+    check_retry_options(p, args)
     if args.batch < 1:
         p.error("--batch must be at least 1")
     if (
@@ -210,22 +207,14 @@ def measure_quietly(
     args: argparse.Namespace,
 ) -> RunResult:
     """Run once; run again (``--retries`` times at most) while other processes of the
-    machine used more than ``--max-other`` of a core. Keeps the least disturbed run.
-
-    The decision looks only at the machine's other load, never at the figures.
-    """
-    best: RunResult | None = None
-    for attempt in range(1, args.retries + 2):
-        result = run_once(key, receivers, stalled, repeat, settings)
-        result.attempts = attempt
-        if best is None or (result.other_cpu or 0.0) < (best.other_cpu or 0.0):
-            best = result
-        if result.error is not None or (result.other_cpu or 0.0) <= args.max_other:
-            break
-        if attempt <= args.retries:
-            print(f"{_progress(result)}\n  other processes were busy: measuring again", flush=True)
-    assert best is not None
-    return best
+    machine used more than ``--max-other`` of a core. Keeps the least disturbed run."""
+    return least_disturbed(
+        lambda: run_once(key, receivers, stalled, repeat, settings),
+        args.retries,
+        args.max_other,
+        _progress,
+        "other processes were busy: measuring again",
+    )
 
 
 def _progress(r: RunResult) -> str:

@@ -10,7 +10,7 @@ import os
 import platform
 import statistics
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,13 +23,22 @@ __all__ = [
     "END",
     "PLOT_NAME",
     "Summary",
+    "by_workload",
+    "closing_lines",
     "fmt_k",
     "fmt_mib",
     "fmt_num",
     "fmt_pct",
+    "log_problems",
+    "machine",
+    "measured",
+    "rate_figures",
     "report",
     "room_label",
+    "round_trip_row",
+    "runs_cell",
     "save_json",
+    "spread",
     "summarise",
     "table",
     "write_plot",
@@ -96,44 +105,67 @@ def _paired_ratio(
     return statistics.median(ratios) if ratios else None
 
 
+def by_workload(
+    results: Sequence[Any],
+    workload: Callable[[Any], tuple[Any, ...]],
+    servers: Sequence[str],
+    baseline: str,
+    order: Callable[[tuple[Any, ...]], Any] | None = None,
+) -> Iterator[tuple[tuple[Any, ...], str, list[Any], list[Any]]]:
+    """For each workload (sorted, by ``order`` when given), each server that ran it, in
+    the order of ``servers``: the workload, the server, its runs, and the runs of
+    ``baseline`` on that workload."""
+    keys = {workload(r) for r in results}
+    for key in sorted(keys, key=order) if order else sorted(keys):
+        same = [r for r in results if workload(r) == key]
+        base = [r for r in same if r.server == baseline]
+        for name in servers:
+            runs = [r for r in same if r.server == name]
+            if runs:
+                yield key, name, runs, base
+
+
+def rate_figures(
+    runs: Sequence[Any], baseline: Sequence[Any], rate: Callable[[Any], float]
+) -> dict[str, Any]:
+    """The figures every summary row has, over a server's runs of one workload: runs and
+    failed runs, the slowest and fastest ``rate``, its ratio to the baseline's, the
+    latency, connections closed, and CPU (medians over the runs that worked)."""
+    ok = [r for r in runs if r.error is None]
+    rates = [rate(r) for r in ok]
+    return {
+        "runs": len(runs),
+        "failed": len(runs) - len(ok),
+        "low": min(rates) if rates else None,
+        "high": max(rates) if rates else None,
+        "ratio": _paired_ratio(runs, baseline, rate),
+        "p50_ms": _median([r.p50_ms for r in ok]),
+        "p99_ms": _median([r.p99_ms for r in ok]),
+        "closed": sum(r.closed for r in ok),
+        "server_cpu": _median([r.server_cpu for r in ok]),
+        "bench_cpu": _median([r.bench_cpu for r in ok]),
+    }
+
+
 def summarise(results: Sequence[RunResult], servers: Sequence[str]) -> list[Summary]:
     summaries: list[Summary] = []
-    rooms = sorted({(r.receivers, r.stalled, r.size) for r in results})
-    for receivers, stalled, size in rooms:
-        here = [
-            r for r in results if (r.receivers, r.stalled, r.size) == (receivers, stalled, size)
-        ]
-        baseline = [r for r in here if r.server == servers[0]]
-        for name in servers:
-            runs = [r for r in here if r.server == name]
-            if not runs:
-                continue
-            ok = [r for r in runs if r.error is None]
-            rates = [r.deliveries_per_s for r in ok]
-            median = _median(rates)
-            summaries.append(
-                Summary(
-                    server=name,
-                    receivers=receivers,
-                    stalled=stalled,
-                    size=size,
-                    runs=len(runs),
-                    failed=len(runs) - len(ok),
-                    deliveries_per_s=median,
-                    low=min(rates) if rates else None,
-                    high=max(rates) if rates else None,
-                    ratio=_paired_ratio(runs, baseline, lambda r: r.deliveries_per_s),
-                    p50_ms=_median([r.p50_ms for r in ok]),
-                    p99_ms=_median([r.p99_ms for r in ok]),
-                    gaps=sum(r.gaps for r in ok),
-                    out_of_order=sum(r.out_of_order for r in ok),
-                    closed=sum(r.closed for r in ok),
-                    bench_cpu=_median([r.bench_cpu for r in ok]),
-                    messages_per_read=_median([r.messages_per_read for r in ok]),
-                    server_cpu=_median([r.server_cpu for r in ok]),
-                    server_rss_growth=_median([r.server_rss_growth for r in ok]),
-                )
+    rooms = by_workload(results, lambda r: (r.receivers, r.stalled, r.size), servers, servers[0])
+    for (receivers, stalled, size), name, runs, baseline in rooms:
+        ok = [r for r in runs if r.error is None]
+        summaries.append(
+            Summary(
+                server=name,
+                receivers=receivers,
+                stalled=stalled,
+                size=size,
+                deliveries_per_s=_median([r.deliveries_per_s for r in ok]),
+                gaps=sum(r.gaps for r in ok),
+                out_of_order=sum(r.out_of_order for r in ok),
+                messages_per_read=_median([r.messages_per_read for r in ok]),
+                server_rss_growth=_median([r.server_rss_growth for r in ok]),
+                **rate_figures(runs, baseline, lambda r: r.deliveries_per_s),
             )
+        )
     return summaries
 
 
@@ -161,11 +193,6 @@ def table(summaries: Sequence[Summary]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for s in summaries:
-        runs = f"{s.runs - s.failed}/{s.runs}"
-        if s.low is not None and s.high is not None:
-            runs += f" ({fmt_k(s.low)}-{fmt_k(s.high)})"
-        if s.closed:
-            runs += f", {s.closed} closed"
         cells = [
             s.server,
             s.room,
@@ -174,14 +201,48 @@ def table(summaries: Sequence[Summary]) -> str:
             fmt_num(s.p50_ms, ".1f"),
             fmt_num(s.p99_ms, ".1f"),
             f"{s.gaps} / {s.out_of_order}",
-            runs,
+            runs_cell(s, [(s.closed, "closed")]),
             fmt_pct(s.server_cpu),
             fmt_mib(s.server_rss_growth),
             fmt_pct(s.bench_cpu),
             fmt_num(s.messages_per_read, ".2f"),
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(table_row(cells))
     return "\n".join(lines)
+
+
+def runs_cell(s: Any, counts: Sequence[tuple[int, str]]) -> str:
+    """A summary's runs column: the runs that worked of all of them, the slowest and
+    fastest rate, then each ``(count, what)`` that is not zero."""
+    runs = f"{s.runs - s.failed}/{s.runs}"
+    if s.low is not None and s.high is not None:
+        runs += f" ({fmt_k(s.low)}-{fmt_k(s.high)})"
+    for count, what in counts:
+        if count:
+            runs += f", {count} {what}"
+    return runs
+
+
+def table_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def round_trip_row(
+    s: Any, leading: Sequence[str], rate: float | None, counts: Sequence[tuple[int, str]]
+) -> str:
+    """A row of a round-trip table (echo, calls): the ``leading`` cells, then the rate,
+    the ratio, p50 and p99 latency, server and load generator CPU, and the runs."""
+    cells = [
+        *leading,
+        fmt_k(rate),
+        fmt_num(s.ratio, ".2f"),
+        fmt_num(s.p50_ms, ".2f"),
+        fmt_num(s.p99_ms, ".2f"),
+        fmt_pct(s.server_cpu),
+        fmt_pct(s.bench_cpu),
+        runs_cell(s, counts),
+    ]
+    return table_row(cells)
 
 
 def _others(results: Sequence[RunResult], args: argparse.Namespace) -> str:
@@ -267,6 +328,51 @@ def source_revision() -> str:
     return f"commit {commit}" + (" with uncommitted changes" if changed else "")
 
 
+def measured(command: str) -> str:
+    """A report's first line: when, and with what command."""
+    return (
+        f"Measured {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} with `{command}`, "
+        "run from the repository's root."
+    )
+
+
+def machine(pin: bool) -> str:
+    """The machine, and where the server and the load generator ran."""
+    where = "server on core 1, load generator on core 0" if pin else "not pinned"
+    return (
+        f"{os.cpu_count()} cores ({cpu_model()}), {platform.system()} {platform.release()}; {where}"
+    )
+
+
+def spread(summaries: Sequence[Any], lead: str = "") -> str:
+    """How far apart the fastest and slowest run of one row were, at most."""
+    spreads = [s.high / s.low - 1 for s in summaries if s.low and s.high and s.runs > 1]
+    if not spreads:
+        return "one run per row gives no idea of the spread"
+    worst = max(spreads) * 100
+    return f"{lead}the fastest and slowest run of one row differed by up to {worst:.0f} %"
+
+
+def log_problems(results: Sequence[Any]) -> list[str]:
+    """The server log lines worth a look, each once, named by their server."""
+    return sorted({f"{r.server}: {line.strip()}" for r in results for line in r.log_problems})
+
+
+def closing_lines(errors: Sequence[str], problems: Sequence[str]) -> list[str]:
+    """A report's last lines: the failed runs, then the server log lines worth a look
+    (the first ten)."""
+    lines = []
+    if errors:
+        lines.append("- Failed runs: " + "; ".join(errors))
+    if problems:
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        lines.append("- Server log lines worth a look" + more + ":")
+        lines += [f"  - `{line[:200]}`" for line in problems[:10]]
+    else:
+        lines.append("- Server logs: no warnings or errors.")
+    return lines
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -284,36 +390,20 @@ def report(
     command: str,
     plot: str | None,
 ) -> str:
-    pin = "server on core 1, load generator on core 0" if args.pin else "not pinned"
     problems = sorted({line for r in results for line in r.log_problems})
     errors = [
         f"{r.server}, {r.receivers} receivers, run {r.repeat}: `{r.error.splitlines()[0][:200]}`"
         for r in results
         if r.error is not None
     ]
-    parts = [
-        BEGIN,
-        f"Measured {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} with `{command}`, "
-        "run from the repository's root.",
-        "",
-        table(summaries),
-        "",
-    ]
+    parts = [BEGIN, measured(command), "", table(summaries), ""]
     goal = _goal(summaries, args.server_names)
     if goal:
         parts += [goal, ""]
     if plot is not None:
         parts += [f"![deliveries per second by server and room size]({plot})", ""]
-    spreads = [s.high / s.low - 1 for s in summaries if s.low and s.high and s.runs > 1]
-    spread = (
-        f"in this run the fastest and slowest run of one row differed by up to "
-        f"{max(spreads) * 100:.0f} %"
-        if spreads
-        else "one run per row gives no idea of the spread"
-    )
     parts += [
-        f"- Machine: {os.cpu_count()} cores ({cpu_model()}), {platform.system()} "
-        f"{platform.release()}; {pin}.",
+        f"- Machine: {machine(args.pin)}.",
         f"- Versions: Python {platform.python_version()}, granian {_version('granian')}, "
         f"picows {_version('picows')}, uvloop {_version('uvloop')}; gobstopper "
         f"{_version('gobstopper')} at {source_revision()}.",
@@ -338,19 +428,11 @@ def report(
         f"{_plural(args.batch, 'message')} are waiting (`SO_RCVLOWAT`, lifted for the "
         "last messages); more messages per read than that mean it fell behind.",
         f"- Noise: a shared machine, one core for the server and one for the load "
-        f"generator; {spread}. Quote the ratios, measured side by side, rather than "
-        "the absolute figures.",
+        f"generator; {spread(summaries, lead='in this run ')}. Quote the ratios, measured "
+        "side by side, rather than the absolute figures.",
         f"- Other processes: {_others(results, args)}",
     ]
-    if errors:
-        parts.append("- Failed runs: " + "; ".join(errors))
-    if problems:
-        shown = problems[:10]
-        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
-        parts.append("- Server log lines worth a look" + more + ":")
-        parts += [f"  - `{line.strip()[:200]}`" for line in shown]
-    else:
-        parts.append("- Server logs: no warnings or errors.")
+    parts += closing_lines(errors, [line.strip() for line in problems])
     parts.append(END)
     return "\n".join(parts)
 

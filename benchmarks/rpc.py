@@ -24,7 +24,6 @@ output file (the section is appended when they are missing).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import platform
 import sys
@@ -33,20 +32,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cli import add_retry_options, check_retry_options, positive_ints, server_keys
 from .loadgen import MESSAGE_BYTES, RING, RunResult, Settings
 from .report import (
     Summary,
     _median,
-    _paired_ratio,
     _plural,
     _version,
-    cpu_model,
-    fmt_k,
+    by_workload,
+    closing_lines,
     fmt_num,
     fmt_pct,
+    log_problems,
+    machine,
+    measured,
+    rate_figures,
     replace_section,
+    round_trip_row,
     save_json,
     source_revision,
+    spread,
     summarise,
     table,
 )
@@ -66,9 +71,11 @@ from .servers import (
     ServerSpec,
     _granian,
     event_loop_name,
+    least_disturbed,
     measure_on,
+    measure_workloads,
     pinning_available,
-    run_loop,
+    run_measurement,
 )
 
 __all__ = ["BEGIN", "END", "SERVERS", "CallSummary", "main", "overhead"]
@@ -106,44 +113,28 @@ def run_calls(
     ``--max-other`` of a core is measured again (``--retries`` times at most), keeping
     the least disturbed attempt: the decision looks only at the machine's other load.
     """
-    results: list[RPCResult] = []
-    server: ServerProcess | None = None
-    try:
-        server = ServerProcess.start(spec, settings.pin)
-        for connections, encoding in workloads:
-            best: RPCResult | None = None
-            for attempt in range(1, args.retries + 2):
-                try:
-                    result = run_loop(measure_rpc(server, connections, encoding, settings))
-                except Exception as exc:
-                    result = RPCResult(spec.name, connections, encoding, repeat, error=_error(exc))
-                result.server, result.repeat, result.attempts = spec.name, repeat, attempt
-                if best is None or (result.other_cpu or 0.0) < (best.other_cpu or 0.0):
-                    best = result
-                if result.error is not None or (result.other_cpu or 0.0) <= args.max_other:
-                    break
-                if attempt <= args.retries:
-                    print(f"{_call_progress(result)}\n  others were busy: again", flush=True)
-            assert best is not None
-            results.append(best)
-            print(_call_progress(best), flush=True)
-    except Exception as exc:
-        for connections, encoding in workloads[len(results) :]:
-            result = RPCResult(spec.name, connections, encoding, repeat, error=_error(exc))
-            results.append(result)
-            print(_call_progress(result), flush=True)
-    finally:
-        if server is not None:
-            server.stop()
-            problems = server.problems()
-            for result in results:
-                result.log_problems = problems
-            server.log_path.unlink(missing_ok=True)
-    return results
 
+    def failed(workload: tuple[int, str], error: str) -> RPCResult:
+        connections, encoding = workload
+        return RPCResult(spec.name, connections, encoding, repeat, error=error)
 
-def _error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    def attempt(server: ServerProcess, workload: tuple[int, str]) -> RPCResult:
+        connections, encoding = workload
+        coro = measure_rpc(server, connections, encoding, settings)
+        result = run_measurement(coro, lambda error: failed(workload, error))
+        result.server, result.repeat = spec.name, repeat
+        return result
+
+    def measure(server: ServerProcess, workload: tuple[int, str]) -> RPCResult:
+        return least_disturbed(
+            lambda: attempt(server, workload),
+            args.retries,
+            args.max_other,
+            _call_progress,
+            "others were busy: again",
+        )
+
+    return measure_workloads(spec, settings.pin, workloads, measure, failed, _call_progress)
 
 
 def _call_progress(r: RPCResult) -> str:
@@ -181,38 +172,26 @@ class CallSummary:
 def summarise_calls(results: Sequence[RPCResult], servers: Sequence[str]) -> list[CallSummary]:
     summaries: list[CallSummary] = []
     order = {e: i for i, e in enumerate(ENCODINGS)}
-    workloads = sorted(
-        {(r.connections, r.encoding) for r in results}, key=lambda w: (w[0], order[w[1]])
+    rows = by_workload(
+        results,
+        lambda r: (r.connections, r.encoding),
+        servers,
+        WS_LAYER,
+        order=lambda w: (w[0], order[w[1]]),
     )
-    for connections, encoding in workloads:
-        same = [r for r in results if (r.connections, r.encoding) == (connections, encoding)]
-        baseline = [r for r in same if r.server == WS_LAYER]
-        for name in servers:
-            runs = [r for r in same if r.server == name]
-            if not runs:
-                continue
-            ok = [r for r in runs if r.error is None]
-            rates = [r.calls_per_s for r in ok]
-            summaries.append(
-                CallSummary(
-                    server=name,
-                    connections=connections,
-                    encoding=encoding,
-                    runs=len(runs),
-                    failed=len(runs) - len(ok),
-                    calls_per_s=_median(rates),
-                    low=min(rates) if rates else None,
-                    high=max(rates) if rates else None,
-                    ratio=_paired_ratio(runs, baseline, lambda r: r.calls_per_s),
-                    p50_ms=_median([r.p50_ms for r in ok]),
-                    p99_ms=_median([r.p99_ms for r in ok]),
-                    lost=sum(r.lost for r in ok),
-                    wrong=sum(r.wrong for r in ok),
-                    closed=sum(r.closed for r in ok),
-                    server_cpu=_median([r.server_cpu for r in ok]),
-                    bench_cpu=_median([r.bench_cpu for r in ok]),
-                )
+    for (connections, encoding), name, runs, baseline in rows:
+        ok = [r for r in runs if r.error is None]
+        summaries.append(
+            CallSummary(
+                server=name,
+                connections=connections,
+                encoding=encoding,
+                calls_per_s=_median([r.calls_per_s for r in ok]),
+                lost=sum(r.lost for r in ok),
+                wrong=sum(r.wrong for r in ok),
+                **rate_figures(runs, baseline, lambda r: r.calls_per_s),
             )
+        )
     return summaries
 
 
@@ -223,25 +202,9 @@ def call_table(summaries: Sequence[CallSummary]) -> str:
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for s in summaries:
-        runs = f"{s.runs - s.failed}/{s.runs}"
-        if s.low is not None and s.high is not None:
-            runs += f" ({fmt_k(s.low)}-{fmt_k(s.high)})"
-        for count, what in ((s.lost, "lost"), (s.wrong, "wrong"), (s.closed, "closed")):
-            if count:
-                runs += f", {count} {what}"
-        cells = [
-            s.server,
-            str(s.connections),
-            s.encoding,
-            fmt_k(s.calls_per_s),
-            fmt_num(s.ratio, ".2f"),
-            fmt_num(s.p50_ms, ".2f"),
-            fmt_num(s.p99_ms, ".2f"),
-            fmt_pct(s.server_cpu),
-            fmt_pct(s.bench_cpu),
-            runs,
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+        counts = [(s.lost, "lost"), (s.wrong, "wrong"), (s.closed, "closed")]
+        leading = [s.server, str(s.connections), s.encoding]
+        lines.append(round_trip_row(s, leading, s.calls_per_s, counts))
     return "\n".join(lines)
 
 
@@ -253,8 +216,8 @@ def run_channel(
 ) -> RunResult:
     """Start the server, measure one room size in a fresh event loop, stop the server;
     again, on a fresh server, while other processes were busy (as ``run_calls``)."""
-    best: RunResult | None = None
-    for attempt in range(1, args.retries + 2):
+
+    def attempt() -> RunResult:
         result, problems = measure_on(
             spec,
             settings.pin,
@@ -262,15 +225,11 @@ def run_channel(
             lambda error: RunResult(spec.name, receivers, repeat, error=error),
         )
         result.server, result.repeat, result.log_problems = spec.name, repeat, problems
-        result.attempts = attempt
-        if best is None or (result.other_cpu or 0.0) < (best.other_cpu or 0.0):
-            best = result
-        if result.error is not None or (result.other_cpu or 0.0) <= args.max_other:
-            break
-        if attempt <= args.retries:
-            print(f"{_channel_progress(result)}\n  others were busy: again", flush=True)
-    assert best is not None
-    return best
+        return result
+
+    return least_disturbed(
+        attempt, args.retries, args.max_other, _channel_progress, "others were busy: again"
+    )
 
 
 def _channel_progress(r: RunResult) -> str:
@@ -314,11 +273,7 @@ def rpc_report(
     args: argparse.Namespace,
     command: str,
 ) -> str:
-    pin = "server on core 1, load generator on core 0" if args.pin else "not pinned"
     everything: list[RPCResult | RunResult] = [*calls, *channels]
-    problems = sorted(
-        {f"{r.server}: {line.strip()}" for r in everything for line in r.log_problems}
-    )
     errors = [
         f"{r.server}, run {r.repeat}: `{r.error.splitlines()[0][:200]}`"
         for r in everything
@@ -335,18 +290,7 @@ def rpc_report(
         else "the load of other processes was not measured"
     )
     rows: list[CallSummary | Summary] = [*call_summaries, *channel_summaries]
-    spreads = [s.high / s.low - 1 for s in rows if s.low and s.high and s.runs > 1]
-    spread = (
-        f"the fastest and slowest run of one row differed by up to {max(spreads) * 100:.0f} %"
-        if spreads
-        else "one run per row gives no idea of the spread"
-    )
-    parts = [
-        BEGIN,
-        f"Measured {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} with `{command}`, "
-        "run from the repository's root.",
-        "",
-    ]
+    parts = [BEGIN, measured(command), ""]
     if call_summaries:
         parts += ["Calls: `add(a, b)`, round trips per second.", "", call_table(call_summaries), ""]
     if channel_summaries:
@@ -359,8 +303,7 @@ def rpc_report(
         parts += [*lines, ""]
     frame = len(notification_bytes("x" * MESSAGE_BYTES))
     parts += [
-        f"- Machine: {os.cpu_count()} cores ({cpu_model()}), {platform.system()} "
-        f"{platform.release()}; {pin}.",
+        f"- Machine: {machine(args.pin)}.",
         f"- Versions: Python {platform.python_version()}, granian {_version('granian')}, "
         f"msgspec {_version('msgspec')}, picows {_version('picows')}, uvloop "
         f"{_version('uvloop')}; gobstopper {_version('gobstopper')} at {source_revision()}.",
@@ -378,17 +321,10 @@ def rpc_report(
         f"- {_plural(args.repeat, 'run')} per row, the servers taking turns; rates, latency "
         "and CPU are medians over the runs, the ratio is the median of the ratios within "
         "each repeat; lost, wrong, gaps and out-of-order messages are totals.",
-        f"- Noise: a shared machine; {spread}; {others}. Quote the ratios, measured side "
-        "by side, rather than the absolute figures.",
+        f"- Noise: a shared machine; {spread(rows)}; {others}. Quote the ratios, measured "
+        "side by side, rather than the absolute figures.",
     ]
-    if errors:
-        parts.append("- Failed runs: " + "; ".join(errors))
-    if problems:
-        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
-        parts.append("- Server log lines worth a look" + more + ":")
-        parts += [f"  - `{line[:200]}`" for line in problems[:10]]
-    else:
-        parts.append("- Server logs: no warnings or errors.")
+    parts += closing_lines(errors, log_problems(everything))
     parts.append(END)
     return "\n".join(parts)
 
@@ -402,16 +338,6 @@ layer, and (for calls) on raw RSGI.
 
 
 # -- command line -------------------------------------------------------------------------
-
-
-def _ints(p: argparse.ArgumentParser, option: str, text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        p.error(f"{option}={text!r} is not a comma-separated list of integers")
-    if min(values, default=1) < 1:
-        p.error(f"{option} needs positive integers")
-    return values
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -437,13 +363,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the markdown file to update")
     p.add_argument("--json", type=Path, help="also write every run's figures here")
-    p.add_argument(
-        "--max-other",
-        type=float,
-        default=0.25,
-        help="share of a core other processes may use before a run is repeated (0.25)",
-    )
-    p.add_argument("--retries", type=int, default=1, help="repeats of a disturbed run (1)")
+    add_retry_options(p)
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     args = p.parse_args(argv)
     args.duration = args.duration or (1.0 if args.quick else 2.0)
@@ -451,21 +371,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.fanout_warmup is None:
         args.fanout_warmup = 0.5 if args.quick else 1.0
     args.repeat = args.repeat or (1 if args.quick else 3)
-    args.conn_counts = _ints(p, "--conns", args.conns)
-    args.room_sizes = _ints(p, "--rooms", args.rooms)
+    args.conn_counts = positive_ints(p, "--conns", args.conns, allow_empty=True)
+    args.room_sizes = positive_ints(p, "--rooms", args.rooms, allow_empty=True)
     args.encoding_names = [e for e in ENCODINGS if e in args.encodings.split(",")]
     unknown_encodings = set(args.encodings.split(",")) - set(ENCODINGS) - {""}
     if unknown_encodings:
         p.error(f"unknown encoding(s) {sorted(unknown_encodings)}; choose from {ENCODINGS}")
-    keys = [k for k in args.servers.split(",") if k.strip()]
-    unknown = [k for k in keys if k not in SERVERS]
-    if unknown or not keys:
-        p.error(f"unknown server(s) {unknown}; choose from {', '.join(SERVERS)}")
-    args.server_keys = [k for k in SERVERS if k in keys]
+    args.server_keys = server_keys(p, args.servers, SERVERS)
     if args.duration <= 0 or args.warmup < 0 or args.fanout_warmup < 0 or args.repeat < 1:
         p.error("--duration and --repeat must be positive, the warm-ups not negative")
-    if args.retries < 0 or args.max_other < 0:
-        p.error("--retries and --max-other must not be negative")
+    check_retry_options(p, args)
     if args.window < 1 or not 1 <= args.fanout_window <= RING // 4:
         p.error(f"--window must be positive, --fanout-window from 1 to {RING // 4}")
     args.pin = not args.no_pin and pinning_available()

@@ -13,10 +13,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 __all__ = [
     "ROOT",
@@ -24,13 +24,17 @@ __all__ = [
     "RedisProcess",
     "ServerProcess",
     "ServerSpec",
+    "error_text",
     "event_loop_name",
     "free_port",
+    "least_disturbed",
     "machine_busy_seconds",
     "measure_on",
+    "measure_workloads",
     "pinning_available",
     "raise_open_files_limit",
     "run_loop",
+    "run_measurement",
     "server_specs",
 ]
 
@@ -311,6 +315,14 @@ def run_loop(coro: Coroutine[Any, Any, _R]) -> _R:
     return uvloop.run(coro)
 
 
+def run_measurement(coro: Coroutine[Any, Any, _R], failed: Callable[[str], _R]) -> _R:
+    """Run ``coro`` in a fresh event loop; ``failed(error)`` if it raises."""
+    try:
+        return run_loop(coro)
+    except Exception as exc:
+        return failed(error_text(exc))
+
+
 def measure_on(
     spec: ServerSpec,
     pin: bool,
@@ -327,7 +339,7 @@ def measure_on(
         server = ServerProcess.start(spec, pin)
         result = run_loop(measure(server))
     except Exception as exc:
-        result = failed(f"{type(exc).__name__}: {exc}")
+        result = failed(error_text(exc))
     finally:
         if server is not None:
             server.stop()
@@ -336,6 +348,91 @@ def measure_on(
     problems = server.problems()
     server.log_path.unlink(missing_ok=True)
     return result, problems
+
+
+def error_text(exc: BaseException) -> str:
+    """An exception as a run's ``error`` holds it."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _Logged(Protocol):
+    log_problems: list[str]
+
+
+_L = TypeVar("_L", bound=_Logged)
+_W = TypeVar("_W")
+
+
+def measure_workloads(
+    spec: ServerSpec,
+    pin: bool,
+    workloads: Sequence[_W],
+    measure: Callable[[ServerProcess, _W], _L],
+    failed: Callable[[_W, str], _L],
+    progress: Callable[[_L], str],
+) -> list[_L]:
+    """Start one server, ``measure(server, workload)`` every workload on it, stop it.
+
+    ``measure`` returns a result whatever happens; when the server cannot be started
+    (or anything else goes wrong), the workloads left get ``failed(workload, error)``.
+    Every result gets the server's log lines worth reporting; each one's ``progress``
+    line is printed as it comes.
+    """
+    results: list[_L] = []
+    server: ServerProcess | None = None
+    try:
+        server = ServerProcess.start(spec, pin)
+        for workload in workloads:
+            results.append(measure(server, workload))
+            print(progress(results[-1]), flush=True)
+    except Exception as exc:
+        for workload in workloads[len(results) :]:
+            results.append(failed(workload, error_text(exc)))
+            print(progress(results[-1]), flush=True)
+    finally:
+        if server is not None:
+            server.stop()
+            problems = server.problems()
+            for result in results:
+                result.log_problems = problems
+            server.log_path.unlink(missing_ok=True)
+    return results
+
+
+class _Attempt(Protocol):
+    attempts: int
+    other_cpu: float | None
+    error: str | None
+
+
+_A = TypeVar("_A", bound=_Attempt)
+
+
+def least_disturbed(
+    attempt: Callable[[], _A],
+    retries: int,
+    max_other: float,
+    progress: Callable[[_A], str],
+    again: str,
+) -> _A:
+    """Run ``attempt()``; again (``retries`` times at most) while the other processes of
+    the machine used more than ``max_other`` of a core, printing its ``progress`` line
+    and ``again``. Keeps the least disturbed run.
+
+    The decision looks only at the machine's other load, never at the figures.
+    """
+    best: _A | None = None
+    for number in range(1, retries + 2):
+        result = attempt()
+        result.attempts = number
+        if best is None or (result.other_cpu or 0.0) < (best.other_cpu or 0.0):
+            best = result
+        if result.error is not None or (result.other_cpu or 0.0) <= max_other:
+            break
+        if number <= retries:
+            print(f"{progress(result)}\n  {again}", flush=True)
+    assert best is not None
+    return best
 
 
 def machine_busy_seconds() -> float | None:

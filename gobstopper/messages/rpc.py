@@ -74,6 +74,10 @@ MAX_BATCH = 100  # requests in one batch; more is an invalid request
 
 _NO_DATA: Any = object()  # an event handler that declares no data parameter
 
+#: The room of every connection with a subscription: channel messages travel to the nodes
+#: that have members in it. (A space: no channel's room can have this name.)
+SUBSCRIBERS_ROOM = "channel subscribers"
+
 #: The room a channel's (or pattern's) subscribers join: presence comes with it.
 CHANNEL_ROOM = "channel:"
 
@@ -607,6 +611,9 @@ class RPC:
             subscribers[peer] = None
             self._targets.clear()
             with contextlib.suppress(ValueError):  # the connection may have gone meanwhile
+                if len(peer.subscriptions) == 1:
+                    # Publications reach the nodes with subscribers: they are in this room.
+                    await peer.conn.join(SUBSCRIBERS_ROOM)
                 await peer.conn.join(CHANNEL_ROOM + channel)  # presence, cluster-wide
         return {"channel": channel, "subscriptions": len(peer.subscriptions)}
 
@@ -615,6 +622,8 @@ class RPC:
             peer.subscriptions.discard(channel)
             self._unindex(peer, channel)
             await peer.conn.leave(CHANNEL_ROOM + channel)
+            if not peer.subscriptions:
+                await peer.conn.leave(SUBSCRIBERS_ROOM)
         return {"channel": channel, "subscriptions": len(peer.subscriptions)}
 
     def _unindex(self, peer: _Peer, channel: str) -> None:
@@ -700,7 +709,8 @@ class RPC:
         if not clustered:
             return Delivery(sent)
         header = json_bytes({"c": channel, "x": sorted(ids)})
-        return _merged(sent, await self._publish_topic(header, push))
+        # Every node with a subscriber (which matches patterns itself), and no other.
+        return _merged(sent, await self._publish_topic(header, push, room=SUBSCRIBERS_ROOM))
 
     async def emit(
         self,

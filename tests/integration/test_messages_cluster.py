@@ -82,10 +82,16 @@ async def test_python_clients_on_two_hosts(hosts: tuple[Server, Server]) -> None
     async with (
         Client(f"{a.ws}/rpc", timeout=WAIT) as alice,
         Client(f"{b.ws}/rpc", timeout=WAIT, encoding="msgpack") as bob,
-        await bob.subscribe("chat.*.typing") as typing,
     ):
-        assert await alice.publish("chat.lobby.typing", {"who": "alice"}) == 0
-        assert await typing.get(WAIT) == ChannelMessage("chat.lobby.typing", {"who": "alice"})
+        async with await bob.subscribe("chat.*.typing") as typing:
+            assert await alice.publish("chat.lobby.typing", {"who": "alice"}) == 0
+            message = await typing.get(WAIT)
+            assert message == ChannelMessage("chat.lobby.typing", {"who": "alice"})
+        # Bob's host had no subscriber left, and so stopped hearing channel messages;
+        # a new subscription there hears them again.
+        async with await bob.subscribe("chat.lobby.*") as again:
+            await alice.publish("chat.lobby.typing", {"who": "alice", "n": 2})
+            assert (await again.get(WAIT)).data == {"who": "alice", "n": 2}
 
 
 async def test_a_broker_outage_keeps_local_delivery(

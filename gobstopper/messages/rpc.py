@@ -38,7 +38,7 @@ from ..manager import Connection, Delivery, WebSocketManager, chosen, connection
 from ..security import RateLimiter
 from ..websocket import State, WebSocket, WebSocketState
 from . import channels
-from .codec import CODECS, JSON, Codec, DecodeError, json_bytes, json_loads
+from .codec import CODECS, JSON, MSGPACK, Codec, DecodeError, json_bytes, json_loads
 from .events import Event
 from .guards import Guard, all_of, any_of, equals, has
 
@@ -48,6 +48,7 @@ __all__ = [
     "REQUEST_CANCELLED",
     "RPC",
     "TOO_MANY_SUBSCRIPTIONS",
+    "TOO_MANY_TASKS",
     "Event",
     "Guard",
     "RPCError",
@@ -69,6 +70,7 @@ INTERNAL_ERROR = -32603
 ACCESS_DENIED = -32001  # a guard said no
 RATE_LIMITED = -32002  # the caller is over the method's rate limit
 TOO_MANY_SUBSCRIPTIONS = -32003  # the connection holds max_subscriptions already
+TOO_MANY_TASKS = -32004  # the connection runs max_tasks streams and concurrent calls already
 REQUEST_CANCELLED = -32800  # the caller cancelled a stream or a concurrent call
 MAX_BATCH = 100  # requests in one batch; more is an invalid request
 
@@ -170,27 +172,43 @@ class _Peer:
             await self.ws.send_bytes(frame)
 
 
+class _Anonymous:
+    """The key of a running notification in a connection's tasks: nobody can cancel it."""
+
+    __slots__ = ()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("an answer could not be sent: %r", task.exception())
+
+
 class _Push:
     """A push encoded once per encoding, lazily: JSON first, msgpack if someone needs it."""
 
     __slots__ = ("_packed", "_text", "raw")
 
-    def __init__(self, raw: bytes) -> None:
+    def __init__(self, raw: bytes, packed: bytes | None = None) -> None:
         self.raw = raw
         self._text: str | None = None
-        self._packed: bytes | None = None
+        self._packed = packed  # b"": msgpack cannot carry it
 
     def text(self) -> str:
         if self._text is None:
             self._text = self.raw.decode()
         return self._text
 
-    def frame(self, codec: Codec) -> tuple[str | bytes, int]:
+    def frame(self, codec: Codec) -> tuple[str | bytes, int] | None:
+        """The frame for ``codec``; None if that encoding cannot carry this push."""
         if not codec.binary:
             return self.text(), len(self.raw)
         if self._packed is None:
-            self._packed = typing.cast(bytes, codec.encode(json_loads(self.raw)))
-        return self._packed, len(self._packed)
+            try:
+                self._packed = typing.cast(bytes, codec.encode(json_loads(self.raw)))
+            except (TypeError, ValueError, OverflowError) as exc:
+                logger.warning("a push msgpack cannot carry was not sent: %s", exc)
+                self._packed = b""
+        return (self._packed, len(self._packed)) if self._packed else None
 
 
 class RPC:
@@ -201,6 +219,8 @@ class RPC:
             events and channel messages to every node. A private one when None.
         name: distinguishes several endpoints on one manager.
         max_subscriptions: channels and patterns one connection may subscribe to.
+        max_tasks: streams and concurrent calls one connection may have running; past
+            it a new one is answered ``TOO_MANY_TASKS``.
         can_subscribe: ``(state, pattern) -> bool``: whether a connection may subscribe.
         client_publish: whether clients may publish (``rpc.publish``): False, True, or
             ``(state, channel) -> bool``.
@@ -213,12 +233,14 @@ class RPC:
         *,
         name: str = "rpc",
         max_subscriptions: int = 100,
+        max_tasks: int = 100,
         can_subscribe: Callable[[State, str], bool] | None = None,
         client_publish: bool | Callable[[State, str], bool] = False,
         encodings: Iterable[str] = ("json", "msgpack"),
     ) -> None:
         self.manager = manager if manager is not None else WebSocketManager()
         self.max_subscriptions = max_subscriptions
+        self.max_tasks = max_tasks
         self.can_subscribe = can_subscribe
         self.client_publish = client_publish
         self.encodings = tuple(encodings)
@@ -240,7 +262,7 @@ class RPC:
             ("rpc.subscribe", self._subscribe, {"channel": str}),
             ("rpc.unsubscribe", self._unsubscribe, {"channel": str}),
             ("rpc.publish", self._client_publish, {"channel": str, "echo": bool}),
-            ("rpc.cancel", self._cancel, {}),
+            ("rpc.cancel", self._cancel, {"id": str | int | float | None}),
             ("rpc.info", self._info, {}),
         ]
         for key, fn, hints in builtins:
@@ -393,10 +415,21 @@ class RPC:
         (as ``id``, or a random id), answer its requests, deliver its pushes.
 
         The client picks the encoding with ``?encoding=msgpack`` (JSON otherwise); an
-        unknown one is refused with HTTP 400 (before accept) or closed with 1003.
+        unknown one is refused with HTTP 400 (before accept) or closed with 1003. An
+        ``id`` already connected to this worker is refused with HTTP 409 (or closed with
+        1008 if the handler accepted first): give each connection its own id.
         """
         codec = await self._negotiate(ws)
         if codec is None:
+            return
+        if id is not None and id in self.manager:
+            # One connection per id on a worker: the newcomer is refused (a client retries
+            # with backoff, so a reconnection gets in once the old socket is noticed gone).
+            logger.info("refused a second connection with id %r", id)
+            if ws.connection_state is WebSocketState.CONNECTING:
+                await ws.close(409)
+            else:
+                await ws.close(CloseCode.POLICY_VIOLATION, "id already connected")
             return
         async with self.manager.connect(ws, id=id) as conn:
             peer = _Peer(conn, codec)
@@ -518,15 +551,12 @@ class RPC:
                 kwargs: dict[str, Any] = {}
             else:
                 args, kwargs = _bind(method, params, ws, peer)
-            if method.concurrent and peer is not None and not notification:
-                if rid in peer.tasks:
-                    raise RPCError(INVALID_REQUEST, "Invalid Request", f"id {rid!r} is in use")
-                task = asyncio.ensure_future(self._run_task(peer, rid, method, args, kwargs))
-                peer.tasks[rid] = task
+            if method.kind == "stream" and notification:
+                return None  # nowhere to send the items
+            if method.concurrent and peer is not None:
+                self._start_task(peer, None if notification else rid, method, args, kwargs)
                 return None  # the task answers
             if method.kind == "stream":
-                if notification:
-                    return None  # nowhere to send the items
                 raise RPCError(INVALID_REQUEST, "Invalid Request", "streams need serve()")
             result = await method.fn(*args, **kwargs)
         except RPCError as exc:
@@ -537,6 +567,34 @@ class RPC:
             logger.exception("RPC method %r failed", name)
             return None if notification else _error(rid, RPCError(INTERNAL_ERROR, "Internal error"))
         return None if notification else {"jsonrpc": "2.0", "result": result, "id": rid}
+
+    def _start_task(
+        self,
+        peer: _Peer,
+        rid: Any,
+        method: _Method,
+        args: list[Any],
+        kwargs: dict[str, Any],
+    ) -> None:
+        """Run a stream or a concurrent call (a request when ``rid`` is given, else a
+        notification) beside the connection's other messages."""
+        if len(peer.tasks) >= self.max_tasks:
+            raise RPCError(TOO_MANY_TASKS, "Too many running requests", {"limit": self.max_tasks})
+        key = _Anonymous() if rid is None else rid
+        if key in peer.tasks:
+            raise RPCError(INVALID_REQUEST, "Invalid Request", f"id {rid!r} is in use")
+        task = asyncio.ensure_future(self._run_task(peer, rid, method, args, kwargs))
+        peer.tasks[key] = task
+        task.add_done_callback(lambda t: self._task_done(peer, key, rid, t))
+
+    def _task_done(self, peer: _Peer, key: Any, rid: Any, task: asyncio.Task[None]) -> None:
+        if peer.tasks.get(key) is task:
+            del peer.tasks[key]
+        # Cancelled before it ever ran (a cancel in the same batch): nothing answered it.
+        if task.cancelled() and rid is not None and not peer.ws.closed:
+            cancelled = _error(rid, RPCError(REQUEST_CANCELLED, "Request cancelled"))
+            answer = asyncio.ensure_future(self._send_reply(peer, cancelled))
+            answer.add_done_callback(_retrieve)
 
     async def _run_task(
         self, peer: _Peer, rid: Any, method: _Method, args: list[Any], kwargs: dict[str, Any]
@@ -550,9 +608,7 @@ class RPC:
                 try:
                     async for item in stream:
                         # Awaited: a stream runs no faster than its caller reads.
-                        await self._send_reply(
-                            peer, _notification("rpc.stream", {"id": rid, "item": item})
-                        )
+                        await self._send_item(peer, rid, item)
                         items += 1
                 finally:
                     await typing.cast(Any, stream).aclose()
@@ -571,10 +627,28 @@ class RPC:
         except Exception:
             logger.exception("RPC method failed (request %r)", rid)
             reply = _error(rid, RPCError(INTERNAL_ERROR, "Internal error"))
-        finally:
-            peer.tasks.pop(rid, None)
+        if rid is None:
+            return  # a notification: nobody to answer
+        if peer.tasks.get(rid) is asyncio.current_task():
+            del peer.tasks[rid]  # answering: too late to cancel, and the id is free again
         with contextlib.suppress(ConnectionClosed):
             await self._send_reply(peer, reply)
+
+    async def _send_item(self, peer: _Peer, rid: Any, item: Any) -> None:
+        """One stream item; one that cannot go ends the stream with an internal error."""
+        note = _notification("rpc.stream", {"id": rid, "item": item})
+        try:
+            frame = peer.codec.encode(note)
+        except (TypeError, ValueError, OverflowError) as exc:
+            logger.error("stream %r yielded an item that cannot be encoded: %s", rid, exc)
+            raise RPCError(INTERNAL_ERROR, "Internal error") from None
+        try:
+            await peer.send(frame)
+        except MessageTooBig as exc:
+            logger.error("stream %r yielded an item of %d bytes, over the limit", rid, exc.size)
+            raise RPCError(
+                INTERNAL_ERROR, "Internal error", "item over the message limit"
+            ) from None
 
     def _take_token(self, peer: _Peer | None, ws: WebSocket, name: str, method: _Method) -> None:
         assert method.limit is not None
@@ -650,7 +724,7 @@ class RPC:
             raise RPCError(INVALID_PARAMS, "Invalid params", f"not a channel name: {channel!r}")
         try:
             delivery = await self.publish(channel, data, exclude=None if echo else peer.conn.id)
-        except MessageTooBig as exc:
+        except (MessageTooBig, TypeError) as exc:
             raise RPCError(INVALID_PARAMS, "Invalid params", str(exc)) from None
         return int(delivery)
 
@@ -661,7 +735,7 @@ class RPC:
             "subscriptions": sorted(peer.subscriptions),
         }
 
-    async def _cancel(self, peer: _Peer, id: Any) -> bool:
+    async def _cancel(self, peer: _Peer, id: str | int | float | None) -> bool:
         task = peer.tasks.get(id)
         if task is None or task.done():
             return False
@@ -750,8 +824,8 @@ class RPC:
         if clustered and predicate is not None:
             raise ValueError("a predicate cannot travel to other nodes: pass local=True")
         sent = self._deliver(self._event_peers(room, to), push, ids, predicate)
-        if not clustered or (to is not None and sent):
-            return Delivery(sent)
+        if not clustered or (to is not None and (sent or to in self.manager)):
+            return Delivery(sent)  # ``to`` is here (or was refused here): nobody else has it
         header = json_bytes({"e": 1, "r": room, "t": to, "x": sorted(ids)})
         # Only the nodes concerned: those with members in the room, or the target's.
         return _merged(sent, await self._publish_topic(header, push, room=room, to=to))
@@ -773,11 +847,21 @@ class RPC:
         return await self.manager.cluster_members(CHANNEL_ROOM + channel)
 
     def _push(self, method: str, params: dict[str, Any]) -> _Push:
-        raw = json_bytes(_notification(method, params))
+        """Encode a push for every encoding offered, before anyone gets it: what one of
+        them cannot carry fails here, for everyone (``TypeError``, ``MessageTooBig``)."""
+        note = _notification(method, params)
+        raw = json_bytes(note)
+        packed = None
+        if "msgpack" in self.encodings:
+            try:
+                packed = typing.cast(bytes, MSGPACK.encode(note))
+            except (ValueError, OverflowError) as exc:
+                raise TypeError(f"msgpack cannot carry this data: {exc}") from None
         limit = self.manager.config.max_message_bytes
-        if len(raw) > limit:
-            raise MessageTooBig(len(raw), limit)
-        return _Push(raw)
+        size = max(len(raw), len(packed or b""))
+        if size > limit:
+            raise MessageTooBig(size, limit)
+        return _Push(raw, packed)
 
     def _channel_peers(self, channel: str) -> tuple[_Peer, ...]:
         targets = self._targets.get(channel)
@@ -821,15 +905,17 @@ class RPC:
             size = len(push.raw)
             for peer in peers:
                 if peer.codec.binary:
-                    frame, framed = push.frame(peer.codec)
-                    sent += peer.conn.outbox.put(frame, framed)
+                    framed = push.frame(peer.codec)
+                    if framed is not None:
+                        sent += peer.conn.outbox.put(*framed)
                 else:
                     sent += peer.conn.outbox.put(text, size)
             return sent
         for peer in peers:
             if chosen(peer.conn, exclude, predicate):
-                frame, framed = push.frame(peer.codec)
-                sent += peer.conn.outbox.put(frame, framed)
+                framed = push.frame(peer.codec)
+                if framed is not None:
+                    sent += peer.conn.outbox.put(*framed)
         return sent
 
     def _on_topic(self, body: bytes) -> None:

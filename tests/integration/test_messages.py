@@ -24,6 +24,7 @@ APP = "examples.rpc:app"
 WAIT = 10.0
 
 rpc_app = server_fixture(APP, "The message layer's example app.")
+edge_app = server_fixture("tests.apps.messages:app", "The message layer's edge cases.")
 
 
 class Raw:
@@ -54,6 +55,9 @@ class Raw:
             if isinstance(message, dict) and "id" not in message:
                 self.pushes.append(message)
                 continue
+            if isinstance(message, list):  # a batch's answers: asked for with rid None
+                assert rid is None, message
+                return message  # type: ignore[return-value]
             assert message.get("id") == rid, message
             return message  # type: ignore[no-any-return]
 
@@ -442,3 +446,79 @@ async def test_a_stream_in_flight_fails_when_the_connection_drops() -> None:
                     pass
     finally:
         server.stop()
+
+
+async def test_a_cancel_in_the_same_batch_still_answers_and_frees_the_id(edge_app: Server) -> None:
+    async with raw_clients(edge_app, 1) as (raw,):
+        for method in ("nap", "bad_items"):
+            await raw.send(
+                [
+                    {
+                        "jsonrpc": "2.0",
+                        "method": method,
+                        "params": [5] if method == "nap" else [],
+                        "id": "X",
+                    },
+                    {"jsonrpc": "2.0", "method": "rpc.cancel", "params": ["X"], "id": "c"},
+                ]
+            )
+            assert await raw.answer(None) == [{"jsonrpc": "2.0", "result": True, "id": "c"}]
+            cancelled = await raw.answer("X")
+            assert cancelled["error"]["code"] == -32800
+        assert (await raw.call("nap", [0]))["result"] == 0
+        answer = await raw.call("rpc.cancel", [[1]])  # not an id
+        assert answer["error"]["code"] == -32602
+
+
+async def test_stream_items_that_cannot_go_end_the_stream(edge_app: Server) -> None:
+    async with raw_clients(edge_app, 1) as (raw,):
+        for method, params in (("bad_items", []), ("big_items", [100_000])):
+            answer = await raw.call(method, params)
+            assert answer["error"]["code"] == -32603, answer
+            items = [p for p in raw.pushes if p["method"] == "rpc.stream"]
+            assert [p["params"]["item"] for p in items] == [1 if method == "bad_items" else "small"]
+            raw.pushes.clear()
+
+
+async def test_running_tasks_are_bounded_and_notifications_run_beside(edge_app: Server) -> None:
+    async with raw_clients(edge_app, 1) as (raw,):
+        await raw.send({"jsonrpc": "2.0", "method": "nap", "params": [30]})  # a notification
+        for i in range(2):
+            await raw.send({"jsonrpc": "2.0", "method": "nap", "params": [30], "id": i})
+        answer = await raw.call("nap", [0])  # the fourth: over max_tasks=3
+        assert answer["error"] == {
+            "code": -32004,
+            "message": "Too many running requests",
+            "data": {"limit": 3},
+        }
+        await raw.call("rpc.cancel", [0])
+        assert (await raw.answer(0))["error"]["code"] == -32800
+        assert (await raw.call("nap", [0]))["result"] == 0  # room again
+
+
+async def test_a_push_one_encoding_cannot_carry_reaches_nobody(edge_app: Server) -> None:
+    async with (
+        connect(f"{edge_app.ws}/rpc?encoding=msgpack") as packed,
+        raw_clients(edge_app, 2) as (publisher, text),
+    ):
+        sub = {"jsonrpc": "2.0", "method": "rpc.subscribe", "params": ["n.*"], "id": 1}
+        await packed.send(msgspec.msgpack.encode(sub))
+        assert msgspec.msgpack.decode(await asyncio.wait_for(packed.recv(), WAIT))["id"] == 1
+        await text.call("rpc.subscribe", ["n.*"])
+        huge = 2**70  # JSON carries it, msgpack cannot
+        refused = await publisher.call("rpc.publish", {"channel": "n.a", "data": huge})
+        assert refused["error"]["code"] == -32602
+        assert (await publisher.call("rpc.publish", {"channel": "n.a", "data": 1}))["result"] == 2
+        assert (await text.push("rpc.message"))["data"] == 1  # the first to arrive
+        pushed = msgspec.msgpack.decode(await asyncio.wait_for(packed.recv(), WAIT))
+        assert pushed["params"]["data"] == 1
+
+
+async def test_an_id_is_connected_once_per_worker(edge_app: Server) -> None:
+    async with connect(f"{edge_app.ws}/rpc?id=ann"):
+        with pytest.raises(Exception) as refused:
+            async with connect(f"{edge_app.ws}/rpc?id=ann"):
+                pass
+        assert "409" in str(refused.value)
+    async with raw_clients(edge_app, 1, "?id=ann") as (again,):  # free once it left
+        assert (await again.call("rpc.info"))["result"]["id"] == "ann"

@@ -98,10 +98,16 @@ class Subscription:
         """Unsubscribe (if no other subscription of the client holds the same pattern)."""
         if self._closed:
             return
-        self._closed = True
-        with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait(None)
+        self._end()
         await self.client._drop(self)
+
+    def _end(self) -> None:
+        """No more messages: the iterator stops once the queue is read."""
+        self._closed = True
+        if self._queue.full():
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(None)
 
     async def __aenter__(self) -> Subscription:
         return self
@@ -160,6 +166,9 @@ class Client:
         self._connected: asyncio.Event | None = None
         self._ready: asyncio.Event | None = None
         self._changed: asyncio.Condition | None = None
+        self._lost: asyncio.Event | None = None  # set when the current connection ends
+        self._closed: asyncio.Event | None = None
+        self._subscribing: dict[str, asyncio.Future[None]] = {}
         self._runner: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._closing = False
@@ -189,27 +198,33 @@ class Client:
         self._connected = asyncio.Event()
         self._ready = asyncio.Event()
         self._changed = asyncio.Condition()
+        self._closed = asyncio.Event()
         self._closing = False
         self._runner = asyncio.ensure_future(self._run())
-        await asyncio.wait_for(self._ready.wait(), self.timeout)
+        try:
+            await asyncio.wait_for(self._ready.wait(), self.timeout)
+        except BaseException:
+            await self.close()  # no connection: stop trying, as nobody will close() us
+            raise
 
     async def close(self) -> None:
-        """Close the connection and stop reconnecting."""
+        """Close the connection and stop reconnecting; what waits fails with
+        ``ConnectionError``."""
         self._closing = True
+        if self._closed is not None:
+            self._closed.set()  # wakes calls waiting for a connection
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await self._ws.close()
         for task in (self._runner, *self._background):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         self._fail_pending(ConnectionError("client closed"))
         for subs in self._subscriptions.values():
             for sub in subs:
-                sub._closed = True
-                with contextlib.suppress(asyncio.QueueFull):
-                    sub._queue.put_nowait(None)
+                sub._end()
 
     def _endpoint(self) -> str:
         if self.codec.name == "json":
@@ -220,50 +235,58 @@ class Client:
 
     async def _run(self) -> None:
         from websockets.asyncio.client import connect
-        from websockets.exceptions import ConnectionClosed
 
         assert self._connected is not None and self._ready is not None
         delay = self.backoff
         while not self._closing:
+            lost = self._lost = asyncio.Event()
             try:
                 async with connect(self._endpoint()) as ws:
                     self._ws = ws
                     self.connections += 1
                     self._connected.set()
                     delay = self.backoff
-                    self._spawn(self._renew())
+                    self._spawn(self._renew(ws))
                     async for raw in ws:
                         self._dispatch(raw)
-            except (OSError, ConnectionClosed, asyncio.TimeoutError) as exc:
-                logger.info("connection to %s lost or refused: %s", self.url, exc)
+            except Exception as exc:  # refused, dropped, or an HTTP answer (503, 409...):
+                logger.info("connection to %s lost or refused: %s", self.url, exc)  # retry
             finally:
                 self._connected.clear()
                 self._ready.clear()
                 self._ws = None
                 self.id = None
+                lost.set()
                 self._fail_pending(ConnectionError(f"connection to {self.url} lost"))
             if self._closing:
                 return
             await asyncio.sleep(delay * (0.5 + random.random() / 2))  # backoff, jittered
             delay = min(delay * 2, self.max_backoff)
 
-    async def _renew(self) -> None:
-        """On each new connection: learn its id and subscribe again to every pattern."""
+    async def _renew(self, ws: Any) -> None:
+        """On each new connection: learn its id and subscribe again to every pattern.
+        Ready only if that connection is still the current one."""
         assert self._ready is not None
-        try:
-            answers = await asyncio.gather(
-                self.call("rpc.info"),
-                *(self.call("rpc.subscribe", p) for p in tuple(self._subscriptions)),
-                return_exceptions=True,
-            )
-        except asyncio.CancelledError:
-            raise
+        patterns = tuple(self._subscriptions)
+        answers = await asyncio.gather(
+            self.call("rpc.info"),
+            *(self.call("rpc.subscribe", p) for p in patterns),
+            return_exceptions=True,
+        )
+        if self._ws is not ws:
+            return  # that connection is gone already: the next one renews
+        for pattern, answer in zip(patterns, answers[1:], strict=True):
+            if isinstance(answer, CallError):  # refused now: end those subscriptions
+                logger.warning("could not subscribe again to %r: %s", pattern, answer)
+                for sub in self._subscriptions.pop(pattern, []):
+                    sub._end()
+            elif isinstance(answer, BaseException):
+                return  # the connection failed meanwhile: the next one renews
         info = answers[0]
+        if isinstance(info, BaseException):
+            return
         if isinstance(info, dict):
             self.id = info.get("id")
-        for pattern, answer in zip(tuple(self._subscriptions), answers[1:], strict=False):
-            if isinstance(answer, BaseException):
-                logger.warning("could not subscribe again to %r: %s", pattern, answer)
         self._ready.set()
         assert self._changed is not None
         async with self._changed:
@@ -288,7 +311,36 @@ class Client:
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("a callback or renewal failed", exc_info=task.exception())
+
+    async def _wait_connected(self) -> Any:
+        """The current connection, once there is one.
+
+        Raises:
+            ConnectionError: the client is closed.
+        """
+        connected, closed = self._connected, self._closed
+        assert connected is not None and closed is not None, "connect() first"
+        while not connected.is_set() or self._ws is None:
+            if self._closing:
+                raise ConnectionError("client closed")
+            waiters = {
+                asyncio.ensure_future(connected.wait()),
+                asyncio.ensure_future(closed.wait()),
+            }
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+        if self._closing:
+            raise ConnectionError("client closed")
+        return self._ws
 
     # -- calls ------------------------------------------------------------------------
 
@@ -301,9 +353,8 @@ class Client:
             ConnectionError: the connection dropped before the answer.
         """
         request_id, message = self._request(method, args, kwargs)
-        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         try:
-            return await asyncio.wait_for(self._exchange(request_id, message, answer), self.timeout)
+            return await asyncio.wait_for(self._exchange(request_id, message), self.timeout)
         finally:
             self._pending.pop(request_id, None)
 
@@ -318,30 +369,42 @@ class Client:
             message["params"] = list(args) if args else kwargs
         return request_id, message
 
-    async def _exchange(
-        self, request_id: int, message: dict[str, Any], answer: asyncio.Future[Any]
-    ) -> Any:
-        connected = self._connected
-        assert connected is not None, "connect() first"
+    async def _exchange(self, request_id: int, message: dict[str, Any]) -> Any:
+        """Send a request on the current connection and wait for its answer. A request
+        that could not be sent waits for the next connection; one that was sent fails
+        with its connection (it may have run: it is never sent twice)."""
         frame = self.codec.encode(message)
         while True:
-            await connected.wait()
-            self._pending[request_id] = answer
+            ws = await self._wait_connected()
+            lost = self._lost
+            answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._pending[request_id] = answer  # before sending: the answer may come fast
             try:
-                await self._ws.send(frame)
-                break
-            except Exception:  # the connection is gone and the call never left:
-                connected.clear()  # wait for the next one, then send it there
-        return await answer
+                await ws.send(frame)
+            except Exception:
+                # It never left: forget this attempt, and once the runner has seen this
+                # connection go, send it on the next.
+                if self._pending.get(request_id) is answer:
+                    del self._pending[request_id]
+                if answer.done():
+                    answer.exception()  # the runner failed it meanwhile: nobody reads it
+                else:
+                    answer.cancel()
+                if lost is not None:
+                    await lost.wait()
+                continue
+            return await answer
 
     async def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
-        """Send a notification (no answer)."""
+        """Send a notification (no answer), once connected (within ``timeout``)."""
         message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
         if args or kwargs:
             message["params"] = list(args) if args else kwargs
-        assert self._connected is not None, "connect() first"
-        await asyncio.wait_for(self._connected.wait(), self.timeout)
-        await self._ws.send(self.codec.encode(message))
+        await self._send_once(message)
+
+    async def _send_once(self, message: dict[str, Any]) -> None:
+        ws = await asyncio.wait_for(self._wait_connected(), self.timeout)
+        await ws.send(self.codec.encode(message))
 
     async def stream(self, method: str, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         """Call a streaming method: yields its items, in order.
@@ -356,10 +419,9 @@ class Client:
             ConnectionError: the connection dropped during the stream.
         """
         request_id, message = self._request(method, args, kwargs)
-        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         items: asyncio.Queue[Any] = asyncio.Queue()
         self._streams[request_id] = items
-        exchange = asyncio.ensure_future(self._exchange(request_id, message, answer))
+        exchange = asyncio.ensure_future(self._exchange(request_id, message))
         finished = False
         try:
             while True:
@@ -411,19 +473,14 @@ class Client:
             request: dict[str, Any] = {"jsonrpc": "2.0", "method": event, "id": request_id}
             if data is not None:
                 request["params"] = data
-            answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             try:
-                return await asyncio.wait_for(
-                    self._exchange(request_id, request, answer), self.timeout
-                )
+                return await asyncio.wait_for(self._exchange(request_id, request), self.timeout)
             finally:
                 self._pending.pop(request_id, None)
         message: dict[str, Any] = {"jsonrpc": "2.0", "method": event}
         if data is not None:
             message["params"] = data
-        assert self._connected is not None, "connect() first"
-        await asyncio.wait_for(self._connected.wait(), self.timeout)
-        await self._ws.send(self.codec.encode(message))
+        await self._send_once(message)
         return None
 
     # -- channels ------------------------------------------------------------------------
@@ -440,14 +497,29 @@ class Client:
         sub = Subscription(self, pattern, maxsize)
         first = pattern not in self._subscriptions
         self._subscriptions.setdefault(pattern, []).append(sub)
-        if first:
-            try:
-                await self.call("rpc.subscribe", pattern)
-            except BaseException:
-                self._subscriptions[pattern].remove(sub)
-                if not self._subscriptions[pattern]:
-                    del self._subscriptions[pattern]
-                raise
+        try:
+            if first:
+                # A second subscriber to the pattern meanwhile waits for this answer.
+                confirmed = asyncio.get_running_loop().create_future()
+                self._subscribing[pattern] = confirmed
+                try:
+                    await self.call("rpc.subscribe", pattern)
+                    confirmed.set_result(None)
+                except BaseException as exc:
+                    confirmed.set_exception(exc)
+                    confirmed.exception()  # retrieved: it may have no other reader
+                    raise
+                finally:
+                    del self._subscribing[pattern]
+            elif pattern in self._subscribing:
+                await asyncio.shield(self._subscribing[pattern])
+        except BaseException:
+            subs = self._subscriptions.get(pattern, [])
+            if sub in subs:
+                subs.remove(sub)
+            if not subs:
+                self._subscriptions.pop(pattern, None)
+            raise
         return sub
 
     async def _drop(self, sub: Subscription) -> None:

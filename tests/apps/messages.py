@@ -9,7 +9,12 @@ from collections.abc import AsyncIterator
 from gobstopper import RPC, Gobstopper, WebSocket
 
 app = Gobstopper(max_message_bytes=64 * 1024)
-rpc = RPC(app.manager, max_tasks=3, client_publish=True)
+rpc = RPC(
+    app.manager,
+    max_tasks=3,
+    client_publish=True,
+    can_subscribe=lambda state, pattern: not pattern.startswith("secret."),
+)
 
 
 @rpc.method(concurrent=True)

@@ -206,8 +206,9 @@
         const set = this._subs.get(pattern);
         if (!set || !set.delete(callback) || set.size) return;
         this._subs.delete(pattern);
-        // Disconnected: nothing to undo, the server forgot the connection.
-        if (this.status === "open") quiet(this.call("rpc.unsubscribe", { channel: pattern }));
+        // Sent in order after the subscription, even if that is still queued or on its
+        // way (before the connection counts as open); unknown ones are ignored.
+        if (!this._stopped) quiet(this.call("rpc.unsubscribe", { channel: pattern }));
       };
       // Refused (access denied, too many): the subscription is dropped here too.
       forget.ready = quiet(
@@ -359,7 +360,11 @@
           this._waiters.clear();
           if (this.onopen) safely(this.onopen, result);
         },
-        () => {}, // the connection dropped at once: _dropped deals with it
+        () => {
+          // Dropped at once: _dropped deals with it. No answer in time on a socket that
+          // is still open: start over, rather than wait for ever half connected.
+          if (this._ws === ws && ws.readyState === 1) ws.close();
+        },
       );
     }
 

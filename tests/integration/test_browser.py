@@ -188,6 +188,17 @@ def check_the_client(page: Any, server: Server) -> None:
     assert [d for c, d in got[0] if c == "rooms.side"] == side, got
     assert got[1].count("rooms.side") == 2, got
 
+    # Subscribed and unsubscribed before the connection is open: nothing left on the server.
+    left = run_js(
+        page,
+        'const fresh = new Gobstopper.Client("/ws/chat?name=fresh");\n'
+        "fresh.connect();\n"
+        'fresh.subscribe("rooms.*", () => {})();\n'
+        'fresh.connect().then(() => fresh.call("rpc.info"))'
+        ".then((info) => { fresh.close(); done(info.subscriptions); }, failed);",
+    )
+    assert left == [], left
+
 
 def test_chat_in_two_browser_pages_survives_a_server_restart(browser: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By

@@ -73,7 +73,8 @@ class Subscription:
         self._queue: asyncio.Queue[ChannelMessage | None] = asyncio.Queue(maxsize)
         self._closed = False
 
-    def _put(self, message: ChannelMessage) -> None:
+    def _put(self, message: ChannelMessage | None) -> None:
+        """Queue a message (None: the end), dropping the oldest when full."""
         if self._queue.full():
             self._queue.get_nowait()
             self.dropped += 1
@@ -104,10 +105,7 @@ class Subscription:
     def _end(self) -> None:
         """No more messages: the iterator stops once the queue is read."""
         self._closed = True
-        if self._queue.full():
-            self._queue.get_nowait()
-            self.dropped += 1
-        self._queue.put_nowait(None)
+        self._put(None)
 
     async def __aenter__(self) -> Subscription:
         return self
@@ -514,22 +512,24 @@ class Client:
             elif pattern in self._subscribing:
                 await asyncio.shield(self._subscribing[pattern])
         except BaseException:
-            subs = self._subscriptions.get(pattern, [])
-            if sub in subs:
-                subs.remove(sub)
-            if not subs:
-                self._subscriptions.pop(pattern, None)
+            self._unregister(sub)
             raise
         return sub
 
-    async def _drop(self, sub: Subscription) -> None:
+    def _unregister(self, sub: Subscription) -> bool:
+        """Forget ``sub``; True if it was the pattern's last subscription."""
         subs = self._subscriptions.get(sub.pattern)
         if subs is None or sub not in subs:
-            return
+            return False
         subs.remove(sub)
         if subs:
-            return
+            return False
         del self._subscriptions[sub.pattern]
+        return True
+
+    async def _drop(self, sub: Subscription) -> None:
+        if not self._unregister(sub):
+            return
         if self._ws is not None and not self._closing:
             with contextlib.suppress(Exception):
                 await self.call("rpc.unsubscribe", sub.pattern)

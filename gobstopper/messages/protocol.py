@@ -1,0 +1,283 @@
+"""The message layer's wire protocol, without I/O: JSON-RPC 2.0 plus gobstopper's ``rpc.*``
+methods and pushes.
+
+Everything that speaks the protocol - the server's dispatch, the Python client, the test
+clients - builds and parses messages here, so the names, codes and shapes exist once.
+Nothing here is async or touches a socket; ``docs/protocol.md`` describes the same rules
+for clients in other languages, and a test checks that the browser client's constants
+match these.
+
+Example::
+
+    >>> request("add", [2, 3], 1)
+    {'jsonrpc': '2.0', 'method': 'add', 'id': 1, 'params': [2, 3]}
+    >>> parse_request({"jsonrpc": "2.0", "method": "add", "params": [2, 3], "id": 1})
+    Request(method='add', params=[2, 3], id=1, notification=False)
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ACCESS_DENIED",
+    "CANCEL",
+    "EVENT",
+    "INFO",
+    "INTERNAL_ERROR",
+    "INVALID_PARAMS",
+    "INVALID_REQUEST",
+    "MAX_BATCH",
+    "MESSAGE",
+    "METHOD_NOT_FOUND",
+    "PARSE_ERROR",
+    "PUBLISH",
+    "RATE_LIMITED",
+    "REQUEST_CANCELLED",
+    "RESERVED_PREFIX",
+    "STREAM",
+    "SUBSCRIBE",
+    "TOO_MANY_SUBSCRIPTIONS",
+    "TOO_MANY_TASKS",
+    "UNSUBSCRIBE",
+    "VERSION",
+    "ErrorCode",
+    "Notification",
+    "RPCError",
+    "Request",
+    "Response",
+    "channel_message",
+    "error",
+    "event_push",
+    "invalid_request_id",
+    "notification",
+    "parse_batch",
+    "parse_incoming",
+    "parse_request",
+    "request",
+    "result",
+    "stream_item",
+    "valid_id",
+]
+
+VERSION = "2.0"
+#: Method names starting with this are the protocol's own (the specification reserves it).
+RESERVED_PREFIX = "rpc."
+#: Requests in one batch; more is an invalid request.
+MAX_BATCH = 100
+
+# The built-in methods a client calls.
+SUBSCRIBE = "rpc.subscribe"
+UNSUBSCRIBE = "rpc.unsubscribe"
+PUBLISH = "rpc.publish"
+CANCEL = "rpc.cancel"
+INFO = "rpc.info"
+# The notifications the server pushes.
+MESSAGE = "rpc.message"  # params: {"channel", "data"}
+EVENT = "rpc.event"  # params: {"event", "data", "from"}
+STREAM = "rpc.stream"  # params: {"id", "item"}
+
+
+class ErrorCode(enum.IntEnum):
+    """The error codes of the protocol: JSON-RPC's own, then gobstopper's."""
+
+    PARSE_ERROR = -32700
+    INVALID_REQUEST = -32600
+    METHOD_NOT_FOUND = -32601
+    INVALID_PARAMS = -32602
+    INTERNAL_ERROR = -32603
+    ACCESS_DENIED = -32001  # a guard said no
+    RATE_LIMITED = -32002  # the caller is over the method's rate limit
+    TOO_MANY_SUBSCRIPTIONS = -32003  # the connection holds max_subscriptions already
+    TOO_MANY_TASKS = -32004  # the connection runs max_tasks streams and concurrent calls
+    REQUEST_CANCELLED = -32800  # the caller cancelled a stream or a concurrent call
+
+
+# Plain ints too: they are what travels, and what applications compare with.
+PARSE_ERROR = int(ErrorCode.PARSE_ERROR)
+INVALID_REQUEST = int(ErrorCode.INVALID_REQUEST)
+METHOD_NOT_FOUND = int(ErrorCode.METHOD_NOT_FOUND)
+INVALID_PARAMS = int(ErrorCode.INVALID_PARAMS)
+INTERNAL_ERROR = int(ErrorCode.INTERNAL_ERROR)
+ACCESS_DENIED = int(ErrorCode.ACCESS_DENIED)
+RATE_LIMITED = int(ErrorCode.RATE_LIMITED)
+TOO_MANY_SUBSCRIPTIONS = int(ErrorCode.TOO_MANY_SUBSCRIPTIONS)
+TOO_MANY_TASKS = int(ErrorCode.TOO_MANY_TASKS)
+REQUEST_CANCELLED = int(ErrorCode.REQUEST_CANCELLED)
+
+
+class RPCError(Exception):
+    """An error answered to the caller: raise it from a method on purpose.
+
+    Args:
+        code: a JSON-RPC error code; applications use codes outside -32768..-32000.
+        message: a short description.
+        data: anything the encoding can carry that helps the caller.
+    """
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON-RPC error object."""
+        obj: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            obj["data"] = self.data
+        return obj
+
+
+# -- building ------------------------------------------------------------------------------
+
+
+def request(method: str, params: list[Any] | dict[str, Any] | None, id: Any) -> dict[str, Any]:
+    """A request (answered); ``params`` None leaves them out."""
+    message: dict[str, Any] = {"jsonrpc": VERSION, "method": method, "id": id}
+    if params is not None:
+        message["params"] = params
+    return message
+
+
+def notification(method: str, params: Any = None) -> dict[str, Any]:
+    """A notification (never answered); ``params`` None leaves them out."""
+    message: dict[str, Any] = {"jsonrpc": VERSION, "method": method}
+    if params is not None:
+        message["params"] = params
+    return message
+
+
+def result(id: Any, value: Any) -> dict[str, Any]:
+    """A successful answer."""
+    return {"jsonrpc": VERSION, "result": value, "id": id}
+
+
+def error(id: Any, exc: RPCError) -> dict[str, Any]:
+    """An error answer (``id`` None when the request's id could not be read)."""
+    return {"jsonrpc": VERSION, "error": exc.as_dict(), "id": id}
+
+
+def channel_message(channel: str, data: Any) -> dict[str, Any]:
+    """The push of a channel publication."""
+    return {"jsonrpc": VERSION, "method": MESSAGE, "params": {"channel": channel, "data": data}}
+
+
+def event_push(event: str, data: Any, sender: str | None) -> dict[str, Any]:
+    """The push of a named event (``sender``: the connection that caused it, or None)."""
+    params = {"event": event, "data": data, "from": sender}
+    return {"jsonrpc": VERSION, "method": EVENT, "params": params}
+
+
+def stream_item(id: Any, item: Any) -> dict[str, Any]:
+    """One item of the stream answering request ``id``."""
+    return {"jsonrpc": VERSION, "method": STREAM, "params": {"id": id, "item": item}}
+
+
+# -- parsing (server side) -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A valid request or notification, as the server reads it."""
+
+    method: str
+    params: list[Any] | dict[str, Any] | None
+    id: Any
+    notification: bool
+
+
+def valid_id(value: Any) -> bool:
+    """Whether ``value`` may be a request id: a string, a number or null."""
+    return (
+        value is None
+        or isinstance(value, str)
+        or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    )
+
+
+def parse_request(obj: Any) -> Request:
+    """Check one decoded request against JSON-RPC 2.0.
+
+    Raises:
+        RPCError: ``INVALID_REQUEST`` (answer it with ``invalid_request_id(obj)``).
+    """
+    if (
+        not isinstance(obj, dict)
+        or obj.get("jsonrpc") != VERSION
+        or not isinstance(obj.get("method"), str)
+        or ("params" in obj and not isinstance(obj["params"], (list, dict)))
+        or ("id" in obj and not valid_id(obj["id"]))
+    ):
+        raise RPCError(INVALID_REQUEST, "Invalid Request")
+    return Request(obj["method"], obj.get("params"), obj.get("id"), "id" not in obj)
+
+
+def invalid_request_id(obj: Any) -> Any:
+    """The id to answer an invalid request with: its own if that is valid, else None."""
+    if isinstance(obj, dict) and valid_id(obj.get("id")):
+        return obj.get("id")
+    return None
+
+
+def parse_batch(payload: Any) -> list[Any] | None:
+    """The items of a batch, or None if ``payload`` is a single request.
+
+    Raises:
+        RPCError: ``INVALID_REQUEST`` for an empty batch or one over ``MAX_BATCH``.
+    """
+    if not isinstance(payload, list):
+        return None
+    if not payload:
+        raise RPCError(INVALID_REQUEST, "Invalid Request", "empty batch")
+    if len(payload) > MAX_BATCH:
+        raise RPCError(INVALID_REQUEST, "Invalid Request", f"over {MAX_BATCH} requests")
+    return payload
+
+
+# -- parsing (client side) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """An answer to a request: ``error`` is set when it failed."""
+
+    id: Any
+    result: Any = None
+    error: RPCError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A notification the server pushed (``rpc.message``, ``rpc.event``, ``rpc.stream``)."""
+
+    method: str
+    params: Any
+
+
+def parse_incoming(payload: Any) -> list[Response | Notification]:
+    """What a client received: answers and notifications, in order; items that are
+    neither (not objects, no method and no id) are left out."""
+    found: list[Response | Notification] = []
+    for item in payload if isinstance(payload, list) else (payload,):
+        if not isinstance(item, dict):
+            continue
+        if "method" in item and "id" not in item:
+            if isinstance(item["method"], str):
+                found.append(Notification(item["method"], item.get("params")))
+            continue
+        if "id" not in item:
+            continue
+        if "error" in item:
+            err = item["error"] if isinstance(item["error"], dict) else {}
+            try:
+                code = int(err.get("code", 0))
+            except (TypeError, ValueError):
+                code = INTERNAL_ERROR
+            exc = RPCError(code, str(err.get("message", "")), err.get("data"))
+            found.append(Response(item["id"], error=exc))
+        else:
+            found.append(Response(item["id"], result=item.get("result")))
+    return found

@@ -12,7 +12,12 @@ subscribes while it has members there) and ``node:<node id>`` (direct sends).
 
 Topics are node-level messages for layers above the manager (the message layer's
 channels and events): ``publish_topic()`` hands bytes to the topic's handler on every
-other node, each of which picks its own recipients.
+other node, each of which picks its own recipients. Everything that crosses nodes is an
+``Envelope`` (``envelope.py``).
+
+Delivery, local or from another node, for the manager and the layers above it, is one
+loop (``deliver``): a ``Push`` is encoded once per form (the frame every member gets,
+and a binary form for members that take binary pushes, made on first need).
 """
 
 from __future__ import annotations
@@ -25,17 +30,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from . import envelope
+from ._util import TaskSet, Throttle
 from .brokers.base import Broker, BrokerHealth
 from .config import Config
+from .envelope import Envelope, EnvelopeError
 from .errors import BrokerUnavailable, CloseCode, MessageTooBig
-from .outbox import DeliveryStats, Outbox, Throttle
+from .outbox import DeliveryStats, Outbox
 from .websocket import State, WebSocket, WebSocketState
 
-__all__ = ["Connection", "Delivery", "WebSocketManager"]
+__all__ = ["Connection", "Delivery", "Push", "TopicHandler", "WebSocketManager"]
 
 logger = logging.getLogger("gobstopper.manager")
 
 Payload = str | bytes | bytearray | memoryview | Any
+
+#: What a layer above the manager gets for each message of its topic from another node.
+TopicHandler = Callable[[Envelope], None]
 
 _ALL = "all"
 _CONNS = "conns"  # the presence key of every connection
@@ -68,15 +79,55 @@ class Delivery(int):
         return f"Delivery(local={int(self)}, published={self.published}, error={self.error!r})"
 
 
-class Connection:
-    """A WebSocket registered with a manager: its id, its rooms and its outbox."""
+class Push:
+    """One message for many connections, encoded once per form.
 
-    __slots__ = ("_manager", "id", "outbox", "rooms", "ws")
+    Args:
+        data: the frame every connection gets (str: text, bytes: binary).
+        size: its size in bytes.
+        binary: the form for connections that take binary pushes (``binary_pushes``):
+            bytes, or a function making them on first need (returning None when this
+            message has no binary form: those connections are skipped). None: the same
+            frame for everyone.
+    """
+
+    __slots__ = ("_binary", "data", "size")
+
+    def __init__(
+        self,
+        data: str | bytes,
+        size: int,
+        binary: bytes | Callable[[], bytes | None] | None = None,
+    ) -> None:
+        self.data = data
+        self.size = size
+        self._binary = binary
+
+    def binary(self) -> tuple[str | bytes, int] | None:
+        """The frame for a connection that takes binary pushes, and its size."""
+        form = self._binary
+        if form is None:
+            return self.data, self.size
+        if callable(form):
+            form = self._binary = form() or b""
+        return (form, len(form)) if form else None
+
+
+class Connection:
+    """A WebSocket registered with a manager: its id, its rooms and its outbox.
+
+    Attributes:
+        binary_pushes: the layer serving this connection wants the binary form of
+            pushes (``Push.binary``), e.g. a client that chose msgpack.
+    """
+
+    __slots__ = ("_manager", "binary_pushes", "id", "outbox", "rooms", "ws")
 
     def __init__(self, conn_id: str, ws: WebSocket, manager: WebSocketManager) -> None:
         self.id = conn_id
         self.ws = ws
         self.rooms: set[str] = set()
+        self.binary_pushes = False
         self._manager = manager
         self.outbox = Outbox(ws, manager.config, manager._slow, manager.stats, manager._throttle)
 
@@ -124,17 +175,17 @@ class WebSocketManager:
         self.broker = broker
         self._started = False
         self._clustered = False  # started, with a broker other nodes may share
-        self._origin = self._head_text = self._head_binary = b"\n"
-        self._background: set[asyncio.Task[Any]] = set()
+        self._node = ""  # the broker's node id, once started
+        self._throttle = Throttle(logger)
+        self._background = TaskSet(logger, "broker operation", throttle=True)
         self.stats = DeliveryStats()
-        self._throttle = Throttle()
         self._connections: dict[str, Connection] = {}
         self._rooms: dict[str, dict[str, Connection]] = {}
         # Members as tuples, rebuilt only after a change: a broadcast iterates a
         # snapshot, so joins, leaves and departures during it are safe and cheap.
         self._room_snapshots: dict[str, tuple[Connection, ...]] = {}
         self._all_snapshot: tuple[Connection, ...] | None = None
-        self._topics: dict[str, Callable[[bytes], None]] = {}
+        self._topics: dict[str, TopicHandler] = {}
 
     # -- cluster --------------------------------------------------------------------------
 
@@ -144,10 +195,7 @@ class WebSocketManager:
         if broker is None or self._started:
             return
         await broker.start(self._on_remote)
-        # The envelope: "<node id>\n<JSON header>\n<payload>", encoded once per message.
-        self._origin = broker.node_id.encode() + b"\n"
-        self._head_text = self._origin + b"{}\n"
-        self._head_binary = self._origin + b'{"b":1}\n'
+        self._node = broker.node_id
         self._started = True
         if broker.alone:
             return  # nobody else to reach: broadcast stays in this process, at no cost
@@ -165,8 +213,7 @@ class WebSocketManager:
         if self.broker is None or not self._started:
             return
         self._started = self._clustered = False
-        if self._background:
-            await asyncio.gather(*tuple(self._background), return_exceptions=True)
+        await self._background.wait()
         await self.broker.stop()
 
     @property
@@ -179,14 +226,7 @@ class WebSocketManager:
         return None if self.broker is None else self.broker.health()
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._throttle.warning("broker operation failed: %r", task.exception())
+        self._background.spawn(coro)
 
     # -- connections ------------------------------------------------------------------
 
@@ -352,22 +392,33 @@ class WebSocketManager:
 
     # -- topics -----------------------------------------------------------------------------
 
-    def on_topic(self, topic: str, handler: Callable[[bytes], None]) -> None:
-        """Call ``handler`` with the bytes of every ``publish_topic(topic, ...)`` on any node.
+    def on_topic(self, topic: str, handler: TopicHandler) -> None:
+        """Call ``handler`` with the ``Envelope`` of every ``publish_topic(topic, ...)`` made
+        on another node.
 
         Raises:
-            ValueError: the topic has a handler already.
+            ValueError: the topic has a handler already, or its name is empty.
         """
+        if not topic:
+            raise ValueError("a topic needs a name")
         if topic in self._topics:
             raise ValueError(f"topic {topic!r} has a handler already")
         self._topics[topic] = handler
 
     async def publish_topic(
-        self, topic: str, data: bytes, *, room: str | None = None, to: str | None = None
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        room: str | None = None,
+        to: str | None = None,
+        channel: str | None = None,
+        exclude: frozenset[str] = frozenset(),
     ) -> Delivery:
-        """Hand ``data`` to ``topic``'s handler on the other nodes (the caller serves this
+        """Hand ``payload`` to ``topic``'s handler on the other nodes (the caller serves this
         one itself): every node, only those with members in ``room``, or only the node
-        that has connection ``to``.
+        that has connection ``to``. ``channel`` and ``exclude`` travel in the envelope
+        for the handler to use.
 
         Returns:
             A ``Delivery`` of 0 local connections, saying whether the other nodes were
@@ -375,28 +426,25 @@ class WebSocketManager:
         """
         if not self._clustered or self.broker is None:
             return Delivery(0)
-        channel = _ALL if room is None else _room(room)
+        note = Envelope(
+            self._node,
+            payload,
+            topic=topic,
+            room=room,
+            target=to,
+            channel=channel,
+            exclude=tuple(sorted(exclude)),
+        )
+        if to is None:
+            return await self._publish(_ALL if room is None else _room(room), note, 0)
         try:
-            if to is not None:
-                node = await self.broker.presence_of(_CONNS, to)
-                if node is None:
-                    return Delivery(0)
-                channel = "node:" + node
-            head = self._origin + json.dumps({"k": topic}, separators=(",", ":")).encode()
-            await self.broker.publish(channel, head + b"\n" + data)
+            node = await self.broker.presence_of(_CONNS, to)
         except BrokerUnavailable as exc:
             self._throttle.warning("not delivered to other nodes: %s", exc)
             return Delivery(0, published=False, error=str(exc))
-        return Delivery(0, published=True)
-
-    def _run_topic(self, topic: str, data: bytes) -> None:
-        handler = self._topics.get(topic)
-        if handler is None:
-            return
-        try:
-            handler(data)
-        except Exception:
-            logger.exception("handler of topic %r failed", topic)
+        if node is None:
+            return Delivery(0)
+        return await self._publish("node:" + node, note, 0)
 
     # -- delivery --------------------------------------------------------------------------
 
@@ -457,10 +505,11 @@ class WebSocketManager:
             raise ValueError(
                 "a predicate filters only this node's members: pass local=True, or send to a room"
             )
-        sent = self._deliver(self._members(room), payload, size, ids, predicate)
+        sent = self.deliver(self._members(room), Push(payload, size), ids, predicate)
         if not clustered:
             return Delivery(sent)
-        return await self._publish(_ALL if room is None else _room(room), payload, ids, None, sent)
+        note = self._envelope(payload, room=room, exclude=tuple(sorted(ids)))
+        return await self._publish(_ALL if room is None else _room(room), note, sent)
 
     async def send_to(self, conn_id: str, data: Payload) -> bool:
         """Queue ``data`` for one connection by id, on whichever node it is connected.
@@ -481,34 +530,20 @@ class WebSocketManager:
         node = await self.broker.presence_of(_CONNS, conn_id)
         if node is None:
             return False
-        delivery = await self._publish("node:" + node, payload, frozenset(), conn_id, 0)
+        delivery = await self._publish("node:" + node, self._envelope(payload, target=conn_id), 0)
         if delivery.error is not None:
             raise BrokerUnavailable(self.broker.health().url, delivery.error)
         return True
 
-    async def _publish(
-        self,
-        channel: str,
-        payload: str | bytes,
-        exclude: frozenset[str],
-        target: str | None,
-        sent: int,
-    ) -> Delivery:
+    def _envelope(self, payload: str | bytes, **fields: Any) -> Envelope:
+        if isinstance(payload, str):
+            return Envelope(self._node, payload.encode("utf-8", "surrogatepass"), **fields)
+        return Envelope(self._node, payload, binary=True, **fields)
+
+    async def _publish(self, channel: str, note: Envelope, sent: int) -> Delivery:
         assert self.broker is not None
-        text = isinstance(payload, str)
-        body = payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload
-        if not exclude and target is None:
-            head = self._head_text if text else self._head_binary  # the common case, ready
-        else:
-            header: dict[str, Any] = {} if text else {"b": 1}
-            if exclude:
-                header["x"] = sorted(exclude)
-            if target is not None:
-                header["t"] = target
-            head = self._origin + json.dumps(header, separators=(",", ":")).encode() + b"\n"
-        data = head + body
         try:
-            await self.broker.publish(channel, data)
+            await self.broker.publish(channel, envelope.encode(note))
         except BrokerUnavailable as exc:
             self._throttle.warning("not delivered to other nodes: %s", exc)
             return Delivery(sent, published=False, error=str(exc))
@@ -516,65 +551,71 @@ class WebSocketManager:
 
     def _on_remote(self, channel: str, data: bytes) -> None:
         """A message from the broker: deliver it to this node's members it is for."""
-        assert self.broker is not None
-        if data.startswith(self._origin):
-            return  # our own: this node's members have it already
         try:
-            _, sep, rest = data.partition(b"\n")
-            head, sep2, body = rest.partition(b"\n")
-            if not (sep and sep2):
-                raise ValueError("no header")
-            header = json.loads(head)
-            if not isinstance(header, dict):
-                raise ValueError("header is not an object")
-            topic = header.get("k")
-            size = len(body)
+            note = envelope.decode(data)
+            if note.origin == self._node:
+                return  # our own: this node's members have it already
+            size = len(note.payload)
             if size > self.config.max_message_bytes:
-                self._throttle.warning(
-                    "skipped a message of %d bytes on %s: over MAX_WS_MESSAGE_BYTES=%d",
-                    size,
-                    channel,
-                    self.config.max_message_bytes,
+                raise EnvelopeError(
+                    f"{size} bytes, over MAX_WS_MESSAGE_BYTES={self.config.max_message_bytes}"
                 )
+            if note.topic:
+                self._run_topic(note)
                 return
-            if topic is not None:
-                self._run_topic(str(topic), body)
-                return
-            payload: str | bytes = (
-                body if header.get("b") else body.decode("utf-8", "surrogatepass")
-            )
-            exclude = frozenset(header.get("x", ()))
-            target = header.get("t")
-        except (ValueError, UnicodeDecodeError, TypeError) as exc:
-            self._throttle.warning("skipped an undecodable message on %s: %s", channel, exc)
+            payload = note.payload if note.binary else note.payload.decode("utf-8", "surrogatepass")
+        except (EnvelopeError, UnicodeDecodeError) as exc:
+            self._throttle.warning("skipped a message on %s: %s", channel, exc)
             return
         if channel == _ALL:
             members = self._members(None)
         elif channel.startswith("room:"):
             members = self._members(channel[5:])
-        elif target is not None:
-            conn = self._connections.get(str(target))
+        elif note.target is not None:
+            conn = self._connections.get(note.target)
             members = () if conn is None else (conn,)
         else:
             return
-        self._deliver(members, payload, size, exclude, None)
+        self.deliver(members, Push(payload, size), frozenset(note.exclude), None)
 
-    def _deliver(
+    def _run_topic(self, note: Envelope) -> None:
+        handler = self._topics.get(note.topic)
+        if handler is None:
+            return
+        try:
+            handler(note)
+        except Exception:
+            logger.exception("handler of topic %r failed", note.topic)
+
+    def deliver(
         self,
-        members: tuple[Connection, ...],
-        payload: str | bytes,
-        size: int,
-        exclude: frozenset[str],
-        predicate: Callable[[Connection], bool] | None,
+        members: Iterable[Connection],
+        push: Push,
+        exclude: frozenset[str] = frozenset(),
+        predicate: Callable[[Connection], bool] | None = None,
     ) -> int:
+        """Queue ``push`` for each of ``members`` not excluded and passing ``predicate``;
+        return how many it was queued for. Never awaits: a full queue is its owner's
+        problem (the slow-consumer policy), not the others'."""
         sent = 0
+        data, size = push.data, push.size
         if not exclude and predicate is None:  # the common case, kept lean
             for conn in members:
-                if conn.outbox.put(payload, size):
+                if conn.binary_pushes:
+                    framed = push.binary()
+                    if framed is not None and conn.outbox.put(*framed):
+                        sent += 1
+                elif conn.outbox.put(data, size):
                     sent += 1
             return sent
         for conn in members:
-            if chosen(conn, exclude, predicate) and conn.outbox.put(payload, size):
+            if not chosen(conn, exclude, predicate):
+                continue
+            if conn.binary_pushes:
+                framed = push.binary()
+                if framed is not None and conn.outbox.put(*framed):
+                    sent += 1
+            elif conn.outbox.put(data, size):
                 sent += 1
         return sent
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ._util import Throttle
 from .config import Config, SlowConsumerPolicy
 from .errors import CloseCode
 from .transport.base import TransportClosed
@@ -40,28 +40,6 @@ class DeliveryStats:
     sent_bytes: int = 0
     #: The most bytes any one connection has had queued (a check on the bound).
     peak_queued_bytes: int = 0
-
-
-class Throttle:
-    """Logs at most once per ``interval`` seconds, saying how many lines it held back."""
-
-    __slots__ = ("_held", "_interval", "_last")
-
-    def __init__(self, interval: float = 10.0) -> None:
-        self._interval = interval
-        self._last = float("-inf")
-        self._held = 0
-
-    def warning(self, msg: str, *args: object, extra: dict[str, object] | None = None) -> None:
-        now = time.monotonic()
-        if now - self._last < self._interval:
-            self._held += 1
-            return
-        if self._held:
-            msg += " (%d similar events in the last %.0fs not logged)"
-            args = (*args, self._held, self._interval)
-        self._last, self._held = now, 0
-        logger.warning(msg, *args, extra=extra)
 
 
 def _closed_sender(data: object) -> object:

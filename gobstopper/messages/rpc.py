@@ -33,8 +33,9 @@ import msgspec
 import msgspec.inspect
 import msgspec.structs
 
+from ..envelope import Envelope
 from ..errors import CloseCode, ConnectionClosed, MessageTooBig
-from ..manager import Connection, Delivery, WebSocketManager, chosen, connection_ids
+from ..manager import Connection, Delivery, Push, WebSocketManager, connection_ids
 from ..security import RateLimiter
 from ..websocket import State, WebSocket, WebSocketState
 from . import channels
@@ -183,32 +184,17 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
         logger.debug("an answer could not be sent: %r", task.exception())
 
 
-class _Push:
-    """A push encoded once per encoding, lazily: JSON first, msgpack if someone needs it."""
+def _packer(raw: bytes) -> Callable[[], bytes | None]:
+    """The msgpack form of a JSON push, made when a msgpack subscriber first needs it."""
 
-    __slots__ = ("_packed", "_text", "raw")
+    def pack() -> bytes | None:
+        try:
+            return typing.cast(bytes, MSGPACK.encode(json_loads(raw)))
+        except (TypeError, ValueError, OverflowError) as exc:
+            logger.warning("a push msgpack cannot carry was not sent: %s", exc)
+            return None
 
-    def __init__(self, raw: bytes, packed: bytes | None = None) -> None:
-        self.raw = raw
-        self._text: str | None = None
-        self._packed = packed  # b"": msgpack cannot carry it
-
-    def text(self) -> str:
-        if self._text is None:
-            self._text = self.raw.decode()
-        return self._text
-
-    def frame(self, codec: Codec) -> tuple[str | bytes, int] | None:
-        """The frame for ``codec``; None if that encoding cannot carry this push."""
-        if not codec.binary:
-            return self.text(), len(self.raw)
-        if self._packed is None:
-            try:
-                self._packed = typing.cast(bytes, codec.encode(json_loads(self.raw)))
-            except (TypeError, ValueError, OverflowError) as exc:
-                logger.warning("a push msgpack cannot carry was not sent: %s", exc)
-                self._packed = b""
-        return (self._packed, len(self._packed)) if self._packed else None
+    return pack
 
 
 class RPC:
@@ -255,7 +241,7 @@ class RPC:
         self._exact: dict[str, dict[_Peer, None]] = {}
         self._wild: dict[str, dict[_Peer, None]] = {}
         self._matches: dict[str, tuple[str, ...]] = {}  # channel -> local patterns it matches
-        self._targets: dict[str, tuple[_Peer, ...]] = {}  # channel -> its subscribers, once
+        self._targets: dict[str, tuple[Connection, ...]] = {}  # channel -> its subscribers, once
         self._topic = "messages:" + name
         self.manager.on_topic(self._topic, self._on_topic)
         builtins: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
@@ -433,6 +419,7 @@ class RPC:
             return
         async with self.manager.connect(ws, id=id) as conn:
             peer = _Peer(conn, codec)
+            conn.binary_pushes = codec.binary
             self._peers[conn.id] = peer
             try:
                 async for message in ws:
@@ -774,17 +761,19 @@ class RPC:
         """
         if not channels.valid_channel(channel):
             raise ValueError(f"not a channel name: {channel!r}")
-        push = self._push("rpc.message", {"channel": channel, "data": data})
+        raw, push = self._push("rpc.message", {"channel": channel, "data": data})
         ids = connection_ids(exclude)
         clustered = self.manager.clustered and not local
         if clustered and predicate is not None:
             raise ValueError("a predicate cannot travel to other nodes: pass local=True")
-        sent = self._deliver(self._channel_peers(channel), push, ids, predicate)
+        sent = self.manager.deliver(self._channel_peers(channel), push, ids, predicate)
         if not clustered:
             return Delivery(sent)
-        header = json_bytes({"c": channel, "x": sorted(ids)})
         # Every node with a subscriber (which matches patterns itself), and no other.
-        return _merged(sent, await self._publish_topic(header, push, room=SUBSCRIBERS_ROOM))
+        remote = await self.manager.publish_topic(
+            self._topic, raw, room=SUBSCRIBERS_ROOM, channel=channel, exclude=ids
+        )
+        return _merged(sent, remote)
 
     async def emit(
         self,
@@ -818,23 +807,17 @@ class RPC:
         """
         if room is not None and to is not None:
             raise ValueError("pass room or to, not both")
-        push = self._push("rpc.event", {"event": event, "data": data, "from": sender})
+        raw, push = self._push("rpc.event", {"event": event, "data": data, "from": sender})
         ids = connection_ids(exclude)
         clustered = self.manager.clustered and not local
         if clustered and predicate is not None:
             raise ValueError("a predicate cannot travel to other nodes: pass local=True")
-        sent = self._deliver(self._event_peers(room, to), push, ids, predicate)
+        sent = self.manager.deliver(self._event_peers(room, to), push, ids, predicate)
         if not clustered or (to is not None and (sent or to in self.manager)):
             return Delivery(sent)  # ``to`` is here (or was refused here): nobody else has it
-        header = json_bytes({"e": 1, "r": room, "t": to, "x": sorted(ids)})
         # Only the nodes concerned: those with members in the room, or the target's.
-        return _merged(sent, await self._publish_topic(header, push, room=room, to=to))
-
-    async def _publish_topic(
-        self, header: bytes, push: _Push, room: str | None = None, to: str | None = None
-    ) -> Delivery:
-        data = header + b"\n" + push.raw
-        return await self.manager.publish_topic(self._topic, data, room=room, to=to)
+        remote = await self.manager.publish_topic(self._topic, raw, room=room, to=to, exclude=ids)
+        return _merged(sent, remote)
 
     def subscriptions(self, conn_id: str) -> frozenset[str]:
         """The channels and patterns a connection of this node subscribes to."""
@@ -846,7 +829,7 @@ class RPC:
         on every node (through the manager's presence)."""
         return await self.manager.cluster_members(CHANNEL_ROOM + channel)
 
-    def _push(self, method: str, params: dict[str, Any]) -> _Push:
+    def _push(self, method: str, params: dict[str, Any]) -> tuple[bytes, Push]:
         """Encode a push for every encoding offered, before anyone gets it: what one of
         them cannot carry fails here, for everyone (``TypeError``, ``MessageTooBig``)."""
         note = _notification(method, params)
@@ -861,9 +844,9 @@ class RPC:
         size = max(len(raw), len(packed or b""))
         if size > limit:
             raise MessageTooBig(size, limit)
-        return _Push(raw, packed)
+        return raw, Push(raw.decode(), len(raw), packed)
 
-    def _channel_peers(self, channel: str) -> tuple[_Peer, ...]:
+    def _channel_peers(self, channel: str) -> tuple[Connection, ...]:
         targets = self._targets.get(channel)
         if targets is not None:
             return targets
@@ -877,57 +860,32 @@ class RPC:
                 self._matches[channel] = patterns
             for pattern in patterns:
                 found.update(self._wild.get(pattern, {}))  # a peer matching twice: once
-        targets = tuple(found)
+        targets = tuple(peer.conn for peer in found)
         if len(self._targets) > 10_000:
             self._targets.clear()
         self._targets[channel] = targets
         return targets
 
-    def _event_peers(self, room: str | None, to: str | None) -> Iterable[_Peer]:
+    def _event_peers(self, room: str | None, to: str | None) -> Iterable[Connection]:
         if to is not None:
             peer = self._peers.get(to)
-            return () if peer is None else (peer,)
+            return () if peer is None else (peer.conn,)
         if room is None:
-            return tuple(self._peers.values())
+            return tuple(peer.conn for peer in self._peers.values())
         peers = self._peers
-        return [p for p in (peers.get(i) for i in self.manager.members(room)) if p is not None]
+        return [p.conn for p in (peers.get(i) for i in self.manager.members(room)) if p is not None]
 
-    def _deliver(
-        self,
-        peers: Iterable[_Peer],
-        push: _Push,
-        exclude: frozenset[str],
-        predicate: Callable[[Connection], bool] | None,
-    ) -> int:
-        sent = 0
-        if not exclude and predicate is None:  # the common case, kept lean
-            text = push.text()
-            size = len(push.raw)
-            for peer in peers:
-                if peer.codec.binary:
-                    framed = push.frame(peer.codec)
-                    if framed is not None:
-                        sent += peer.conn.outbox.put(*framed)
-                else:
-                    sent += peer.conn.outbox.put(text, size)
-            return sent
-        for peer in peers:
-            if chosen(peer.conn, exclude, predicate):
-                framed = push.frame(peer.codec)
-                if framed is not None:
-                    sent += peer.conn.outbox.put(*framed)
-        return sent
-
-    def _on_topic(self, body: bytes) -> None:
+    def _on_topic(self, note: Envelope) -> None:
         """Another node published a channel message or an event: deliver to ours."""
-        head, _, raw = body.partition(b"\n")
-        header = json_loads(head)
-        push = _Push(raw)
-        exclude = frozenset(header.get("x") or ())
-        if "c" in header:
-            self._deliver(self._channel_peers(str(header["c"])), push, exclude, None)
-        elif "e" in header:
-            self._deliver(self._event_peers(header.get("r"), header.get("t")), push, exclude, None)
+        raw = note.payload
+        push = Push(raw.decode(), len(raw), _packer(raw))
+        exclude = frozenset(note.exclude)
+        conns: Iterable[Connection]
+        if note.channel is not None:
+            conns = self._channel_peers(note.channel)
+        else:
+            conns = self._event_peers(note.room, note.target)
+        self.manager.deliver(conns, push, exclude)
 
 
 def _json_text(obj: Any) -> str:

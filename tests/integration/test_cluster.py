@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
+import msgspec
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -218,10 +219,15 @@ async def test_undecodable_and_oversized_messages_are_skipped(
         async with AsyncExitStack() as stack:
             ws, _ = await join(host, "r", "x1")
             stack.push_async_callback(ws.close)
-            for garbage in (b"no header", b"\xff\xfe\n", b"other\n{}\n\xff\xfe", b"o\n[]\nx"):
+
+            # What a process in another language might publish, written by hand.
+            def note(payload: bytes) -> bytes:
+                return b"\x01" + msgspec.msgpack.encode({"origin": "other", "payload": payload})
+
+            for garbage in (b"no header", b"\xff\xfe\n", b"\x01\x93\x01\x02\x03", note(b"\xff")):
                 await raw.publish("gobstopper:room:r", garbage)
-            await raw.publish("gobstopper:room:r", b"other\n{}\n" + b"x" * (2 * 1024 * 1024))
-            await raw.publish("gobstopper:room:r", b'other\n{}\n{"fine":1}')
+            await raw.publish("gobstopper:room:r", note(b"x" * (2 * 1024 * 1024)))
+            await raw.publish("gobstopper:room:r", note(b'{"fine":1}'))
             assert await recv_json(ws) == {"fine": 1}  # the listener lives on
         assert "skipped" in host.log()
         health = await get_json(host, "/health")

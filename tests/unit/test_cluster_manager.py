@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from gobstopper import Config, Connection, Delivery, WebSocketManager
+from gobstopper import Config, Connection, Delivery, WebSocketManager, envelope
 from gobstopper.brokers import MemoryBroker, MemoryHub
+from gobstopper.envelope import Envelope
 
 from .fake_transport import FakeTransport, make
 
@@ -94,15 +95,28 @@ async def test_undecodable_or_oversized_remote_messages_are_skipped(
     hub = MemoryHub()
     a = await node(hub, max_message_bytes=1024, send_chunk_bytes=1024)
     _, ta = await member(a, "alice", "lobby")
+    other = MemoryBroker(hub)  # another node, publishing what it likes
+    await other.start(lambda channel, data: None)
     caplog.set_level(logging.WARNING, "gobstopper.manager")
-    a._on_remote("room:lobby", b"no header at all")
-    a._on_remote("room:lobby", b"other\n{}\n\xff\xfe")
-    a._on_remote("room:lobby", b'other\n["not an object"]\nx')
-    a._on_remote("room:lobby", b"other\n{not json}\nx")
-    a._on_remote("room:lobby", b"other\n{}\n" + b"y" * 2048)
-    a._on_remote("room:lobby", b"other\n{}\nfine")
+
+    def note(payload: bytes, **fields: Any) -> bytes:
+        return envelope.encode(Envelope("other", payload, **fields))
+
+    for garbage in (
+        b"",
+        b"no envelope at all",
+        b"\x02" + note(b"a later version")[1:],
+        b"\x01\x93\x01\x02\x03",  # msgpack, but an array
+        b"\x01\x81\xa6origin\x07",  # a field of the wrong type
+        note(b"\xff\xfe"),  # text that is not UTF-8
+        note(b"y" * 2048),  # over the message limit
+        note(b"fine"),
+    ):
+        await other.publish("room:lobby", garbage)
     assert ta.sent == ["fine"]
-    assert "skipped" in caplog.text
+    assert caplog.text.count("skipped a message") == 1  # throttled: one line for the lot
+    assert "not logged" not in caplog.text
+    assert "handler failed" not in caplog.text  # refused, not crashed on
 
 
 async def test_alone_the_manager_never_touches_the_broker() -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 import uuid
 from collections import deque
@@ -28,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from .._util import Backoff, Throttle
 from ..errors import BrokerUnavailable
 from .base import Broker, BrokerHealth, MessageHandler
 
@@ -126,7 +126,7 @@ class RedisBroker(Broker):
         self._ever_connected_before = False
         self._last_error: str | None = None
         self._dropped = 0
-        self._last_logged = float("-inf")
+        self._throttle = Throttle(logger)
 
     # -- names --------------------------------------------------------------------------
 
@@ -259,7 +259,7 @@ class RedisBroker(Broker):
                     # An error reply (e.g. Redis out of memory) fails one command only.
                     lost = sum(op == "publish" for op, _, _ in failed)
                     self._dropped += lost
-                    self._throttle_error(
+                    self._throttle.error(
                         "broker: %d command(s) refused by Redis (%s); %d message(s) lost",
                         len(failed),
                         next(r for r in results if isinstance(r, Exception)),
@@ -288,15 +288,9 @@ class RedisBroker(Broker):
         for op in reversed(removals):
             self._ops.appendleft(op)
         self._queued += len(removals)
-        self._throttle_error(
+        self._throttle.error(
             "broker: %d message(s) to Redis lost (%s); delivery is at most once", lost, exc
         )
-
-    def _throttle_error(self, msg: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last_logged >= 10.0:
-            self._last_logged = now
-            logger.error(msg, *args)
 
     def _hdel_if_owner(self, key: str, members: list[str], node: str, client: Any) -> Any:
         return self._hdel_script(keys=[key], args=[*members, node], client=client)
@@ -426,7 +420,7 @@ class RedisBroker(Broker):
                 logger.debug("broker: unsubscribe %s: %s", channel, exc)
 
     async def _listen(self, first: asyncio.Future[None]) -> None:
-        delay = _BACKOFF_FIRST_S
+        backoff = Backoff(_BACKOFF_FIRST_S, _BACKOFF_MAX_S)
         lost_at: float | None = None
         while not self._stopping:
             pubsub = self._client.pubsub()
@@ -463,7 +457,7 @@ class RedisBroker(Broker):
                 lost_at = None
                 if not first.done():
                     first.set_result(None)
-                delay = _BACKOFF_FIRST_S
+                backoff.reset()
                 await self._read(pubsub)
             except asyncio.CancelledError:
                 raise
@@ -488,8 +482,7 @@ class RedisBroker(Broker):
                     await asyncio.wait_for(pubsub.aclose(), self._timeout)
             if self._stopping:
                 break
-            await asyncio.sleep(delay * (0.5 + random.random()))  # jitter: no herd
-            delay = min(delay * 2, _BACKOFF_MAX_S)
+            await backoff.wait()
 
     async def _read(self, pubsub: Any) -> None:
         handler = self._handler

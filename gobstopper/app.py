@@ -7,21 +7,25 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .brokers import Broker, broker_from_url
-from .config import Config, RateLimitPolicy, SlowConsumerPolicy
 from .errors import CloseCode, ConnectionClosed, HTTPError, RouteError
 from .http import PlainTextResponse, Request, Response, to_response
 from .manager import WebSocketManager
 from .metrics import Metrics
 from .routing import Route, Router
 from .security import ConnectionLimiter, OriginPolicy
+from .settings import Config, SettingsArgs
 from .transport import asgi as asgi_adapter
 from .transport import rsgi as rsgi_adapter
 from .transport.base import HTTPExchange, ScopeInfo, TransportClosed, WebSocketTransport
 from .transport.granian import take_over_shutdown
 from .websocket import WebSocket, WebSocketState
+
+if TYPE_CHECKING:
+    # typing.Unpack is Python 3.11+; only type checkers read this annotation.
+    from typing_extensions import Unpack
 
 __all__ = ["Gobstopper"]
 
@@ -46,6 +50,14 @@ class Gobstopper:
     Settings come from the arguments, else from the environment, else the defaults;
     a bad value raises ``ConfigError`` here, at start-up, naming the variable.
 
+    Args:
+        broker: the broker to use instead of the one ``broker_url`` names.
+        metrics_path: serve the Prometheus metrics at this path (default: nowhere).
+        environ: read settings from this mapping instead of ``os.environ``.
+        settings: any field of ``Config`` by name (``max_message_bytes=...``), ``None``
+            meaning "not given"; see docs/configuration.md. An unknown name raises
+            ``TypeError``.
+
     Example::
 
         app = Gobstopper()
@@ -62,53 +74,16 @@ class Gobstopper:
     def __init__(
         self,
         *,
-        max_message_bytes: int | None = None,
-        send_chunk_bytes: int | None = None,
-        receive_queue_messages: int | None = None,
-        send_queue_bytes: int | None = None,
-        send_queue_messages: int | None = None,
-        slow_consumer_policy: SlowConsumerPolicy | str | None = None,
-        send_timeout: float | None = None,
-        shutdown_grace: float | None = None,
-        broker_url: str | None = None,
-        presence_ttl: float | None = None,
-        allowed_origins: Iterable[str] | str | None = None,
-        max_connections: int | None = None,
-        max_connections_per_ip: int | None = None,
-        rate_limit: float | None = None,
-        rate_limit_burst: int | None = None,
-        rate_limit_policy: RateLimitPolicy | str | None = None,
-        idle_timeout: float | None = None,
-        heartbeat_message: str | None = None,
-        heartbeat_reply: str | None = None,
         broker: Broker | None = None,
         metrics_path: str | None = None,
         environ: Mapping[str, str] | None = None,
+        **settings: Unpack[SettingsArgs],
     ) -> None:
-        self.config = Config.load(
-            environ,
-            max_message_bytes=max_message_bytes,
-            send_chunk_bytes=send_chunk_bytes,
-            receive_queue_messages=receive_queue_messages,
-            send_queue_bytes=send_queue_bytes,
-            send_queue_messages=send_queue_messages,
-            slow_consumer_policy=slow_consumer_policy,
-            send_timeout=send_timeout,
-            shutdown_grace=shutdown_grace,
-            broker_url=broker_url,
-            presence_ttl=presence_ttl,
-            allowed_origins=list(allowed_origins)
-            if allowed_origins is not None and not isinstance(allowed_origins, str)
-            else allowed_origins,
-            max_connections=max_connections,
-            max_connections_per_ip=max_connections_per_ip,
-            rate_limit=rate_limit,
-            rate_limit_burst=rate_limit_burst,
-            rate_limit_policy=rate_limit_policy,
-            idle_timeout=idle_timeout,
-            heartbeat_message=heartbeat_message,
-            heartbeat_reply=heartbeat_reply,
-        )
+        origins = settings.get("allowed_origins")
+        if origins is not None and not isinstance(origins, str):
+            # Any iterable of strings is welcome here (a set, a generator); Config takes a list.
+            settings["allowed_origins"] = list(origins)
+        self.config = Config.load(environ, **settings)
         if broker is None:
             broker = broker_from_url(self.config.broker_url, presence_ttl=self.config.presence_ttl)
         #: Rooms and broadcast for this app's connections, across workers with a broker.

@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import dataclasses
+import enum
+import types
+import typing
+from collections.abc import Iterable
+
 import pytest
 
 from gobstopper import Config, ConfigError, Gobstopper
 from gobstopper.config import SlowConsumerPolicy
+from gobstopper.settings import SETTINGS, SettingsArgs
 
 
 def test_defaults() -> None:
@@ -61,7 +68,9 @@ def test_bad_constructor_values_name_the_argument() -> None:
     ):
         Gobstopper(environ={"MAX_WS_MESSAGE_BYTES": "1024"}, send_chunk_bytes=2048)
     with pytest.raises(ConfigError, match="is not an integer"):
-        Config.load({}, max_message_bytes="10")  # type: ignore[arg-type]
+        Config.load({}, max_message_bytes="10")
+    with pytest.raises(ConfigError, match="max_message_bytes='10' is not an integer"):
+        Gobstopper(environ={}, max_message_bytes="10")  # type: ignore[arg-type]
 
 
 def test_delivery_settings() -> None:
@@ -107,3 +116,76 @@ def test_delivery_settings() -> None:
 def test_bad_delivery_settings(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         Config.load(env)
+
+
+def test_every_field_is_a_declared_setting() -> None:
+    assert list(SETTINGS) == [f.name for f in dataclasses.fields(Config)]
+    envs = [s.env for s in SETTINGS.values()]
+    assert len(set(envs)) == len(envs)
+    assert all(s.doc and "\n" not in s.doc for s in SETTINGS.values())
+    assert Config() == Config.load({})
+
+
+@pytest.mark.parametrize("name", list(SETTINGS))
+def test_each_default_is_a_value_its_parser_accepts(name: str) -> None:
+    setting = SETTINGS[name]
+    assert setting.parse(setting.env, setting.default) == setting.default
+    assert getattr(Config(), name) == setting.default
+
+
+def _accepted(declared: object) -> set[object]:
+    """What ``Gobstopper()`` takes for a setting of type ``declared``: that type or None;
+    a policy also by name; a tuple as any iterable, or as a comma-separated string."""
+    is_union = typing.get_origin(declared) in (typing.Union, types.UnionType)
+    accepted: set[object] = {type(None)}
+    for kind in typing.get_args(declared) if is_union else (declared,):
+        if typing.get_origin(kind) is tuple:
+            accepted |= {Iterable[typing.get_args(kind)[0]], str}  # type: ignore[misc]
+        elif isinstance(kind, type) and issubclass(kind, enum.Enum):
+            accepted |= {kind, str}
+        else:
+            accepted.add(kind)
+    return accepted
+
+
+def test_the_keyword_arguments_are_the_declared_settings() -> None:
+    """``SettingsArgs`` is written by hand for editors: it must not drift from Config."""
+    declared = typing.get_type_hints(Config)
+    arguments = typing.get_type_hints(SettingsArgs)
+    assert list(arguments) == list(SETTINGS)
+    assert SettingsArgs.__required_keys__ == frozenset()
+    for name, kind in arguments.items():
+        assert set(typing.get_args(kind)) == _accepted(declared[name]), name
+
+
+def test_unknown_settings_are_refused() -> None:
+    with pytest.raises(TypeError, match="unknown setting"):
+        Gobstopper(environ={}, max_mesage_bytes=10)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="unknown setting"):
+        Config.load({}, nope=1)
+
+
+def test_allowed_origins_take_any_iterable_of_strings() -> None:
+    for origins in (
+        ["https://a.example"],
+        {"https://a.example"},
+        (o for o in ["https://a.example"]),
+    ):
+        app = Gobstopper(environ={}, allowed_origins=origins)
+        assert app.config.allowed_origins == ("https://a.example",)
+    assert Gobstopper(
+        environ={}, allowed_origins="https://a.example, https://b.example"
+    ).config.allowed_origins == (
+        "https://a.example",
+        "https://b.example",
+    )
+
+
+def test_the_old_module_names_the_same_objects() -> None:
+    from gobstopper import config, settings
+
+    assert (config.Config, config.SlowConsumerPolicy, config.RateLimitPolicy) == (
+        settings.Config,
+        settings.SlowConsumerPolicy,
+        settings.RateLimitPolicy,
+    )

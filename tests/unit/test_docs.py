@@ -139,3 +139,62 @@ def test_handler_body_runs_against_a_connection(page: str, line: int, code: str)
             assert len(transport.sent) == 2, transport.sent  # an answer per message
 
     asyncio.run(run())
+
+
+# The tables of settings are rendered from their declarations; a page marks each one, with
+# the names of the settings it shows when it does not show them all.
+_SETTINGS_TABLE = re.compile(
+    r"^(?P<head><!-- settings table(?:: (?P<names>[^>]*?))? -->)\n\n"
+    r"(?P<table>.*?)\n<!-- end of settings table -->$",
+    re.S | re.M,
+)
+
+
+def _settings_table(names: str | None) -> str:
+    from gobstopper.settings import markdown_table
+
+    return markdown_table(None if names is None else names.split())
+
+
+def write_settings_tables() -> None:
+    """Render every marked table afresh, after a setting changed:
+    ``python -c "from tests.unit.test_docs import write_settings_tables as w; w()"``."""
+    for page in PAGES:
+        text = page.read_text()
+        fresh = _SETTINGS_TABLE.sub(
+            lambda m: m.group(0).replace(m.group("table"), _settings_table(m.group("names"))),
+            text,
+        )
+        if fresh != text:
+            page.write_text(fresh)
+
+
+SETTINGS_TABLES = [
+    (page.relative_to(ROOT).as_posix(), m.group("names"), m.group("table"))
+    for page in PAGES
+    for m in _SETTINGS_TABLE.finditer(page.read_text())
+]
+
+
+def test_the_reference_pages_have_the_whole_table() -> None:
+    whole = {page for page, names, _ in SETTINGS_TABLES if names is None}
+    assert {"README.md", "docs/configuration.md"} <= whole
+
+
+@pytest.mark.parametrize(
+    ("page", "names", "table"), SETTINGS_TABLES, ids=[p for p, _, _ in SETTINGS_TABLES]
+)
+def test_settings_table_matches_the_declarations(page: str, names: str | None, table: str) -> None:
+    """Every variable, argument, default and meaning as declared in gobstopper/settings.py."""
+    assert table == _settings_table(names), f"{page}: run {write_settings_tables.__doc__}"
+
+
+def test_settings_are_documented_only_in_the_generated_tables() -> None:
+    """A hand-written row for a variable would drift: it belongs in a marked table."""
+    from gobstopper.settings import SETTINGS
+
+    rows = tuple(f"| `{s.env}` {end}" for s in SETTINGS.values() for end in "|/")
+    for page in PAGES:
+        text = _SETTINGS_TABLE.sub("", page.read_text())
+        stray = [line for line in text.splitlines() if line.startswith(rows)]
+        assert not stray, (page.name, stray)

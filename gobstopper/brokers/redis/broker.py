@@ -2,7 +2,7 @@
 
 One pub/sub connection per node receives the channels it subscribes to; one task
 writes everything else (publishes and presence) in order, in pipelines, on a second
-connection. A supervisor keeps the pub/sub connection alive: when it drops it logs,
+connection (``writer.py``). A supervisor keeps the pub/sub connection alive: when it drops it logs,
 reconnects with backoff, subscribes again to every channel still wanted and writes
 this node's presence again.
 
@@ -20,16 +20,16 @@ import contextlib
 import logging
 import time
 import uuid
-from collections import deque
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .._util import Backoff, Throttle
-from ..errors import BrokerUnavailable
-from .base import Broker, BrokerHealth, MessageHandler
+from ..._util import Backoff
+from ...errors import BrokerUnavailable
+from ..base import Broker, BrokerHealth, MessageHandler
+from .writer import HDEL_IF_OWNER, Writer
 
 __all__ = ["RedisBroker", "redact"]
 
@@ -37,19 +37,6 @@ logger = logging.getLogger("gobstopper.broker")
 
 _BACKOFF_FIRST_S = 0.1
 _BACKOFF_MAX_S = 5.0
-_BATCH = 512  # commands per pipeline, at most
-_BATCH_BYTES = 512 * 1024  # and about this many bytes of messages
-# Deletes a presence entry only if it still names the node given: an id that has moved
-# to another node, or was written again since, is left alone.
-_HDEL_IF_OWNER = """
-local n = 0
-for i = 1, #ARGV - 1 do
-  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[#ARGV] then
-    n = n + redis.call('HDEL', KEYS[1], ARGV[i])
-  end
-end
-return n
-"""
 # Pub/sub is checked with a PING of its own after this many idle seconds: a connection
 # cut without a reset is found within it plus the timeout.
 _IDLE_PING_S = 5.0
@@ -95,7 +82,6 @@ class RedisBroker(Broker):
         self.prefix = prefix
         self.presence_ttl = presence_ttl
         self._timeout = timeout
-        self._max_pending = max_pending
         # The health check pings an idle connection before using it: a connection cut
         # without a word (no reset) is found within it, plus the timeout.
         self._client: Any = aioredis.Redis.from_url(
@@ -105,19 +91,13 @@ class RedisBroker(Broker):
             health_check_interval=5,
             socket_keepalive=True,
         )
-        self._hdel_script: Any = self._client.register_script(_HDEL_IF_OWNER)
+        self._hdel_script: Any = self._client.register_script(HDEL_IF_OWNER)
         self._handler: MessageHandler | None = None
         self._channels: set[str] = set()  # wanted, without the prefix
         self._members: dict[str, set[str]] = {}  # this node's presence, key -> members
         self._pubsub: Any = None
         self._confirm: dict[str, asyncio.Future[None]] = {}
-        self._ops: deque[tuple[str, str, Any]] = deque()
-        # Commands queued and written (or dropped) so far: a presence read waits for
-        # the writes queued before it, so that a node reads its own joins and leaves.
-        self._queued = 0
-        self._done = 0
-        self._flushed: list[tuple[int, asyncio.Future[None]]] = []
-        self._ops_ready: asyncio.Event | None = None
+        self._writer = Writer(self._client, self._hdel_if_owner, redact(url), timeout, max_pending)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._connected = False
@@ -125,8 +105,7 @@ class RedisBroker(Broker):
         self._reconnects = 0
         self._ever_connected_before = False
         self._last_error: str | None = None
-        self._dropped = 0
-        self._throttle = Throttle(logger)
+        self._dropped = 0  # publishes refused while disconnected
 
     # -- names --------------------------------------------------------------------------
 
@@ -144,14 +123,13 @@ class RedisBroker(Broker):
     async def start(self, handler: MessageHandler) -> None:
         # A new id per start: processes forked from one that created the broker must
         # not share it (each would skip the others' messages as its own).
-        self.node_id = uuid.uuid4().hex
+        self.node_id = self._writer.node_id = uuid.uuid4().hex
         self._handler = handler
         self._stopping = False
-        self._ops_ready = asyncio.Event()
         connected = asyncio.get_running_loop().create_future()
         self._tasks = [
             asyncio.ensure_future(self._listen(connected)),
-            asyncio.ensure_future(self._write()),
+            asyncio.ensure_future(self._writer.run()),
             asyncio.ensure_future(self._heartbeat()),
         ]
         # Wait a little for the first connection, so that a worker that starts next to
@@ -163,7 +141,7 @@ class RedisBroker(Broker):
         self._stopping = True
         # What was published last (e.g. goodbyes at shutdown) goes out first; then this
         # node's presence is withdrawn while the connection is still there.
-        await self._written()
+        await self._writer.written()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -187,32 +165,21 @@ class RedisBroker(Broker):
 
     # -- publishing and presence: one ordered writer ---------------------------------------
 
-    def _enqueue(self, op: str, target: str, arg: Any) -> None:
-        if len(self._ops) >= self._max_pending:
-            self._dropped += 1
-            raise BrokerUnavailable(redact(self.url), "too many messages waiting for Redis")
-        self._ops.append((op, target, arg))
-        self._queued += 1
-        if self._ops_ready is not None:
-            self._ops_ready.set()
-
     async def publish(self, channel: str, data: bytes) -> None:
         if not self._connected:
             self._dropped += 1
             raise BrokerUnavailable(redact(self.url), self._last_error or "not connected")
-        self._enqueue("publish", self._channel(channel), data)
+        self._writer.put("publish", self._channel(channel), data)
 
     def presence_add(self, key: str, member: str) -> None:
         self._members.setdefault(key, set()).add(member)
-        if not self._connected and self._ops:
+        if not self._connected:
             # A removal queued during an outage must not undo this once Redis is back.
-            kept = deque(op for op in self._ops if op != ("hdel", self._presence_key(key), member))
-            self._queued -= len(self._ops) - len(kept)
-            self._ops = kept
-        if self._connected:
+            self._writer.forget(("hdel", self._presence_key(key), member))
+        else:
             # Too many writes waiting: written again from self._members on reconnection.
             with contextlib.suppress(BrokerUnavailable):
-                self._enqueue("hset", self._presence_key(key), member)
+                self._writer.put("hset", self._presence_key(key), member)
 
     def presence_remove(self, key: str, member: str) -> None:
         members = self._members.get(key)
@@ -222,101 +189,13 @@ class RedisBroker(Broker):
                 del self._members[key]
         # Also while disconnected: queued, so that a reconnection does not leave it.
         with contextlib.suppress(BrokerUnavailable):
-            self._enqueue("hdel", self._presence_key(key), member)
-
-    async def _write(self) -> None:
-        assert self._ops_ready is not None
-        while True:
-            await self._ops_ready.wait()
-            self._ops_ready.clear()
-            while self._ops and self._connected:
-                batch = self._next_batch()
-                try:
-                    async with self._client.pipeline(transaction=False) as pipe:
-                        for op, target, arg in batch:
-                            if op == "publish":
-                                pipe.publish(target, arg)
-                            elif op == "hset":
-                                pipe.hset(target, arg, self.node_id)
-                            else:
-                                await self._hdel_if_owner(target, [arg], self.node_id, pipe)
-                        results = await asyncio.wait_for(
-                            pipe.execute(raise_on_error=False), self._timeout
-                        )
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # the connection failed: nothing is known sent
-                    self._batch_failed(batch, exc)
-                    # Let the supervisor notice the outage instead of spinning here.
-                    await asyncio.sleep(_BACKOFF_FIRST_S)
-                    continue
-                failed = [
-                    op
-                    for op, result in zip(batch, results, strict=True)
-                    if isinstance(result, Exception)
-                ]
-                if failed:
-                    # An error reply (e.g. Redis out of memory) fails one command only.
-                    lost = sum(op == "publish" for op, _, _ in failed)
-                    self._dropped += lost
-                    self._throttle.error(
-                        "broker: %d command(s) refused by Redis (%s); %d message(s) lost",
-                        len(failed),
-                        next(r for r in results if isinstance(r, Exception)),
-                        lost,
-                    )
-                self._advance(len(batch))
-
-    def _next_batch(self) -> list[tuple[str, str, Any]]:
-        batch: list[tuple[str, str, Any]] = []
-        size = 0
-        ops = self._ops
-        while ops and len(batch) < _BATCH and (not batch or size < _BATCH_BYTES):
-            op = ops.popleft()
-            if op[0] == "publish":
-                size += len(op[2])
-            batch.append(op)
-        return batch
-
-    def _batch_failed(self, batch: list[tuple[str, str, Any]], exc: BaseException) -> None:
-        lost = sum(op == "publish" for op, _, _ in batch)
-        self._dropped += lost
-        self._advance(len(batch))
-        # Removals go back to the front, in order, for the next connection (additions
-        # are written again from self._members on reconnection).
-        removals = [op for op in batch if op[0] == "hdel"]
-        for op in reversed(removals):
-            self._ops.appendleft(op)
-        self._queued += len(removals)
-        self._throttle.error(
-            "broker: %d message(s) to Redis lost (%s); delivery is at most once", lost, exc
-        )
+            self._writer.put("hdel", self._presence_key(key), member)
 
     def _hdel_if_owner(self, key: str, members: list[str], node: str, client: Any) -> Any:
         return self._hdel_script(keys=[key], args=[*members, node], client=client)
 
-    def _advance(self, count: int) -> None:
-        self._done += count
-        waiting = []
-        for mark, waiter in self._flushed:
-            if mark <= self._done:
-                if not waiter.done():
-                    waiter.set_result(None)
-            else:
-                waiting.append((mark, waiter))
-        self._flushed = waiting
-
-    async def _written(self) -> None:
-        """Wait (at most the timeout) until what was queued so far has been written."""
-        if self._done >= self._queued or not self._connected:
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._flushed.append((self._queued, waiter))
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(waiter, self._timeout)
-
     async def presence(self, key: str) -> dict[str, str]:
-        await self._written()
+        await self._writer.written()
         try:
             raw = await asyncio.wait_for(
                 self._client.hgetall(self._presence_key(key)), self._timeout
@@ -344,7 +223,7 @@ class RedisBroker(Broker):
             raise BrokerUnavailable(redact(self.url), str(exc) or type(exc).__name__) from exc
 
     async def presence_of(self, key: str, member: str) -> str | None:
-        await self._written()
+        await self._writer.written()
         try:
             raw = await asyncio.wait_for(
                 self._client.hget(self._presence_key(key), member), self._timeout
@@ -530,10 +409,10 @@ class RedisBroker(Broker):
         if error is not None:
             self._last_error = error
         if connected != self._connected:
-            self._connected = connected
+            self._connected = self._writer.connected = connected
             self._since = time.time()
-        if connected and self._ops_ready is not None and self._ops:
-            self._ops_ready.set()
+        if connected:
+            self._writer.wake()
 
     def health(self) -> BrokerHealth:
         return BrokerHealth(
@@ -542,7 +421,7 @@ class RedisBroker(Broker):
             since=self._since,
             reconnects=self._reconnects,
             last_error=self._last_error,
-            dropped=self._dropped,
+            dropped=self._dropped + self._writer.dropped,
         )
 
 

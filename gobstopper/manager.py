@@ -599,17 +599,9 @@ class WebSocketManager:
         problem (the slow-consumer policy), not the others'."""
         sent = 0
         data, size = push.data, push.size
-        if not exclude and predicate is None:  # the common case, kept lean
-            for conn in members:
-                if conn.binary_pushes:
-                    framed = push.binary()
-                    if framed is not None and conn.outbox.put(*framed):
-                        sent += 1
-                elif conn.outbox.put(data, size):
-                    sent += 1
-            return sent
+        filtered = bool(exclude) or predicate is not None
         for conn in members:
-            if not chosen(conn, exclude, predicate):
+            if filtered and not chosen(conn, exclude, predicate):
                 continue
             if conn.binary_pushes:
                 framed = push.binary()

@@ -36,7 +36,7 @@ from .link import Link
 from .state import Phase
 from .subscription import CallError, ChannelMessage, Subscription
 
-__all__ = ["CallError", "ChannelMessage", "Client", "Subscription"]
+__all__ = ["CallError", "ChannelMessage", "Client", "Phase", "Subscription"]
 
 logger = logging.getLogger("gobstopper.client")
 

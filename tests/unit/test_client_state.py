@@ -3,8 +3,12 @@ the transitions it refuses."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from gobstopper._util import Backoff
+from gobstopper.client.link import Link
 from gobstopper.client.state import ConnectionState, IllegalTransition, Phase
 
 
@@ -125,3 +129,40 @@ def test_illegal_transitions_raise(steps: list[str], illegal: str) -> None:
     with pytest.raises(IllegalTransition):
         apply(state, illegal)
     assert (state.phase, state.generation) == before
+
+
+async def test_the_link_wakes_its_waiters_at_each_transition() -> None:
+    """The one future per transition, driven by hand: no socket, no reconnection loop."""
+    unused = lambda *_: None  # noqa: E731  # nothing opens, arrives or drops here
+    link = Link(
+        "ws://127.0.0.1:9/rpc", Backoff(0.1, 1), on_open=unused, on_frame=unused, on_lost=unused
+    )
+    state = link.state
+    with pytest.raises(RuntimeError):
+        await link.socket()  # never started
+    state.start()
+    socket = asyncio.ensure_future(link.socket())
+    second = asyncio.ensure_future(link.wait_for(lambda: state.ready_on(2)))
+    cancelled = asyncio.ensure_future(link.wait_for(lambda: state.ready_on(2)))
+    await asyncio.sleep(0)
+    cancelled.cancel()  # leaving must not cancel what the others wait on
+    assert not socket.done()
+    generation = state.opened()
+    assert (await asyncio.wait_for(socket, 1))[1] == generation == 1
+    gone = asyncio.ensure_future(link.gone(1))
+    state.renewed(1)
+    await asyncio.sleep(0)
+    assert not second.done() and not gone.done()
+    state.lost()
+    await asyncio.wait_for(gone, 1)
+    state.renewed(state.opened())
+    await asyncio.wait_for(second, 1)
+    third = asyncio.ensure_future(link.wait_for(lambda: state.ready_on(3)))
+    later = asyncio.ensure_future(link.socket())
+    state.lost()
+    await asyncio.sleep(0)
+    await link.close()
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(later, 1)
+    assert not third.done()  # its condition does not hold: it waits on, as asked
+    third.cancel()

@@ -1,29 +1,37 @@
-"""gobstopper: real-time WebSocket applications on Granian RSGI (and ASGI)."""
+"""gobstopper: real-time WebSocket applications on Granian RSGI (and ASGI).
+
+The public names are imported on first use, so that ``import gobstopper.client`` (or
+``gobstopper.messages.protocol``) loads neither granian nor the server's modules.
+"""
 
 from __future__ import annotations
 
-from .app import Gobstopper
-from .brokers import Broker, BrokerHealth, MemoryBroker, MemoryHub, broker_from_url
-from .config import Config, SlowConsumerPolicy
-from .datastructures import Address, Headers, QueryParams
-from .errors import (
-    BrokerUnavailable,
-    CloseCode,
-    ConfigError,
-    ConnectionClosed,
-    ConnectionClosedError,
-    ConnectionClosedOK,
-    GobstopperError,
-    HTTPError,
-    MessageTooBig,
-    RouteError,
-    UnsupportedByServer,
-)
-from .http import HTMLResponse, JSONResponse, PlainTextResponse, Request, Response
-from .manager import Connection, Delivery, WebSocketManager
-from .messages import RPC, Event, RPCError, serve_client_js
-from .outbox import DeliveryStats
-from .websocket import Message, MessageType, State, WebSocket, WebSocketState
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .app import Gobstopper
+    from .brokers import Broker, BrokerHealth, MemoryBroker, MemoryHub, broker_from_url
+    from .config import Config, SlowConsumerPolicy
+    from .datastructures import Address, Headers, QueryParams
+    from .errors import (
+        BrokerUnavailable,
+        CloseCode,
+        ConfigError,
+        ConnectionClosed,
+        ConnectionClosedError,
+        ConnectionClosedOK,
+        GobstopperError,
+        HTTPError,
+        MessageTooBig,
+        RouteError,
+        UnsupportedByServer,
+    )
+    from .http import HTMLResponse, JSONResponse, PlainTextResponse, Request, Response
+    from .manager import Connection, Delivery, WebSocketManager
+    from .messages import RPC, Event, RPCError, serve_client_js
+    from .outbox import DeliveryStats
+    from .websocket import Message, MessageType, State, WebSocket, WebSocketState
 
 __all__ = [
     "RPC",
@@ -69,3 +77,51 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# Where each public name lives (the same imports as under TYPE_CHECKING above).
+_SOURCES = {
+    "Gobstopper": ".app",
+    **dict.fromkeys(
+        ("Broker", "BrokerHealth", "MemoryBroker", "MemoryHub", "broker_from_url"), ".brokers"
+    ),
+    **dict.fromkeys(("Config", "SlowConsumerPolicy"), ".config"),
+    **dict.fromkeys(("Address", "Headers", "QueryParams"), ".datastructures"),
+    **dict.fromkeys(
+        (
+            "BrokerUnavailable",
+            "CloseCode",
+            "ConfigError",
+            "ConnectionClosed",
+            "ConnectionClosedError",
+            "ConnectionClosedOK",
+            "GobstopperError",
+            "HTTPError",
+            "MessageTooBig",
+            "RouteError",
+            "UnsupportedByServer",
+        ),
+        ".errors",
+    ),
+    **dict.fromkeys(
+        ("HTMLResponse", "JSONResponse", "PlainTextResponse", "Request", "Response"), ".http"
+    ),
+    **dict.fromkeys(("Connection", "Delivery", "WebSocketManager"), ".manager"),
+    **dict.fromkeys(("RPC", "Event", "RPCError", "serve_client_js"), ".messages"),
+    "DeliveryStats": ".outbox",
+    **dict.fromkeys(
+        ("Message", "MessageType", "State", "WebSocket", "WebSocketState"), ".websocket"
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    source = _SOURCES.get(name)
+    if source is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(source, __name__), name)
+    globals()[name] = value  # found once: later look-ups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})

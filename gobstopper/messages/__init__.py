@@ -5,22 +5,23 @@ streaming) registered with a decorator, validates their parameters from the type
 hints, routes named events to their handlers, and serves channel subscriptions with
 wildcard patterns. Errors are answered as JSON-RPC errors, never by closing the
 connection. The wire protocol is in ``docs/protocol.md``.
+
+The public names are imported on first use: the clients import ``protocol``, ``codec``
+and ``channels`` from here without loading the server.
 """
 
 from __future__ import annotations
 
-from .channels import matches
-from .events import Event
-from .guards import Guard, all_of, any_of, equals, has
-from .rpc import (
-    ACCESS_DENIED,
-    RATE_LIMITED,
-    REQUEST_CANCELLED,
-    RPC,
-    TOO_MANY_SUBSCRIPTIONS,
-    RPCError,
-)
-from .static import CLIENT_JS, serve_client_js
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .channels import matches
+    from .events import Event
+    from .guards import Guard, all_of, any_of, equals, has
+    from .protocol import ACCESS_DENIED, RATE_LIMITED, REQUEST_CANCELLED, TOO_MANY_SUBSCRIPTIONS
+    from .rpc import RPC, RPCError
+    from .static import CLIENT_JS, serve_client_js
 
 __all__ = [
     "ACCESS_DENIED",
@@ -39,3 +40,29 @@ __all__ = [
     "matches",
     "serve_client_js",
 ]
+
+# Where each public name lives (the same imports as under TYPE_CHECKING above).
+_SOURCES = {
+    "matches": ".channels",
+    "Event": ".events",
+    **dict.fromkeys(("Guard", "all_of", "any_of", "equals", "has"), ".guards"),
+    **dict.fromkeys(
+        ("ACCESS_DENIED", "RATE_LIMITED", "REQUEST_CANCELLED", "TOO_MANY_SUBSCRIPTIONS"),
+        ".protocol",
+    ),
+    **dict.fromkeys(("RPC", "RPCError"), ".rpc"),
+    **dict.fromkeys(("CLIENT_JS", "serve_client_js"), ".static"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    source = _SOURCES.get(name)
+    if source is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(source, __name__), name)
+    globals()[name] = value  # found once: later look-ups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})

@@ -12,6 +12,33 @@
 (function (root) {
   "use strict";
 
+  /** The protocol's names and error codes (gobstopper/messages/protocol.py; a test
+   * checks that they match). */
+  const RPC = Object.freeze({
+    VERSION: "2.0",
+    // Methods the client calls.
+    SUBSCRIBE: "rpc.subscribe",
+    UNSUBSCRIBE: "rpc.unsubscribe",
+    PUBLISH: "rpc.publish",
+    CANCEL: "rpc.cancel",
+    INFO: "rpc.info",
+    // Notifications the server pushes.
+    MESSAGE: "rpc.message",
+    EVENT: "rpc.event",
+    STREAM: "rpc.stream",
+    // Error codes: JSON-RPC's, then gobstopper's.
+    PARSE_ERROR: -32700,
+    INVALID_REQUEST: -32600,
+    METHOD_NOT_FOUND: -32601,
+    INVALID_PARAMS: -32602,
+    INTERNAL_ERROR: -32603,
+    ACCESS_DENIED: -32001,
+    RATE_LIMITED: -32002,
+    TOO_MANY_SUBSCRIPTIONS: -32003,
+    TOO_MANY_TASKS: -32004,
+    REQUEST_CANCELLED: -32800,
+  });
+
   /** The server answered a call with a JSON-RPC error: `code`, `message`, `data`. */
   class CallError extends Error {
     constructor(code, message, data) {
@@ -166,7 +193,7 @@
     /** Send a notification (no answer); resolves once sent. */
     notify(method, params) {
       checkParams(params);
-      const message = { jsonrpc: "2.0", method };
+      const message = { jsonrpc: RPC.VERSION, method };
       if (params != null) message.params = params; // null or undefined: none
       const entry = this._entry(message);
       this._send(entry);
@@ -208,11 +235,11 @@
         this._subs.delete(pattern);
         // Sent in order after the subscription, even if that is still queued or on its
         // way (before the connection counts as open); unknown ones are ignored.
-        if (!this._stopped) quiet(this.call("rpc.unsubscribe", { channel: pattern }));
+        if (!this._stopped) quiet(this.call(RPC.UNSUBSCRIBE, { channel: pattern }));
       };
       // Refused (access denied, too many): the subscription is dropped here too.
       forget.ready = quiet(
-        this.call("rpc.subscribe", { channel: pattern }).catch((err) => {
+        this.call(RPC.SUBSCRIBE, { channel: pattern }).catch((err) => {
           if (err instanceof CallError) forget();
           throw err;
         }),
@@ -223,23 +250,23 @@
     /** Publish `data` to `channel` (if the server lets clients publish); resolves with
      * the number of subscribers reached on the server's node. */
     publish(channel, data, { echo = false } = {}) {
-      return this.call("rpc.publish", { channel, data, echo });
+      return this.call(RPC.PUBLISH, { channel, data, echo });
     }
 
     /** Call a streaming method: onItem(item) for each item; the promise resolves with
      * the final result (the number of items). `promise.cancel()` stops it (rpc.cancel):
-     * the promise then rejects with CallError -32800. The timeout counts from the last
-     * item. */
+     * the promise then rejects with CallError RPC.REQUEST_CANCELLED. The timeout counts
+     * from the last item. */
     stream(method, params, onItem) {
       const entry = this._request(method, params, onItem);
       const promise = entry.promise;
       promise.cancel = () => {
         if (!entry.sent) {
           // Still waiting for a connection: the server never saw it.
-          this._settle(entry, new CallError(-32800, "Request cancelled"));
+          this._settle(entry, new CallError(RPC.REQUEST_CANCELLED, "Request cancelled"));
           return Promise.resolve(false);
         }
-        return this.call("rpc.cancel", { id: entry.id });
+        return this.call(RPC.CANCEL, { id: entry.id });
       };
       return promise;
     }
@@ -268,7 +295,7 @@
     _request(method, params, onItem, first = false) {
       checkParams(params);
       const id = this._nextId++;
-      const message = { jsonrpc: "2.0", method, id };
+      const message = { jsonrpc: RPC.VERSION, method, id };
       if (params != null) message.params = params; // null or undefined: none
       const entry = this._entry(message, onItem);
       entry.id = id;
@@ -336,9 +363,9 @@
       // First on the new connection, before what waited for it: the subscriptions again
       // (the server kept nothing of the old connection), then who we are. The server
       // handles them in order, so they are in place before the queued calls run.
-      const info = this._request("rpc.info", undefined, undefined, true);
+      const info = this._request(RPC.INFO, undefined, undefined, true);
       for (const pattern of this._subs.keys()) {
-        const again = this._request("rpc.subscribe", { channel: pattern }, undefined, true);
+        const again = this._request(RPC.SUBSCRIBE, { channel: pattern }, undefined, true);
         again.promise.catch((err) => {
           if (!(err instanceof CallError)) return; // dropped again: the next one retries
           console.warn(`gobstopper: subscription ${pattern} refused`, err);
@@ -419,18 +446,18 @@
     }
 
     _push(method, params) {
-      if (method === "rpc.event") {
+      if (method === RPC.EVENT) {
         for (const callback of [...(this._events.get(params.event) || [])]) {
           safely(callback, params.data, params.from);
         }
-      } else if (method === "rpc.message") {
+      } else if (method === RPC.MESSAGE) {
         // The server sends a message once per connection: every local subscription
         // whose pattern matches gets it.
         for (const [pattern, callbacks] of [...this._subs]) {
           if (!matches(pattern, params.channel)) continue;
           for (const callback of [...callbacks]) safely(callback, params.data, params.channel);
         }
-      } else if (method === "rpc.stream") {
+      } else if (method === RPC.STREAM) {
         const entry = this._pending.get(params.id);
         if (!entry) return;
         this._arm(entry);
@@ -441,7 +468,7 @@
     }
   }
 
-  const api = { Client, CallError, ConnectionError, TimeoutError, matches };
+  const api = { Client, CallError, ConnectionError, TimeoutError, RPC, matches };
   if (typeof module === "object" && module.exports) module.exports = api;
   else root.Gobstopper = api;
 })(typeof window !== "undefined" ? window : globalThis);

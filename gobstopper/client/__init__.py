@@ -1,6 +1,7 @@
 """A Python client for gobstopper's message layer, that reconnects by itself.
 
-Needs the ``websockets`` package (``pip install 'gobstopper[client]'``).
+Needs the ``websockets`` package (``pip install 'gobstopper[client]'``); it imports
+neither granian nor the server's modules.
 
 Example::
 
@@ -9,6 +10,10 @@ Example::
         async with await client.subscribe("news.*") as news:
             async for message in news:
                 print(message.channel, message.data)
+
+The connection's life cycle is the pure state machine of ``state.py``; this module adds
+the socket, the pending calls, and one future per transition that wakes whatever waits
+for the next phase.
 """
 
 from __future__ import annotations
@@ -18,100 +23,22 @@ import contextlib
 import inspect
 import itertools
 import logging
-import random
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from .messages.channels import matches, valid_pattern
-from .messages.codec import CODECS, Codec, DecodeError
+from .._util import Backoff, TaskSet
+from ..messages import protocol
+from ..messages.channels import matches, valid_pattern
+from ..messages.codec import CODECS, Codec, DecodeError
+from .link import Link
+from .state import Phase
+from .subscription import CallError, ChannelMessage, Subscription
 
-__all__ = ["CallError", "ChannelMessage", "Client", "Subscription"]
+__all__ = ["CallError", "ChannelMessage", "Client", "Phase", "Subscription"]
 
 logger = logging.getLogger("gobstopper.client")
-
-REQUEST_CANCELLED = -32800
-
-
-class CallError(Exception):
-    """The server answered a call with a JSON-RPC error.
-
-    Attributes:
-        code: the JSON-RPC error code (e.g. -32601 method not found, or the app's own).
-        message: the error's message.
-        data: the error's data, if any.
-    """
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(f"{code}: {message}" + (f" ({data!r})" if data is not None else ""))
-        self.code = code
-        self.message = message
-        self.data = data
-
-
-@dataclass(frozen=True)
-class ChannelMessage:
-    """A message published to a channel: its name and its data."""
-
-    channel: str
-    data: Any
-
-
-class Subscription:
-    """A subscription to a channel or pattern: an async iterator of ``ChannelMessage``.
-
-    Messages wait in a queue of ``maxsize``; when a reader falls that far behind, the
-    oldest are dropped (counted in ``dropped``). Leave with ``close()`` or ``async with``.
-    """
-
-    def __init__(self, client: Client, pattern: str, maxsize: int) -> None:
-        self.client = client
-        self.pattern = pattern
-        self.dropped = 0
-        self._queue: asyncio.Queue[ChannelMessage | None] = asyncio.Queue(maxsize)
-        self._closed = False
-
-    def _put(self, message: ChannelMessage | None) -> None:
-        """Queue a message (None: the end), dropping the oldest when full."""
-        if self._queue.full():
-            self._queue.get_nowait()
-            self.dropped += 1
-        self._queue.put_nowait(message)
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> ChannelMessage:
-        if self._closed and self._queue.empty():
-            raise StopAsyncIteration
-        message = await self._queue.get()
-        if message is None:
-            raise StopAsyncIteration
-        return message
-
-    async def get(self, timeout: float | None = None) -> ChannelMessage:
-        """The next message (``asyncio.TimeoutError`` after ``timeout`` seconds)."""
-        return await asyncio.wait_for(self.__anext__(), timeout)
-
-    async def close(self) -> None:
-        """Unsubscribe (if no other subscription of the client holds the same pattern)."""
-        if self._closed:
-            return
-        self._end()
-        await self.client._drop(self)
-
-    def _end(self) -> None:
-        """No more messages: the iterator stops once the queue is read."""
-        self._closed = True
-        self._put(None)
-
-    async def __aenter__(self) -> Subscription:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
 
 class Client:
@@ -126,6 +53,9 @@ class Client:
             ``max_backoff``, with jitter.
         on_notification: called with ``(method, params)`` for every notification the
             server pushes (events, channel messages and stream items included).
+
+    Raises:
+        ValueError: an unknown encoding, or not ``0 < backoff <= max_backoff``.
 
     A call made while the connection is down waits for the next connection (within its
     timeout). A call in flight when the connection drops fails with ``ConnectionError``:
@@ -151,25 +81,32 @@ class Client:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.on_notification = on_notification
-        #: Connections opened so far (1 after the first, more after reconnections).
-        self.connections = 0
         #: This connection's id on the server (``rpc.info``), None while disconnected.
         self.id: str | None = None
+        self._link = Link(
+            self._endpoint(),
+            Backoff(backoff, max_backoff),
+            on_open=self._opened,
+            on_frame=self._dispatch,
+            on_lost=self._lost,
+        )
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._streams: dict[int, asyncio.Queue[Any]] = {}
         self._subscriptions: dict[str, list[Subscription]] = {}
-        self._handlers: dict[str, list[Callable[..., Any]]] = {}
-        self._ws: Any = None
-        self._connected: asyncio.Event | None = None
-        self._ready: asyncio.Event | None = None
-        self._changed: asyncio.Condition | None = None
-        self._lost: asyncio.Event | None = None  # set when the current connection ends
-        self._closed: asyncio.Event | None = None
         self._subscribing: dict[str, asyncio.Future[None]] = {}
-        self._runner: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[Any]] = set()
-        self._closing = False
+        self._handlers: dict[str, list[Callable[..., Any]]] = {}
+        self._tasks = TaskSet(logger, "a callback or renewal")
+
+    @property
+    def connections(self) -> int:
+        """Connections opened so far (1 after the first, more after reconnections)."""
+        return self._link.state.generation
+
+    @property
+    def phase(self) -> Phase:
+        """Where the connection stands: idle, connecting, renewing, ready or closed."""
+        return self._link.state.phase
 
     async def __aenter__(self) -> Client:
         await self.connect()
@@ -186,39 +123,45 @@ class Client:
     # -- the connection -------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Start the connection loop and wait (``timeout``) for the first connection."""
+        """Start the connection loop and wait (``timeout``) for the first ready
+        connection; on failure the client stops, as nobody will close() it.
+
+        Raises:
+            RuntimeError: websockets is not installed.
+            asyncio.TimeoutError: no ready connection within ``timeout``.
+        """
         try:
             import websockets  # noqa: F401
         except ImportError:
             raise RuntimeError(
                 "the client needs websockets: pip install 'gobstopper[client]'"
             ) from None
-        self._connected = asyncio.Event()
-        self._ready = asyncio.Event()
-        self._changed = asyncio.Condition()
-        self._closed = asyncio.Event()
-        self._closing = False
-        self._runner = asyncio.ensure_future(self._run())
+        self._link.start()
         try:
-            await asyncio.wait_for(self._ready.wait(), self.timeout)
+            await asyncio.wait_for(self.ready(), self.timeout)
         except BaseException:
-            await self.close()  # no connection: stop trying, as nobody will close() us
+            await self.close()
             raise
+
+    async def ready(self, connection: int | None = None) -> None:
+        """Wait until the client is connected with its subscriptions renewed: on any
+        connection, or on its ``connection``-th (2: after the first reconnection).
+
+        Example: ``await client.ready(client.connections + 1)`` after a server restart.
+
+        Raises:
+            ConnectionError: the client is closed.
+        """
+        state = self._link.state
+        await self._link.wait_for(lambda: state.ready_on(connection) or state.closed)
+        if state.closed:
+            raise ConnectionError("client closed")
 
     async def close(self) -> None:
         """Close the connection and stop reconnecting; what waits fails with
         ``ConnectionError``."""
-        self._closing = True
-        if self._closed is not None:
-            self._closed.set()  # wakes calls waiting for a connection
-        if self._ws is not None:
-            with contextlib.suppress(Exception):
-                await self._ws.close()
-        for task in (self._runner, *self._background):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await self._link.close()
+        await self._tasks.cancel()
         self._fail_pending(ConnectionError("client closed"))
         for subs in self._subscriptions.values():
             for sub in subs:
@@ -231,47 +174,23 @@ class Client:
         query = (parts.query + "&" if parts.query else "") + urlencode({"encoding": "msgpack"})
         return urlunsplit(parts._replace(query=query))
 
-    async def _run(self) -> None:
-        from websockets.asyncio.client import connect
+    def _opened(self, generation: int) -> None:
+        self._tasks.spawn(self._renew(generation))
 
-        assert self._connected is not None and self._ready is not None
-        delay = self.backoff
-        while not self._closing:
-            lost = self._lost = asyncio.Event()
-            try:
-                async with connect(self._endpoint()) as ws:
-                    self._ws = ws
-                    self.connections += 1
-                    self._connected.set()
-                    delay = self.backoff
-                    self._spawn(self._renew(ws))
-                    async for raw in ws:
-                        self._dispatch(raw)
-            except Exception as exc:  # refused, dropped, or an HTTP answer (503, 409...):
-                logger.info("connection to %s lost or refused: %s", self.url, exc)  # retry
-            finally:
-                self._connected.clear()
-                self._ready.clear()
-                self._ws = None
-                self.id = None
-                lost.set()
-                self._fail_pending(ConnectionError(f"connection to {self.url} lost"))
-            if self._closing:
-                return
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))  # backoff, jittered
-            delay = min(delay * 2, self.max_backoff)
+    def _lost(self) -> None:
+        self.id = None
+        self._fail_pending(ConnectionError(f"connection to {self.url} lost"))
 
-    async def _renew(self, ws: Any) -> None:
+    async def _renew(self, generation: int) -> None:
         """On each new connection: learn its id and subscribe again to every pattern.
         Ready only if that connection is still the current one."""
-        assert self._ready is not None
         patterns = tuple(self._subscriptions)
         answers = await asyncio.gather(
-            self.call("rpc.info"),
-            *(self.call("rpc.subscribe", p) for p in patterns),
+            self.call(protocol.INFO),
+            *(self.call(protocol.SUBSCRIBE, p) for p in patterns),
             return_exceptions=True,
         )
-        if self._ws is not ws:
+        if not self._link.state.current(generation):
             return  # that connection is gone already: the next one renews
         for pattern, answer in zip(patterns, answers[1:], strict=True):
             if isinstance(answer, CallError):  # refused now: end those subscriptions
@@ -285,60 +204,7 @@ class Client:
             return
         if isinstance(info, dict):
             self.id = info.get("id")
-        self._ready.set()
-        assert self._changed is not None
-        async with self._changed:
-            self._changed.notify_all()
-
-    async def ready(self, connection: int | None = None) -> None:
-        """Wait until the client is connected with its subscriptions renewed: on any
-        connection, or on its ``connection``-th (2: after the first reconnection).
-
-        Example: ``await client.ready(client.connections + 1)`` after a server restart.
-        """
-        assert self._changed is not None and self._ready is not None, "connect() first"
-        async with self._changed:
-            await self._changed.wait_for(
-                lambda: (
-                    self._ready is not None
-                    and self._ready.is_set()
-                    and (connection is None or self.connections >= connection)
-                )
-            )
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background_done)
-
-    def _background_done(self, task: asyncio.Task[Any]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("a callback or renewal failed", exc_info=task.exception())
-
-    async def _wait_connected(self) -> Any:
-        """The current connection, once there is one.
-
-        Raises:
-            ConnectionError: the client is closed.
-        """
-        connected, closed = self._connected, self._closed
-        assert connected is not None and closed is not None, "connect() first"
-        while not connected.is_set() or self._ws is None:
-            if self._closing:
-                raise ConnectionError("client closed")
-            waiters = {
-                asyncio.ensure_future(connected.wait()),
-                asyncio.ensure_future(closed.wait()),
-            }
-            try:
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
-        if self._closing:
-            raise ConnectionError("client closed")
-        return self._ws
+        self._link.state.renewed(generation)
 
     # -- calls ------------------------------------------------------------------------
 
@@ -350,22 +216,16 @@ class Client:
             asyncio.TimeoutError: no answer within ``timeout``.
             ConnectionError: the connection dropped before the answer.
         """
-        request_id, message = self._request(method, args, kwargs)
+        request_id = next(self._ids)
+        return await self._ask(protocol.request(method, _params(args, kwargs), request_id))
+
+    async def _ask(self, message: dict[str, Any]) -> Any:
+        """Send a request and wait (``timeout``) for its answer."""
+        request_id = message["id"]
         try:
             return await asyncio.wait_for(self._exchange(request_id, message), self.timeout)
         finally:
             self._pending.pop(request_id, None)
-
-    def _request(
-        self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[int, dict[str, Any]]:
-        if args and kwargs:
-            raise TypeError("JSON-RPC takes positional or named parameters, not both")
-        request_id = next(self._ids)
-        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": request_id}
-        if args or kwargs:
-            message["params"] = list(args) if args else kwargs
-        return request_id, message
 
     async def _exchange(self, request_id: int, message: dict[str, Any]) -> Any:
         """Send a request on the current connection and wait for its answer. A request
@@ -373,8 +233,7 @@ class Client:
         with its connection (it may have run: it is never sent twice)."""
         frame = self.codec.encode(message)
         while True:
-            ws = await self._wait_connected()
-            lost = self._lost
+            ws, generation = await self._link.socket()
             answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             self._pending[request_id] = answer  # before sending: the answer may come fast
             try:
@@ -388,20 +247,16 @@ class Client:
                     answer.exception()  # the runner failed it meanwhile: nobody reads it
                 else:
                     answer.cancel()
-                if lost is not None:
-                    await lost.wait()
+                await self._link.gone(generation)
                 continue
             return await answer
 
     async def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Send a notification (no answer), once connected (within ``timeout``)."""
-        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-        if args or kwargs:
-            message["params"] = list(args) if args else kwargs
-        await self._send_once(message)
+        await self._send_once(protocol.notification(method, _params(args, kwargs)))
 
     async def _send_once(self, message: dict[str, Any]) -> None:
-        ws = await asyncio.wait_for(self._wait_connected(), self.timeout)
+        ws, _ = await asyncio.wait_for(self._link.socket(), self.timeout)
         await ws.send(self.codec.encode(message))
 
     async def stream(self, method: str, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
@@ -416,7 +271,8 @@ class Client:
             CallError: the server answered with an error (before or after items).
             ConnectionError: the connection dropped during the stream.
         """
-        request_id, message = self._request(method, args, kwargs)
+        request_id = next(self._ids)
+        message = protocol.request(method, _params(args, kwargs), request_id)
         items: asyncio.Queue[Any] = asyncio.Queue()
         self._streams[request_id] = items
         exchange = asyncio.ensure_future(self._exchange(request_id, message))
@@ -442,9 +298,9 @@ class Client:
             self._pending.pop(request_id, None)
             if not finished and not exchange.done():
                 exchange.cancel()
-                if self._ws is not None:
+                if self._link.state.connected:
                     with contextlib.suppress(Exception):
-                        await self.notify("rpc.cancel", id=request_id)
+                        await self.notify(protocol.CANCEL, id=request_id)
 
     # -- events ------------------------------------------------------------------------
 
@@ -463,22 +319,15 @@ class Client:
         """Send the named event (``data``: a dict or a list, its parameters).
 
         With ``ack``, wait for its handler to have run and return what it returned.
+
+        Raises:
+            TypeError: ``data`` is neither a dict nor a list.
         """
         if data is not None and not isinstance(data, (dict, list)):
             raise TypeError("event data is a dict or a list (JSON-RPC params)")
         if ack:
-            request_id = next(self._ids)
-            request: dict[str, Any] = {"jsonrpc": "2.0", "method": event, "id": request_id}
-            if data is not None:
-                request["params"] = data
-            try:
-                return await asyncio.wait_for(self._exchange(request_id, request), self.timeout)
-            finally:
-                self._pending.pop(request_id, None)
-        message: dict[str, Any] = {"jsonrpc": "2.0", "method": event}
-        if data is not None:
-            message["params"] = data
-        await self._send_once(message)
+            return await self._ask(protocol.request(event, data, next(self._ids)))
+        await self._send_once(protocol.notification(event, data))
         return None
 
     # -- channels ------------------------------------------------------------------------
@@ -501,7 +350,7 @@ class Client:
                 confirmed = asyncio.get_running_loop().create_future()
                 self._subscribing[pattern] = confirmed
                 try:
-                    await self.call("rpc.subscribe", pattern)
+                    await self.call(protocol.SUBSCRIBE, pattern)
                     confirmed.set_result(None)
                 except BaseException as exc:
                     confirmed.set_exception(exc)
@@ -530,14 +379,14 @@ class Client:
     async def _drop(self, sub: Subscription) -> None:
         if not self._unregister(sub):
             return
-        if self._ws is not None and not self._closing:
+        if self._link.state.connected:
             with contextlib.suppress(Exception):
-                await self.call("rpc.unsubscribe", sub.pattern)
+                await self.call(protocol.UNSUBSCRIBE, sub.pattern)
 
     async def publish(self, channel: str, data: Any = None, *, echo: bool = False) -> int:
         """Publish to a channel (if the server lets clients publish there); returns the
         subscribers reached on the server's node."""
-        return int(await self.call("rpc.publish", channel=channel, data=data, echo=echo))
+        return int(await self.call(protocol.PUBLISH, channel=channel, data=data, echo=echo))
 
     # -- inbound ---------------------------------------------------------------------------
 
@@ -547,26 +396,21 @@ class Client:
         except (DecodeError, RecursionError):
             logger.warning("ignored an undecodable message from %s", self.url)
             return
-        for item in payload if isinstance(payload, list) else [payload]:
-            if not isinstance(item, dict):
+        for item in protocol.parse_incoming(payload):
+            if isinstance(item, protocol.Notification):
+                self._notification(item.method, item.params)
                 continue
-            if "method" in item and "id" not in item:
-                self._notification(item["method"], item.get("params"))
-                continue
-            answer = self._pending.get(item.get("id"))  # type: ignore[arg-type]
+            answer = self._pending.get(item.id) if _our_id(item.id) else None
             if answer is None or answer.done():
                 continue
-            if "error" in item:
-                error = item["error"] or {}
+            if item.error is not None:
                 answer.set_exception(
-                    CallError(
-                        int(error.get("code", 0)), str(error.get("message", "")), error.get("data")
-                    )
+                    CallError(item.error.code, item.error.message, item.error.data)
                 )
             else:
-                answer.set_result(item.get("result"))
+                answer.set_result(item.result)
 
-    def _notification(self, method: Any, params: Any) -> None:
+    def _notification(self, method: str, params: Any) -> None:
         if self.on_notification is not None:
             try:
                 self.on_notification(method, params)
@@ -574,11 +418,12 @@ class Client:
                 logger.exception("notification callback failed")
         if not isinstance(params, dict):
             return
-        if method == "rpc.stream":
-            queue = self._streams.get(params.get("id"))  # type: ignore[arg-type]
+        if method == protocol.STREAM:
+            request_id = params.get("id")
+            queue = self._streams.get(request_id) if _our_id(request_id) else None
             if queue is not None:
                 queue.put_nowait(params.get("item"))
-        elif method == "rpc.message":
+        elif method == protocol.MESSAGE:
             channel = params.get("channel")
             if not isinstance(channel, str):
                 return
@@ -587,12 +432,12 @@ class Client:
                 if pattern == channel or matches(pattern, channel):
                     for sub in subs:
                         sub._put(message)
-        elif method == "rpc.event":
+        elif method == protocol.EVENT:
             for callback in tuple(self._handlers.get(str(params.get("event")), ())):
                 try:
                     result = callback(params.get("data"), params.get("from"))
                     if inspect.isawaitable(result):
-                        self._spawn(result)
+                        self._tasks.spawn(result)
                 except Exception:
                     logger.exception("handler of event %r failed", params.get("event"))
 
@@ -600,3 +445,22 @@ class Client:
         for answer in self._pending.values():
             if not answer.done():
                 answer.set_exception(exc)
+
+
+def _params(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any] | dict[str, Any] | None:
+    """JSON-RPC params from Python arguments: positional or named, never both.
+
+    Raises:
+        TypeError: both were given.
+    """
+    if args and kwargs:
+        raise TypeError("JSON-RPC takes positional or named parameters, not both")
+    if args:
+        return list(args)
+    return kwargs or None
+
+
+def _our_id(value: Any) -> TypeGuard[int]:
+    """Whether ``value`` may be one of this client's request ids (ints; anything else,
+    even unhashable, is an answer to nobody here)."""
+    return isinstance(value, int) and not isinstance(value, bool)

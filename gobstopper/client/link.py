@@ -1,0 +1,126 @@
+"""The client's WebSocket, reconnected with backoff: the I/O around ``state.py``.
+
+``Link`` owns the socket, the reconnection loop and the one future per transition that
+wakes whatever waits for a phase; what travels on the socket is the client's business,
+handed over through three callbacks (opened, a frame, lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from .._util import Backoff
+from .state import ConnectionState, Phase
+
+__all__ = ["Link"]
+
+logger = logging.getLogger("gobstopper.client")
+
+
+class Link:
+    """One WebSocket to ``url``, opened again after every drop or refusal.
+
+    Args:
+        url: where to connect.
+        backoff: the delays between attempts (reset by a connection that opens).
+        on_open: called with the generation of each connection that opens.
+        on_frame: called with each frame received.
+        on_lost: called when the connection drops (and after each refused attempt).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        backoff: Backoff,
+        *,
+        on_open: Callable[[int], None],
+        on_frame: Callable[[str | bytes], None],
+        on_lost: Callable[[], None],
+    ) -> None:
+        self.url = url
+        self.state = ConnectionState(self._changed)
+        self._backoff = backoff
+        self._on_open = on_open
+        self._on_frame = on_frame
+        self._on_lost = on_lost
+        self._ws: Any = None  # the current connection's socket, while connected
+        self._change: asyncio.Future[None] | None = None  # resolved at the next transition
+        self._runner: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the reconnection loop, unless it runs already."""
+        if self.state.phase in (Phase.IDLE, Phase.CLOSED):
+            self.state.start()
+            self._backoff.reset()
+            self._runner = asyncio.ensure_future(self._run())
+
+    async def close(self) -> None:
+        """Close the socket and stop the loop; waiters see the closed phase at once."""
+        self.state.close()
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._runner
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds, checked after every transition."""
+        while not predicate():
+            if self._change is None:
+                self._change = asyncio.get_running_loop().create_future()
+            # asyncio.wait, not await: a cancelled waiter must not cancel the shared future.
+            await asyncio.wait((self._change,))
+
+    async def socket(self) -> tuple[Any, int]:
+        """The current connection's socket and generation, once there is one.
+
+        Raises:
+            ConnectionError: the client is closed.
+            RuntimeError: the loop was never started.
+        """
+        if self.state.phase is Phase.IDLE:
+            raise RuntimeError("connect() first")
+        await self.wait_for(lambda: self.state.connected or self.state.closed)
+        if self.state.closed:
+            raise ConnectionError("client closed")
+        return self._ws, self.state.generation
+
+    async def gone(self, generation: int) -> None:
+        """Wait until connection ``generation`` is no longer the current one."""
+        await self.wait_for(lambda: not self.state.current(generation))
+
+    def _changed(self, phase: Phase) -> None:
+        # Every transition wakes every waiter; each checks its own condition again.
+        change, self._change = self._change, None
+        if change is not None and not change.done():
+            change.set_result(None)
+
+    async def _run(self) -> None:
+        from websockets.asyncio.client import connect
+
+        while not self.state.closed:
+            try:
+                async with connect(self.url) as ws:
+                    if self.state.closed:
+                        return  # closed while the handshake ran
+                    self._ws = ws
+                    generation = self.state.opened()
+                    self._backoff.reset()
+                    self._on_open(generation)
+                    async for raw in ws:
+                        self._on_frame(raw)
+            except Exception as exc:  # refused, dropped, or an HTTP answer (503, 409...):
+                logger.info("connection to %s lost or refused: %s", self.url, exc)  # retry
+            finally:
+                self._ws = None
+                self.state.lost()
+                self._on_lost()
+            if self.state.closed:
+                return
+            await self._backoff.wait()

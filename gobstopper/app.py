@@ -212,7 +212,7 @@ class Gobstopper:
             # Bounded: once the server has stopped serving, a close frame may never go out.
             await asyncio.gather(
                 *(
-                    ws._close_bounded(
+                    ws.close_within(
                         CloseCode.GOING_AWAY,
                         "server shutting down",
                         0.1 if self._no_grace else _SHUTDOWN_CLOSE_S,
@@ -303,7 +303,7 @@ class Gobstopper:
             self.connections.discard(ws)
             self.limiter.release(ip)
             try:
-                await ws._finish(code)
+                await ws.finish(code)
             finally:
                 self._account_close(ws, refused=not authorised)
 
@@ -336,7 +336,7 @@ class Gobstopper:
             extra={
                 "event": "reject",
                 "path": ws.path,
-                "client": ws._info.client,
+                "client": ws.client_address,
                 "status": status,
                 "reason": reason,
             },
@@ -348,7 +348,7 @@ class Gobstopper:
         """Refuse before the handler runs; a client that left meanwhile changes nothing."""
         try:
             await self._refuse(ws, status, reason, detail)
-            await ws._finish(status)
+            await ws.finish(status)
         except (TransportClosed, ConnectionClosed, OSError) as exc:
             logger.debug("refusing %s: the client had left (%r)", ws.path, exc)
 
@@ -370,7 +370,7 @@ class Gobstopper:
             extra={
                 "event": "close",
                 "path": ws.path,
-                "client": ws._info.client,
+                "client": ws.client_address,
                 "code": code,
                 "closed_by": ws.closed_by,
             },
@@ -391,13 +391,13 @@ class Gobstopper:
     def _check_idle(self, ws: WebSocket, deadline: float, timeout: float) -> None:
         if ws.last_received > deadline or ws.connection_state is not WebSocketState.CONNECTED:
             return
-        if ws._buffer:
+        if ws.has_unread:
             return  # messages wait for a busy handler: the client is not idle
-        if ws._on_demand and not ws._keep_reading:
+        if not ws.reads_ahead:
             # Nothing is read while its handler is not reading (uvicorn): read now, and
             # look again at the next round.
-            if not ws._reading_now:  # its handler is reading: that read will tell
-                ws._read_ahead()
+            if not ws.reading_now:  # its handler is reading: that read will tell
+                ws.read_ahead()
             ws.last_received = time.monotonic() - timeout / 2
             return
         self.metrics.idle_closed += 1
@@ -405,9 +405,9 @@ class Gobstopper:
             "websocket %s idle for %gs: closing",
             ws.path,
             timeout,
-            extra={"event": "idle", "path": ws.path, "client": ws._info.client},
+            extra={"event": "idle", "path": ws.path, "client": ws.client_address},
         )
-        ws._fail(CloseCode.GOING_AWAY, "idle timeout")
+        ws.fail(CloseCode.GOING_AWAY, "idle timeout")
 
     def _more_metrics(self) -> dict[str, float]:
         stats = self.manager.stats

@@ -257,7 +257,7 @@ class WebSocketManager:
     def add(self, ws: WebSocket, id: str | None = None) -> Connection:
         """Register an accepted ``ws`` (prefer ``connect()``, which always cleans up)."""
         if ws.closed:
-            raise ws._closed_error()  # the client left first: an ordinary end
+            raise ws.closed_error()  # the client left first: an ordinary end
         if ws.connection_state is not WebSocketState.CONNECTED:
             raise RuntimeError("accept() the connection before adding it to a manager")
         conn_id = uuid.uuid4().hex if id is None else id
@@ -268,9 +268,9 @@ class WebSocketManager:
         self._all_snapshot = None
         if self._clustered and self.broker is not None:
             self.broker.presence_add(_CONNS, conn_id)
-        ws._add_close_callback(lambda _ws: self.remove(conn))
+        ws.add_close_callback(lambda _ws: self.remove(conn))
         # A handler's own ws.close() first delivers what was queued for it.
-        ws._before_close.append(lambda: conn.outbox.flush(self.config.shutdown_grace))
+        ws.add_before_close(lambda: conn.outbox.flush(self.config.shutdown_grace))
         return conn
 
     def remove(self, conn: Connection) -> None:
@@ -623,9 +623,9 @@ class WebSocketManager:
             why,
             outbox.queued_bytes,
             outbox.queued_messages,
-            extra={"event": "slow_consumer", "path": ws.path, "client": ws._info.client},
+            extra={"event": "slow_consumer", "path": ws.path, "client": ws.client_address},
         )
-        ws._fail(CloseCode.TRY_AGAIN_LATER, "slow consumer")
+        ws.fail(CloseCode.TRY_AGAIN_LATER, "slow consumer")
 
     # -- accounting and shutdown -----------------------------------------------------------
 
@@ -649,7 +649,7 @@ class WebSocketManager:
             await asyncio.gather(*(c.outbox.flush(wait) for c in conns))
         await asyncio.gather(
             *(
-                c.ws._close_bounded(
+                c.ws.close_within(
                     CloseCode.GOING_AWAY, "server shutting down", 1.0 if wait else 0.1, handshake
                 )
                 for c in conns

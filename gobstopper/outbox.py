@@ -82,9 +82,8 @@ class Outbox:
         throttle: Throttle,
     ) -> None:
         self._ws = ws
-        transport = ws._transport
-        self._send_text, self._send_bytes, self._send_errors = transport.senders()
-        self._window = transport.send_window
+        self._send_text, self._send_bytes, self._send_errors = ws.senders()
+        self._window = ws.send_window
         self._max_messages = config.send_queue_messages
         self._max_bytes = config.send_queue_bytes
         self._policy = config.slow_consumer_policy
@@ -194,7 +193,7 @@ class Outbox:
         """A send failed: the client is gone."""
         logger.debug("send to %s failed: %r", self._ws.path, exc)
         code = exc.code if isinstance(exc, TransportClosed) else CloseCode.ABNORMAL_CLOSURE
-        self._ws._mark_closed(code, "")  # runs the manager's close callback, which closes us
+        self._ws.mark_broken(code)  # runs the manager's close callback, which closes us
 
     def _overflow(self, data: str | bytes, size: int) -> bool:
         policy = self._policy

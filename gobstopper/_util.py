@@ -8,13 +8,14 @@ delays, the same rule that a background task's failure is logged, never lost.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["Backoff", "TaskSet", "Throttle"]
+__all__ = ["Backoff", "TaskSet", "Throttle", "lazy_exports", "log_failure"]
 
 
 class Throttle:
@@ -154,3 +155,28 @@ def log_failure(logger: logging.Logger, what: str) -> Callable[[asyncio.Future[A
             logger.debug("%s failed: %r", what, fut.exception())
 
     return retrieve
+
+
+def lazy_exports(
+    package: str, namespace: dict[str, Any], sources: dict[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A package's ``__getattr__`` and ``__dir__`` importing each public name on first use
+    from the module ``sources`` names (relative to ``package``), so that importing one
+    light module of the package does not load the heavy ones.
+
+    Example: ``__getattr__, __dir__ = lazy_exports(__name__, globals(), {"App": ".app"})``
+    """
+
+    def getattr_(name: str) -> Any:
+        source = sources.get(name)
+        if source is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(source, package), name)
+        namespace[name] = value  # found once: later look-ups do not come here
+        return value
+
+    def dir_() -> list[str]:
+        public = namespace.get("__all__", ())
+        return sorted({*public, *(name for name in namespace if name.startswith("__"))})
+
+    return getattr_, dir_

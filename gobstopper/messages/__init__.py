@@ -12,8 +12,9 @@ and ``channels`` from here without loading the server.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._util import lazy_exports
 
 if TYPE_CHECKING:
     from .channels import matches
@@ -55,14 +56,5 @@ _SOURCES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    source = _SOURCES.get(name)
-    if source is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(source, __name__), name)
-    globals()[name] = value  # found once: later look-ups do not come here
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})
+if not TYPE_CHECKING:  # type checkers see the imports above, and catch a misspelt name
+    __getattr__, __dir__ = lazy_exports(__name__, globals(), _SOURCES)

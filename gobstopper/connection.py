@@ -42,6 +42,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .config import Config, RateLimitPolicy
+from .datastructures import Scope
 from .errors import CloseCode, ConnectionClosed
 from .lifecycle import IllegalTransition, Lifecycle, Side, WebSocketState
 from .message import Message, MessageType, text_size
@@ -93,7 +94,7 @@ def _retrieve(fut: Any) -> None:
         fut.exception()
 
 
-class ServerConnection:
+class ServerConnection(Scope):
     """What the code serving a WebSocket may call on it (see the module docstring)."""
 
     def __init__(
@@ -103,8 +104,8 @@ class ServerConnection:
         config: Config,
         metrics: Metrics | None = None,
     ) -> None:
+        super().__init__(info)
         self._transport = transport
-        self._info = info
         self._config = config
         self._metrics = metrics
         self._life = Lifecycle()
@@ -177,16 +178,6 @@ class ServerConnection:
         return ConnectionClosed.for_code(life.code, life.reason)
 
     # -- for logs, the idle sweeper and the outbox -------------------------------------------
-
-    @property
-    def path(self) -> str:
-        return self._info.path
-
-    @property
-    def client_address(self) -> str | None:
-        """The client's ``"host:port"`` as the server gave it, for logs (``None`` when
-        it gave none); ``WebSocket.client`` parses it."""
-        return self._info.client
 
     @property
     def has_unread(self) -> bool:

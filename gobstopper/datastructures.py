@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from http.cookies import _unquote
 from urllib.parse import parse_qsl
 
+from .transport.base import ScopeInfo
+
 __all__ = ["Address", "Headers", "QueryParams", "parse_cookies"]
 
 
@@ -105,3 +107,53 @@ def parse_cookies(header: str | None) -> dict[str, str]:
             continue
         cookies.setdefault(key, _unquote(value))
     return cookies
+
+
+class Scope:
+    """What an HTTP request and a WebSocket both say about where they come from: the
+    path, the query, the headers and cookies, the client and the scheme."""
+
+    def __init__(self, info: ScopeInfo) -> None:
+        self._info = info
+        self._headers: Headers | None = None
+        self._query: QueryParams | None = None
+
+    @property
+    def path(self) -> str:
+        """The path, percent-decoded."""
+        return self._info.path
+
+    @property
+    def query_string(self) -> str:
+        return self._info.query_string
+
+    @property
+    def query_params(self) -> QueryParams:
+        if self._query is None:
+            self._query = QueryParams(self._info.query_string)
+        return self._query
+
+    @property
+    def headers(self) -> Headers:
+        if self._headers is None:
+            self._headers = Headers(self._info.headers)
+        return self._headers
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        return parse_cookies(self.headers.get("cookie"))
+
+    @property
+    def client(self) -> Address | None:
+        """The client's address (``host``, ``port``), when the server gives it."""
+        return Address.parse(self._info.client)
+
+    @property
+    def client_address(self) -> str | None:
+        """The client's ``"host:port"`` as the server gave it, for logs (``None`` when
+        it gave none); ``client`` parses it."""
+        return self._info.client
+
+    @property
+    def scheme(self) -> str:
+        return self._info.scheme

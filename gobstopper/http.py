@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .datastructures import Address, Headers, QueryParams, parse_cookies
+from .datastructures import Scope
 from .errors import HTTPError
 from .transport.base import HTTPExchange, ScopeInfo
 
 __all__ = ["HTMLResponse", "JSONResponse", "PlainTextResponse", "Request", "Response"]
 
 
-class Request:
+class Request(Scope):
     """An HTTP request.
 
     Example::
@@ -25,37 +25,14 @@ class Request:
     def __init__(
         self, info: ScopeInfo, exchange: HTTPExchange, path_params: dict[str, Any] | None = None
     ) -> None:
-        self._info = info
+        super().__init__(info)
         self._exchange = exchange
         self.path_params: dict[str, Any] = path_params or {}
         self._body: bytes | None = None
-        self._headers: Headers | None = None
 
     @property
     def method(self) -> str:
         return self._info.method
-
-    @property
-    def path(self) -> str:
-        return self._info.path
-
-    @property
-    def query_params(self) -> QueryParams:
-        return QueryParams(self._info.query_string)
-
-    @property
-    def headers(self) -> Headers:
-        if self._headers is None:
-            self._headers = Headers(self._info.headers)
-        return self._headers
-
-    @property
-    def cookies(self) -> dict[str, str]:
-        return parse_cookies(self.headers.get("cookie"))
-
-    @property
-    def client(self) -> Address | None:
-        return Address.parse(self._info.client)
 
     async def body(self) -> bytes:
         """The whole request body (read once, then cached)."""

@@ -13,12 +13,11 @@ import asyncio
 import inspect
 import json
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Sequence
 from typing import Any
 
 from .config import Config
 from .connection import CLOSE_TIMEOUT_S, ServerConnection, WebSocketState, sendable
-from .datastructures import Address, Headers, QueryParams, parse_cookies
 from .errors import CloseCode, ConnectionClosed, ConnectionClosedOK, MessageTooBig
 from .message import Message, MessageType, State, text_size
 from .metrics import Metrics
@@ -54,40 +53,9 @@ class WebSocket(ServerConnection):
         super().__init__(transport, info, config, metrics)
         self.path_params: dict[str, Any] = path_params or {}
         self.state = State()
-        self._headers: Headers | None = None
-        self._query: QueryParams | None = None
         self.subprotocol: str | None = None
 
     # -- connection info --------------------------------------------------------------
-
-    @property
-    def query_string(self) -> str:
-        return self._info.query_string
-
-    @property
-    def query_params(self) -> QueryParams:
-        if self._query is None:
-            self._query = QueryParams(self._info.query_string)
-        return self._query
-
-    @property
-    def headers(self) -> Headers:
-        if self._headers is None:
-            self._headers = Headers(self._info.headers)
-        return self._headers
-
-    @property
-    def cookies(self) -> dict[str, str]:
-        return parse_cookies(self.headers.get("cookie"))
-
-    @property
-    def client(self) -> Address | None:
-        """The client's address (``host``, ``port``), when the server gives it."""
-        return Address.parse(self._info.client)
-
-    @property
-    def scheme(self) -> str:
-        return self._info.scheme
 
     @property
     def interface(self) -> str:
@@ -251,14 +219,7 @@ class WebSocket(ServerConnection):
         size = text_size(data, self._limit)
         if size > self._limit:
             raise MessageTooBig(size, self._limit)
-        try:
-            await self._transport.send_text(data)
-        except TransportClosed as exc:
-            self._mark_closed(exc.code, exc.reason)
-            raise self.closed_error() from None
-        if self._metrics is not None:
-            self._metrics.messages_out += 1
-            self._metrics.bytes_out += size
+        await self._sent(self._transport.send_text(data), size)
 
     async def send_bytes(self, data: bytes | bytearray | memoryview) -> None:
         """Send one binary message, and wait until the server has flushed it.
@@ -271,8 +232,12 @@ class WebSocket(ServerConnection):
         size = data.nbytes if isinstance(data, memoryview) else len(data)
         if size > self._limit:
             raise MessageTooBig(size, self._limit)
+        await self._sent(self._transport.send_bytes(data), size)
+
+    async def _sent(self, sending: Awaitable[None], size: int) -> None:
+        """Wait for a send to be flushed; count it, or record the close it ran into."""
         try:
-            await self._transport.send_bytes(data)
+            await sending
         except TransportClosed as exc:
             self._mark_closed(exc.code, exc.reason)
             raise self.closed_error() from None

@@ -16,6 +16,7 @@ import pytest
 from gobstopper import BrokerUnavailable, ConfigError
 from gobstopper.brokers import Broker, MemoryBroker, MemoryHub, broker_from_url, check_broker_url
 
+from .helpers import wait_until
 from .redis_server import RedisServer, require_redis
 
 WAIT = 5.0
@@ -40,19 +41,6 @@ class Inbox:
 
         await asyncio.wait_for(until(), WAIT)
         return self.messages
-
-
-async def wait_until(check: Callable[[], Any], timeout: float = WAIT) -> None:
-    """Wait for a condition another process changes (no event crosses that boundary)."""
-    deadline = time.monotonic() + timeout
-    while not await _value(check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout}s: {check}")
-        await asyncio.sleep(0.02)
-
-
-async def _value(v: Any) -> Any:
-    return await v if asyncio.iscoroutine(v) else v
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -160,11 +148,11 @@ async def test_presence_across_nodes(nodes: Any) -> None:
     async def members() -> dict[str, str]:
         return await a.presence("room:x")
 
-    await wait_until(lambda: _has(members(), {"alice": a.node_id, "bob": b.node_id}))
+    await wait_until(lambda: _has(members(), {"alice": a.node_id, "bob": b.node_id}), WAIT)
     assert await b.presence_of("room:x", "alice") == a.node_id
     assert await b.presence_of("room:x", "carol") is None
     b.presence_remove("room:x", "bob")
-    await wait_until(lambda: _has(members(), {"alice": a.node_id}))
+    await wait_until(lambda: _has(members(), {"alice": a.node_id}), WAIT)
     assert await a.presence("room:y") == {"bob": b.node_id}
     await b.stop()  # a node that stops withdraws its members
     assert await a.presence("room:y") == {}
@@ -186,7 +174,7 @@ async def test_redis_node_that_dies_loses_its_members_within_the_ttl(redis_nodes
     a = await nodes(presence_ttl=0.5)
     b = await nodes(presence_ttl=0.5)
     b.presence_add("room:x", "bob")
-    await wait_until(lambda: _has(a.presence("room:x"), {"bob": b.node_id}))
+    await wait_until(lambda: _has(a.presence("room:x"), {"bob": b.node_id}), WAIT)
     # b dies: its tasks stop without withdrawing anything, as in a killed process.
     for task in b._tasks:  # type: ignore[attr-defined]
         task.cancel()
@@ -202,7 +190,7 @@ async def test_redis_outage_is_reported_then_recovered(redis_nodes: Any) -> None
     await b.subscribe("room:x")
     b.presence_add("room:x", "bob")
     nodes.redis.kill()
-    await wait_until(lambda: not a.health().connected and not b.health().connected)
+    await wait_until(lambda: not a.health().connected and not b.health().connected, WAIT)
     assert a.health().last_error
     with pytest.raises(BrokerUnavailable):
         await a.publish("room:x", b"lost")

@@ -16,7 +16,7 @@ import msgspec
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from .helpers import http_request
+from .helpers import http_request, recv_json, wait_until
 from .redis_server import RedisServer, redis_fixture
 from .servers import Server, granian_command, start
 
@@ -50,27 +50,11 @@ async def get_json(server: Server, path: str) -> Any:
     return result.json()
 
 
-async def wait_until(check: Any, timeout: float = WAIT) -> Any:
-    """Poll another process's state until ``check()`` returns a truthy value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.05)
-
-
 async def join(server: Server, room: str, client_id: str) -> tuple[ClientConnection, int]:
     ws = await connect(f"{server.ws}/ws/room/{room}?id={client_id}")
     hello = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
     assert hello["joined"] == client_id
     return ws, int(hello["pid"])
-
-
-async def recv_json(ws: ClientConnection) -> Any:
-    return json.loads(await asyncio.wait_for(ws.recv(), WAIT))
 
 
 async def presence_count(server: Server, room: str, expected: int) -> bool:

@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from .helpers import http_request
+from .helpers import http_request, wait_until
 from .servers import Server, start
 
 MiB = 1024 * 1024
@@ -254,13 +254,13 @@ async def _server_still_serves(server: Server) -> None:
 
 
 async def _wait_for_log(server: Server, needle: str, count: int = 1, timeout: float = 5.0) -> None:
-    """Wait until the server's log holds ``needle`` ``count`` times (the log is written
-    by another process: there is no event to wait on, so poll with a deadline)."""
-    deadline = time.monotonic() + timeout
-    while server.log().count(needle) < count:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{needle!r} not logged {count} time(s):\n{server.log()}")
-        await asyncio.sleep(0.02)
+    """Wait until the server's log (written by another process) holds ``needle`` ``count``
+    times."""
+    await wait_until(
+        lambda: server.log().count(needle) >= count,
+        timeout,
+        lambda: f"{needle!r} not logged {count} time(s):\n{server.log()}",
+    )
 
 
 async def test_uvicorn_delivers_accept_headers_and_subprotocol() -> None:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 from pathlib import Path
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from .helpers import http_request
+from .helpers import http_request, recv_json
+from .rpc_peer import RpcPeer
 from .servers import ROOT, Server, granian_command, server_fixture, start
 
 echo_server = server_fixture("examples.echo:app", "The echo example under granian.")
@@ -48,63 +48,19 @@ async def test_readme_example_runs_as_written(tmp_path: Path) -> None:
         server.stop()
 
 
-async def recv_json(ws: ClientConnection) -> object:
-    return json.loads(await asyncio.wait_for(ws.recv(), 5))
-
-
 chat_server = server_fixture("examples.chat:app", "The chat example under granian.")
 
 
-class ChatPeer:
-    """A JSON-RPC client of the chat, as the page talks to it: calls wait for their
-    answer; pushes (events, channel messages) are kept until a test asks for them, since
-    answers and pushes travel separately and may come in either order."""
+async def open_chat(server: Server, name: str) -> RpcPeer:
+    return await RpcPeer.open(f"{server.ws}/ws/chat?name={name}")
 
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.pushes: list[dict[str, Any]] = []
-        self.answers: dict[Any, dict[str, Any]] = {}
-        self.ids = 0
 
-    @classmethod
-    async def open(cls, server: Server, name: str) -> ChatPeer:
-        return cls(await connect(f"{server.ws}/ws/chat?name={name}"))
-
-    async def _read(self) -> None:
-        message = json.loads(await asyncio.wait_for(self.ws.recv(), 5))
-        for item in message if isinstance(message, list) else [message]:
-            if "id" in item:
-                self.answers[item["id"]] = item
-            else:
-                self.pushes.append(item)
-
-    async def answer(self, rid: Any) -> dict[str, Any]:
-        while rid not in self.answers:
-            await self._read()
-        return self.answers.pop(rid)
-
-    async def request(self, method: str, params: Any = None) -> dict[str, Any]:
-        """Send a request; return its whole answer (result or error)."""
-        self.ids += 1
-        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": self.ids}
-        if params is not None:
-            message["params"] = params
-        await self.ws.send(json.dumps(message))
-        return await self.answer(self.ids)
-
-    async def call(self, method: str, params: Any = None) -> Any:
-        answer = await self.request(method, params)
-        assert "result" in answer, answer
-        return answer["result"]
-
-    async def push(self) -> dict[str, Any]:
-        """The next push: ``{"event": ..., "data": ...}`` or ``{"channel": ..., "data": ...}``."""
-        while not self.pushes:
-            await self._read()
-        item = self.pushes.pop(0)
-        params = dict(item["params"])
-        params.pop("from", None)
-        return params
+async def pushed(peer: RpcPeer) -> dict[str, Any]:
+    """The next push, as ``{"event": ..., "data": ...}`` or ``{"channel": ..., "data": ...}``
+    (who sent it aside)."""
+    params = dict(await peer.push())
+    params.pop("from", None)
+    return params
 
 
 def event(name: str, data: Any) -> dict[str, Any]:
@@ -112,52 +68,61 @@ def event(name: str, data: Any) -> dict[str, Any]:
 
 
 async def test_chat_example(chat_server: Server) -> None:
-    ann = await ChatPeer.open(chat_server, "ann")
-    ben = await ChatPeer.open(chat_server, "ben")
-    cat = await ChatPeer.open(chat_server, "cat")
+    ann = await open_chat(chat_server, "ann")
+    ben = await open_chat(chat_server, "ben")
+    cat = await open_chat(chat_server, "cat")
     try:
-        await ann.call("rpc.subscribe", {"channel": "rooms.*"})
+        await ann.result("rpc.subscribe", {"channel": "rooms.*"})
         joined = {"room": "lobby", "members": ["ann"]}
-        assert await ann.call("join", {"room": "lobby"}) == joined
-        assert await ann.push() == event("joined", {"name": "ann", **joined})
-        assert await ann.push() == {"channel": "rooms.lobby", "data": {"room": "lobby", "count": 1}}
+        assert await ann.result("join", {"room": "lobby"}) == joined
+        assert await pushed(ann) == event("joined", {"name": "ann", **joined})
+        assert await pushed(ann) == {
+            "channel": "rooms.lobby",
+            "data": {"room": "lobby", "count": 1},
+        }
 
         joined = {"room": "lobby", "members": ["ann", "ben"]}
-        assert await ben.call("join", {"room": "lobby"}) == joined
+        assert await ben.result("join", {"room": "lobby"}) == joined
         for peer in (ann, ben):
-            assert await peer.push() == event("joined", {"name": "ben", **joined})
-        assert await ann.push() == {"channel": "rooms.lobby", "data": {"room": "lobby", "count": 2}}
+            assert await pushed(peer) == event("joined", {"name": "ben", **joined})
+        assert await pushed(ann) == {
+            "channel": "rooms.lobby",
+            "data": {"room": "lobby", "count": 2},
+        }
 
-        assert await cat.call("join", {"room": "elsewhere"}) == {
+        assert await cat.result("join", {"room": "elsewhere"}) == {
             "room": "elsewhere",
             "members": ["cat"],
         }
-        await cat.push()  # cat's own join notice, in another room
+        await pushed(cat)  # cat's own join notice, in another room
         # ann sees the other room's count on the channel, not what is said there.
-        assert await ann.push() == {
+        assert await pushed(ann) == {
             "channel": "rooms.elsewhere",
             "data": {"room": "elsewhere", "count": 1},
         }
-        assert await cat.call("say", {"text": "only here"}) is None
+        assert await cat.result("say", {"text": "only here"}) is None
 
-        assert await ann.call("say", {"text": "hello"}) is None
+        assert await ann.result("say", {"text": "hello"}) is None
         said = event("said", {"name": "ann", "text": "hello"})
-        assert await ann.push() == said
-        assert await ben.push() == said
+        assert await pushed(ann) == said
+        assert await pushed(ben) == said
 
-        await ben.ws.send(json.dumps({"jsonrpc": "2.0", "method": "typing"}))  # an emit
-        assert await ann.push() == event("typing", {"name": "ben"})
-        assert await ben.call("say", {"text": "hi"}) is None
+        await ben.send({"jsonrpc": "2.0", "method": "typing"})  # an emit
+        assert await pushed(ann) == event("typing", {"name": "ben"})
+        assert await ben.result("say", {"text": "hi"}) is None
         said = event("said", {"name": "ben", "text": "hi"})
-        assert await ben.push() == said  # not its own typing notice
-        assert await ann.push() == said
+        assert await pushed(ben) == said  # not its own typing notice
+        assert await pushed(ann) == said
 
         health = await http_request(chat_server.port, "GET", "/health")
         assert health.json()["connections"] == 3
         await ben.ws.close()
         left = {"name": "ben", "room": "lobby", "members": ["ann"]}
-        assert await ann.push() == event("left", left)
-        assert await ann.push() == {"channel": "rooms.lobby", "data": {"room": "lobby", "count": 1}}
+        assert await pushed(ann) == event("left", left)
+        assert await pushed(ann) == {
+            "channel": "rooms.lobby",
+            "data": {"room": "lobby", "count": 1},
+        }
         assert not ann.pushes  # nothing from cat's room reached ann
     finally:
         for peer in (ann, ben, cat):
@@ -206,31 +171,31 @@ async def test_chat_example_answers_garbage_and_nobody_else_notices(chat_server:
         ("join", None),
         ("nope", {"text": "x"}),
     ]
-    ann = await ChatPeer.open(chat_server, "ann")
-    ben = await ChatPeer.open(chat_server, "ben")
+    ann = await open_chat(chat_server, "ann")
+    ben = await open_chat(chat_server, "ben")
     try:
-        await ann.call("join", {"room": "fuzz"})
-        await ben.call("join", {"room": "fuzz"})
-        await ann.push()
-        await ann.push()
-        await ben.push()
+        await ann.result("join", {"room": "fuzz"})
+        await ben.result("join", {"room": "fuzz"})
+        await pushed(ann)
+        await pushed(ann)
+        await pushed(ben)
         for payload in garbage:
             await ann.ws.send(payload)
             reply = await ann.answer("g" if '"id": "g"' in str(payload) else None)
             assert reply["error"]["code"] in (-32700, -32600), (payload, reply)
         for method, params in bad_params:
-            reply = await ann.request(method, params)
+            reply = await ann.call(method, params)
             assert reply["error"]["code"] in (-32602, -32601), (method, params, reply)
             assert reply["error"].get("data"), reply  # the reason
         # Not in a room: an application error.
         async with connect(f"{chat_server.ws}/ws/chat?name=dan") as ws:
-            dan = ChatPeer(ws)
-            reply = await dan.request("say", {"text": "anyone?"})
+            dan = RpcPeer(ws)
+            reply = await dan.call("say", {"text": "anyone?"})
             assert reply["error"] == {"code": 4001, "message": "join a room first"}
-        assert await ann.call("say", {"text": "still fine"}) is None
+        assert await ann.result("say", {"text": "still fine"}) is None
         said = event("said", {"name": "ann", "text": "still fine"})
-        assert await ben.push() == said  # ben saw none of the garbage
-        assert await ann.push() == said
+        assert await pushed(ben) == said  # ben saw none of the garbage
+        assert await pushed(ann) == said
     finally:
         await ann.ws.close()
         await ben.ws.close()
@@ -242,9 +207,9 @@ dashboard_server = server_fixture("examples.dashboard:app", "The dashboard examp
 async def test_dashboard_example(dashboard_server: Server) -> None:
     async with connect(f"{dashboard_server.ws}/ws/prices") as ws:
         ticks = [await recv_json(ws) for _ in range(3)]
-        seqs = [t["seq"] for t in ticks]  # type: ignore[index]
+        seqs = [t["seq"] for t in ticks]
         assert seqs == sorted(seqs) and len(set(seqs)) == 3
-        assert all(t["symbol"] == "GOB" for t in ticks)  # type: ignore[index]
+        assert all(t["symbol"] == "GOB" for t in ticks)
         health = await http_request(dashboard_server.port, "GET", "/health")
         assert health.json()["subscribers"] == 1
 
@@ -259,24 +224,24 @@ async def test_chat_example_on_two_workers_through_redis(tmp_path: Path) -> None
     argv[argv.index("--workers") + 1] = "2"
     server = start("", "rsgi", {"GOBSTOPPER_BROKER_URL": redis.url}, command=argv)
     names = [f"user{i}" for i in range(8)]
-    peers: list[ChatPeer] = []
+    peers: list[RpcPeer] = []
     try:
         for i, name in enumerate(names):
-            peer = await ChatPeer.open(server, name)
+            peer = await open_chat(server, name)
             peers.append(peer)
             # Each join notice lists everyone so far, whichever worker they are on.
             members = sorted(names[: i + 1])
-            assert await peer.call("join", {"room": "lobby"}) == {
+            assert await peer.result("join", {"room": "lobby"}) == {
                 "room": "lobby",
                 "members": members,
             }
             joined = event("joined", {"name": name, "room": "lobby", "members": members})
             for each in peers:
-                assert await each.push() == joined
-        assert await peers[3].call("say", {"text": "across workers"}) is None
+                assert await pushed(each) == joined
+        assert await peers[3].result("say", {"text": "across workers"}) is None
         said = event("said", {"name": "user3", "text": "across workers"})
         for peer in peers:
-            assert await peer.push() == said
+            assert await pushed(peer) == said
         health = (await http_request(server.port, "GET", "/health")).json()
         assert health["status"] == "ok" and health["broker"]["connected"] is True
     finally:
@@ -300,7 +265,7 @@ async def test_rpc_example(rpc_server: Server) -> None:
             "id": 2,
         }
         await ws.send("{garbage")  # an error for this request, not a closed connection
-        assert (await recv_json(ws))["error"]["code"] == -32700  # type: ignore[index]
+        assert (await recv_json(ws))["error"]["code"] == -32700
         batch = [
             {"jsonrpc": "2.0", "method": "whoami", "id": "w"},
             {"jsonrpc": "2.0", "method": "add", "params": [1, 1]},  # a notification
@@ -309,6 +274,6 @@ async def test_rpc_example(rpc_server: Server) -> None:
         assert await recv_json(ws) == [{"jsonrpc": "2.0", "result": "127.0.0.1", "id": "w"}]
         await other.send('{"jsonrpc": "2.0", "method": "add", "params": [1, "x"], "id": 3}')
         reply = await recv_json(other)
-        assert reply["error"]["code"] == -32602  # type: ignore[index]
+        assert reply["error"]["code"] == -32602
         await ws.send('{"jsonrpc": "2.0", "method": "add", "params": [0.5, 0.25], "id": 4}')
         assert await recv_json(ws) == {"jsonrpc": "2.0", "result": 0.75, "id": 4}

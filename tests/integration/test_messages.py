@@ -7,101 +7,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import msgspec
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from gobstopper.client import CallError, ChannelMessage, Client
 
+from .helpers import WAIT
+from .rpc_peer import rpc_peers
 from .servers import Server, server_fixture, start
 
 APP = "examples.rpc:app"
-WAIT = 10.0
 
 rpc_app = server_fixture(APP, "The message layer's example app.")
 edge_app = server_fixture("tests.apps.messages:app", "The message layer's edge cases.")
 
 
-class Raw:
-    """A plain WebSocket client speaking JSON-RPC by hand."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.ids = 0
-        self.pushes: list[dict[str, Any]] = []  # notifications read while awaiting answers
-
-    async def send(self, obj: Any) -> None:
-        await self.ws.send(obj if isinstance(obj, str) else json.dumps(obj))
-
-    async def recv(self) -> Any:
-        return json.loads(await asyncio.wait_for(self.ws.recv(), WAIT))
-
-    async def call(self, method: str, params: Any = None) -> dict[str, Any]:
-        self.ids += 1
-        request: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": self.ids}
-        if params is not None:
-            request["params"] = params
-        await self.send(request)
-        return await self.answer(self.ids)
-
-    async def answer(self, rid: Any) -> dict[str, Any]:
-        while True:
-            message = await self.recv()
-            if isinstance(message, dict) and "id" not in message:
-                self.pushes.append(message)
-                continue
-            if isinstance(message, list):  # a batch's answers: asked for with rid None
-                assert rid is None, message
-                return message  # type: ignore[return-value]
-            assert message.get("id") == rid, message
-            return message  # type: ignore[no-any-return]
-
-    async def push(self, method: str, event: str | None = None) -> dict[str, Any]:
-        """The next notification of ``method`` (of that ``event``, for ``rpc.event``);
-        pushes read earlier count first."""
-
-        def wanted(message: dict[str, Any]) -> bool:
-            if message.get("method") != method:
-                return False
-            return event is None or message["params"].get("event") == event
-
-        for i, message in enumerate(self.pushes):
-            if wanted(message):
-                return self.pushes.pop(i)["params"]  # type: ignore[no-any-return]
-        while True:
-            message = await self.recv()
-            if wanted(message):
-                return message["params"]  # type: ignore[no-any-return]
-            self.pushes.append(message)
-
-    def forget(self, event: str) -> None:
-        """Drop the ``event`` pushes read so far (those that may or may not come)."""
-        self.pushes = [m for m in self.pushes if m["params"].get("event") != event]
-
-    async def nothing_more(self) -> None:
-        """Nothing else is on its way: a round trip comes back with no push before it."""
-        answer = await self.call("add", [0, 0])
-        assert answer["result"] == 0
-        assert self.pushes == [], self.pushes
-
-
-@asynccontextmanager
-async def raw_clients(server: Server, n: int, query: str = "") -> AsyncIterator[list[Raw]]:
-    async with AsyncExitStack() as stack:
-        clients = [
-            Raw(await stack.enter_async_context(connect(f"{server.ws}/rpc{query}")))
-            for _ in range(n)
-        ]
-        yield clients
-
-
 async def test_every_error_case_on_the_wire(rpc_app: Server) -> None:
-    async with raw_clients(rpc_app, 2) as (bad, other):
+    async with rpc_peers(rpc_app, 2) as (bad, other):
         cases: list[tuple[str, int, Any]] = [
             ("{not json", -32700, None),
             ('"just a string"', -32600, None),
@@ -162,7 +88,7 @@ async def test_every_error_case_on_the_wire(rpc_app: Server) -> None:
 
 
 async def test_streams_and_cancellation(rpc_app: Server) -> None:
-    async with raw_clients(rpc_app, 1) as (raw,):
+    async with rpc_peers(rpc_app, 1) as (raw,):
         await raw.send({"jsonrpc": "2.0", "method": "count", "params": [3], "id": "s"})
         items = [await raw.push("rpc.stream") for _ in range(3)]
         assert items == [{"id": "s", "item": i} for i in range(3)]
@@ -196,7 +122,7 @@ async def test_streams_and_cancellation(rpc_app: Server) -> None:
 
 
 async def test_concurrent_calls_do_not_hold_up_the_others(rpc_app: Server) -> None:
-    async with raw_clients(rpc_app, 1) as (raw,):
+    async with rpc_peers(rpc_app, 1) as (raw,):
         await raw.send({"jsonrpc": "2.0", "method": "nap", "params": [0.3], "id": "slow"})
         await raw.send({"jsonrpc": "2.0", "method": "nap", "params": [60], "id": "long"})
         assert (await raw.call("add", [1, 1]))["result"] == 2  # answered before the naps
@@ -211,7 +137,7 @@ async def test_concurrent_calls_do_not_hold_up_the_others(rpc_app: Server) -> No
 
 
 async def test_event_guards(rpc_app: Server) -> None:
-    async with raw_clients(rpc_app, 2) as (a, b):
+    async with rpc_peers(rpc_app, 2) as (a, b):
         refused = await a.call("broadcast", {"text": "hi"})
         assert refused["error"] == {"code": -32001, "message": "Access denied", "data": "broadcast"}
         await a.call("login", ["ann"])
@@ -221,7 +147,7 @@ async def test_event_guards(rpc_app: Server) -> None:
 
 
 async def test_events_reach_each_target(rpc_app: Server) -> None:
-    async with raw_clients(rpc_app, 3) as (a, b, c):
+    async with rpc_peers(rpc_app, 3) as (a, b, c):
         ids = [(await x.call("rpc.info"))["result"]["id"] for x in (a, b, c)]
         assert len(set(ids)) == 3
         # The sender only.
@@ -276,7 +202,7 @@ async def test_wildcard_channels(rpc_app: Server) -> None:
         "deep": ["chat.lobby.typing", "chat.lobby.message", "chat.x"],
         "overlap": ["news.sport", "news.world", "news.sport.football"],  # each once
     }
-    async with raw_clients(rpc_app, len(subscriptions) + 1) as clients:
+    async with rpc_peers(rpc_app, len(subscriptions) + 1) as clients:
         publisher, *subscribers = clients
         for raw, patterns in zip(subscribers, subscriptions.values(), strict=True):
             for pattern in patterns:
@@ -297,7 +223,7 @@ async def test_wildcard_channels(rpc_app: Server) -> None:
 
 
 async def test_publish_with_exclude_and_predicate(rpc_app: Server) -> None:
-    async with raw_clients(rpc_app, 3) as (me, user, anon):
+    async with rpc_peers(rpc_app, 3) as (me, user, anon):
         for x in (me, user, anon):
             await x.call("rpc.subscribe", ["alerts.*"])
         await user.call("login", ["ann"])
@@ -331,7 +257,7 @@ async def test_clients_publish_where_the_app_allows(rpc_app: Server) -> None:
 
 
 async def test_subscription_limit(rpc_app: Server) -> None:
-    async with raw_clients(rpc_app, 1) as (raw,):
+    async with rpc_peers(rpc_app, 1) as (raw,):
         for i in range(100):
             assert (await raw.call("rpc.subscribe", [f"c.{i}"]))["result"]["subscriptions"] == i + 1
         answer = await raw.call("rpc.subscribe", ["c.100"])
@@ -346,7 +272,7 @@ async def test_subscription_limit(rpc_app: Server) -> None:
 
 
 async def test_guards_and_rate_limits(rpc_app: Server) -> None:
-    async with raw_clients(rpc_app, 2) as (a, b):
+    async with rpc_peers(rpc_app, 2) as (a, b):
         assert (await a.call("secret"))["error"]["code"] == -32001
         assert (await a.call("login", ["ann"]))["result"] == "ann"
         assert (await a.call("secret"))["result"] == "for ann only"
@@ -370,7 +296,7 @@ async def test_guards_and_rate_limits(rpc_app: Server) -> None:
 async def test_msgpack_beside_json(rpc_app: Server) -> None:
     async with (
         connect(f"{rpc_app.ws}/rpc?encoding=msgpack") as packed,
-        raw_clients(rpc_app, 1) as (text,),
+        rpc_peers(rpc_app, 1) as (text,),
     ):
         request = {"jsonrpc": "2.0", "method": "add", "params": [2, 3], "id": 1}
         await packed.send(msgspec.msgpack.encode(request))
@@ -449,7 +375,7 @@ async def test_a_stream_in_flight_fails_when_the_connection_drops() -> None:
 
 
 async def test_a_cancel_in_the_same_batch_still_answers_and_frees_the_id(edge_app: Server) -> None:
-    async with raw_clients(edge_app, 1) as (raw,):
+    async with rpc_peers(edge_app, 1) as (raw,):
         for method in ("nap", "bad_items"):
             await raw.send(
                 [
@@ -471,7 +397,7 @@ async def test_a_cancel_in_the_same_batch_still_answers_and_frees_the_id(edge_ap
 
 
 async def test_stream_items_that_cannot_go_end_the_stream(edge_app: Server) -> None:
-    async with raw_clients(edge_app, 1) as (raw,):
+    async with rpc_peers(edge_app, 1) as (raw,):
         for method, params in (("bad_items", []), ("big_items", [100_000])):
             answer = await raw.call(method, params)
             assert answer["error"]["code"] == -32603, answer
@@ -481,7 +407,7 @@ async def test_stream_items_that_cannot_go_end_the_stream(edge_app: Server) -> N
 
 
 async def test_running_tasks_are_bounded_and_notifications_run_beside(edge_app: Server) -> None:
-    async with raw_clients(edge_app, 1) as (raw,):
+    async with rpc_peers(edge_app, 1) as (raw,):
         await raw.send({"jsonrpc": "2.0", "method": "nap", "params": [30]})  # a notification
         for i in range(2):
             await raw.send({"jsonrpc": "2.0", "method": "nap", "params": [30], "id": i})
@@ -499,7 +425,7 @@ async def test_running_tasks_are_bounded_and_notifications_run_beside(edge_app: 
 async def test_a_push_one_encoding_cannot_carry_reaches_nobody(edge_app: Server) -> None:
     async with (
         connect(f"{edge_app.ws}/rpc?encoding=msgpack") as packed,
-        raw_clients(edge_app, 2) as (publisher, text),
+        rpc_peers(edge_app, 2) as (publisher, text),
     ):
         sub = {"jsonrpc": "2.0", "method": "rpc.subscribe", "params": ["n.*"], "id": 1}
         await packed.send(msgspec.msgpack.encode(sub))
@@ -520,5 +446,5 @@ async def test_an_id_is_connected_once_per_worker(edge_app: Server) -> None:
             async with connect(f"{edge_app.ws}/rpc?id=ann"):
                 pass
         assert "409" in str(refused.value)
-    async with raw_clients(edge_app, 1, "?id=ann") as (again,):  # free once it left
+    async with rpc_peers(edge_app, 1, query="?id=ann") as (again,):  # free once it left
         assert (await again.call("rpc.info"))["result"]["id"] == "ann"

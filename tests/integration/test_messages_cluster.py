@@ -11,9 +11,10 @@ import pytest
 
 from gobstopper.client import ChannelMessage, Client
 
+from .helpers import WAIT
 from .redis_server import RedisServer, redis_fixture
+from .rpc_peer import rpc_peers
 from .servers import Server, start
-from .test_messages import WAIT, raw_clients
 
 APP = "examples.rpc:app"
 
@@ -36,7 +37,7 @@ def hosts(redis_server: RedisServer) -> Iterator[tuple[Server, Server]]:
 
 async def test_channels_and_events_span_hosts(hosts: tuple[Server, Server]) -> None:
     a, b = hosts
-    async with raw_clients(a, 2) as (on_a, also_a), raw_clients(b, 1) as (on_b,):
+    async with rpc_peers(a, 2) as (on_a, also_a), rpc_peers(b, 1) as (on_b,):
         ids = [(await x.call("rpc.info"))["result"]["id"] for x in (on_a, also_a, on_b)]
         await on_a.call("rpc.subscribe", ["news.*"])
         await on_a.call("rpc.subscribe", ["news.sport"])  # overlapping: still once
@@ -98,7 +99,7 @@ async def test_a_broker_outage_keeps_local_delivery(
     hosts: tuple[Server, Server], redis_server: RedisServer
 ) -> None:
     a, b = hosts
-    async with raw_clients(a, 1) as (on_a,), raw_clients(b, 2) as (on_b, publisher):
+    async with rpc_peers(a, 1) as (on_a,), rpc_peers(b, 2) as (on_b, publisher):
         for x in (on_a, on_b):
             await x.call("rpc.subscribe", ["news.*"])
         redis_server.kill()

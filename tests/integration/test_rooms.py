@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from .helpers import http_request
+from .helpers import stats, wait_stats
 from .servers import Server, server_fixture, start
 
 rooms_server = server_fixture("tests.apps.rooms:app", "The rooms test app under granian.")
@@ -50,22 +50,6 @@ async def command(ws: ClientConnection, seen: list[Any] | None = None, **cmd: An
         if seen is None:
             raise AssertionError(f"unexpected message before the ack: {msg!r}")
         seen.append(msg)
-
-
-async def stats(server: Server) -> dict[str, Any]:
-    return (await http_request(server.port, "GET", "/stats")).json()  # type: ignore[no-any-return]
-
-
-async def wait_stats(server: Server, check: Any, timeout: float = 10.0) -> dict[str, Any]:
-    """Poll the server's /stats (another process: no event to wait on) until ``check``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        current = await stats(server)
-        if check(current):
-            return current
-        if time.monotonic() > deadline:
-            raise AssertionError(f"stats never satisfied the check: {current}")
-        await asyncio.sleep(0.02)
 
 
 async def test_fan_out_to_200_clients_in_order_exactly_once(rooms_server: Server) -> None:

@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from .helpers import http_request
+from .helpers import http_request, stats, wait_stats
 from .servers import Server, start
 
 APP = "tests.apps.guarded:app"
@@ -55,25 +55,6 @@ async def refused_status(url: str, **kwargs: Any) -> int:
 async def echo_once(ws: ClientConnection, text: str = "hi") -> None:
     await ws.send(text)
     assert await asyncio.wait_for(ws.recv(), WAIT) == text
-
-
-async def stats(server: Server) -> dict[str, Any]:
-    result = await http_request(server.port, "GET", "/stats")
-    assert result.status == 200
-    data: dict[str, Any] = result.json()
-    return data
-
-
-async def wait_stats(server: Server, check: Any, timeout: float = WAIT) -> dict[str, Any]:
-    """Poll the server's counters (another process: no event to wait on) until ``check``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        data = await stats(server)
-        if check(data):
-            return data
-        if time.monotonic() > deadline:
-            raise AssertionError(f"counters never matched: {data}")
-        await asyncio.sleep(0.02)
 
 
 async def test_other_sites_pages_are_refused_by_default(default_server: Server) -> None:
@@ -121,13 +102,13 @@ async def test_connection_limit_refuses_with_503_and_releases(limited_server: Se
         # their place.
         await clients[0].close()
         clients[1].transport.abort()
-        await wait_stats(limited_server, lambda d: d["limiter_total"] == 1)
+        await wait_stats(limited_server, lambda d: d["limiter_total"] == 1, WAIT)
         async with connect(url) as again, connect(url) as more:
             await echo_once(again)
             await echo_once(more)
             assert await refused_status(url) == 503
         await echo_once(clients[2])  # the one left is untouched
-    data = await wait_stats(limited_server, lambda d: d["limiter_total"] == 0)
+    data = await wait_stats(limited_server, lambda d: d["limiter_total"] == 0, WAIT)
     assert data["rejected"]["limit"] >= 2
 
 
@@ -137,7 +118,7 @@ async def test_per_ip_limit_refuses_with_429_and_releases(per_ip_server: Server)
         assert await refused_status(url) == 429
         await echo_once(a)
         b.transport.abort()
-        await wait_stats(per_ip_server, lambda d: d["limiter_total"] == 1)
+        await wait_stats(per_ip_server, lambda d: d["limiter_total"] == 1, WAIT)
         async with connect(url) as c:
             await echo_once(c)
 
@@ -215,7 +196,7 @@ async def test_rate_limit_drop_policy_keeps_the_connection(drop_server: Server) 
     async with connect(url) as ws:
         for i in range(30):
             await ws.send(f"m{i}")
-        await wait_stats(drop_server, lambda d: d["rate_limited"] >= 20)
+        await wait_stats(drop_server, lambda d: d["rate_limited"] >= 20, WAIT)
         got = []
         while True:
             try:
@@ -224,7 +205,7 @@ async def test_rate_limit_drop_policy_keeps_the_connection(drop_server: Server) 
                 break
         # The burst went through, in order; the rest was dropped, not queued.
         assert 5 <= len(got) < 30 and got == [f"m{i}" for i in range(len(got))]
-        await asyncio.sleep(0.25)  # the bucket refills: 5 a second
+        await asyncio.sleep(0.25)  # on purpose: the bucket refills a token every 0.2 s
         await echo_once(ws, "still here")
 
 
@@ -280,7 +261,7 @@ async def test_counters_and_prometheus_text(default_server: Server) -> None:
     async with connect(f"{default_server.ws}/ws/echo") as ws:
         await echo_once(ws, "12345")
     after = await wait_stats(
-        default_server, lambda d: d["open_connections"] == before["open_connections"]
+        default_server, lambda d: d["open_connections"] == before["open_connections"], WAIT
     )
     assert after["accepted"] == before["accepted"] + 1
     assert after["messages_in"] >= before["messages_in"] + 1

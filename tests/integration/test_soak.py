@@ -18,7 +18,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from .helpers import http_request
+from .helpers import stats, wait_stats
 from .servers import Server, start
 
 SOAK_SECONDS = float(os.environ.get("GOBSTOPPER_SOAK_SECONDS", "25"))
@@ -26,17 +26,11 @@ CONCURRENCY = 40
 MiB = 1024 * 1024
 
 
-async def stats(server: Server) -> dict[str, Any]:
-    data: dict[str, Any] = (await http_request(server.port, "GET", "/stats")).json()
-    return data
-
-
 async def settled(server: Server, baseline_tasks: int, timeout: float = 15.0) -> dict[str, Any]:
-    """Poll the server (another process) until everything it held is released."""
-    deadline = time.monotonic() + timeout
-    while True:
-        data = await stats(server)
-        if (
+    """Wait until the server has released everything it held."""
+    return await wait_stats(
+        server,
+        lambda data: (
             data["connections"] == 0
             and data["rooms"] == {}
             and data["open_websockets"] == 0
@@ -44,11 +38,9 @@ async def settled(server: Server, baseline_tasks: int, timeout: float = 15.0) ->
             and data["limiter"] == 0
             and data["metrics_open"] == 0
             and data["tasks"] <= baseline_tasks
-        ):
-            return data
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the server still holds something: {data}")
-        await asyncio.sleep(0.05)
+        ),
+        timeout,
+    )
 
 
 async def one_client(server: Server, rng: random.Random, n: int) -> str:

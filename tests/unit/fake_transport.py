@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from gobstopper import Config, WebSocket
+from gobstopper import Config, Connection, WebSocket, WebSocketManager
 from gobstopper.transport.base import CLOSE, ScopeInfo, TransportClosed, WebSocketTransport
 
 
@@ -179,10 +179,27 @@ async def release_until(transport: FakeTransport, count: int, timeout: float = 2
     await asyncio.wait_for(release(), timeout)
 
 
-def make(**config: Any) -> tuple[WebSocket, FakeTransport]:
-    transport = FakeTransport()
+def make(transport: FakeTransport | None = None, **config: Any) -> tuple[WebSocket, FakeTransport]:
+    """A WebSocket on ``transport`` (a fresh FakeTransport by default)."""
+    transport = FakeTransport() if transport is None else transport
     info = ScopeInfo("fake", "/ws", "", [], "127.0.0.1:1", "ws")
     return WebSocket(transport, info, Config.load({}, **config)), transport
 
 
-__all__ = ["CLOSE", "FakeTransport", "make", "release_until"]
+def manager(**settings: Any) -> WebSocketManager:
+    return WebSocketManager(Config.load({}, **settings))
+
+
+async def connected(
+    mgr: WebSocketManager,
+    conn_id: str | None = None,
+    transport: FakeTransport | None = None,
+    **settings: Any,
+) -> tuple[Connection, FakeTransport]:
+    """An accepted WebSocket on a fake transport, registered with ``mgr``."""
+    ws, transport = make(transport, **settings)
+    await ws.accept()
+    return mgr.add(ws, conn_id), transport
+
+
+__all__ = ["CLOSE", "FakeTransport", "connected", "make", "manager", "release_until"]

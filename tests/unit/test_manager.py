@@ -9,27 +9,13 @@ import pytest
 
 from gobstopper import (
     CloseCode,
-    Config,
     Connection,
     ConnectionClosed,
     MessageTooBig,
     WebSocket,
-    WebSocketManager,
 )
 
-from .fake_transport import FakeTransport, make, release_until
-
-
-def manager(**settings: Any) -> WebSocketManager:
-    return WebSocketManager(Config.load({}, **settings))
-
-
-async def connected(
-    mgr: WebSocketManager, conn_id: str | None = None, **settings: Any
-) -> tuple[Connection, FakeTransport]:
-    ws, transport = make(**settings)
-    await ws.accept()
-    return mgr.add(ws, conn_id), transport
+from .fake_transport import connected, make, manager, release_until
 
 
 async def test_rooms_members_counts_and_empty_room_deletion() -> None:

@@ -34,23 +34,30 @@ class Codec:
         """Parse one frame.
 
         Raises:
-            DecodeError: it is not valid for this encoding.
+            DecodeError: it is not valid for this encoding, or nested too deeply.
         """
-        if self.binary:
-            if isinstance(raw, str):
-                raise DecodeError("msgpack messages are binary frames")
-            return _msgpack_decode(raw)
-        return _json_decode(raw)
+        try:
+            if self.binary:
+                if isinstance(raw, str):
+                    raise DecodeError("msgpack messages are binary frames")
+                return _msgpack_decode(raw)
+            return _json_decode(raw)
+        except RecursionError:
+            raise DecodeError("nested too deeply") from None
 
     def encode(self, obj: Any) -> str | bytes:
         """Encode one frame: str (text) for JSON, bytes (binary) for msgpack.
 
         Raises:
-            TypeError: ``obj`` holds something the encoding cannot carry.
+            TypeError: ``obj`` holds something the encoding cannot carry (an unknown
+                type, an integer msgpack cannot hold, nesting too deep).
         """
-        if self.binary:
-            return _msgpack_encode(obj)
-        return _json_encode(obj).decode()
+        try:
+            if self.binary:
+                return _msgpack_encode(obj)
+            return _json_encode(obj).decode()
+        except (ValueError, OverflowError, RecursionError) as exc:
+            raise TypeError(f"{self.name} cannot carry this: {exc}") from None
 
     def __repr__(self) -> str:
         return f"<Codec {self.name}>"

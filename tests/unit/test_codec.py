@@ -122,9 +122,7 @@ def test_nesting_a_few_hundred_deep_round_trips(codec: Codec) -> None:
 def test_nesting_deeper_than_the_interpreter_allows_is_refused(
     codec: Codec, frame: str | bytes
 ) -> None:
-    # Today the codec lets msgspec's RecursionError through; the server and the client
-    # catch it beside DecodeError and answer "Parse error".
-    with pytest.raises((DecodeError, RecursionError)):
+    with pytest.raises(DecodeError, match="nested too deeply"):
         codec.decode(frame)
 
 
@@ -132,12 +130,12 @@ def test_nesting_deeper_than_the_interpreter_allows_is_refused(
 def test_what_an_encoding_cannot_carry_is_refused(codec: Codec) -> None:
     with pytest.raises(TypeError):
         codec.encode({"data": object()})
-    with pytest.raises(RecursionError):
+    with pytest.raises(TypeError, match="cannot carry"):
         codec.encode(nested(50_000))
 
 
 def test_msgpack_cannot_carry_integers_past_64_bits_and_json_can() -> None:
     huge = 2**70
     assert JSON.decode(JSON.encode(huge)) == huge
-    with pytest.raises((TypeError, OverflowError)):  # OverflowError today
+    with pytest.raises(TypeError, match="msgpack cannot carry"):
         MSGPACK.encode(huge)

@@ -41,6 +41,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ._util import TaskSet
 from .config import Config, RateLimitPolicy
 from .datastructures import Scope
 from .errors import CloseCode, ConnectionClosed
@@ -136,7 +137,7 @@ class ServerConnection(Scope):
         self._closed_future: asyncio.Future[int] | None = None
         self._closing: asyncio.Future[None] | None = None
         self._handshake_waiter: asyncio.Future[None] | None = None
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = TaskSet(logger, "closing a connection")
         self._close_callbacks: list[Callable[[ServerConnection], None]] = []
         self._before_close: list[Callable[[], Awaitable[object]]] = []
 
@@ -238,11 +239,7 @@ class ServerConnection(Scope):
         """Close from a callback (no await) because of a policy or a limit. The handler
         sees ``code`` at once; the close frame follows, and ``finish`` waits for it."""
         self._mark_closed(code, reason)
-        task = asyncio.get_running_loop().create_task(
-            self.close_within(code, reason, CLOSE_TIMEOUT_S)
-        )
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background.spawn(self.close_within(code, reason, CLOSE_TIMEOUT_S))
 
     async def close_within(
         self, code: int, reason: str, timeout: float, handshake: float = 0.0
@@ -278,8 +275,7 @@ class ServerConnection(Scope):
             await self._refuse(403, "")
             self._transport.release()
             return
-        if self._background:  # a close started from a callback (e.g. 1009) goes first
-            await asyncio.gather(*self._background, return_exceptions=True)
+        await self._background.wait()  # a close started from a callback (e.g. 1009) goes first
         self._mark_closed(code, "")
         recorded = self._life.code
         final = recorded if recorded is not None and sendable(recorded) else code

@@ -9,14 +9,15 @@ client; the other nodes get the JSON form once through ``manager.publish_topic``
 envelope naming the channel, the room or the target, and deliver it to theirs
 (``on_topic``), making the msgpack form only if one of theirs needs it.
 
-A publication travels only to the nodes with subscribers: every connection with a
-subscription is in ``SUBSCRIBERS_ROOM``, and each node matches the channel against its
-own subscriptions. Each channel or pattern also has a room (``CHANNEL_ROOM + name``),
-whose cluster-wide presence says who subscribes.
+A publication travels only to the nodes with subscribers: ``subscribe`` puts every
+connection with a subscription in ``SUBSCRIBERS_ROOM``, and each node matches the
+channel against its own subscriptions. Each channel or pattern also has a room
+(``CHANNEL_ROOM + name``), whose cluster-wide presence says who subscribes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import typing
 from collections.abc import Callable, Iterable
@@ -44,7 +45,7 @@ Exclude: TypeAlias = Connection | str | Iterable[Connection | str] | None
 
 
 class Pushes:
-    """Publish and emit for one endpoint.
+    """Publish and emit for one endpoint, and the subscriptions that route publications.
 
     Args:
         manager: carries the pushes to this node's connections and to the other nodes.
@@ -68,6 +69,23 @@ class Pushes:
         self._subscriptions = subscriptions
         self._connections = connections
         manager.on_topic(topic, self.on_topic)
+
+    async def subscribe(self, conn: Connection, channel: str) -> None:
+        """Subscribe ``conn`` to a channel or pattern (checked by the caller), and put it
+        in the rooms that bring it the channel's messages from the other nodes."""
+        if not self._subscriptions.subscribe(conn, channel):
+            return
+        with contextlib.suppress(ValueError):  # the connection may have gone meanwhile
+            if self._subscriptions.count(conn) == 1:
+                await conn.join(SUBSCRIBERS_ROOM)
+            await conn.join(CHANNEL_ROOM + channel)  # presence, cluster-wide
+
+    async def unsubscribe(self, conn: Connection, channel: str) -> None:
+        """Undo ``subscribe`` (nothing if ``conn`` does not hold ``channel``)."""
+        if self._subscriptions.unsubscribe(conn, channel):
+            await conn.leave(CHANNEL_ROOM + channel)
+            if not self._subscriptions.count(conn):
+                await conn.leave(SUBSCRIBERS_ROOM)
 
     async def publish(
         self,

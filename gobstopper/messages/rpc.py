@@ -26,7 +26,6 @@ and emit, on this node and the others).
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
 import typing
@@ -52,7 +51,7 @@ from .protocol import (
     TOO_MANY_TASKS,
     RPCError,
 )
-from .pushes import CHANNEL_ROOM, SUBSCRIBERS_ROOM, Exclude, Pushes
+from .pushes import CHANNEL_ROOM, Exclude, Pushes
 from .subscriptions import SubscriptionIndex
 
 __all__ = [
@@ -141,6 +140,7 @@ class RPC:
         self._dispatcher.max_tasks = value
 
     # -- registration -----------------------------------------------------------------
+
     def method(
         self,
         name: str | None = None,
@@ -182,7 +182,7 @@ class RPC:
                 kind = "call"
             else:
                 raise TypeError(f"RPC method {fn!r} must be an async function or generator")
-            self._register(
+            self._dispatcher.register(
                 name or fn.__name__,
                 fn,
                 kind,
@@ -223,7 +223,7 @@ class RPC:
         def decorator(fn: F) -> F:
             if not inspect.iscoroutinefunction(typing.cast(Any, fn)):
                 raise TypeError(f"event handler {fn!r} must be an async function")
-            self._register(
+            self._dispatcher.register(
                 event,
                 fn,
                 "event",
@@ -235,9 +235,6 @@ class RPC:
             return fn
 
         return decorator
-
-    def _register(self, key: str, fn: Callable[..., Any], kind: Kind, **options: Any) -> None:
-        self._dispatcher.register(key, fn, kind, **options)
 
     # -- serving --------------------------------------------------------------------------
 
@@ -302,31 +299,19 @@ class RPC:
         if not channels.valid_pattern(channel):
             why = f"not a channel or pattern: {channel!r}"
             raise RPCError(INVALID_PARAMS, "Invalid params", why)
-        index, conn = self._subscriptions, peer.conn
-        if channel not in index.subscriptions(conn):
-            if index.count(conn) >= self.max_subscriptions:
-                raise RPCError(
-                    TOO_MANY_SUBSCRIPTIONS,
-                    "Too many subscriptions",
-                    {"limit": self.max_subscriptions},
-                )
+        conn = peer.conn
+        if channel not in self._subscriptions.subscriptions(conn):
+            if self._subscriptions.count(conn) >= self.max_subscriptions:
+                limit = {"limit": self.max_subscriptions}
+                raise RPCError(TOO_MANY_SUBSCRIPTIONS, "Too many subscriptions", limit)
             if self.can_subscribe is not None and not self.can_subscribe(peer.ws.state, channel):
                 raise RPCError(ACCESS_DENIED, "Access denied", channel)
-            index.subscribe(conn, channel)
-            with contextlib.suppress(ValueError):  # the connection may have gone meanwhile
-                if index.count(conn) == 1:
-                    # Publications reach the nodes with subscribers: they are in this room.
-                    await conn.join(SUBSCRIBERS_ROOM)
-                await conn.join(CHANNEL_ROOM + channel)  # presence, cluster-wide
-        return {"channel": channel, "subscriptions": index.count(conn)}
+            await self._pushes.subscribe(conn, channel)
+        return {"channel": channel, "subscriptions": self._subscriptions.count(conn)}
 
     async def _unsubscribe(self, peer: Peer, channel: str) -> dict[str, Any]:
-        index, conn = self._subscriptions, peer.conn
-        if index.unsubscribe(conn, channel):
-            await conn.leave(CHANNEL_ROOM + channel)
-            if not index.count(conn):
-                await conn.leave(SUBSCRIBERS_ROOM)
-        return {"channel": channel, "subscriptions": index.count(conn)}
+        await self._pushes.unsubscribe(peer.conn, channel)
+        return {"channel": channel, "subscriptions": self._subscriptions.count(peer.conn)}
 
     async def _client_publish(
         self, peer: Peer, channel: str, data: Any = None, echo: bool = False

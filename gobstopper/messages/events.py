@@ -8,7 +8,7 @@ from ..manager import Connection, Delivery
 from ..websocket import State
 
 if TYPE_CHECKING:
-    from .rpc import RPC
+    from .pushes import Pushes
 
 __all__ = ["Event"]
 
@@ -22,10 +22,10 @@ class Event:
         conn: the sender's connection (``conn.id``, ``conn.join(room)``).
     """
 
-    __slots__ = ("_rpc", "conn", "data", "name")
+    __slots__ = ("_pushes", "conn", "data", "name")
 
-    def __init__(self, rpc: RPC, conn: Connection, name: str, data: Any) -> None:
-        self._rpc = rpc
+    def __init__(self, pushes: Pushes, conn: Connection, name: str, data: Any) -> None:
+        self._pushes = pushes
         self.conn = conn
         self.name = name
         self.data = data
@@ -42,25 +42,25 @@ class Event:
 
     async def reply(self, event: str, data: Any = None) -> Delivery:
         """Send ``event`` to the sender only."""
-        return await self._rpc.emit(event, data, to=self.conn.id, sender=self.conn.id)
+        return await self._pushes.emit(event, data, to=self.conn.id, sender=self.conn.id)
 
     async def to_room(self, room: str, event: str, data: Any = None) -> Delivery:
         """Send ``event`` to every member of ``room`` (the sender too, if a member)."""
-        return await self._rpc.emit(event, data, room=room, sender=self.conn.id)
+        return await self._pushes.emit(event, data, room=room, sender=self.conn.id)
 
     async def to_all(self, event: str, data: Any = None) -> Delivery:
         """Send ``event`` to every connection of this endpoint, the sender included."""
-        return await self._rpc.emit(event, data, sender=self.conn.id)
+        return await self._pushes.emit(event, data, sender=self.conn.id)
 
     async def to_others(self, event: str, data: Any = None, *, room: str | None = None) -> Delivery:
         """Send ``event`` to everyone (or ``room``'s members) but the sender."""
-        return await self._rpc.emit(
+        return await self._pushes.emit(
             event, data, room=room, exclude=self.conn.id, sender=self.conn.id
         )
 
     async def to(self, conn_id: str, event: str, data: Any = None) -> Delivery:
         """Send ``event`` to one connection by id, on whichever node it is."""
-        return await self._rpc.emit(event, data, to=conn_id, sender=self.conn.id)
+        return await self._pushes.emit(event, data, to=conn_id, sender=self.conn.id)
 
     def __repr__(self) -> str:
         return f"<Event {self.name!r} from {self.conn.id}>"

@@ -52,6 +52,7 @@ __all__ = [
     "error",
     "event_push",
     "invalid_request_id",
+    "is_request",
     "notification",
     "parse_batch",
     "parse_incoming",
@@ -198,19 +199,26 @@ def valid_id(value: Any) -> bool:
     )
 
 
+def is_request(obj: Any) -> bool:
+    """Whether one decoded item is a valid JSON-RPC 2.0 request or notification (a dict
+    then: read ``method``, ``params`` and ``id`` from it). ``parse_request`` without the
+    allocation, for the server's hot path."""
+    return (
+        isinstance(obj, dict)
+        and obj.get("jsonrpc") == VERSION
+        and isinstance(obj.get("method"), str)
+        and ("params" not in obj or isinstance(obj["params"], (list, dict)))
+        and ("id" not in obj or valid_id(obj["id"]))
+    )
+
+
 def parse_request(obj: Any) -> Request:
     """Check one decoded request against JSON-RPC 2.0.
 
     Raises:
         RPCError: ``INVALID_REQUEST`` (answer it with ``invalid_request_id(obj)``).
     """
-    if (
-        not isinstance(obj, dict)
-        or obj.get("jsonrpc") != VERSION
-        or not isinstance(obj.get("method"), str)
-        or ("params" in obj and not isinstance(obj["params"], (list, dict)))
-        or ("id" in obj and not valid_id(obj["id"]))
-    ):
+    if not is_request(obj):
         raise RPCError(INVALID_REQUEST, "Invalid Request")
     return Request(obj["method"], obj.get("params"), obj.get("id"), "id" not in obj)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,6 +12,9 @@ from hypothesis import strategies as st
 from gobstopper.messages import RPC, Event, matches
 from gobstopper.messages.channels import valid_channel, valid_pattern
 from gobstopper.messages.codec import CODECS, DecodeError
+from gobstopper.websocket import WebSocket
+
+from .rpc_peer import served
 
 segment = st.text(
     alphabet=st.characters(blacklist_characters=".*", blacklist_categories=("Zs", "Cc")),
@@ -133,22 +135,30 @@ async def test_parameters_are_converted_and_injected_wherever_they_stand() -> No
 
     @rpc.method()
     async def where(ws: Any, p: Point, scale: float = 1.0) -> list[float]:
-        assert ws is None  # handle() without a connection
+        assert isinstance(ws, WebSocket)  # the caller's, filled in by the framework
         return [p.x * scale, p.y * scale]
 
     @rpc.method()
     async def unsendable() -> object:
         return object()
 
-    async def ask(params: Any, method: str = "where") -> Any:
-        request = {"jsonrpc": "2.0", "method": method, "params": params, "id": 1}
-        return msgspec.json.decode(await rpc.handle(msgspec.json.encode(request)) or b"null")
+    async with served(rpc) as peer:
 
-    assert (await ask([{"x": 1, "y": 2}, 2]))["result"] == [2.0, 4.0]
-    assert (await ask({"p": {"x": 1, "y": 2}}))["result"] == [1.0, 2.0]
-    bad = await ask({"p": {"x": "1", "y": 2}})
-    assert bad["error"]["code"] == -32602 and "p" in bad["error"]["data"]
-    assert (await ask({"p": {"x": 1, "y": 2}, "ws": 1}))["error"]["code"] == -32602
-    assert (await ask([], "unsendable"))["error"] == {"code": -32603, "message": "Internal error"}
-    # Events, streams and built-ins need a served connection.
-    assert (await ask(["x"], "rpc.subscribe"))["error"]["code"] == -32601
+        async def ask(params: Any, method: str = "where") -> Any:
+            return await peer.call(method, params)
+
+        assert (await ask([{"x": 1, "y": 2}, 2]))["result"] == [2.0, 4.0]
+        assert (await ask({"p": {"x": 1, "y": 2}}))["result"] == [1.0, 2.0]
+        bad = await ask({"p": {"x": "1", "y": 2}})
+        assert bad["error"]["code"] == -32602 and "p" in bad["error"]["data"]
+        assert (await ask({"p": {"x": 1, "y": 2}, "ws": 1}))["error"]["code"] == -32602
+        assert (await ask([], "unsendable"))["error"] == {
+            "code": -32603,
+            "message": "Internal error",
+        }
+        # The built-ins validate their parameters like any method.
+        assert (await ask([5], "rpc.subscribe"))["error"]["code"] == -32602
+        assert (await ask(["x"], "rpc.subscribe"))["result"] == {
+            "channel": "x",
+            "subscriptions": 1,
+        }

@@ -1,4 +1,5 @@
-"""JSON-RPC 2.0 dispatch: the specification's own examples and the error cases."""
+"""JSON-RPC 2.0 dispatch: the specification's own examples and the error cases, on a
+connection served on the in-memory transport."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 import pytest
 
 from gobstopper.messages import RPC, RPCError
+
+from .rpc_peer import served
 
 rpc = RPC()
 
@@ -45,8 +48,8 @@ async def notify_hello(items: list[int]) -> None:
 
 
 async def call(raw: str) -> Any:
-    reply = await rpc.handle(raw)
-    return None if reply is None else json.loads(reply)
+    async with served(rpc) as peer:
+        return await peer.ask(raw)
 
 
 async def test_positional_and_named_params() -> None:
@@ -143,8 +146,6 @@ def test_registration_errors() -> None:
 async def test_guards_and_rate_limits_per_method() -> None:
     from gobstopper.messages import ACCESS_DENIED, RATE_LIMITED, all_of, any_of, equals, has
 
-    from .fake_transport import make
-
     guarded = RPC()
 
     @guarded.method(
@@ -157,25 +158,24 @@ async def test_guards_and_rate_limits_per_method() -> None:
     async def ping() -> str:
         return "pong"
 
-    ws, _ = make()
-    other, _ = make()
     request = '{"jsonrpc":"2.0","method":"%s","id":1}'
+    async with served(guarded) as ws, served(guarded) as other, served(guarded) as anonymous:
 
-    async def ask(conn: Any, method: str) -> Any:
-        return json.loads(await guarded.handle(request % method, conn) or "null")
+        async def ask(conn: Any, method: str) -> Any:
+            return await conn.ask(request % method)
 
-    assert (await ask(ws, "restart"))["error"]["code"] == ACCESS_DENIED  # no user yet
-    ws.state.user, ws.state.role = "ann", "viewer"
-    assert (await ask(ws, "restart"))["error"]["code"] == ACCESS_DENIED
-    ws.state.role = "ops"
-    assert (await ask(ws, "restart"))["result"] == "restarting"
-    assert (await guarded.handle(request % "restart")) is not None  # no connection: denied
+        assert (await ask(ws, "restart"))["error"]["code"] == ACCESS_DENIED  # no user yet
+        ws.ws.state.user, ws.ws.state.role = "ann", "viewer"
+        assert (await ask(ws, "restart"))["error"]["code"] == ACCESS_DENIED
+        ws.ws.state.role = "ops"
+        assert (await ask(ws, "restart"))["result"] == "restarting"
+        assert (await ask(anonymous, "restart"))["error"]["code"] == ACCESS_DENIED
 
-    assert [(await ask(ws, "ping")).get("result") for _ in range(2)] == ["pong", "pong"]
-    third = await ask(ws, "ping")
-    assert third["error"] == {
-        "code": RATE_LIMITED,
-        "message": "Rate limit exceeded",
-        "data": "ping",
-    }
-    assert (await ask(other, "ping"))["result"] == "pong"  # per connection
+        assert [(await ask(ws, "ping")).get("result") for _ in range(2)] == ["pong", "pong"]
+        third = await ask(ws, "ping")
+        assert third["error"] == {
+            "code": RATE_LIMITED,
+            "message": "Rate limit exceeded",
+            "data": "ping",
+        }
+        assert (await ask(other, "ping"))["result"] == "pong"  # per connection

@@ -1,0 +1,350 @@
+"""Dispatch: from an inbound frame to the answers it calls for.
+
+A ``Dispatcher`` holds the method table (methods, streams, event handlers and the
+``rpc.*`` built-ins, each a ``binding.Method``). For every frame a connection sends it
+decodes the frame with the connection's codec, checks each request (one, or a batch)
+against ``protocol``, applies the method's guard and rate limit, binds the parameters
+and runs the method, and sends what must be answered in one frame.
+
+A plain call runs inline: the connection's next message waits for it, so answers come
+in order. A stream, or a method registered ``concurrent``, runs as a task of its own
+beside the connection's other messages; the connection holds at most ``max_tasks`` of
+them, and ``rpc.cancel`` (``cancel``) stops one by its request id.
+
+What a connection needs between messages lives on its ``Peer``: the codec, the running
+tasks and the rate-limit buckets. Errors are always answered as JSON-RPC errors; an
+unexpected exception is logged and answered ``INTERNAL_ERROR`` without its details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import typing
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+from .._util import TaskSet
+from ..errors import CloseCode, ConnectionClosed, MessageTooBig
+from ..manager import Connection
+from ..security import RateLimiter
+from . import protocol
+from .binding import NO_DATA, Kind, Method, bind, convert, describe
+from .codec import Codec, DecodeError
+from .events import Event
+from .protocol import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    RATE_LIMITED,
+    REQUEST_CANCELLED,
+    TOO_MANY_TASKS,
+    RPCError,
+)
+
+if TYPE_CHECKING:
+    from .pushes import Pushes
+
+__all__ = ["Dispatcher", "NotificationKey", "Peer"]
+
+logger = logging.getLogger("gobstopper.rpc")
+
+
+class Peer:
+    """One connection served by an endpoint: what dispatch keeps for it between messages.
+
+    Attributes:
+        conn: its ``Connection`` with the manager (``ws``: its WebSocket).
+        codec: the encoding it chose.
+        tasks: its running streams and concurrent calls, by request id (a
+            ``NotificationKey`` for a notification's).
+        buckets: its rate-limit buckets, by method name.
+        closing: it went over a rate limit that closes: close once answered.
+    """
+
+    __slots__ = ("buckets", "closing", "codec", "conn", "tasks", "ws")
+
+    def __init__(self, conn: Connection, codec: Codec) -> None:
+        self.conn = conn
+        self.ws = conn.ws
+        self.codec = codec
+        self.tasks: dict[Any, asyncio.Task[None]] = {}
+        self.buckets: dict[str, RateLimiter] = {}
+        self.closing = False
+
+    async def send(self, frame: str | bytes) -> None:
+        """Send one encoded frame (str: text, bytes: binary).
+
+        Raises:
+            MessageTooBig: over the WebSocket's message limit.
+            ConnectionClosed: the connection is closed.
+        """
+        if isinstance(frame, str):
+            await self.ws.send_text(frame)
+        else:
+            await self.ws.send_bytes(frame)
+
+    def __repr__(self) -> str:
+        return f"<Peer {self.conn.id} {self.codec.name}>"
+
+
+class NotificationKey:
+    """The key of a running notification in ``Peer.tasks``: it has no request id, so
+    nobody can cancel it (each key is its own)."""
+
+    __slots__ = ()
+
+
+class Dispatcher:
+    """The method table and what runs a connection's requests.
+
+    Args:
+        events: where an ``Event``'s replies go (``Event.reply``, ``Event.to_room``...).
+        max_tasks: streams and concurrent calls one connection may have running.
+    """
+
+    def __init__(self, events: Pushes, max_tasks: int = 100) -> None:
+        self.events = events
+        self.max_tasks = max_tasks
+        self.methods: dict[str, Method] = {}
+        self._cancel_answers = TaskSet(logger, "answering a cancelled request")
+
+    # -- the method table -----------------------------------------------------------------
+
+    def register(self, key: str, fn: Callable[..., Any], kind: Kind, **options: Any) -> None:
+        """Register ``fn`` as the method, stream or event handler ``key``.
+
+        Args:
+            options: ``binding.Method``'s ``requires``, ``limit``, ``close_on_limit``,
+                ``concurrent``.
+
+        Raises:
+            TypeError: the name is taken or reserved (``rpc.*``), or a type hint cannot
+                be validated (``binding.describe``).
+        """
+        if key.startswith(protocol.RESERVED_PREFIX):
+            raise TypeError(f"{key!r}: names starting with 'rpc.' are reserved")
+        if key in self.methods:
+            raise TypeError(f"RPC method or event {key!r} is already registered")
+        self.methods[key] = describe(key, fn, kind, **options)
+
+    def register_builtin(self, key: str, fn: Callable[..., Any], hints: dict[str, Any]) -> None:
+        """Register one of the protocol's own ``rpc.*`` methods: ``fn`` takes the caller's
+        ``Peer`` as ``peer``, and its parameters ``hints``."""
+        signature = inspect.signature(fn)
+        self.methods[key] = Method(fn, "builtin", signature, hints, frozenset(("peer",)))
+
+    # -- one frame --------------------------------------------------------------------------
+
+    async def receive(self, peer: Peer, raw: str | bytes) -> None:
+        """Answer one inbound frame; close the connection (1008) if it went over a rate
+        limit that closes."""
+        reply = await self.dispatch(peer, raw)
+        if reply is not None:
+            await self.send_reply(peer, reply)
+        if peer.closing:
+            await peer.ws.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+
+    async def dispatch(self, peer: Peer, raw: str | bytes) -> Any:
+        """The answer to one inbound frame (an object, or a list for a batch), or None
+        when nothing is to be answered (notifications, or tasks that answer later)."""
+        try:
+            payload = peer.codec.decode(raw)
+        except (DecodeError, RecursionError):
+            return protocol.error(None, RPCError(PARSE_ERROR, "Parse error"))
+        try:
+            batch = protocol.parse_batch(payload)
+        except RPCError as exc:
+            return protocol.error(None, exc)
+        if batch is None:
+            return await self.call(peer, payload)
+        replies = [r for r in [await self.call(peer, item) for item in batch] if r]
+        return replies or None
+
+    async def call(self, peer: Peer, request: Any) -> Any:
+        """Run one decoded request: its answer, or None (a notification, or a task that
+        answers when it ends)."""
+        if not protocol.is_request(request):
+            rid = protocol.invalid_request_id(request)
+            return protocol.error(rid, RPCError(INVALID_REQUEST, "Invalid Request"))
+        notification = "id" not in request
+        rid = request.get("id")
+        name: str = request["method"]
+        try:
+            method = self.methods.get(name)
+            if method is None:
+                raise RPCError(METHOD_NOT_FOUND, "Method not found", name)
+            if method.requires is not None and not method.requires(peer.ws.state):
+                raise RPCError(protocol.ACCESS_DENIED, "Access denied", name)
+            if method.limit is not None:
+                self._take_token(peer, name, method)
+            params = request.get("params")
+            if method.kind == "event":
+                args: list[Any] = [Event(self.events, peer.conn, name, params)]
+                if method.data_hint is not NO_DATA:
+                    args.append(convert("data", params, method.data_hint))
+                kwargs: dict[str, Any] = {}
+            else:
+                args, kwargs = bind(method, params, peer)
+            if method.concurrent:
+                if method.kind == "stream" and notification:
+                    return None  # nowhere to send the items
+                self._start_task(peer, None if notification else rid, method, args, kwargs)
+                return None  # the task answers
+            result = await method.fn(*args, **kwargs)
+        except RPCError as exc:
+            return None if notification else protocol.error(rid, exc)
+        except ConnectionClosed:
+            raise
+        except Exception:
+            logger.exception("RPC method %r failed", name)
+            return None if notification else protocol.error(rid, _internal_error())
+        return None if notification else protocol.result(rid, result)
+
+    async def send_reply(self, peer: Peer, reply: Any) -> None:
+        """Send an answer (or a batch's); one the encoding cannot carry, or over the
+        message limit, is replaced by an internal error (logged)."""
+        try:
+            frame = peer.codec.encode(reply)
+        except (TypeError, ValueError, OverflowError):
+            reply = _encodable(reply, peer.codec)
+            frame = peer.codec.encode(reply)
+        try:
+            await peer.send(frame)
+        except MessageTooBig as exc:
+            logger.warning("an answer of %d bytes is over the message limit", exc.size)
+            rid = reply.get("id") if isinstance(reply, dict) else None
+            too_big = RPCError(INTERNAL_ERROR, "Internal error", "answer over the message limit")
+            await peer.send(peer.codec.encode(protocol.error(rid, too_big)))
+
+    def _take_token(self, peer: Peer, name: str, method: Method) -> None:
+        assert method.limit is not None
+        bucket = peer.buckets.get(name)
+        if bucket is None:
+            calls, period = method.limit
+            bucket = peer.buckets[name] = RateLimiter(calls / period, calls)
+        if not bucket.allow():
+            if method.close_on_limit:
+                peer.closing = True
+            raise RPCError(RATE_LIMITED, "Rate limit exceeded", name)
+
+    # -- tasks: streams and concurrent calls ----------------------------------------------
+
+    def cancel(self, peer: Peer, rid: Any) -> bool:
+        """Cancel the running stream or concurrent call that answers request ``rid``;
+        False when there is none (it never ran, or has answered already)."""
+        task = peer.tasks.get(rid)
+        if task is None or task.done():
+            return False
+        task.cancel()
+        return True
+
+    async def stop(self, peer: Peer) -> None:
+        """Cancel every task of a connection that is gone, and wait until they stop."""
+        tasks = tuple(peer.tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _start_task(
+        self, peer: Peer, rid: Any, method: Method, args: list[Any], kwargs: dict[str, Any]
+    ) -> None:
+        """Run a stream or a concurrent call (a request when ``rid`` is given, else a
+        notification) beside the connection's other messages.
+
+        Raises:
+            RPCError: ``TOO_MANY_TASKS``, or ``INVALID_REQUEST`` for an id in use.
+        """
+        if len(peer.tasks) >= self.max_tasks:
+            raise RPCError(TOO_MANY_TASKS, "Too many running requests", {"limit": self.max_tasks})
+        key = NotificationKey() if rid is None else rid
+        if key in peer.tasks:
+            raise RPCError(INVALID_REQUEST, "Invalid Request", f"id {rid!r} is in use")
+        task = asyncio.ensure_future(self._run_task(peer, rid, method, args, kwargs))
+        peer.tasks[key] = task
+        task.add_done_callback(lambda t: self._task_done(peer, key, rid, t))
+
+    def _task_done(self, peer: Peer, key: Any, rid: Any, task: asyncio.Task[None]) -> None:
+        if peer.tasks.get(key) is task:
+            del peer.tasks[key]
+        # Cancelled before it ever ran (a cancel in the same batch): nothing answered it.
+        if task.cancelled() and rid is not None and not peer.ws.closed:
+            cancelled = protocol.error(rid, RPCError(REQUEST_CANCELLED, "Request cancelled"))
+            self._cancel_answers.spawn(self._send_reply_if_open(peer, cancelled))
+
+    async def _send_reply_if_open(self, peer: Peer, reply: Any) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await self.send_reply(peer, reply)
+
+    async def _run_task(
+        self, peer: Peer, rid: Any, method: Method, args: list[Any], kwargs: dict[str, Any]
+    ) -> None:
+        """A stream or a concurrent call: runs beside the connection's other messages."""
+        reply: dict[str, Any]
+        try:
+            if method.kind == "stream":
+                items = 0
+                stream: AsyncIterator[Any] = method.fn(*args, **kwargs)
+                try:
+                    async for item in stream:
+                        # Awaited: a stream runs no faster than its caller reads.
+                        await self._send_item(peer, rid, item)
+                        items += 1
+                finally:
+                    await typing.cast(Any, stream).aclose()
+                reply = protocol.result(rid, items)
+            else:
+                reply = protocol.result(rid, await method.fn(*args, **kwargs))
+        except asyncio.CancelledError:
+            if peer.ws.closed:
+                raise
+            reply = protocol.error(rid, RPCError(REQUEST_CANCELLED, "Request cancelled"))
+        except RPCError as exc:
+            reply = protocol.error(rid, exc)
+        except ConnectionClosed:
+            return
+        except Exception:
+            logger.exception("RPC method failed (request %r)", rid)
+            reply = protocol.error(rid, _internal_error())
+        if rid is None:
+            return  # a notification: nobody to answer
+        if peer.tasks.get(rid) is asyncio.current_task():
+            del peer.tasks[rid]  # answering: too late to cancel, and the id is free again
+        await self._send_reply_if_open(peer, reply)
+
+    async def _send_item(self, peer: Peer, rid: Any, item: Any) -> None:
+        """One stream item; one that cannot go ends the stream with an internal error."""
+        try:
+            frame = peer.codec.encode(protocol.stream_item(rid, item))
+        except (TypeError, ValueError, OverflowError) as exc:
+            logger.error("stream %r yielded an item that cannot be encoded: %s", rid, exc)
+            raise RPCError(INTERNAL_ERROR, "Internal error") from None
+        try:
+            await peer.send(frame)
+        except MessageTooBig as exc:
+            logger.error("stream %r yielded an item of %d bytes, over the limit", rid, exc.size)
+            raise RPCError(
+                INTERNAL_ERROR, "Internal error", "item over the message limit"
+            ) from None
+
+
+def _internal_error() -> RPCError:
+    return RPCError(INTERNAL_ERROR, "Internal error")
+
+
+def _encodable(reply: Any, codec: Codec) -> Any:
+    """Replace answers the encoding cannot carry by internal errors (logged)."""
+
+    def check(item: Any) -> Any:
+        try:
+            codec.encode(item)
+        except (TypeError, ValueError, OverflowError) as exc:
+            logger.error("RPC answer to request %r cannot be encoded: %s", item.get("id"), exc)
+            return protocol.error(item.get("id"), _internal_error())
+        return item
+
+    return [check(r) for r in reply] if isinstance(reply, list) else check(reply)

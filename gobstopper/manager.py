@@ -7,13 +7,12 @@ client's socket, and one member's failure never reaches the others.
 
 With a broker shared by other nodes (workers, hosts), a broadcast is delivered to this
 node's members at once and published once to the broker; every other node that has
-members in the room delivers it to its own. Channels: ``all``, ``room:<name>`` (a node
-subscribes while it has members there) and ``node:<node id>`` (direct sends).
+members in the room delivers it to its own (``cluster.py`` does everything that goes
+through the broker).
 
 Topics are node-level messages for layers above the manager (the message layer's
 channels and events): ``publish_topic()`` hands bytes to the topic's handler on every
-other node, each of which picks its own recipients. Everything that crosses nodes is an
-``Envelope`` (``envelope.py``).
+other node, each of which picks its own recipients.
 
 Delivery, local or from another node, for the manager and the layers above it, is one
 loop (``deliver``): a ``Push`` is encoded once per form (the frame every member gets,
@@ -26,15 +25,16 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from . import envelope
-from ._util import TaskSet, Throttle
+from ._util import Throttle
 from .brokers.base import Broker, BrokerHealth
+from .cluster import ALL, Cluster, TopicHandler, room_channel
 from .config import Config
-from .envelope import Envelope, EnvelopeError
+from .delivery import Delivery, Push, deliver
+from .envelope import Envelope
 from .errors import BrokerUnavailable, CloseCode, MessageTooBig
 from .outbox import DeliveryStats, Outbox
 from .websocket import State, WebSocket, WebSocketState
@@ -44,73 +44,6 @@ __all__ = ["Connection", "Delivery", "Push", "TopicHandler", "WebSocketManager"]
 logger = logging.getLogger("gobstopper.manager")
 
 Payload = str | bytes | bytearray | memoryview | Any
-
-#: What a layer above the manager gets for each message of its topic from another node.
-TopicHandler = Callable[[Envelope], None]
-
-_ALL = "all"
-_CONNS = "conns"  # the presence key of every connection
-
-
-def _room(name: str) -> str:
-    return "room:" + name
-
-
-class Delivery(int):
-    """What a broadcast did: an ``int``, the connections of this node it was queued for.
-
-    Attributes:
-        published: whether it was handed to the broker for the other nodes (always
-            False with no other node to reach).
-        error: why it could not be, when it could not (the broker is unreachable): the
-            other nodes' members do not get it (delivery is at most once).
-    """
-
-    published: bool
-    error: str | None
-
-    def __new__(cls, local: int, published: bool = False, error: str | None = None) -> Delivery:
-        obj = super().__new__(cls, local)
-        obj.published = published
-        obj.error = error
-        return obj
-
-    def __repr__(self) -> str:
-        return f"Delivery(local={int(self)}, published={self.published}, error={self.error!r})"
-
-
-class Push:
-    """One message for many connections, encoded once per form.
-
-    Args:
-        data: the frame every connection gets (str: text, bytes: binary).
-        size: its size in bytes.
-        binary: the form for connections that take binary pushes (``binary_pushes``):
-            bytes, or a function making them on first need (returning None when this
-            message has no binary form: those connections are skipped). None: the same
-            frame for everyone.
-    """
-
-    __slots__ = ("_binary", "data", "size")
-
-    def __init__(
-        self,
-        data: str | bytes,
-        size: int,
-        binary: bytes | Callable[[], bytes | None] | None = None,
-    ) -> None:
-        self.data = data
-        self.size = size
-        self._binary = binary
-
-    def binary(self) -> tuple[str | bytes, int] | None:
-        """The frame for a connection that takes binary pushes, and its size."""
-        form = self._binary
-        if form is None:
-            return self.data, self.size
-        if callable(form):
-            form = self._binary = form() or b""
-        return (form, len(form)) if form else None
 
 
 class Connection:
@@ -171,62 +104,38 @@ class WebSocketManager:
 
     def __init__(self, config: Config | None = None, broker: Broker | None = None) -> None:
         self.config = config or Config.load()
-        #: How this node reaches the others; None: this process only.
-        self.broker = broker
-        self._started = False
-        self._clustered = False  # started, with a broker other nodes may share
-        self._node = ""  # the broker's node id, once started
-        self._throttle = Throttle(logger)
-        self._background = TaskSet(logger, "broker operation", throttle=True)
-        self.stats = DeliveryStats()
         self._connections: dict[str, Connection] = {}
         self._rooms: dict[str, dict[str, Connection]] = {}
+        #: How this node reaches the others; None: this process only.
+        self.broker = broker
+        self._cluster = Cluster(
+            broker, self.config.max_message_bytes, self._from_other_node, self._rooms.__contains__
+        )
+        self._throttle = Throttle(logger)
+        self.stats = DeliveryStats()
         # Members as tuples, rebuilt only after a change: a broadcast iterates a
         # snapshot, so joins, leaves and departures during it are safe and cheap.
         self._room_snapshots: dict[str, tuple[Connection, ...]] = {}
         self._all_snapshot: tuple[Connection, ...] | None = None
-        self._topics: dict[str, TopicHandler] = {}
 
     # -- cluster --------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Start the broker and receive other nodes' messages (the app calls this)."""
-        broker = self.broker
-        if broker is None or self._started:
-            return
-        await broker.start(self._on_remote)
-        self._node = broker.node_id
-        self._started = True
-        if broker.alone:
-            return  # nobody else to reach: broadcast stays in this process, at no cost
-        await broker.subscribe(_ALL)
-        await broker.subscribe("node:" + broker.node_id)
-        self._clustered = True
-        for conn in tuple(self._connections.values()):
-            broker.presence_add(_CONNS, conn.id)
-            for room in tuple(conn.rooms):
-                await broker.subscribe(_room(room))
-                broker.presence_add(_room(room), conn.id)
+        await self._cluster.start((c.id, tuple(c.rooms)) for c in tuple(self._connections.values()))
 
     async def stop(self) -> None:
         """Withdraw this node from the cluster and stop the broker (the app calls this)."""
-        if self.broker is None or not self._started:
-            return
-        self._started = self._clustered = False
-        await self._background.wait()
-        await self.broker.stop()
+        await self._cluster.stop()
 
     @property
     def clustered(self) -> bool:
         """Whether other nodes share this manager's broker (then predicates cannot travel)."""
-        return self._clustered
+        return self._cluster.clustered
 
     def broker_health(self) -> BrokerHealth | None:
         """The broker's state (connected, since when, reconnections), None without one."""
-        return None if self.broker is None else self.broker.health()
-
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        self._background.spawn(coro)
+        return self._cluster.health()
 
     # -- connections ------------------------------------------------------------------
 
@@ -266,8 +175,7 @@ class WebSocketManager:
         conn = Connection(conn_id, ws, self)
         self._connections[conn_id] = conn
         self._all_snapshot = None
-        if self._clustered and self.broker is not None:
-            self.broker.presence_add(_CONNS, conn_id)
+        self._cluster.added(conn_id)
         ws.add_close_callback(lambda _ws: self.remove(conn))
         # A handler's own ws.close() first delivers what was queued for it.
         ws.add_before_close(lambda: conn.outbox.flush(self.config.shutdown_grace))
@@ -280,11 +188,11 @@ class WebSocketManager:
         del self._connections[conn.id]
         self._all_snapshot = None
         for room in conn.rooms:
-            self._discard_member(room, conn)
+            if self._discard_member(room, conn):
+                self._cluster.departed(room, conn.id)
         conn.rooms.clear()
         conn.outbox.close()
-        if self._clustered and self.broker is not None:
-            self.broker.presence_remove(_CONNS, conn.id)
+        self._cluster.removed(conn.id)
 
     def get(self, conn_id: str) -> Connection | None:
         return self._connections.get(conn_id)
@@ -308,40 +216,26 @@ class WebSocketManager:
         members[conn.id] = conn
         conn.rooms.add(room)
         self._room_snapshots.pop(room, None)
-        broker = self.broker
-        if not self._clustered or broker is None:
-            return
-        if first:
-            # Returns once the broker confirms: from then on, nothing published to the
-            # room by another node is missed here.
-            await broker.subscribe(_room(room))
-        if conn.id in self._rooms.get(room, ()):  # it may have left while we waited
-            broker.presence_add(_room(room), conn.id)
+        await self._cluster.joined(
+            room, conn.id, first, lambda: conn.id in self._rooms.get(room, ())
+        )
 
     async def leave(self, conn: Connection, room: str) -> None:
         """Remove ``conn`` from ``room``; a room left empty is deleted."""
         if room in conn.rooms:
             conn.rooms.discard(room)
-            self._discard_member(room, conn, spawn=False)
-            if self._clustered and self.broker is not None:
-                self.broker.presence_remove(_room(room), conn.id)
-                await self._unsubscribe_if_empty(room)
+            self._discard_member(room, conn)
+            await self._cluster.left(room, conn.id)
 
-    def _discard_member(self, room: str, conn: Connection, spawn: bool = True) -> None:
+    def _discard_member(self, room: str, conn: Connection) -> bool:
+        """Take ``conn`` out of ``room``; whether it was there."""
         members = self._rooms.get(room)
-        if members is not None and members.pop(conn.id, None) is not None:
-            self._room_snapshots.pop(room, None)
-            if not members:
-                del self._rooms[room]
-            if spawn and self._clustered and self.broker is not None:
-                self.broker.presence_remove(_room(room), conn.id)
-                if not members:
-                    self._spawn(self._unsubscribe_if_empty(room))
-
-    async def _unsubscribe_if_empty(self, room: str) -> None:
-        if room not in self._rooms and self.broker is not None:
-            # Decided now, not when the room emptied: someone may have joined since.
-            await self.broker.unsubscribe(_room(room))
+        if members is None or members.pop(conn.id, None) is None:
+            return False
+        self._room_snapshots.pop(room, None)
+        if not members:
+            del self._rooms[room]
+        return True
 
     def rooms(self) -> list[str]:
         """Names of the rooms that have members."""
@@ -366,9 +260,9 @@ class WebSocketManager:
         Raises:
             BrokerUnavailable: the broker cannot be asked now.
         """
-        if not self._clustered or self.broker is None:
+        if not self._cluster.clustered:
             return list(self._connections) if room is None else self.members(room)
-        return sorted(await self.broker.presence(_CONNS if room is None else _room(room)))
+        return await self._cluster.members(room)
 
     async def cluster_count(self, room: str | None = None) -> int:
         """How many ``cluster_members(room)`` there are."""
@@ -399,11 +293,7 @@ class WebSocketManager:
         Raises:
             ValueError: the topic has a handler already, or its name is empty.
         """
-        if not topic:
-            raise ValueError("a topic needs a name")
-        if topic in self._topics:
-            raise ValueError(f"topic {topic!r} has a handler already")
-        self._topics[topic] = handler
+        self._cluster.on_topic(topic, handler)
 
     async def publish_topic(
         self,
@@ -424,10 +314,11 @@ class WebSocketManager:
             A ``Delivery`` of 0 local connections, saying whether the other nodes were
             reached (``published`` is False, with no error, when no node has ``to``).
         """
-        if not self._clustered or self.broker is None:
+        cluster = self._cluster
+        if not cluster.clustered:
             return Delivery(0)
         note = Envelope(
-            self._node,
+            cluster.node,
             payload,
             topic=topic,
             room=room,
@@ -436,15 +327,9 @@ class WebSocketManager:
             exclude=tuple(sorted(exclude)),
         )
         if to is None:
-            return await self._publish(_ALL if room is None else _room(room), note, 0)
-        try:
-            node = await self.broker.presence_of(_CONNS, to)
-        except BrokerUnavailable as exc:
-            self._throttle.warning("not delivered to other nodes: %s", exc)
-            return Delivery(0, published=False, error=str(exc))
-        if node is None:
-            return Delivery(0)
-        return await self._publish("node:" + node, note, 0)
+            return Delivery.of(0, await cluster.publish(_channel(room), note))
+        outcome = await cluster.publish_to(to, note)
+        return Delivery(0) if outcome is None else Delivery.of(0, outcome)
 
     # -- delivery --------------------------------------------------------------------------
 
@@ -500,7 +385,8 @@ class WebSocketManager:
         """
         payload, size = self.encode(data)
         ids = connection_ids(exclude)
-        clustered = self._clustered and not local
+        cluster = self._cluster
+        clustered = cluster.clustered and not local
         if clustered and predicate is not None:
             raise ValueError(
                 "a predicate filters only this node's members: pass local=True, or send to a room"
@@ -508,8 +394,8 @@ class WebSocketManager:
         sent = self.deliver(self._members(room), Push(payload, size), ids, predicate)
         if not clustered:
             return Delivery(sent)
-        note = self._envelope(payload, room=room, exclude=tuple(sorted(ids)))
-        return await self._publish(_ALL if room is None else _room(room), note, sent)
+        note = cluster.envelope(payload, room=room, exclude=ids)
+        return Delivery.of(sent, await cluster.publish(_channel(room), note))
 
     async def send_to(self, conn_id: str, data: Payload) -> bool:
         """Queue ``data`` for one connection by id, on whichever node it is connected.
@@ -525,49 +411,22 @@ class WebSocketManager:
         conn = self._connections.get(conn_id)
         if conn is not None:
             return conn.outbox.put(payload, size)
-        if not self._clustered or self.broker is None:
+        cluster = self._cluster
+        if not cluster.clustered:
             return False
-        node = await self.broker.presence_of(_CONNS, conn_id)
+        node = await cluster.node_of(conn_id)
         if node is None:
             return False
-        delivery = await self._publish("node:" + node, self._envelope(payload, target=conn_id), 0)
-        if delivery.error is not None:
-            raise BrokerUnavailable(self.broker.health().url, delivery.error)
-        return True
+        published, error = await cluster.publish(
+            "node:" + node, cluster.envelope(payload, target=conn_id)
+        )
+        if error is not None:
+            raise BrokerUnavailable(self.broker.health().url if self.broker else "", error)
+        return published
 
-    def _envelope(self, payload: str | bytes, **fields: Any) -> Envelope:
-        if isinstance(payload, str):
-            return Envelope(self._node, payload.encode("utf-8", "surrogatepass"), **fields)
-        return Envelope(self._node, payload, binary=True, **fields)
-
-    async def _publish(self, channel: str, note: Envelope, sent: int) -> Delivery:
-        assert self.broker is not None
-        try:
-            await self.broker.publish(channel, envelope.encode(note))
-        except BrokerUnavailable as exc:
-            self._throttle.warning("not delivered to other nodes: %s", exc)
-            return Delivery(sent, published=False, error=str(exc))
-        return Delivery(sent, published=True)
-
-    def _on_remote(self, channel: str, data: bytes) -> None:
-        """A message from the broker: deliver it to this node's members it is for."""
-        try:
-            note = envelope.decode(data)
-            if note.origin == self._node:
-                return  # our own: this node's members have it already
-            size = len(note.payload)
-            if size > self.config.max_message_bytes:
-                raise EnvelopeError(
-                    f"{size} bytes, over MAX_WS_MESSAGE_BYTES={self.config.max_message_bytes}"
-                )
-            if note.topic:
-                self._run_topic(note)
-                return
-            payload = note.payload if note.binary else note.payload.decode("utf-8", "surrogatepass")
-        except (EnvelopeError, UnicodeDecodeError) as exc:
-            self._throttle.warning("skipped a message on %s: %s", channel, exc)
-            return
-        if channel == _ALL:
+    def _from_other_node(self, channel: str, note: Envelope, payload: str | bytes) -> None:
+        """A message another node published: deliver it to the members here it is for."""
+        if channel == ALL:
             members = self._members(None)
         elif channel.startswith("room:"):
             members = self._members(channel[5:])
@@ -576,16 +435,8 @@ class WebSocketManager:
             members = () if conn is None else (conn,)
         else:
             return
-        self.deliver(members, Push(payload, size), frozenset(note.exclude), None)
-
-    def _run_topic(self, note: Envelope) -> None:
-        handler = self._topics.get(note.topic)
-        if handler is None:
-            return
-        try:
-            handler(note)
-        except Exception:
-            logger.exception("handler of topic %r failed", note.topic)
+        push = Push(payload, len(note.payload))
+        self.deliver(members, push, frozenset(note.exclude) if note.exclude else frozenset())
 
     def deliver(
         self,
@@ -594,22 +445,8 @@ class WebSocketManager:
         exclude: frozenset[str] = frozenset(),
         predicate: Callable[[Connection], bool] | None = None,
     ) -> int:
-        """Queue ``push`` for each of ``members`` not excluded and passing ``predicate``;
-        return how many it was queued for. Never awaits: a full queue is its owner's
-        problem (the slow-consumer policy), not the others'."""
-        sent = 0
-        data, size = push.data, push.size
-        filtered = bool(exclude) or predicate is not None
-        for conn in members:
-            if filtered and not chosen(conn, exclude, predicate):
-                continue
-            if conn.binary_pushes:
-                framed = push.binary()
-                if framed is not None and conn.outbox.put(*framed):
-                    sent += 1
-            elif conn.outbox.put(data, size):
-                sent += 1
-        return sent
+        """Queue ``push`` for ``members`` (see ``delivery.deliver``); how many took it."""
+        return deliver(members, push, exclude, predicate)
 
     def _slow(self, outbox: Outbox, why: str) -> None:
         """Close a connection as a slow consumer."""
@@ -658,20 +495,8 @@ class WebSocketManager:
         )
 
 
-def chosen(
-    conn: Connection, exclude: frozenset[str], predicate: Callable[[Connection], bool] | None
-) -> bool:
-    """Whether a broadcast with ``exclude`` and ``predicate`` is for ``conn``; a predicate
-    that raises is logged and counts as no."""
-    if exclude and conn.id in exclude:
-        return False
-    if predicate is None:
-        return True
-    try:
-        return bool(predicate(conn))
-    except Exception:
-        logger.exception("broadcast predicate failed for %s; skipped", conn.id)
-        return False
+def _channel(room: str | None) -> str:
+    return ALL if room is None else room_channel(room)
 
 
 def connection_ids(

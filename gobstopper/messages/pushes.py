@@ -23,9 +23,10 @@ import typing
 from collections.abc import Callable, Iterable
 from typing import Any, TypeAlias
 
+from ..delivery import Delivery, Push
 from ..envelope import Envelope
 from ..errors import MessageTooBig
-from ..manager import Connection, Delivery, Push, WebSocketManager, connection_ids
+from ..manager import Connection, WebSocketManager, connection_ids
 from . import channels, protocol
 from .codec import MSGPACK, json_bytes, json_loads
 from .subscriptions import SubscriptionIndex

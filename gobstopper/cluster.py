@@ -1,0 +1,250 @@
+"""This node's side of a cluster: what crosses to the other nodes, and presence.
+
+The manager keeps rooms and delivers locally; this module is everything it does through
+the broker, so that the manager reads as local logic. Every message between nodes is
+one ``Envelope`` (``envelope.py``) on one of three kinds of broker channel:
+
+- ``all``: every node (broadcasts to everyone, events for everyone);
+- ``room:<name>``: the nodes with members in that room (a node subscribes on the
+  room's first local member and unsubscribes once it has none);
+- ``node:<node id>``: one node (a direct send to a connection it has).
+
+Presence records which node has each connection (key ``conns``) and each room's members
+(key ``room:<name>``), so that ``send_to`` finds a connection's node and
+``cluster_members`` lists a room across nodes.
+
+With no broker, or one no other node can share (a private in-memory hub), nothing here
+costs anything: ``clustered`` is False and the manager stays local.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+from . import envelope
+from ._util import TaskSet, Throttle
+from .brokers.base import Broker, BrokerHealth
+from .envelope import Envelope, EnvelopeError
+from .errors import BrokerUnavailable
+
+__all__ = ["ALL", "CONNS", "Cluster", "Published", "Receiver", "TopicHandler", "room_channel"]
+
+logger = logging.getLogger("gobstopper.manager")
+
+ALL = "all"
+CONNS = "conns"  # the presence key of every connection
+
+#: What a layer above the manager gets for each message of its topic from another node.
+TopicHandler = Callable[[Envelope], None]
+#: What the manager does with a message from another node: ``(channel, envelope, payload)``,
+#: the payload decoded (text or bytes) and within the size limit.
+Receiver = Callable[[str, Envelope, "str | bytes"], None]
+#: The outcome of a publication: ``(published, error)``.
+Published = tuple[bool, "str | None"]
+
+
+def room_channel(name: str) -> str:
+    """The broker channel (and presence key) of room ``name``."""
+    return "room:" + name
+
+
+class Cluster:
+    """The broker side of one manager.
+
+    Args:
+        broker: how this node reaches the others; None: this process only.
+        max_message_bytes: messages from other nodes over it are skipped.
+        receive: delivers a message from another node to this node's members.
+        occupied: whether a room has members on this node now.
+    """
+
+    def __init__(
+        self,
+        broker: Broker | None,
+        max_message_bytes: int,
+        receive: Receiver,
+        occupied: Callable[[str], bool],
+    ) -> None:
+        self.broker = broker
+        self._limit = max_message_bytes
+        self._receive = receive
+        self._occupied = occupied
+        self._started = False
+        self._clustered = False
+        self.node = ""  # the broker's node id, once started
+        self._topics: dict[str, TopicHandler] = {}
+        self._throttle = Throttle(logger)
+        self._background = TaskSet(logger, "broker operation", throttle=True)
+
+    @property
+    def clustered(self) -> bool:
+        """Whether other nodes share the broker (then predicates cannot travel)."""
+        return self._clustered
+
+    def health(self) -> BrokerHealth | None:
+        return None if self.broker is None else self.broker.health()
+
+    async def start(self, members: Iterable[tuple[str, Iterable[str]]]) -> None:
+        """Start the broker; with other nodes to reach, subscribe and record the presence
+        of ``members`` (``(connection id, its rooms)`` already here)."""
+        broker = self.broker
+        if broker is None or self._started:
+            return
+        await broker.start(self._on_message)
+        self.node = broker.node_id
+        self._started = True
+        if broker.alone:
+            return  # nobody else to reach: broadcast stays in this process, at no cost
+        await broker.subscribe(ALL)
+        await broker.subscribe("node:" + broker.node_id)
+        self._clustered = True
+        for conn_id, rooms in members:
+            broker.presence_add(CONNS, conn_id)
+            for room in rooms:
+                await broker.subscribe(room_channel(room))
+                broker.presence_add(room_channel(room), conn_id)
+
+    async def stop(self) -> None:
+        """Withdraw this node and stop the broker."""
+        if self.broker is None or not self._started:
+            return
+        self._started = self._clustered = False
+        await self._background.wait()
+        await self.broker.stop()
+
+    # -- presence and room channels ------------------------------------------------------------
+
+    def added(self, conn_id: str) -> None:
+        if self._clustered and self.broker is not None:
+            self.broker.presence_add(CONNS, conn_id)
+
+    def removed(self, conn_id: str) -> None:
+        if self._clustered and self.broker is not None:
+            self.broker.presence_remove(CONNS, conn_id)
+
+    async def joined(self, room: str, conn_id: str, first: bool, still: Callable[[], bool]) -> None:
+        """``conn_id`` joined ``room`` (``first``: the room's first member here); ``still``
+        says whether it is still a member once the subscription is confirmed."""
+        broker = self.broker
+        if not self._clustered or broker is None:
+            return
+        if first:
+            # Returns once the broker confirms: from then on, nothing published to the
+            # room by another node is missed here.
+            await broker.subscribe(room_channel(room))
+        if still():  # it may have left while we waited
+            broker.presence_add(room_channel(room), conn_id)
+
+    async def left(self, room: str, conn_id: str) -> None:
+        """``conn_id`` left ``room``; the room's channel goes if nobody here is left."""
+        if self._clustered and self.broker is not None:
+            self.broker.presence_remove(room_channel(room), conn_id)
+            await self._unsubscribe_if_empty(room)
+
+    def departed(self, room: str, conn_id: str) -> None:
+        """Like ``left``, without waiting (a connection that closed)."""
+        if self._clustered and self.broker is not None:
+            self.broker.presence_remove(room_channel(room), conn_id)
+            if not self._occupied(room):
+                self._background.spawn(self._unsubscribe_if_empty(room))
+
+    async def _unsubscribe_if_empty(self, room: str) -> None:
+        if not self._occupied(room) and self.broker is not None:
+            # Decided now, not when the room emptied: someone may have joined since.
+            await self.broker.unsubscribe(room_channel(room))
+
+    async def members(self, room: str | None) -> list[str]:
+        """Ids of ``room``'s members (every connection when None) on every node.
+
+        Raises:
+            BrokerUnavailable: the broker cannot be asked now.
+        """
+        assert self.broker is not None
+        return sorted(await self.broker.presence(CONNS if room is None else room_channel(room)))
+
+    async def node_of(self, conn_id: str) -> str | None:
+        """The node that has ``conn_id``, if any.
+
+        Raises:
+            BrokerUnavailable: the broker cannot be asked now.
+        """
+        assert self.broker is not None
+        return await self.broker.presence_of(CONNS, conn_id)
+
+    # -- publishing ------------------------------------------------------------------------------
+
+    def envelope(
+        self,
+        payload: str | bytes,
+        *,
+        room: str | None = None,
+        target: str | None = None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> Envelope:
+        """An envelope from this node for a WebSocket message (text or bytes)."""
+        binary = not isinstance(payload, str)
+        body = payload if isinstance(payload, bytes) else payload.encode("utf-8", "surrogatepass")
+        return Envelope(
+            self.node, body, binary=binary, room=room, target=target, exclude=tuple(sorted(exclude))
+        )
+
+    async def publish(self, channel: str, note: Envelope) -> Published:
+        """Hand ``note`` to the broker; never raises (an outage is logged, throttled)."""
+        assert self.broker is not None
+        try:
+            await self.broker.publish(channel, envelope.encode(note))
+        except BrokerUnavailable as exc:
+            self._throttle.warning("not delivered to other nodes: %s", exc)
+            return False, str(exc)
+        return True, None
+
+    async def publish_to(self, conn_id: str, note: Envelope) -> Published | None:
+        """Publish ``note`` to the node that has ``conn_id``; None when no node has it."""
+        try:
+            node = await self.node_of(conn_id)
+        except BrokerUnavailable as exc:
+            self._throttle.warning("not delivered to other nodes: %s", exc)
+            return False, str(exc)
+        if node is None:
+            return None
+        return await self.publish("node:" + node, note)
+
+    # -- topics --------------------------------------------------------------------------------
+
+    def on_topic(self, topic: str, handler: TopicHandler) -> None:
+        """See ``WebSocketManager.on_topic``."""
+        if not topic:
+            raise ValueError("a topic needs a name")
+        if topic in self._topics:
+            raise ValueError(f"topic {topic!r} has a handler already")
+        self._topics[topic] = handler
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def _on_message(self, channel: str, data: bytes) -> None:
+        """A message from the broker: a topic's, or for this node's members."""
+        try:
+            note = envelope.decode(data)
+            if note.origin == self.node:
+                return  # our own: this node's members have it already
+            size = len(note.payload)
+            if size > self._limit:
+                raise EnvelopeError(f"{size} bytes, over MAX_WS_MESSAGE_BYTES={self._limit}")
+            if note.topic:
+                self._run_topic(note)
+                return
+            payload = note.payload if note.binary else note.payload.decode("utf-8", "surrogatepass")
+        except (EnvelopeError, UnicodeDecodeError) as exc:
+            self._throttle.warning("skipped a message on %s: %s", channel, exc)
+            return
+        self._receive(channel, note, payload)
+
+    def _run_topic(self, note: Envelope) -> None:
+        handler = self._topics.get(note.topic)
+        if handler is None:
+            return
+        try:
+            handler(note)
+        except Exception:
+            logger.exception("handler of topic %r failed", note.topic)

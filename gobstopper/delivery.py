@@ -1,0 +1,136 @@
+"""Handing one message to many connections' outboxes: the one delivery loop.
+
+Everything that reaches more than one connection goes through ``deliver``: a room
+broadcast, a message from another node, the message layer's channel publications and
+events. A ``Push`` is encoded once per form: the frame every connection gets, and a
+binary form for connections that take binary pushes (a message-layer client that chose
+msgpack), made on first need. ``deliver`` never awaits: each outbox applies its own
+bound and slow-consumer policy, so one slow connection never holds up the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from .cluster import Published
+    from .outbox import Outbox
+
+__all__ = ["Delivery", "Push", "Recipient", "chosen", "deliver"]
+
+logger = logging.getLogger("gobstopper.manager")
+
+
+class Recipient(Protocol):
+    """What ``deliver`` needs of a connection (``manager.Connection`` has it)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def outbox(self) -> Outbox: ...
+    @property
+    def binary_pushes(self) -> bool: ...
+
+
+R = TypeVar("R", bound=Recipient)
+
+
+class Delivery(int):
+    """What a broadcast did: an ``int``, the connections of this node it was queued for.
+
+    Attributes:
+        published: whether it was handed to the broker for the other nodes (always
+            False with no other node to reach).
+        error: why it could not be, when it could not (the broker is unreachable): the
+            other nodes' members do not get it (delivery is at most once).
+    """
+
+    published: bool
+    error: str | None
+
+    def __new__(cls, local: int, published: bool = False, error: str | None = None) -> Delivery:
+        obj = super().__new__(cls, local)
+        obj.published = published
+        obj.error = error
+        return obj
+
+    @classmethod
+    def of(cls, local: int, outcome: Published) -> Delivery:
+        """``local`` deliveries, and the outcome of publishing to the other nodes."""
+        return cls(local, *outcome)
+
+    def __repr__(self) -> str:
+        return f"Delivery(local={int(self)}, published={self.published}, error={self.error!r})"
+
+
+class Push:
+    """One message for many connections, encoded once per form.
+
+    Args:
+        data: the frame every connection gets (str: text, bytes: binary).
+        size: its size in bytes.
+        binary: the form for connections that take binary pushes (``binary_pushes``):
+            bytes, or a function making them on first need (returning None when this
+            message has no binary form: those connections are skipped). None: the same
+            frame for everyone.
+    """
+
+    __slots__ = ("_binary", "data", "size")
+
+    def __init__(
+        self,
+        data: str | bytes,
+        size: int,
+        binary: bytes | Callable[[], bytes | None] | None = None,
+    ) -> None:
+        self.data = data
+        self.size = size
+        self._binary = binary
+
+    def binary(self) -> tuple[str | bytes, int] | None:
+        """The frame for a connection that takes binary pushes, and its size."""
+        form = self._binary
+        if form is None:
+            return self.data, self.size
+        if callable(form):
+            form = self._binary = form() or b""
+        return (form, len(form)) if form else None
+
+
+def deliver(
+    members: Iterable[R],
+    push: Push,
+    exclude: frozenset[str] = frozenset(),
+    predicate: Callable[[R], bool] | None = None,
+) -> int:
+    """Queue ``push`` for each of ``members`` not in ``exclude`` and passing ``predicate``;
+    return how many it was queued for."""
+    sent = 0
+    data, size = push.data, push.size
+    filtered = bool(exclude) or predicate is not None
+    for conn in members:
+        if filtered and not chosen(conn, exclude, predicate):
+            continue
+        if conn.binary_pushes:
+            framed = push.binary()
+            if framed is not None and conn.outbox.put(*framed):
+                sent += 1
+        elif conn.outbox.put(data, size):
+            sent += 1
+    return sent
+
+
+def chosen(conn: R, exclude: frozenset[str], predicate: Callable[[R], bool] | None) -> bool:
+    """Whether a broadcast with ``exclude`` and ``predicate`` is for ``conn``; a predicate
+    that raises is logged and counts as no."""
+    if exclude and conn.id in exclude:
+        return False
+    if predicate is None:
+        return True
+    try:
+        return bool(predicate(conn))
+    except Exception:
+        logger.exception("broadcast predicate failed for %s; skipped", conn.id)
+        return False

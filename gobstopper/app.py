@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .admission import Admission, AuthHook
 from .brokers import Broker, broker_from_url
 from .errors import CloseCode, ConnectionClosed, HTTPError, RouteError
 from .http import PlainTextResponse, Request, Response, to_response
@@ -19,7 +19,7 @@ from .security import ConnectionLimiter, OriginPolicy
 from .settings import Config, SettingsArgs
 from .transport import asgi as asgi_adapter
 from .transport import rsgi as rsgi_adapter
-from .transport.base import HTTPExchange, ScopeInfo, TransportClosed, WebSocketTransport
+from .transport.base import HTTPExchange, ScopeInfo, WebSocketTransport
 from .transport.granian import take_over_shutdown
 from .websocket import WebSocket, WebSocketState
 
@@ -30,15 +30,9 @@ if TYPE_CHECKING:
 __all__ = ["Gobstopper"]
 
 logger = logging.getLogger("gobstopper")
-#: One line per connection event (refused, closed, idle), with ``extra`` fields: event,
-#: path, client, and status/reason or code/closed_by.
-access = logging.getLogger("gobstopper.access")
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 Hook = Callable[[], Any]
-#: ``hook(ws)`` before accept: return False (403) or raise ``HTTPError(401, ...)`` to
-#: refuse; it may set ``ws.state.user``. Sync or async.
-AuthHook = Callable[[WebSocket], Any]
 
 # How long shutdown waits for each connection's close frame to go out.
 _SHUTDOWN_CLOSE_S = 2.0
@@ -93,17 +87,11 @@ class Gobstopper:
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
         self._started = False
-        self.connections: set[WebSocket] = set()
         self._no_grace = False
-        #: Who may connect: the origin allow-list and the connection limits.
-        self.origins = OriginPolicy(self.config.allowed_origins)
-        self.limiter = ConnectionLimiter(
-            self.config.max_connections or None, self.config.max_connections_per_ip or None
-        )
-        self._auth: list[AuthHook] = []
-        self._idle_task: asyncio.Task[None] | None = None
         #: This worker's counters; ``metrics.prometheus()`` gives their text form.
         self.metrics = Metrics()
+        #: Who may connect (origins, limits, auth hooks), and the record of it.
+        self.admission = Admission(self.config, self.metrics)
         self.metrics.extra = self._more_metrics
         if metrics_path is not None:
             self.get(metrics_path)(self._metrics_route)
@@ -139,7 +127,7 @@ class Gobstopper:
                     raise HTTPError(401, "bad token")
                 ws.state.user = "alice"
         """
-        self._auth.append(hook)
+        self.admission.hooks.append(hook)
         return hook
 
     def route(self, path: str, methods: Iterable[str] = ("GET",)) -> Callable[[F], F]:
@@ -186,8 +174,7 @@ class Gobstopper:
     async def startup(self) -> None:
         """Start the broker, then run the startup hooks (the server calls this; tests may too)."""
         await self.manager.start()
-        if self.config.idle_timeout > 0 and self._idle_task is None:
-            self._idle_task = asyncio.ensure_future(self._close_idle())
+        self.admission.start_idle_sweep()
         for hook in self._startup:
             result = hook()
             if inspect.isawaitable(result):
@@ -206,7 +193,9 @@ class Gobstopper:
         else:
             await self.manager.shutdown()
         open_sockets = [
-            ws for ws in self.connections if ws.connection_state is WebSocketState.CONNECTED
+            ws
+            for ws in self.admission.connections
+            if ws.connection_state is WebSocketState.CONNECTED
         ]
         if open_sockets:
             # Bounded: once the server has stopped serving, a close frame may never go out.
@@ -234,9 +223,7 @@ class Gobstopper:
             except Exception:
                 logger.exception("shutdown hook %r failed", hook)
         await self.manager.stop()
-        if self._idle_task is not None:
-            self._idle_task.cancel()
-            self._idle_task = None
+        self.admission.stop_idle_sweep()
         self._started = False
 
     # -- dispatch -------------------------------------------------------------------------
@@ -270,21 +257,13 @@ class Gobstopper:
             await transport.reject(404)
             return
         ws = WebSocket(transport, info, self.config, match.params, self.metrics)
-        ip = _ip(info.client)
-        if not self.origins.allows(ws.headers.get("origin"), ws.headers.get("host")):
-            await self._refuse_now(ws, 403, "origin", f"origin {ws.headers.get('origin')!r}")
+        admission = self.admission
+        if not await admission.enter(ws):
             return
-        refused = self.limiter.acquire(ip)
-        if refused is not None:
-            per_ip = refused.endswith("address")
-            status = 429 if per_ip else 503
-            await self._refuse_now(ws, status, "limit_per_ip" if per_ip else "limit", refused)
-            return
-        self.connections.add(ws)
         code: int = CloseCode.NORMAL_CLOSURE
         authorised = False
         try:
-            authorised = await self._authorised(ws, match.route)
+            authorised = await admission.authorise(ws, match.route.auth)
             if authorised:
                 await _call(match.route, ws, match.params)
         except asyncio.CancelledError:
@@ -300,114 +279,26 @@ class Gobstopper:
                 logger.exception("websocket handler %s failed", match.route.name)
                 code = CloseCode.INTERNAL_ERROR
         finally:
-            self.connections.discard(ws)
-            self.limiter.release(ip)
+            admission.leave(ws)
             try:
                 await ws.finish(code)
             finally:
-                self._account_close(ws, refused=not authorised)
+                admission.closed(ws, refused=not authorised)
 
-    async def _authorised(self, ws: WebSocket, route: Route) -> bool:
-        """Run the auth hooks; refuse the handshake (and say False) if one says no."""
-        hooks = [*self._auth, route.auth] if route.auth is not None else self._auth
-        for hook in hooks:
-            try:
-                result = hook(ws)
-                if inspect.isawaitable(result):
-                    result = await result
-            except HTTPError as exc:
-                await self._refuse(ws, exc.status, "auth", exc.detail or str(exc.status))
-                return False
-            if result is False:
-                await self._refuse(ws, 403, "auth", "refused by the auth hook")
-                return False
-        return True
+    @property
+    def connections(self) -> set[WebSocket]:
+        """The WebSockets whose handlers are running."""
+        return self.admission.connections
 
-    async def _refuse(self, ws: WebSocket, status: int, reason: str, detail: str) -> None:
-        """Answer the handshake with ``status`` (before accept) and count it."""
-        status = status if 400 <= status <= 599 else 403  # what close() before accept sends
-        self.metrics.rejected[reason] += 1
-        access.info(
-            "websocket refused %s %d (%s): %s",
-            ws.path,
-            status,
-            reason,
-            detail,
-            extra={
-                "event": "reject",
-                "path": ws.path,
-                "client": ws.client_address,
-                "status": status,
-                "reason": reason,
-            },
-        )
-        if ws.connection_state is WebSocketState.CONNECTING:
-            await ws.close(status)
+    @property
+    def origins(self) -> OriginPolicy:
+        """The origin allow-list (``WS_ALLOWED_ORIGINS``)."""
+        return self.admission.origins
 
-    async def _refuse_now(self, ws: WebSocket, status: int, reason: str, detail: str) -> None:
-        """Refuse before the handler runs; a client that left meanwhile changes nothing."""
-        try:
-            await self._refuse(ws, status, reason, detail)
-            await ws.finish(status)
-        except (TransportClosed, ConnectionClosed, OSError) as exc:
-            logger.debug("refusing %s: the client had left (%r)", ws.path, exc)
-
-    def _account_close(self, ws: WebSocket, refused: bool = False) -> None:
-        if not ws.accepted:
-            # A refusal by the handler itself (close(4xx) before accept); refusals by the
-            # checks above are counted where they happen.
-            if not refused and ws.close_code is not None and ws.close_code >= 400:
-                self.metrics.rejected["handler"] += 1
-            return
-        code = ws.close_code if ws.close_code is not None else CloseCode.NO_STATUS_RCVD
-        self.metrics.open_connections -= 1
-        self.metrics.closes[code] += 1
-        access.info(
-            "websocket closed %s %d by the %s",
-            ws.path,
-            code,
-            ws.closed_by,
-            extra={
-                "event": "close",
-                "path": ws.path,
-                "client": ws.client_address,
-                "code": code,
-                "closed_by": ws.closed_by,
-            },
-        )
-
-    async def _close_idle(self) -> None:
-        """Close connections that have sent nothing for ``WS_IDLE_TIMEOUT`` seconds."""
-        timeout = self.config.idle_timeout
-        while True:
-            await asyncio.sleep(min(1.0, timeout / 4))
-            deadline = time.monotonic() - timeout
-            for ws in tuple(self.connections):
-                try:
-                    self._check_idle(ws, deadline, timeout)
-                except Exception:  # one connection's trouble must not stop the sweeper
-                    logger.exception("idle check failed for %s", ws.path)
-
-    def _check_idle(self, ws: WebSocket, deadline: float, timeout: float) -> None:
-        if ws.last_received > deadline or ws.connection_state is not WebSocketState.CONNECTED:
-            return
-        if ws.has_unread:
-            return  # messages wait for a busy handler: the client is not idle
-        if not ws.reads_ahead:
-            # Nothing is read while its handler is not reading (uvicorn): read now, and
-            # look again at the next round.
-            if not ws.reading_now:  # its handler is reading: that read will tell
-                ws.read_ahead()
-            ws.last_received = time.monotonic() - timeout / 2
-            return
-        self.metrics.idle_closed += 1
-        access.info(
-            "websocket %s idle for %gs: closing",
-            ws.path,
-            timeout,
-            extra={"event": "idle", "path": ws.path, "client": ws.client_address},
-        )
-        ws.fail(CloseCode.GOING_AWAY, "idle timeout")
+    @property
+    def limiter(self) -> ConnectionLimiter:
+        """The connection limits (``WS_MAX_CONNECTIONS``, ``WS_MAX_CONNECTIONS_PER_IP``)."""
+        return self.admission.limiter
 
     def _more_metrics(self) -> dict[str, float]:
         stats = self.manager.stats
@@ -489,13 +380,3 @@ def _call(route: Route, connection: Any, params: dict[str, Any]) -> Awaitable[An
     if route.pass_connection:
         return route.endpoint(connection, **params)  # type: ignore[no-any-return]
     return route.endpoint(**params)  # type: ignore[no-any-return]
-
-
-def _ip(client: str | None) -> str | None:
-    """The address part of ``ip:port`` (``[v6]:port`` too)."""
-    if not client:
-        return None
-    host, sep, port = client.rpartition(":")
-    if not sep or not port.isdigit():
-        return client
-    return host.strip("[]")

@@ -1,0 +1,207 @@
+"""Who may connect, and what is recorded about it: the origin allow-list, the connection
+limits, the auth hooks, refusals, the access log and the idle sweep.
+
+Every check runs before the handshake is answered, so a refused client gets an HTTP
+status (403 origin or auth, 429 per address, 503 per worker, or the hook's own) and
+never an accepted WebSocket. Each refusal and each close is counted in ``Metrics`` and
+logged once on the ``gobstopper.access`` logger with ``extra`` fields (event, path,
+client, and status/reason or code/closed_by), so that log pipelines need no parsing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .errors import CloseCode, ConnectionClosed, HTTPError
+from .metrics import Metrics
+from .security import ConnectionLimiter, OriginPolicy
+from .settings import Config
+from .transport.base import TransportClosed
+from .websocket import WebSocket, WebSocketState
+
+__all__ = ["Admission", "AuthHook", "client_ip"]
+
+logger = logging.getLogger("gobstopper")
+#: One line per connection event (refused, closed, idle), with ``extra`` fields: event,
+#: path, client, and status/reason or code/closed_by.
+access = logging.getLogger("gobstopper.access")
+
+#: ``hook(ws)`` before accept: return False (403) or raise ``HTTPError(401, ...)`` to
+#: refuse; it may set ``ws.state.user``. Sync or async.
+AuthHook = Callable[[WebSocket], Any]
+
+
+class Admission:
+    """The checks and the bookkeeping around every WebSocket of an app.
+
+    Args:
+        config: the origins, the connection limits and the idle timeout.
+        metrics: where refusals, closes and idle closes are counted.
+    """
+
+    def __init__(self, config: Config, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._idle_timeout = config.idle_timeout
+        #: The origin allow-list.
+        self.origins = OriginPolicy(config.allowed_origins)
+        #: The connection limits, per worker and per client address.
+        self.limiter = ConnectionLimiter(
+            config.max_connections or None, config.max_connections_per_ip or None
+        )
+        #: The app-wide auth hooks, in order.
+        self.hooks: list[AuthHook] = []
+        #: The WebSockets admitted and not yet finished.
+        self.connections: set[WebSocket] = set()
+        self._idle_task: asyncio.Task[None] | None = None
+
+    async def enter(self, ws: WebSocket) -> bool:
+        """Check the origin and the limits; True if ``ws`` may go on (call ``leave``
+        once it is done), else it has been refused and finished."""
+        origin = ws.headers.get("origin")
+        if not self.origins.allows(origin, ws.headers.get("host")):
+            await self._refuse_now(ws, 403, "origin", f"origin {origin!r}")
+            return False
+        refused = self.limiter.acquire(client_ip(ws.client_address))
+        if refused is not None:
+            per_ip = refused.endswith("address")
+            status = 429 if per_ip else 503
+            await self._refuse_now(ws, status, "limit_per_ip" if per_ip else "limit", refused)
+            return False
+        self.connections.add(ws)
+        return True
+
+    def leave(self, ws: WebSocket) -> None:
+        """``ws``'s handler is done: free its place under the limits."""
+        self.connections.discard(ws)
+        self.limiter.release(client_ip(ws.client_address))
+
+    async def authorise(self, ws: WebSocket, route_hook: AuthHook | None) -> bool:
+        """Run the app's hooks, then the route's; refuse the handshake (and say False)
+        if one says no."""
+        hooks = [*self.hooks, route_hook] if route_hook is not None else self.hooks
+        for hook in hooks:
+            try:
+                result = hook(ws)
+                if inspect.isawaitable(result):
+                    result = await result
+            except HTTPError as exc:
+                await self.refuse(ws, exc.status, "auth", exc.detail or str(exc.status))
+                return False
+            if result is False:
+                await self.refuse(ws, 403, "auth", "refused by the auth hook")
+                return False
+        return True
+
+    async def refuse(self, ws: WebSocket, status: int, reason: str, detail: str) -> None:
+        """Answer the handshake with ``status`` (before accept), count and log it."""
+        status = status if 400 <= status <= 599 else 403  # what close() before accept sends
+        self._metrics.rejected[reason] += 1
+        access.info(
+            "websocket refused %s %d (%s): %s",
+            ws.path,
+            status,
+            reason,
+            detail,
+            extra={
+                "event": "reject",
+                "path": ws.path,
+                "client": ws.client_address,
+                "status": status,
+                "reason": reason,
+            },
+        )
+        if ws.connection_state is WebSocketState.CONNECTING:
+            await ws.close(status)
+
+    async def _refuse_now(self, ws: WebSocket, status: int, reason: str, detail: str) -> None:
+        """Refuse before the handler runs; a client that left meanwhile changes nothing."""
+        try:
+            await self.refuse(ws, status, reason, detail)
+            await ws.finish(status)
+        except (TransportClosed, ConnectionClosed, OSError) as exc:
+            logger.debug("refusing %s: the client had left (%r)", ws.path, exc)
+
+    def closed(self, ws: WebSocket, refused: bool = False) -> None:
+        """Count and log the end of ``ws`` (``refused``: by a check above, counted there)."""
+        metrics = self._metrics
+        if not ws.accepted:
+            # A refusal by the handler itself (close(4xx) before accept).
+            if not refused and ws.close_code is not None and ws.close_code >= 400:
+                metrics.rejected["handler"] += 1
+            return
+        code = ws.close_code if ws.close_code is not None else CloseCode.NO_STATUS_RCVD
+        metrics.open_connections -= 1
+        metrics.closes[code] += 1
+        access.info(
+            "websocket closed %s %d by the %s",
+            ws.path,
+            code,
+            ws.closed_by,
+            extra={
+                "event": "close",
+                "path": ws.path,
+                "client": ws.client_address,
+                "code": code,
+                "closed_by": ws.closed_by,
+            },
+        )
+
+    # -- idle connections -----------------------------------------------------------------
+
+    def start_idle_sweep(self) -> None:
+        """Close connections silent for ``WS_IDLE_TIMEOUT`` seconds, from now on (no-op
+        when the timeout is off or the sweep runs already)."""
+        if self._idle_timeout > 0 and self._idle_task is None:
+            self._idle_task = asyncio.ensure_future(self._sweep())
+
+    def stop_idle_sweep(self) -> None:
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+            self._idle_task = None
+
+    async def _sweep(self) -> None:
+        timeout = self._idle_timeout
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            deadline = time.monotonic() - timeout
+            for ws in tuple(self.connections):
+                try:
+                    self._check_idle(ws, deadline, timeout)
+                except Exception:  # one connection's trouble must not stop the sweeper
+                    logger.exception("idle check failed for %s", ws.path)
+
+    def _check_idle(self, ws: WebSocket, deadline: float, timeout: float) -> None:
+        if ws.last_received > deadline or ws.connection_state is not WebSocketState.CONNECTED:
+            return
+        if ws.has_unread:
+            return  # messages wait for a busy handler: the client is not idle
+        if not ws.reads_ahead:
+            # Nothing is read while its handler is not reading (uvicorn): read now, and
+            # look again at the next round.
+            if not ws.reading_now:  # its handler is reading: that read will tell
+                ws.read_ahead()
+            ws.last_received = time.monotonic() - timeout / 2
+            return
+        self._metrics.idle_closed += 1
+        access.info(
+            "websocket %s idle for %gs: closing",
+            ws.path,
+            timeout,
+            extra={"event": "idle", "path": ws.path, "client": ws.client_address},
+        )
+        ws.fail(CloseCode.GOING_AWAY, "idle timeout")
+
+
+def client_ip(client: str | None) -> str | None:
+    """The address part of ``ip:port`` (``[v6]:port`` too)."""
+    if not client:
+        return None
+    host, sep, port = client.rpartition(":")
+    if not sep or not port.isdigit():
+        return client
+    return host.strip("[]")

@@ -9,25 +9,25 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._util import lazy_exports
+from .errors import (  # pure and small: imported at once, by clients too
+    BrokerUnavailable,
+    CloseCode,
+    ConfigError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    GobstopperError,
+    HTTPError,
+    MessageTooBig,
+    RouteError,
+    UnsupportedByServer,
+)
 
 if TYPE_CHECKING:
     from .app import Gobstopper
     from .brokers import Broker, BrokerHealth, MemoryBroker, MemoryHub, broker_from_url
     from .config import Config, SlowConsumerPolicy
     from .datastructures import Address, Headers, QueryParams
-    from .errors import (
-        BrokerUnavailable,
-        CloseCode,
-        ConfigError,
-        ConnectionClosed,
-        ConnectionClosedError,
-        ConnectionClosedOK,
-        GobstopperError,
-        HTTPError,
-        MessageTooBig,
-        RouteError,
-        UnsupportedByServer,
-    )
     from .http import HTMLResponse, JSONResponse, PlainTextResponse, Request, Response
     from .manager import Connection, Delivery, WebSocketManager
     from .messages import RPC, Event, RPCError, serve_client_js
@@ -87,22 +87,6 @@ _SOURCES = {
     ),
     **dict.fromkeys(("Config", "SlowConsumerPolicy"), ".config"),
     **dict.fromkeys(("Address", "Headers", "QueryParams"), ".datastructures"),
-    **dict.fromkeys(
-        (
-            "BrokerUnavailable",
-            "CloseCode",
-            "ConfigError",
-            "ConnectionClosed",
-            "ConnectionClosedError",
-            "ConnectionClosedOK",
-            "GobstopperError",
-            "HTTPError",
-            "MessageTooBig",
-            "RouteError",
-            "UnsupportedByServer",
-        ),
-        ".errors",
-    ),
     **dict.fromkeys(
         ("HTMLResponse", "JSONResponse", "PlainTextResponse", "Request", "Response"), ".http"
     ),

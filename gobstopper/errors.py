@@ -9,6 +9,7 @@ The exception tree::
     ├── MessageTooBig            an outbound message exceeds the size limit
     ├── HTTPError                an HTTP handler's way to answer with a status
     ├── BrokerUnavailable        the broker (Redis) cannot be reached now
+    ├── IllegalTransition        a life-cycle step its state forbids (also a RuntimeError)
     └── ConnectionClosed         the WebSocket is closed; carries ``code``
         ├── ConnectionClosedOK       closed normally (1000, 1001, 1005)
         └── ConnectionClosedError    closed because of an error (1009, 1011, ...)
@@ -27,6 +28,7 @@ __all__ = [
     "ConnectionClosedOK",
     "GobstopperError",
     "HTTPError",
+    "IllegalTransition",
     "MessageTooBig",
     "RouteError",
     "UnsupportedByServer",
@@ -137,3 +139,8 @@ class BrokerUnavailable(GobstopperError):
         super().__init__(f"broker {url} unavailable: {reason}")
         self.url = url
         self.reason = reason
+
+
+class IllegalTransition(GobstopperError, RuntimeError):
+    """A life-cycle step that the current state does not allow (accepting a connection
+    twice, a client event out of order): a bug in the caller."""

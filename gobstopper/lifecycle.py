@@ -14,6 +14,8 @@ from __future__ import annotations
 import enum
 from typing import Literal
 
+from .errors import IllegalTransition
+
 __all__ = ["IllegalTransition", "Lifecycle", "Side", "WebSocketState"]
 
 #: Who ended a connection: the client (a close frame, or the network) or the server
@@ -27,10 +29,6 @@ class WebSocketState(enum.Enum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
     CLOSED = "closed"
-
-
-class IllegalTransition(RuntimeError):
-    """A life-cycle step that the connection's state does not allow (accepting twice)."""
 
 
 class Lifecycle:

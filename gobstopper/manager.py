@@ -384,13 +384,8 @@ class WebSocketManager:
             ValueError: a ``predicate`` with a shared broker and ``local=False``.
         """
         payload, size = self.encode(data)
-        ids = connection_ids(exclude)
+        ids, clustered = self.audience(exclude, predicate, local)
         cluster = self._cluster
-        clustered = cluster.clustered and not local
-        if clustered and predicate is not None:
-            raise ValueError(
-                "a predicate filters only this node's members: pass local=True, or send to a room"
-            )
         sent = self.deliver(self._members(room), Push(payload, size), ids, predicate)
         if not clustered:
             return Delivery(sent)
@@ -423,6 +418,25 @@ class WebSocketManager:
         if error is not None:
             raise BrokerUnavailable(self.broker.health().url if self.broker else "", error)
         return published
+
+    def audience(
+        self,
+        exclude: Connection | str | Iterable[Connection | str] | None,
+        predicate: Callable[[Connection], bool] | None,
+        local: bool,
+    ) -> tuple[frozenset[str], bool]:
+        """Who a message must skip (ids), and whether it goes to the other nodes too.
+
+        Raises:
+            ValueError: a ``predicate`` with a shared broker and ``local=False`` (a
+                function cannot travel to other nodes).
+        """
+        clustered = self._cluster.clustered and not local
+        if clustered and predicate is not None:
+            raise ValueError(
+                "a predicate filters only this node's members: pass local=True, or send to a room"
+            )
+        return connection_ids(exclude), clustered
 
     def _from_other_node(self, channel: str, note: Envelope, payload: str | bytes) -> None:
         """A message another node published: deliver it to the members here it is for."""

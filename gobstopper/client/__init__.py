@@ -393,7 +393,7 @@ class Client:
     def _dispatch(self, raw: str | bytes) -> None:
         try:
             payload = self.codec.decode(raw)
-        except (DecodeError, RecursionError):
+        except DecodeError:
             logger.warning("ignored an undecodable message from %s", self.url)
             return
         for item in protocol.parse_incoming(payload):

@@ -19,6 +19,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 
+from ..errors import IllegalTransition
+
 __all__ = ["ConnectionState", "IllegalTransition", "Phase"]
 
 
@@ -30,10 +32,6 @@ class Phase(enum.Enum):
     RENEWING = "renewing"  # connected, renewing subscriptions (calls may be sent)
     READY = "ready"  # connected with its subscriptions renewed
     CLOSED = "closed"  # stopped by close() (start() begins again)
-
-
-class IllegalTransition(RuntimeError):
-    """A transition the current phase does not allow (a bug in the caller)."""
 
 
 class ConnectionState:

@@ -153,7 +153,7 @@ class Dispatcher:
         when nothing is to be answered (notifications, or tasks that answer later)."""
         try:
             payload = peer.codec.decode(raw)
-        except (DecodeError, RecursionError):
+        except DecodeError:
             return protocol.error(None, RPCError(PARSE_ERROR, "Parse error"))
         try:
             batch = protocol.parse_batch(payload)
@@ -209,7 +209,7 @@ class Dispatcher:
         message limit, is replaced by an internal error (logged)."""
         try:
             frame = peer.codec.encode(reply)
-        except (TypeError, ValueError, OverflowError):
+        except TypeError:
             reply = _encodable(reply, peer.codec)
             frame = peer.codec.encode(reply)
         try:
@@ -320,7 +320,7 @@ class Dispatcher:
         """One stream item; one that cannot go ends the stream with an internal error."""
         try:
             frame = peer.codec.encode(protocol.stream_item(rid, item))
-        except (TypeError, ValueError, OverflowError) as exc:
+        except TypeError as exc:
             logger.error("stream %r yielded an item that cannot be encoded: %s", rid, exc)
             raise RPCError(INTERNAL_ERROR, "Internal error") from None
         try:
@@ -342,7 +342,7 @@ def _encodable(reply: Any, codec: Codec) -> Any:
     def check(item: Any) -> Any:
         try:
             codec.encode(item)
-        except (TypeError, ValueError, OverflowError) as exc:
+        except TypeError as exc:
             logger.error("RPC answer to request %r cannot be encoded: %s", item.get("id"), exc)
             return protocol.error(item.get("id"), _internal_error())
         return item

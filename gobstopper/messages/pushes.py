@@ -26,7 +26,7 @@ from typing import Any, TypeAlias
 from ..delivery import Delivery, Push
 from ..envelope import Envelope
 from ..errors import MessageTooBig
-from ..manager import Connection, WebSocketManager, connection_ids
+from ..manager import Connection, WebSocketManager
 from . import channels, protocol
 from .codec import MSGPACK, json_bytes, json_loads
 from .subscriptions import SubscriptionIndex
@@ -100,11 +100,8 @@ class Pushes:
         """``RPC.publish``: ``data`` to every subscriber of ``channel``, on every node."""
         if not channels.valid_channel(channel):
             raise ValueError(f"not a channel name: {channel!r}")
+        ids, clustered = self.manager.audience(exclude, predicate, local)
         raw, push = self.encode(protocol.channel_message(channel, data))
-        ids = connection_ids(exclude)
-        clustered = self.manager.clustered and not local
-        if clustered and predicate is not None:
-            raise ValueError("a predicate cannot travel to other nodes: pass local=True")
         targets = self._subscriptions.targets(channel)
         sent = self.manager.deliver(targets, push, ids, predicate)
         if not clustered:
@@ -130,11 +127,8 @@ class Pushes:
         """``RPC.emit``: the named event to one connection, a room or everyone."""
         if room is not None and to is not None:
             raise ValueError("pass room or to, not both")
+        ids, clustered = self.manager.audience(exclude, predicate, local)
         raw, push = self.encode(protocol.event_push(event, data, sender))
-        ids = connection_ids(exclude)
-        clustered = self.manager.clustered and not local
-        if clustered and predicate is not None:
-            raise ValueError("a predicate cannot travel to other nodes: pass local=True")
         sent = self.manager.deliver(self.event_targets(room, to), push, ids, predicate)
         if not clustered or (to is not None and (sent or to in self.manager)):
             return Delivery(sent)  # ``to`` is here (or was refused here): nobody else has it
@@ -151,12 +145,7 @@ class Pushes:
             MessageTooBig: one of its forms is over the message limit.
         """
         raw = json_bytes(message)
-        packed = None
-        if self._msgpack:
-            try:
-                packed = typing.cast(bytes, MSGPACK.encode(message))
-            except (ValueError, OverflowError) as exc:
-                raise TypeError(f"msgpack cannot carry this data: {exc}") from None
+        packed = typing.cast(bytes, MSGPACK.encode(message)) if self._msgpack else None
         limit = self.manager.config.max_message_bytes
         size = max(len(raw), len(packed or b""))
         if size > limit:
@@ -192,7 +181,7 @@ def _lazy_msgpack(raw: bytes) -> Callable[[], bytes | None]:
     def pack() -> bytes | None:
         try:
             return typing.cast(bytes, MSGPACK.encode(json_loads(raw)))
-        except (TypeError, ValueError, OverflowError) as exc:
+        except TypeError as exc:
             logger.warning("a push msgpack cannot carry was not sent: %s", exc)
             return None
 

@@ -10,15 +10,30 @@ bound and slow-consumer policy, so one slow connection never holds up the others
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from .errors import MessageTooBig
 
 if TYPE_CHECKING:
     from .cluster import Published
     from .outbox import Outbox
 
-__all__ = ["Delivery", "Push", "Recipient", "chosen", "deliver"]
+__all__ = [
+    "Delivery",
+    "Payload",
+    "Push",
+    "Recipient",
+    "chosen",
+    "connection_ids",
+    "deliver",
+    "encode",
+]
+
+#: What a broadcast takes: str (a text message), bytes-like (binary), or a JSON-able object.
+Payload = str | bytes | bytearray | memoryview | Any
 
 logger = logging.getLogger("gobstopper.manager")
 
@@ -134,3 +149,36 @@ def chosen(conn: R, exclude: frozenset[str], predicate: Callable[[R], bool] | No
     except Exception:
         logger.exception("broadcast predicate failed for %s; skipped", conn.id)
         return False
+
+
+def encode(data: Payload, limit: int) -> tuple[str | bytes, int]:
+    """Encode a payload once: str is text, bytes-like is binary, anything else JSON.
+
+    Raises:
+        MessageTooBig: the encoded message is over ``limit`` bytes.
+        TypeError: the object cannot be encoded as JSON.
+    """
+    payload: str | bytes
+    if isinstance(data, str):
+        payload = data
+        size = len(data) if data.isascii() else len(data.encode("utf-8", "surrogatepass"))
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        payload = bytes(data)
+        size = len(payload)
+    else:
+        payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        size = len(payload) if payload.isascii() else len(payload.encode())
+    if size > limit:
+        raise MessageTooBig(size, limit)
+    return payload, size
+
+
+def connection_ids(exclude: Recipient | str | Iterable[Recipient | str] | None) -> frozenset[str]:
+    """The ids in ``exclude``: a connection, an id, or several of either."""
+    if exclude is None:
+        return frozenset()
+    if isinstance(exclude, str):
+        return frozenset((exclude,))
+    if isinstance(exclude, Iterable):
+        return frozenset(e if isinstance(e, str) else e.id for e in exclude)
+    return frozenset((exclude.id,))

@@ -22,28 +22,24 @@ and a binary form for members that take binary pushes, made on first need).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
 
 from ._util import Throttle
 from .brokers.base import Broker, BrokerHealth
 from .cluster import ALL, Cluster, TopicHandler, room_channel
 from .config import Config
-from .delivery import Delivery, Push, deliver
+from .delivery import Delivery, Payload, Push, connection_ids, deliver, encode
 from .envelope import Envelope
-from .errors import BrokerUnavailable, CloseCode, MessageTooBig
+from .errors import BrokerUnavailable, CloseCode
 from .outbox import DeliveryStats, Outbox
 from .websocket import State, WebSocket, WebSocketState
 
 __all__ = ["Connection", "Delivery", "Push", "TopicHandler", "WebSocketManager"]
 
 logger = logging.getLogger("gobstopper.manager")
-
-Payload = str | bytes | bytearray | memoryview | Any
 
 
 class Connection:
@@ -340,19 +336,7 @@ class WebSocketManager:
             MessageTooBig: the encoded message is over ``MAX_WS_MESSAGE_BYTES``.
             TypeError: the object cannot be encoded as JSON.
         """
-        payload: str | bytes
-        if isinstance(data, str):
-            payload = data
-            size = len(data) if data.isascii() else len(data.encode("utf-8", "surrogatepass"))
-        elif isinstance(data, (bytes, bytearray, memoryview)):
-            payload = bytes(data)
-            size = len(payload)
-        else:
-            payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-            size = len(payload) if payload.isascii() else len(payload.encode())
-        if size > self.config.max_message_bytes:
-            raise MessageTooBig(size, self.config.max_message_bytes)
-        return payload, size
+        return encode(data, self.config.max_message_bytes)
 
     async def broadcast(
         self,
@@ -511,16 +495,3 @@ class WebSocketManager:
 
 def _channel(room: str | None) -> str:
     return ALL if room is None else room_channel(room)
-
-
-def connection_ids(
-    exclude: Connection | str | Iterable[Connection | str] | None,
-) -> frozenset[str]:
-    """The ids in ``exclude``: a connection, an id, or several of either."""
-    if exclude is None:
-        return frozenset()
-    if isinstance(exclude, Connection):
-        return frozenset((exclude.id,))
-    if isinstance(exclude, str):
-        return frozenset((exclude,))
-    return frozenset(e.id if isinstance(e, Connection) else e for e in exclude)

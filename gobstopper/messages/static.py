@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from ..http import Request, Response
 
-if TYPE_CHECKING:
-    from ..app import Gobstopper
-
 __all__ = ["CLIENT_JS", "serve_client_js"]
+
+
+class _Routes(Protocol):
+    """What serving the file needs of an app (``Gobstopper``): its GET decorator."""
+
+    def get(self, path: str) -> Callable[[Callable[..., Awaitable[Any]]], Any]: ...
+
 
 #: Where the browser client lives in the installed package.
 CLIENT_JS = Path(__file__).resolve().parent.parent / "static" / "gobstopper.js"
 
 
-def serve_client_js(app: Gobstopper, path: str = "/gobstopper.js") -> None:
+def serve_client_js(app: _Routes, path: str = "/gobstopper.js") -> None:
     """Serve the browser client at ``path`` (``<script src="/gobstopper.js">``).
 
     The file is read once, here; it is sent with a validator so browsers revalidate

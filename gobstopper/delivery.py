@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Delivery",
+    "Exclude",
     "Payload",
     "Push",
     "Recipient",
@@ -50,6 +51,8 @@ class Recipient(Protocol):
 
 
 R = TypeVar("R", bound=Recipient)
+#: Who must not get a message: a connection, an id, or several of either.
+Exclude = Recipient | str | Iterable[Recipient | str] | None
 
 
 class Delivery(int):
@@ -173,7 +176,7 @@ def encode(data: Payload, limit: int) -> tuple[str | bytes, int]:
     return payload, size
 
 
-def connection_ids(exclude: Recipient | str | Iterable[Recipient | str] | None) -> frozenset[str]:
+def connection_ids(exclude: Exclude) -> frozenset[str]:
     """The ids in ``exclude``: a connection, an id, or several of either."""
     if exclude is None:
         return frozenset()

@@ -31,7 +31,7 @@ from ._util import Throttle
 from .brokers.base import Broker, BrokerHealth
 from .cluster import ALL, Cluster, TopicHandler, room_channel
 from .config import Config
-from .delivery import Delivery, Payload, Push, connection_ids, deliver, encode
+from .delivery import Delivery, Exclude, Payload, Push, connection_ids, deliver, encode
 from .envelope import Envelope
 from .errors import BrokerUnavailable, CloseCode
 from .outbox import DeliveryStats, Outbox
@@ -343,7 +343,7 @@ class WebSocketManager:
         data: Payload,
         *,
         room: str | None = None,
-        exclude: Connection | str | Iterable[Connection | str] | None = None,
+        exclude: Exclude = None,
         predicate: Callable[[Connection], bool] | None = None,
         local: bool = False,
     ) -> Delivery:
@@ -405,7 +405,7 @@ class WebSocketManager:
 
     def audience(
         self,
-        exclude: Connection | str | Iterable[Connection | str] | None,
+        exclude: Exclude,
         predicate: Callable[[Connection], bool] | None,
         local: bool,
     ) -> tuple[frozenset[str], bool]:

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import typing
 from collections.abc import Callable, Iterable
-from typing import Any, TypeAlias
+from typing import Any
 
 from ..delivery import Delivery, Push
 from ..envelope import Envelope
@@ -41,8 +41,6 @@ SUBSCRIBERS_ROOM = "channel subscribers"
 
 #: The room a channel's (or pattern's) subscribers join: presence comes with it.
 CHANNEL_ROOM = "channel:"
-
-Exclude: TypeAlias = Connection | str | Iterable[Connection | str] | None
 
 
 class Pushes:
@@ -91,16 +89,15 @@ class Pushes:
     async def publish(
         self,
         channel: str,
-        data: Any = None,
-        *,
-        exclude: Exclude = None,
-        predicate: Callable[[Connection], bool] | None = None,
-        local: bool = False,
+        data: Any,
+        ids: frozenset[str],
+        predicate: Callable[[Connection], bool] | None,
+        clustered: bool,
     ) -> Delivery:
-        """``RPC.publish``: ``data`` to every subscriber of ``channel``, on every node."""
+        """``RPC.publish``: ``data`` to every subscriber of ``channel`` but ``ids``, here
+        and (``clustered``) on every other node."""
         if not channels.valid_channel(channel):
             raise ValueError(f"not a channel name: {channel!r}")
-        ids, clustered = self.manager.audience(exclude, predicate, local)
         raw, push = self.encode(protocol.channel_message(channel, data))
         targets = self._subscriptions.targets(channel)
         sent = self.manager.deliver(targets, push, ids, predicate)
@@ -115,19 +112,16 @@ class Pushes:
     async def emit(
         self,
         event: str,
-        data: Any = None,
-        *,
-        room: str | None = None,
-        to: str | None = None,
-        exclude: Exclude = None,
-        sender: str | None = None,
-        predicate: Callable[[Connection], bool] | None = None,
-        local: bool = False,
+        data: Any,
+        sender: str | None,
+        room: str | None,
+        to: str | None,
+        ids: frozenset[str],
+        predicate: Callable[[Connection], bool] | None,
+        clustered: bool,
     ) -> Delivery:
-        """``RPC.emit``: the named event to one connection, a room or everyone."""
-        if room is not None and to is not None:
-            raise ValueError("pass room or to, not both")
-        ids, clustered = self.manager.audience(exclude, predicate, local)
+        """``RPC.emit``: the named event to one connection (``to``), a room or everyone,
+        but ``ids``, here and (``clustered``) on the other nodes concerned."""
         raw, push = self.encode(protocol.event_push(event, data, sender))
         sent = self.manager.deliver(self.event_targets(room, to), push, ids, predicate)
         if not clustered or (to is not None and (sent or to in self.manager)):

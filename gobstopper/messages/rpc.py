@@ -32,6 +32,7 @@ import typing
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from ..delivery import Exclude
 from ..errors import CloseCode, ConnectionClosed, MessageTooBig
 from ..manager import Connection, Delivery, WebSocketManager
 from ..websocket import State, WebSocket, WebSocketState
@@ -51,7 +52,7 @@ from .protocol import (
     TOO_MANY_TASKS,
     RPCError,
 )
-from .pushes import CHANNEL_ROOM, Exclude, Pushes
+from .pushes import CHANNEL_ROOM, Pushes
 from .subscriptions import SubscriptionIndex
 
 __all__ = [
@@ -119,7 +120,7 @@ class RPC:
             self._subscriptions,
             self._connections,
         )
-        self._dispatcher = Dispatcher(self._pushes, max_tasks)
+        self._dispatcher = Dispatcher(self, max_tasks)
         builtins: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
             (protocol.SUBSCRIBE, self._subscribe, {"channel": str}),
             (protocol.UNSUBSCRIBE, self._unsubscribe, {"channel": str}),
@@ -369,9 +370,8 @@ class RPC:
             MessageTooBig: the message is over ``MAX_WS_MESSAGE_BYTES``.
             TypeError: ``data`` cannot be encoded.
         """
-        return await self._pushes.publish(
-            channel, data, exclude=exclude, predicate=predicate, local=local
-        )
+        ids, clustered = self.manager.audience(exclude, predicate, local)
+        return await self._pushes.publish(channel, data, ids, predicate, clustered)
 
     async def emit(
         self,
@@ -403,16 +403,10 @@ class RPC:
             ValueError: both ``room`` and ``to``, or a predicate that cannot travel.
             MessageTooBig: over ``MAX_WS_MESSAGE_BYTES``.
         """
-        return await self._pushes.emit(
-            event,
-            data,
-            room=room,
-            to=to,
-            exclude=exclude,
-            sender=sender,
-            predicate=predicate,
-            local=local,
-        )
+        if room is not None and to is not None:
+            raise ValueError("pass room or to, not both")
+        ids, clustered = self.manager.audience(exclude, predicate, local)
+        return await self._pushes.emit(event, data, sender, room, to, ids, predicate, clustered)
 
     def subscriptions(self, conn_id: str) -> frozenset[str]:
         """The channels and patterns a connection of this node subscribes to."""

@@ -165,7 +165,7 @@ class Client:
         self._fail_pending(ConnectionError("client closed"))
         for subs in self._subscriptions.values():
             for sub in subs:
-                sub._end()
+                sub.end()
 
     def _endpoint(self) -> str:
         if self.codec.name == "json":
@@ -196,7 +196,7 @@ class Client:
             if isinstance(answer, CallError):  # refused now: end those subscriptions
                 logger.warning("could not subscribe again to %r: %s", pattern, answer)
                 for sub in self._subscriptions.pop(pattern, []):
-                    sub._end()
+                    sub.end()
             elif isinstance(answer, BaseException):
                 return  # the connection failed meanwhile: the next one renews
         info = answers[0]
@@ -376,7 +376,10 @@ class Client:
         del self._subscriptions[sub.pattern]
         return True
 
-    async def _drop(self, sub: Subscription) -> None:
+    async def unsubscribe(self, sub: Subscription) -> None:
+        """Forget ``sub``, and unsubscribe on the server once no other subscription of
+        this client holds its pattern (what ``sub.close()`` does)."""
+        sub.end()
         if not self._unregister(sub):
             return
         if self._link.state.connected:
@@ -431,7 +434,7 @@ class Client:
             for pattern, subs in self._subscriptions.items():
                 if pattern == channel or matches(pattern, channel):
                     for sub in subs:
-                        sub._put(message)
+                        sub.deliver(message)
         elif method == protocol.EVENT:
             for callback in tuple(self._handlers.get(str(params.get("event")), ())):
                 try:

@@ -51,7 +51,7 @@ class Subscription:
         self._queue: asyncio.Queue[ChannelMessage | None] = asyncio.Queue(maxsize)
         self._closed = False
 
-    def _put(self, message: ChannelMessage | None) -> None:
+    def deliver(self, message: ChannelMessage | None) -> None:
         """Queue a message (None: the end), dropping the oldest when full."""
         if self._queue.full():
             self._queue.get_nowait()
@@ -80,15 +80,14 @@ class Subscription:
 
     async def close(self) -> None:
         """Unsubscribe (if no other subscription of the client holds the same pattern)."""
-        if self._closed:
-            return
-        self._end()
-        await self.client._drop(self)
+        if not self._closed:
+            await self.client.unsubscribe(self)
 
-    def _end(self) -> None:
+    def end(self) -> None:
         """No more messages: the iterator stops once the queue is read."""
-        self._closed = True
-        self._put(None)
+        if not self._closed:
+            self._closed = True
+            self.deliver(None)
 
     async def __aenter__(self) -> Subscription:
         return self

@@ -33,7 +33,7 @@ from ..security import RateLimiter
 from . import protocol
 from .binding import NO_DATA, Kind, Method, bind, convert, describe
 from .codec import Codec, DecodeError
-from .events import Emitter, Event
+from .events import Event
 from .protocol import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -46,7 +46,7 @@ from .protocol import (
 )
 
 if TYPE_CHECKING:
-    pass
+    from .rpc import RPC
 
 __all__ = ["Dispatcher", "NotificationKey", "Peer"]
 
@@ -106,7 +106,7 @@ class Dispatcher:
         max_tasks: streams and concurrent calls one connection may have running.
     """
 
-    def __init__(self, events: Emitter, max_tasks: int = 100) -> None:
+    def __init__(self, events: RPC, max_tasks: int = 100) -> None:
         self.events = events
         self.max_tasks = max_tasks
         self.methods: dict[str, Method] = {}

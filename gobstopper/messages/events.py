@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from ..delivery import Delivery, Exclude
+from ..delivery import Delivery
 from ..manager import Connection
 from ..websocket import State
 
-__all__ = ["Emitter", "Event"]
+if TYPE_CHECKING:
+    from .rpc import RPC
 
-
-class Emitter(Protocol):
-    """Where an event's answers go: an endpoint's ``emit`` (``RPC.emit``)."""
-
-    async def emit(
-        self,
-        event: str,
-        data: Any = None,
-        *,
-        room: str | None = None,
-        to: str | None = None,
-        exclude: Exclude = None,
-        sender: str | None = None,
-    ) -> Delivery: ...
+__all__ = ["Event"]
 
 
 class Event:
@@ -35,10 +23,10 @@ class Event:
         conn: the sender's connection (``conn.id``, ``conn.join(room)``).
     """
 
-    __slots__ = ("_emitter", "conn", "data", "name")
+    __slots__ = ("_rpc", "conn", "data", "name")
 
-    def __init__(self, emitter: Emitter, conn: Connection, name: str, data: Any) -> None:
-        self._emitter = emitter
+    def __init__(self, rpc: RPC, conn: Connection, name: str, data: Any) -> None:
+        self._rpc = rpc
         self.conn = conn
         self.name = name
         self.data = data
@@ -55,25 +43,25 @@ class Event:
 
     async def reply(self, event: str, data: Any = None) -> Delivery:
         """Send ``event`` to the sender only."""
-        return await self._emitter.emit(event, data, to=self.conn.id, sender=self.conn.id)
+        return await self._rpc.emit(event, data, to=self.conn.id, sender=self.conn.id)
 
     async def to_room(self, room: str, event: str, data: Any = None) -> Delivery:
         """Send ``event`` to every member of ``room`` (the sender too, if a member)."""
-        return await self._emitter.emit(event, data, room=room, sender=self.conn.id)
+        return await self._rpc.emit(event, data, room=room, sender=self.conn.id)
 
     async def to_all(self, event: str, data: Any = None) -> Delivery:
         """Send ``event`` to every connection of this endpoint, the sender included."""
-        return await self._emitter.emit(event, data, sender=self.conn.id)
+        return await self._rpc.emit(event, data, sender=self.conn.id)
 
     async def to_others(self, event: str, data: Any = None, *, room: str | None = None) -> Delivery:
         """Send ``event`` to everyone (or ``room``'s members) but the sender."""
-        return await self._emitter.emit(
+        return await self._rpc.emit(
             event, data, room=room, exclude=self.conn.id, sender=self.conn.id
         )
 
     async def to(self, conn_id: str, event: str, data: Any = None) -> Delivery:
         """Send ``event`` to one connection by id, on whichever node it is."""
-        return await self._emitter.emit(event, data, to=conn_id, sender=self.conn.id)
+        return await self._rpc.emit(event, data, to=conn_id, sender=self.conn.id)
 
     def __repr__(self) -> str:
         return f"<Event {self.name!r} from {self.conn.id}>"

@@ -27,6 +27,7 @@ from ._util import TaskSet, Throttle
 from .brokers.base import Broker, BrokerHealth
 from .envelope import Envelope, EnvelopeError
 from .errors import BrokerUnavailable
+from .history.base import Position
 
 __all__ = ["ALL", "CONNS", "Cluster", "Published", "Receiver", "TopicHandler", "room_channel"]
 
@@ -210,6 +211,23 @@ class Cluster:
             return None
         return await self.publish("node:" + node, note)
 
+    async def publish_with_history(
+        self, channel: str, note: Envelope, stream: str, size: int, ttl: float
+    ) -> Position:
+        """Append ``note``'s payload to ``stream``'s history and publish ``note``, with the
+        position the store gives, to ``channel``, in one step (``Broker.
+        publish_with_history``). Every node with subscribers, this one included,
+        delivers it when it arrives.
+
+        Raises:
+            BrokerUnavailable: nothing was kept or published.
+        """
+        assert self.broker is not None
+        head = envelope.encode_open(note)
+        return await self.broker.publish_with_history(
+            channel, head, stream, note.payload, size, ttl
+        )
+
     # -- topics --------------------------------------------------------------------------------
 
     def on_topic(self, topic: str, handler: TopicHandler) -> None:
@@ -226,8 +244,11 @@ class Cluster:
         """A message from the broker: a topic's, or for this node's members."""
         try:
             note = envelope.decode(data)
-            if note.origin == self.node:
-                return  # our own: this node's members have it already
+            if note.origin == self.node and note.offset is None:
+                # Our own: this node's members have it already. (A publication with a
+                # position comes back to its own node too: everyone delivers it in the
+                # order the store gave, so it is delivered on arrival here as well.)
+                return
             size = len(note.payload)
             if size > self._limit:
                 raise EnvelopeError(f"{size} bytes, over MAX_WS_MESSAGE_BYTES={self._limit}")

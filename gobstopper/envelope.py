@@ -12,6 +12,12 @@ cluster (``docs/envelope.md`` describes it field by field)::
 Fields left at their default are not written. A decoder refuses what it cannot read
 (another version, not a map, a field of the wrong type) with ``EnvelopeError``; the
 receiving manager logs and skips such a message, and goes on.
+
+A publication to a channel with history carries its position (``offset``, ``epoch``),
+which the store assigns as it appends: the publisher hands the broker an *open*
+envelope (``encode_open``: the map's header counts the two position fields, which are
+not written yet), and the broker appends them (``position_fields``) in the same step as
+the append, so that every node receives a channel's publications in offset order.
 """
 
 from __future__ import annotations
@@ -20,7 +26,15 @@ from typing import Final
 
 import msgspec
 
-__all__ = ["VERSION", "Envelope", "EnvelopeError", "decode", "encode"]
+__all__ = [
+    "VERSION",
+    "Envelope",
+    "EnvelopeError",
+    "decode",
+    "encode",
+    "encode_open",
+    "position_fields",
+]
 
 #: The version byte this code writes and reads.
 VERSION: Final = 1
@@ -45,6 +59,8 @@ class Envelope(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_f
         target: for this connection id only.
         channel: for the subscribers of this channel (a ``topic``'s business).
         exclude: connection ids that must not get it.
+        offset: its offset in the channel's history (channels with history only).
+        epoch: the epoch of that offset.
     """
 
     origin: str
@@ -55,6 +71,8 @@ class Envelope(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_f
     target: str | None = None
     channel: str | None = None
     exclude: tuple[str, ...] = ()
+    offset: int | None = None
+    epoch: str | None = None
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -80,3 +98,30 @@ def decode(data: bytes) -> Envelope:
         return _decoder.decode(memoryview(data)[1:])
     except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
         raise EnvelopeError(f"malformed envelope: {exc}") from None
+
+
+def encode_open(envelope: Envelope) -> bytes:
+    """``envelope`` (without a position) with room for one: append
+    ``position_fields(offset, epoch)`` to make it whole.
+
+    Raises:
+        ValueError: the envelope has a position already.
+    """
+    if envelope.offset is not None or envelope.epoch is not None:
+        raise ValueError("the envelope has a position already")
+    data = bytearray(encode(envelope))
+    # Every envelope is a MessagePack fixmap (at most 10 fields): 0x80 | count.
+    if data[1] & 0xF0 != 0x80 or (data[1] & 0x0F) > 13:
+        raise ValueError("an envelope is a map of at most 13 fields")
+    data[1] += 2
+    return bytes(data)
+
+
+def position_fields(offset: int, epoch: str) -> bytes:
+    """The two fields that complete an ``encode_open`` envelope."""
+    return (
+        _encoder.encode("offset")
+        + _encoder.encode(offset)
+        + _encoder.encode("epoch")
+        + (_encoder.encode(epoch))
+    )

@@ -17,6 +17,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..envelope import position_fields
+from ..history.base import HistoryStore, Position
+
 __all__ = ["Broker", "BrokerHealth", "MessageHandler"]
 
 #: Called for every message that arrives on a subscribed channel, in arrival order:
@@ -69,6 +72,8 @@ class Broker(abc.ABC):
     #: True when no other node can share this broker (a private in-memory hub): the
     #: manager then neither publishes nor records presence.
     alone: bool = False
+    #: Where the nodes sharing this broker keep channel history; None: they keep none.
+    history: HistoryStore | None = None
 
     @abc.abstractmethod
     async def start(self, handler: MessageHandler) -> None:
@@ -90,6 +95,26 @@ class Broker(abc.ABC):
         Raises:
             BrokerUnavailable: the broker cannot take it now; nothing was sent.
         """
+
+    async def publish_with_history(
+        self, channel: str, head: bytes, stream: str, data: bytes, size: int, ttl: float
+    ) -> Position:
+        """Append ``data`` to ``stream``'s history (``size``, ``ttl``: see
+        ``HistoryStore.append``), and publish the open envelope ``head`` completed with
+        the position to ``channel``, as one step: every node gets a stream's
+        publications in offset order, and no crash can leave one appended and not sent
+        unnoticed. This default suits a store in this process, whose append does not
+        wait; a broker whose store is remote does both in one command.
+
+        Raises:
+            BrokerUnavailable: nothing was appended or published.
+            RuntimeError: this broker keeps no history.
+        """
+        if self.history is None:
+            raise RuntimeError(f"{type(self).__name__} keeps no history")
+        position = await self.history.append(stream, data, size, ttl)
+        await self.publish(channel, head + position_fields(position.offset, position.epoch))
+        return position
 
     @abc.abstractmethod
     async def subscribe(self, channel: str) -> None:

@@ -12,6 +12,7 @@ import time
 import uuid
 
 from ..errors import BrokerUnavailable
+from ..history.memory import MemoryHistory
 from .base import Broker, BrokerHealth, MessageHandler
 
 __all__ = ["MemoryBroker", "MemoryHub"]
@@ -25,6 +26,7 @@ class MemoryHub:
     def __init__(self) -> None:
         self.subscribers: dict[str, dict[str, MemoryBroker]] = {}  # channel -> node -> broker
         self.presence: dict[str, dict[str, str]] = {}  # key -> member -> node
+        self.history = MemoryHistory()  # channel history, as one store for every node
 
 
 class MemoryBroker(Broker):
@@ -39,6 +41,7 @@ class MemoryBroker(Broker):
         # Without a hub given, nobody else can reach this one's: it is alone.
         self.alone = hub is None
         self.hub = MemoryHub() if hub is None else hub
+        self.history = self.hub.history
         self.node_id = uuid.uuid4().hex
         self._handler: MessageHandler | None = None
         self._channels: set[str] = set()

@@ -107,7 +107,8 @@ class WebSocketManager:
         self._cluster = Cluster(
             broker, self.config.max_message_bytes, self._from_other_node, self._rooms.__contains__
         )
-        self._throttle = Throttle(logger)
+        # Slow consumers and the outboxes' drops, on the logger the docs name for them.
+        self._throttle = Throttle(logging.getLogger("gobstopper.outbox"))
         self.stats = DeliveryStats()
         # Members as tuples, rebuilt only after a change: a broadcast iterates a
         # snapshot, so joins, leaves and departures during it are safe and cheap.
@@ -118,7 +119,9 @@ class WebSocketManager:
 
     async def start(self) -> None:
         """Start the broker and receive other nodes' messages (the app calls this)."""
-        await self._cluster.start((c.id, tuple(c.rooms)) for c in tuple(self._connections.values()))
+        await self._cluster.start(
+            lambda: [(c.id, tuple(c.rooms)) for c in tuple(self._connections.values())]
+        )
 
     async def stop(self) -> None:
         """Withdraw this node from the cluster and stop the broker (the app calls this)."""
@@ -423,16 +426,20 @@ class WebSocketManager:
         return connection_ids(exclude), clustered
 
     def _from_other_node(self, channel: str, note: Envelope, payload: str | bytes) -> None:
-        """A message another node published: deliver it to the members here it is for."""
-        if channel == ALL:
-            members = self._members(None)
-        elif channel.startswith("room:"):
-            members = self._members(channel[5:])
-        elif note.target is not None:
+        """A message another node published: deliver it to the members here it is for,
+        as its envelope says (``target``, else ``room``, else the channel's room, else
+        everyone on ``all``)."""
+        if note.target is not None:
             conn = self._connections.get(note.target)
-            members = () if conn is None else (conn,)
+            members: tuple[Connection, ...] = () if conn is None else (conn,)
+        elif note.room is not None:
+            members = self._members(note.room)
+        elif channel.startswith("room:"):
+            members = self._members(channel[5:])  # the room the channel is for
+        elif channel == ALL:
+            members = self._members(None)
         else:
-            return
+            return  # no recipient named, on a node's own channel
         push = Push(payload, len(note.payload))
         self.deliver(members, push, frozenset(note.exclude) if note.exclude else frozenset())
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["Backoff", "TaskSet", "Throttle", "lazy_exports", "log_failure"]
+__all__ = ["Backoff", "TaskSet", "Throttle", "lazy_exports"]
 
 
 class Throttle:
@@ -144,17 +144,6 @@ class TaskSet:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def log_failure(logger: logging.Logger, what: str) -> Callable[[asyncio.Future[Any]], None]:
-    """A done-callback that logs (at debug level) why a fire-and-forget future failed, so
-    that none goes unretrieved."""
-
-    def retrieve(fut: asyncio.Future[Any]) -> None:
-        if not fut.cancelled() and fut.exception() is not None:
-            logger.debug("%s failed: %r", what, fut.exception())
-
-    return retrieve
 
 
 def lazy_exports(

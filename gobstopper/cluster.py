@@ -31,7 +31,7 @@ from .history.base import Position
 
 __all__ = ["ALL", "CONNS", "Cluster", "Published", "Receiver", "TopicHandler", "room_channel"]
 
-logger = logging.getLogger("gobstopper.manager")
+logger = logging.getLogger("gobstopper.broker")
 
 ALL = "all"
 CONNS = "conns"  # the presence key of every connection
@@ -74,6 +74,7 @@ class Cluster:
         self._started = False
         self._clustered = False
         self.node = ""  # the broker's node id, once started
+        self._own = b"\x00"  # how this node's envelopes begin, once started
         self._topics: dict[str, TopicHandler] = {}
         self._throttle = Throttle(logger)
         self._background = TaskSet(logger, "broker operation", throttle=True)
@@ -86,21 +87,24 @@ class Cluster:
     def health(self) -> BrokerHealth | None:
         return None if self.broker is None else self.broker.health()
 
-    async def start(self, members: Iterable[tuple[str, Iterable[str]]]) -> None:
+    async def start(self, members: Callable[[], Iterable[tuple[str, Iterable[str]]]]) -> None:
         """Start the broker; with other nodes to reach, subscribe and record the presence
-        of ``members`` (``(connection id, its rooms)`` already here)."""
+        of the connections already here (``members()``: ``(connection id, its rooms)``,
+        asked once this node counts as clustered, so that none added meanwhile is
+        missed)."""
         broker = self.broker
         if broker is None or self._started:
             return
         await broker.start(self._on_message)
         self.node = broker.node_id
+        self._own = envelope.origin_marker(self.node)
         self._started = True
         if broker.alone:
             return  # nobody else to reach: broadcast stays in this process, at no cost
         await broker.subscribe(ALL)
         await broker.subscribe("node:" + broker.node_id)
         self._clustered = True
-        for conn_id, rooms in members:
+        for conn_id, rooms in members():
             broker.presence_add(CONNS, conn_id)
             for room in rooms:
                 await broker.subscribe(room_channel(room))
@@ -242,13 +246,13 @@ class Cluster:
 
     def _on_message(self, channel: str, data: bytes) -> None:
         """A message from the broker: a topic's, or for this node's members."""
+        if data[2:].startswith(self._own) and not envelope.positioned(data):
+            # Our own: this node's members have it already. (A publication with a
+            # position comes back to its own node too: every node delivers those in the
+            # order the store gave, this one included, as they arrive.)
+            return
         try:
             note = envelope.decode(data)
-            if note.origin == self.node and note.offset is None:
-                # Our own: this node's members have it already. (A publication with a
-                # position comes back to its own node too: everyone delivers it in the
-                # order the store gave, so it is delivered on arrival here as well.)
-                return
             size = len(note.payload)
             if size > self._limit:
                 raise EnvelopeError(f"{size} bytes, over MAX_WS_MESSAGE_BYTES={self._limit}")

@@ -33,7 +33,9 @@ __all__ = [
     "decode",
     "encode",
     "encode_open",
+    "origin_marker",
     "position_fields",
+    "positioned",
 ]
 
 #: The version byte this code writes and reads.
@@ -125,3 +127,26 @@ def position_fields(offset: int, epoch: str) -> bytes:
         + _encoder.encode("epoch")
         + (_encoder.encode(epoch))
     )
+
+
+def origin_marker(origin: str) -> bytes:
+    """What ``encode`` writes for ``origin`` after the version byte and the map's header
+    (``origin`` is always the first field): a node recognises its own envelopes by it,
+    without decoding them (``data[2:].startswith(marker)``)."""
+    return _encoder.encode("origin") + _encoder.encode(origin)
+
+
+class _Position(msgspec.Struct):
+    offset: int | None = None
+
+
+_position_decoder = msgspec.msgpack.Decoder(_Position)
+
+
+def positioned(data: bytes) -> bool:
+    """Whether the envelope ``data`` carries a position, read without copying its
+    payload. False for bytes that are not an envelope."""
+    try:
+        return _position_decoder.decode(memoryview(data)[1:]).offset is not None
+    except msgspec.DecodeError:
+        return False

@@ -34,6 +34,7 @@ from .config import Config
 from .delivery import Delivery, Exclude, Payload, Push, connection_ids, deliver, encode
 from .envelope import Envelope
 from .errors import BrokerUnavailable, CloseCode
+from .history import HistoryStore, MemoryHistory, Position
 from .outbox import DeliveryStats, Outbox
 from .websocket import State, WebSocket, WebSocketState
 
@@ -107,18 +108,22 @@ class WebSocketManager:
         self._cluster = Cluster(
             broker, self.config.max_message_bytes, self._from_other_node, self._rooms.__contains__
         )
-        self._throttle = Throttle(logger)
+        # Slow consumers and the outboxes' drops, on the logger the docs name for them.
+        self._throttle = Throttle(logging.getLogger("gobstopper.outbox"))
         self.stats = DeliveryStats()
         # Members as tuples, rebuilt only after a change: a broadcast iterates a
         # snapshot, so joins, leaves and departures during it are safe and cheap.
         self._room_snapshots: dict[str, tuple[Connection, ...]] = {}
         self._all_snapshot: tuple[Connection, ...] | None = None
+        self._own_history: MemoryHistory | None = None
 
     # -- cluster --------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Start the broker and receive other nodes' messages (the app calls this)."""
-        await self._cluster.start((c.id, tuple(c.rooms)) for c in tuple(self._connections.values()))
+        await self._cluster.start(
+            lambda: [(c.id, tuple(c.rooms)) for c in tuple(self._connections.values())]
+        )
 
     async def stop(self) -> None:
         """Withdraw this node from the cluster and stop the broker (the app calls this)."""
@@ -327,6 +332,54 @@ class WebSocketManager:
         outcome = await cluster.publish_to(to, note)
         return Delivery(0) if outcome is None else Delivery.of(0, outcome)
 
+    @property
+    def history(self) -> HistoryStore:
+        """Where channel history is kept: the broker's store, shared by the nodes on it,
+        or this process's own when there is no broker."""
+        broker = self.broker
+        if broker is not None and broker.history is not None:
+            return broker.history
+        if self._own_history is None:
+            self._own_history = MemoryHistory()
+        return self._own_history
+
+    async def publish_topic_with_history(
+        self,
+        topic: str,
+        payload: bytes,
+        stream: str,
+        size: int,
+        ttl: float,
+        *,
+        room: str | None = None,
+        channel: str | None = None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> tuple[Position, bool]:
+        """Keep ``payload`` in ``stream``'s history and, with other nodes, hand it with its
+        position to ``topic``'s handler on every node with members in ``room``, this
+        one included, in the order the store gave.
+
+        Returns:
+            The position, and whether the publication went through the broker (then
+            this node's handler gets it as it arrives, like the others'); if not, the
+            caller delivers it here.
+
+        Raises:
+            BrokerUnavailable: the store cannot be reached: nothing was kept or sent.
+        """
+        cluster = self._cluster
+        if not cluster.clustered:
+            return await self.history.append(stream, payload, size, ttl), False
+        note = Envelope(
+            cluster.node,
+            payload,
+            topic=topic,
+            room=room,
+            channel=channel,
+            exclude=tuple(sorted(exclude)),
+        )
+        return await cluster.publish_with_history(_channel(room), note, stream, size, ttl), True
+
     # -- delivery --------------------------------------------------------------------------
 
     def encode(self, data: Payload) -> tuple[str | bytes, int]:
@@ -423,16 +476,20 @@ class WebSocketManager:
         return connection_ids(exclude), clustered
 
     def _from_other_node(self, channel: str, note: Envelope, payload: str | bytes) -> None:
-        """A message another node published: deliver it to the members here it is for."""
-        if channel == ALL:
-            members = self._members(None)
-        elif channel.startswith("room:"):
-            members = self._members(channel[5:])
-        elif note.target is not None:
+        """A message another node published: deliver it to the members here it is for,
+        as its envelope says (``target``, else ``room``, else the channel's room, else
+        everyone on ``all``)."""
+        if note.target is not None:
             conn = self._connections.get(note.target)
-            members = () if conn is None else (conn,)
+            members: tuple[Connection, ...] = () if conn is None else (conn,)
+        elif note.room is not None:
+            members = self._members(note.room)
+        elif channel.startswith("room:"):
+            members = self._members(channel[5:])  # the room the channel is for
+        elif channel == ALL:
+            members = self._members(None)
         else:
-            return
+            return  # no recipient named, on a node's own channel
         push = Push(payload, len(note.payload))
         self.deliver(members, push, frozenset(note.exclude) if note.exclude else frozenset())
 

@@ -97,7 +97,7 @@ class WebSocket(ServerConnection):
         access.info(
             "websocket accepted %s",
             self.path,
-            extra={"event": "connect", "path": self.path, "client": self._info.client},
+            extra={"event": "connect", "path": self.path, "client": self.client_address},
         )
         self._arm()
 

@@ -75,17 +75,16 @@ class Client:
     ) -> None:
         if encoding not in CODECS:
             raise ValueError(f"unknown encoding {encoding!r}: choose from {sorted(CODECS)}")
-        self.url = url
+        self._url = url
         self.codec: Codec = CODECS[encoding]
         self.timeout = timeout
-        self.backoff = backoff
-        self.max_backoff = max_backoff
+        self._backoff = Backoff(backoff, max_backoff)
         self.on_notification = on_notification
         #: This connection's id on the server (``rpc.info``), None while disconnected.
         self.id: str | None = None
         self._link = Link(
             self._endpoint(),
-            Backoff(backoff, max_backoff),
+            self._backoff,
             on_open=self._opened,
             on_frame=self._dispatch,
             on_lost=self._lost,
@@ -97,6 +96,21 @@ class Client:
         self._subscribing: dict[str, asyncio.Future[None]] = {}
         self._handlers: dict[str, list[Callable[..., Any]]] = {}
         self._tasks = TaskSet(logger, "a callback or renewal")
+
+    @property
+    def url(self) -> str:
+        """The route the client connects to (fixed when it is created)."""
+        return self._url
+
+    @property
+    def backoff(self) -> float:
+        """The first reconnection delay, in seconds (fixed when the client is created)."""
+        return self._backoff.first
+
+    @property
+    def max_backoff(self) -> float:
+        """The longest reconnection delay, in seconds (fixed when the client is created)."""
+        return self._backoff.maximum
 
     @property
     def connections(self) -> int:
@@ -151,8 +165,11 @@ class Client:
 
         Raises:
             ConnectionError: the client is closed.
+            RuntimeError: ``connect()`` was never called.
         """
         state = self._link.state
+        if state.phase is Phase.IDLE:
+            raise RuntimeError("connect() first")
         await self._link.wait_for(lambda: state.ready_on(connection) or state.closed)
         if state.closed:
             raise ConnectionError("client closed")

@@ -102,12 +102,13 @@ class Dispatcher:
     """The method table and what runs a connection's requests.
 
     Args:
-        events: where an ``Event``'s replies go (``Event.reply``, ``Event.to_room``...).
+        endpoint: the endpoint an ``Event`` answers through (``Event.reply``,
+            ``Event.to_room``...).
         max_tasks: streams and concurrent calls one connection may have running.
     """
 
-    def __init__(self, events: RPC, max_tasks: int = 100) -> None:
-        self.events = events
+    def __init__(self, endpoint: RPC, max_tasks: int = 100) -> None:
+        self.endpoint = endpoint
         self.max_tasks = max_tasks
         self.methods: dict[str, Method] = {}
         self._cancel_answers = TaskSet(logger, "answering a cancelled request")
@@ -183,7 +184,7 @@ class Dispatcher:
                 self._take_token(peer, name, method)
             params = request.get("params")
             if method.kind == "event":
-                args: list[Any] = [Event(self.events, peer.conn, name, params)]
+                args: list[Any] = [Event(self.endpoint, peer.conn, name, params)]
                 if method.data_hint is not NO_DATA:
                     args.append(convert("data", params, method.data_hint))
                 kwargs: dict[str, Any] = {}

@@ -107,7 +107,7 @@ class Pushes:
         remote = await self.manager.publish_topic(
             self.topic, raw, room=SUBSCRIBERS_ROOM, channel=channel, exclude=ids
         )
-        return _with_remote(sent, remote)
+        return Delivery.of(sent, (remote.published, remote.error))
 
     async def emit(
         self,
@@ -128,7 +128,7 @@ class Pushes:
             return Delivery(sent)  # ``to`` is here (or was refused here): nobody else has it
         # Only the nodes concerned: those with members in the room, or the target's.
         remote = await self.manager.publish_topic(self.topic, raw, room=room, to=to, exclude=ids)
-        return _with_remote(sent, remote)
+        return Delivery.of(sent, (remote.published, remote.error))
 
     def encode(self, message: dict[str, Any]) -> tuple[bytes, Push]:
         """``message`` as JSON bytes (what travels between nodes) and as the ``Push`` for
@@ -180,8 +180,3 @@ def _lazy_msgpack(raw: bytes) -> Callable[[], bytes | None]:
             return None
 
     return pack
-
-
-def _with_remote(sent: int, remote: Delivery) -> Delivery:
-    """The local count with what the other nodes' publication did."""
-    return Delivery(sent, remote.published, remote.error)

@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from gobstopper._util import Backoff
+from gobstopper.client import Client
 from gobstopper.client.link import Link
 from gobstopper.client.state import ConnectionState, IllegalTransition, Phase
 
@@ -166,3 +167,12 @@ async def test_the_link_wakes_its_waiters_at_each_transition() -> None:
         await asyncio.wait_for(later, 1)
     assert not third.done()  # its condition does not hold: it waits on, as asked
     third.cancel()
+
+
+async def test_a_client_says_connect_first_and_keeps_its_settings() -> None:
+    client = Client("ws://127.0.0.1:9/rpc", backoff=0.2, max_backoff=3.0)
+    with pytest.raises(RuntimeError, match="connect"):
+        await client.ready()  # never started: it would wait for ever
+    assert (client.url, client.backoff, client.max_backoff) == ("ws://127.0.0.1:9/rpc", 0.2, 3.0)
+    with pytest.raises(AttributeError):
+        client.backoff = 1.0  # type: ignore[misc]  # fixed at creation: a change would be ignored

@@ -97,7 +97,7 @@ async def test_undecodable_or_oversized_remote_messages_are_skipped(
     _, ta = await member(a, "alice", "lobby")
     other = MemoryBroker(hub)  # another node, publishing what it likes
     await other.start(lambda channel, data: None)
-    caplog.set_level(logging.WARNING, "gobstopper.manager")
+    caplog.set_level(logging.WARNING, "gobstopper.broker")
 
     def note(payload: bytes, **fields: Any) -> bytes:
         return envelope.encode(Envelope("other", payload, **fields))
@@ -128,3 +128,28 @@ async def test_alone_the_manager_never_touches_the_broker() -> None:
     assert await mgr.cluster_members("lobby") == ["alice"]
     assert isinstance(mgr.broker, MemoryBroker) and mgr.broker.hub.subscribers == {}
     assert transport.sent == ["hi"]
+
+
+async def test_an_outside_publisher_names_recipients_in_the_envelope() -> None:
+    """What docs/envelope.md promises a publisher in another language."""
+    hub = MemoryHub()
+    a = await node(hub)
+    _, ta = await member(a, "alice", "lobby")
+    _, tb = await member(a, "bob")
+    other = MemoryBroker(hub)
+    await other.start(lambda channel, data: None)
+    await other.publish("all", envelope.encode(Envelope("php", b"lobby only", room="lobby")))
+    await other.publish("all", envelope.encode(Envelope("php", b"bob only", target="bob")))
+    await other.publish("all", envelope.encode(Envelope("php", b"all but bob", exclude=("bob",))))
+    await other.publish("room:lobby", envelope.encode(Envelope("php", b"by channel")))
+    assert ta.sent == ["lobby only", "all but bob", "by channel"]
+    assert tb.sent == ["bob only"]
+
+
+async def test_a_node_skips_its_own_envelopes_when_the_broker_hands_them_back() -> None:
+    hub = MemoryHub()
+    a, b = await node(hub), await node(hub)
+    _, ta = await member(a, "alice", "lobby")
+    _, tb = await member(b, "bob", "lobby")
+    await a.broadcast("once", room="lobby")
+    assert (ta.sent, tb.sent) == (["once"], ["once"])  # a's own copy came back, skipped

@@ -25,6 +25,7 @@ __all__ = [
     "ACCESS_DENIED",
     "CANCEL",
     "EVENT",
+    "HISTORY",
     "INFO",
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
@@ -75,6 +76,7 @@ UNSUBSCRIBE = "rpc.unsubscribe"
 PUBLISH = "rpc.publish"
 CANCEL = "rpc.cancel"
 INFO = "rpc.info"
+HISTORY = "rpc.history"
 # The notifications the server pushes.
 MESSAGE = "rpc.message"  # params: {"channel", "data"}
 EVENT = "rpc.event"  # params: {"event", "data", "from"}

@@ -26,9 +26,12 @@ from typing import Any
 from ..delivery import Delivery, Push
 from ..envelope import Envelope
 from ..errors import MessageTooBig
+from ..history.base import Position
 from ..manager import Connection, WebSocketManager
 from . import channels, protocol
 from .codec import MSGPACK, json_bytes, json_loads
+from .history import POSITION_ROOM, ChannelHistory, HistoryPolicy
+from .protocol import INVALID_PARAMS, RPCError
 from .subscriptions import SubscriptionIndex
 
 __all__ = ["CHANNEL_ROOM", "SUBSCRIBERS_ROOM", "Pushes"]
@@ -67,23 +70,58 @@ class Pushes:
         self._msgpack = "msgpack" in encodings
         self._subscriptions = subscriptions
         self._connections = connections
+        #: Which channels keep history, and subscriptions resuming from a position.
+        self.history = ChannelHistory(manager, topic)
+        self._binary = _lazy_msgpack if self._msgpack else None
         manager.on_topic(topic, self.on_topic)
 
-    async def subscribe(self, conn: Connection, channel: str) -> None:
+    async def subscribe(
+        self, conn: Connection, channel: str, since: Position | None = None
+    ) -> dict[str, Any]:
         """Subscribe ``conn`` to a channel or pattern (checked by the caller), and put it
-        in the rooms that bring it the channel's messages from the other nodes."""
-        if not self._subscriptions.subscribe(conn, channel):
-            return
+        in the rooms that bring it the channel's messages from the other nodes. A
+        channel with history starts at a position, given back: after ``since`` when
+        given (and then whether it was followed: ``recovered``), else from now.
+
+        Raises:
+            RPCError: ``since`` for a pattern or a channel without history.
+            BrokerUnavailable: the history store cannot be read.
+        """
+        policy = None if channels.is_pattern(channel) else self.history.policy(channel)
+        if policy is None:
+            if since is not None:
+                why = f"{channel!r} keeps no history to resume from"
+                raise RPCError(INVALID_PARAMS, "Invalid params", why)
+            if self._subscriptions.subscribe(conn, channel):
+                await self._join(conn, channel)
+            return {}
+        if channel in self._subscriptions.subscriptions(conn):
+            return {}  # subscribed already: nothing to resume
+        position, recovered = await self.history.resume(
+            conn,
+            channel,
+            since,
+            lambda: self._join(conn, channel),
+            lambda: self._subscriptions.subscribe(conn, channel),
+            self._binary,
+        )
+        answer: dict[str, Any] = {"offset": position.offset, "epoch": position.epoch}
+        if recovered is not None:
+            answer["recovered"] = recovered
+        return answer
+
+    async def _join(self, conn: Connection, channel: str) -> None:
+        """The rooms a subscription needs: the one publications travel to (joined once
+        per connection) and the channel's own (presence, cluster-wide)."""
         with contextlib.suppress(ValueError):  # the connection may have gone meanwhile
-            if self._subscriptions.count(conn) == 1:
-                await conn.join(SUBSCRIBERS_ROOM)
-            await conn.join(CHANNEL_ROOM + channel)  # presence, cluster-wide
+            await conn.join(SUBSCRIBERS_ROOM)
+            await conn.join(CHANNEL_ROOM + channel)
 
     async def unsubscribe(self, conn: Connection, channel: str) -> None:
         """Undo ``subscribe`` (nothing if ``conn`` does not hold ``channel``)."""
         if self._subscriptions.unsubscribe(conn, channel):
             await conn.leave(CHANNEL_ROOM + channel)
-            if not self._subscriptions.count(conn):
+            if not self._subscriptions.count(conn) and not self.history.resuming(conn):
                 await conn.leave(SUBSCRIBERS_ROOM)
 
     async def publish(
@@ -98,6 +136,9 @@ class Pushes:
         and (``clustered``) on every other node."""
         if not channels.valid_channel(channel):
             raise ValueError(f"not a channel name: {channel!r}")
+        policy = self.history.policy(channel)
+        if policy is not None:
+            return await self._publish_kept(channel, data, ids, predicate, policy)
         raw, push = self.encode(protocol.channel_message(channel, data))
         targets = self._subscriptions.targets(channel)
         sent = self.manager.deliver(targets, push, ids, predicate)
@@ -108,6 +149,44 @@ class Pushes:
             self.topic, raw, room=SUBSCRIBERS_ROOM, channel=channel, exclude=ids
         )
         return Delivery.of(sent, (remote.published, remote.error))
+
+    async def _publish_kept(
+        self,
+        channel: str,
+        data: Any,
+        ids: frozenset[str],
+        predicate: Callable[[Connection], bool] | None,
+        policy: HistoryPolicy,
+    ) -> Delivery:
+        """A publication to a channel with history: kept, positioned, then delivered (here
+        at once without other nodes; with them, everywhere as it comes back)."""
+        raw, _ = self.encode(protocol.channel_message(channel, data), POSITION_ROOM)
+        position, through_broker = await self.manager.publish_topic_with_history(
+            self.topic,
+            raw,
+            self.history.stream(channel),
+            policy.size,
+            policy.ttl,
+            room=SUBSCRIBERS_ROOM,
+            channel=channel,
+            exclude=ids,
+        )
+        if through_broker:
+            return Delivery(0, published=True)
+        return Delivery(self._deliver_kept(channel, raw, position, ids, predicate))
+
+    def _deliver_kept(
+        self,
+        channel: str,
+        raw: bytes,
+        position: Position,
+        exclude: frozenset[str],
+        predicate: Callable[[Connection], bool] | None,
+    ) -> int:
+        push = self.history.push(raw, position, self._binary)
+        sent = self.manager.deliver(self._subscriptions.targets(channel), push, exclude, predicate)
+        self.history.hold(channel, position.offset, push, exclude, predicate)
+        return sent
 
     async def emit(
         self,
@@ -130,9 +209,12 @@ class Pushes:
         remote = await self.manager.publish_topic(self.topic, raw, room=room, to=to, exclude=ids)
         return Delivery.of(sent, (remote.published, remote.error))
 
-    def encode(self, message: dict[str, Any]) -> tuple[bytes, Push]:
+    def encode(self, message: dict[str, Any], spare: int = 0) -> tuple[bytes, Push]:
         """``message`` as JSON bytes (what travels between nodes) and as the ``Push`` for
         this node, with its msgpack form when msgpack is offered.
+
+        Args:
+            spare: bytes the message will grow by (a position) and must still fit.
 
         Raises:
             TypeError: an offered encoding cannot carry it.
@@ -141,7 +223,7 @@ class Pushes:
         raw = json_bytes(message)
         packed = typing.cast(bytes, MSGPACK.encode(message)) if self._msgpack else None
         limit = self.manager.config.max_message_bytes
-        size = max(len(raw), len(packed or b""))
+        size = max(len(raw), len(packed or b"")) + spare
         if size > limit:
             raise MessageTooBig(size, limit)
         return raw, Push(raw.decode(), len(raw), packed)
@@ -158,8 +240,13 @@ class Pushes:
         return [c for c in map(conns.get, self.manager.members(room)) if c is not None]
 
     def on_topic(self, note: Envelope) -> None:
-        """Another node published a channel message or an event: deliver to ours."""
+        """A channel message or an event from another node (or, with a position, from
+        any node, this one included): deliver to ours."""
         raw = note.payload
+        if note.offset is not None and note.channel is not None and note.epoch is not None:
+            position = Position(note.offset, note.epoch)
+            self._deliver_kept(note.channel, raw, position, frozenset(note.exclude), None)
+            return
         push = Push(raw.decode(), len(raw), _lazy_msgpack(raw))
         conns: Iterable[Connection]
         if note.channel is not None:

@@ -33,7 +33,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from ..delivery import Exclude
-from ..errors import CloseCode, ConnectionClosed, MessageTooBig
+from ..errors import BrokerUnavailable, CloseCode, ConnectionClosed, MessageTooBig
+from ..history.base import Position
 from ..manager import Connection, Delivery, WebSocketManager
 from ..websocket import State, WebSocket, WebSocketState
 from . import channels, protocol
@@ -42,8 +43,10 @@ from .codec import CODECS, JSON, Codec
 from .dispatch import Dispatcher, Peer
 from .events import Event
 from .guards import Guard, all_of, any_of, equals, has
+from .history import History, parse_since
 from .protocol import (
     ACCESS_DENIED,
+    INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
     RATE_LIMITED,
@@ -122,7 +125,8 @@ class RPC:
         )
         self._dispatcher = Dispatcher(self, max_tasks)
         builtins: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
-            (protocol.SUBSCRIBE, self._subscribe, {"channel": str}),
+            (protocol.SUBSCRIBE, self._subscribe, {"channel": str, "since": Any}),
+            (protocol.HISTORY, self._history, {"channel": str, "limit": int | None, "since": Any}),
             (protocol.UNSUBSCRIBE, self._unsubscribe, {"channel": str}),
             (protocol.PUBLISH, self._client_publish, {"channel": str, "echo": bool}),
             (protocol.CANCEL, self._cancel, {"id": str | int | float | None}),
@@ -296,19 +300,46 @@ class RPC:
 
     # -- built-in methods ------------------------------------------------------------------
 
-    async def _subscribe(self, peer: Peer, channel: str) -> dict[str, Any]:
+    async def _subscribe(self, peer: Peer, channel: str, since: Any = None) -> dict[str, Any]:
         if not channels.valid_pattern(channel):
             why = f"not a channel or pattern: {channel!r}"
             raise RPCError(INVALID_PARAMS, "Invalid params", why)
+        position = None if since is None else parse_since(since)
         conn = peer.conn
+        started: dict[str, Any] = {}
         if channel not in self._subscriptions.subscriptions(conn):
             if self._subscriptions.count(conn) >= self.max_subscriptions:
                 limit = {"limit": self.max_subscriptions}
                 raise RPCError(TOO_MANY_SUBSCRIPTIONS, "Too many subscriptions", limit)
-            if self.can_subscribe is not None and not self.can_subscribe(peer.ws.state, channel):
-                raise RPCError(ACCESS_DENIED, "Access denied", channel)
-            await self._pushes.subscribe(conn, channel)
-        return {"channel": channel, "subscriptions": self._subscriptions.count(conn)}
+            self._check_access(peer, channel)
+            try:
+                started = await self._pushes.subscribe(conn, channel, position)
+            except BrokerUnavailable as exc:
+                logger.warning("subscribing to %r: history unavailable: %s", channel, exc)
+                raise RPCError(INTERNAL_ERROR, "Internal error", "history unavailable") from None
+        count = self._subscriptions.count(conn)
+        return {"channel": channel, "subscriptions": count, **started}
+
+    async def _history(
+        self, peer: Peer, channel: str, limit: int | None = None, since: Any = None
+    ) -> dict[str, Any]:
+        if not channels.valid_channel(channel):
+            raise RPCError(INVALID_PARAMS, "Invalid params", f"not a channel name: {channel!r}")
+        self._check_access(peer, channel)
+        if limit is not None and limit < 0:
+            raise RPCError(INVALID_PARAMS, "Invalid params", "limit must be 0 or more")
+        position = None if since is None else parse_since(since)
+        try:
+            return (await self.history(channel, since=position, limit=limit)).as_dict()
+        except ValueError as exc:
+            raise RPCError(INVALID_PARAMS, "Invalid params", str(exc)) from None
+        except BrokerUnavailable as exc:
+            logger.warning("reading the history of %r: %s", channel, exc)
+            raise RPCError(INTERNAL_ERROR, "Internal error", "history unavailable") from None
+
+    def _check_access(self, peer: Peer, channel: str) -> None:
+        if self.can_subscribe is not None and not self.can_subscribe(peer.ws.state, channel):
+            raise RPCError(ACCESS_DENIED, "Access denied", channel)
 
     async def _unsubscribe(self, peer: Peer, channel: str) -> dict[str, Any]:
         await self._pushes.unsubscribe(peer.conn, channel)
@@ -407,6 +438,34 @@ class RPC:
             raise ValueError("pass room or to, not both")
         ids, clustered = self.manager.audience(exclude, predicate, local)
         return await self._pushes.emit(event, data, sender, room, to, ids, predicate, clustered)
+
+    # -- history -----------------------------------------------------------------------------
+
+    def keep_history(self, pattern: str, *, size: int = 100, ttl: float = 300.0) -> None:
+        """Keep the last ``size`` publications of every channel ``pattern`` matches, each
+        for ``ttl`` seconds. Their pushes then carry a position (``offset``, ``epoch``),
+        and a client that reconnects resumes from its last one (``rpc.subscribe`` with
+        ``since``), missing nothing kept, or is told it cannot (``recovered: false``).
+        The first pattern registered that matches a channel decides.
+
+        Example: ``rpc.keep_history("chat.*", size=1000, ttl=300)``
+
+        Raises:
+            ValueError: not a channel or pattern, or a size or ttl that is not positive.
+        """
+        self._pushes.history.keep(pattern, size, ttl)
+
+    async def history(
+        self, channel: str, *, since: Position | None = None, limit: int | None = None
+    ) -> History:
+        """Read ``channel``'s kept publications: the last ``limit`` (all kept when None),
+        or with ``since``, the first ``limit`` after it.
+
+        Raises:
+            ValueError: ``channel`` keeps no history.
+            BrokerUnavailable: the store cannot be read.
+        """
+        return await self._pushes.history.read(channel, since, limit)
 
     def subscriptions(self, conn_id: str) -> frozenset[str]:
         """The channels and patterns a connection of this node subscribes to."""

@@ -1,0 +1,323 @@
+"""Channel history for the message layer: which channels keep it, the position on every
+push, and subscriptions that resume from a position.
+
+A channel keeps history when it matches a pattern registered with ``RPC.keep_history``;
+every publication to it is appended to the manager's history store, which gives it a
+position (offset, epoch), and each ``rpc.message`` push carries that position. With
+other nodes, the append and the publication to them are one step of the broker, and
+every node (this one too) delivers a channel's publications as they come back from the
+broker: all of them in the store's order.
+
+Resuming (``rpc.subscribe`` with ``since``) is exact at the seam between what was kept
+and what is live: the subscriber is first put where live publications reach it, but
+they are held in a buffer; then the store is read; then, without a pause, the kept
+publications after ``since``, then the held ones after the last of those, are queued for
+it in order; and only then does it receive live ones directly. No publication is lost
+between the read and going live, and none is sent twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..delivery import Push, chosen
+from ..history.base import Position, Publication, Window
+from ..manager import Connection, WebSocketManager
+from . import channels
+from .codec import DecodeError, json_loads
+from .protocol import INVALID_PARAMS, RPCError
+
+__all__ = [
+    "POSITION_ROOM",
+    "ChannelHistory",
+    "History",
+    "HistoryPolicy",
+    "KeptMessage",
+    "parse_since",
+    "with_position",
+]
+
+#: Makes the msgpack form of a JSON push, lazily (``pushes._lazy_msgpack``).
+MakeBinary = Callable[[bytes], Callable[[], "bytes | None"]]
+
+#: Bytes a position adds to a push, at most: pushes are checked against the message
+#: limit with this much to spare.
+POSITION_ROOM = 80
+
+# Every channel message starts so (``protocol.channel_message`` encoded compactly): the
+# position goes right after it.
+_PARAMS = b'{"jsonrpc":"2.0","method":"rpc.message","params":{'
+_EPOCH = re.compile(r"[0-9A-Za-z_.:-]{1,40}")
+
+
+def with_position(raw: bytes, position: Position) -> bytes:
+    """The JSON push ``raw`` (a channel message) with ``offset`` and ``epoch`` in its params."""
+    if not raw.startswith(_PARAMS):
+        raise ValueError("not a channel message")
+    head = b'"offset":%d,"epoch":"%s",' % (position.offset, position.epoch.encode())
+    return _PARAMS + head + raw[len(_PARAMS) :]
+
+
+def parse_since(value: Any) -> Position:
+    """A client's ``since``: ``{"offset": int >= 0, "epoch": str}``.
+
+    Raises:
+        RPCError: ``INVALID_PARAMS`` for anything else.
+    """
+    if isinstance(value, dict) and set(value) == {"offset", "epoch"}:
+        offset, epoch = value["offset"], value["epoch"]
+        if (
+            isinstance(offset, int)
+            and not isinstance(offset, bool)
+            and 0 <= offset < 2**63
+            and isinstance(epoch, str)
+            and _EPOCH.fullmatch(epoch)
+        ):
+            return Position(offset, epoch)
+    raise RPCError(INVALID_PARAMS, "Invalid params", 'since must be {"offset": n, "epoch": "..."}')
+
+
+@dataclass(frozen=True, slots=True)
+class KeptMessage:
+    """A publication read from a channel's history: its offset and its data."""
+
+    offset: int
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What ``RPC.history`` read.
+
+    Attributes:
+        messages: the publications, oldest first.
+        position: the channel's position now.
+        recovered: with ``since``: whether everything after it was still kept (when
+            False, ``messages`` is empty); None without ``since``.
+    """
+
+    messages: list[KeptMessage]
+    position: Position
+    recovered: bool | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The answer to ``rpc.history``."""
+        answer: dict[str, Any] = {
+            "publications": [{"offset": m.offset, "data": m.data} for m in self.messages],
+            "offset": self.position.offset,
+            "epoch": self.position.epoch,
+        }
+        if self.recovered is not None:
+            answer["recovered"] = self.recovered
+        return answer
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPolicy:
+    """How much of a channel is kept: the last ``size`` publications, for ``ttl`` seconds."""
+
+    size: int
+    ttl: float
+
+
+class ChannelHistory:
+    """The history side of one endpoint.
+
+    Args:
+        manager: its history store and its delivery loop.
+        topic: the endpoint's topic; a channel's stream is ``<topic>:<channel>``.
+    """
+
+    def __init__(self, manager: WebSocketManager, topic: str) -> None:
+        self.manager = manager
+        self.topic = topic
+        self._policies: list[tuple[str, HistoryPolicy]] = []
+        self._policy_of: dict[str, HistoryPolicy | None] = {}  # by channel, bounded
+        # Subscribers resuming, by channel: the positioned pushes held for each.
+        self._held: dict[str, dict[Connection, list[tuple[int, Push]]]] = {}
+
+    # -- which channels ----------------------------------------------------------------
+
+    def keep(self, pattern: str, size: int, ttl: float) -> None:
+        """Keep history for the channels ``pattern`` matches (the first pattern that
+        matches a channel decides).
+
+        Raises:
+            ValueError: not a channel name or pattern, or a size or ttl that is not
+                positive.
+        """
+        if not channels.valid_pattern(pattern):
+            raise ValueError(f"not a channel name or pattern: {pattern!r}")
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise ValueError(f"size={size!r}: history keeps a positive number of publications")
+        if not ttl > 0:
+            raise ValueError(
+                f"ttl={ttl!r}: history keeps publications a positive number of seconds"
+            )
+        self._policies.append((pattern, HistoryPolicy(size, float(ttl))))
+        self._policy_of.clear()
+
+    def policy(self, channel: str) -> HistoryPolicy | None:
+        """How ``channel`` (a name) keeps history; None: it keeps none."""
+        if not self._policies:
+            return None
+        try:
+            return self._policy_of[channel]
+        except KeyError:
+            pass
+        found = None
+        for pattern, policy in self._policies:
+            if pattern == channel or (
+                channels.is_pattern(pattern) and channels.matches(pattern, channel)
+            ):
+                found = policy
+                break
+        if len(self._policy_of) > 10_000:
+            self._policy_of.clear()  # bounded: channel names may be endless
+        self._policy_of[channel] = found
+        return found
+
+    def stream(self, channel: str) -> str:
+        return f"{self.topic}:{channel}"
+
+    # -- positioned pushes --------------------------------------------------------------
+
+    def push(
+        self,
+        raw: bytes,
+        position: Position,
+        binary: MakeBinary | None,
+    ) -> Push:
+        """The push of channel message ``raw`` at ``position`` (``binary``: makes the
+        msgpack form of the framed JSON, when the endpoint offers msgpack)."""
+        framed = with_position(raw, position)
+        return Push(framed.decode(), len(framed), None if binary is None else binary(framed))
+
+    def hold(
+        self,
+        channel: str,
+        offset: int,
+        push: Push,
+        exclude: frozenset[str],
+        predicate: Callable[[Connection], bool] | None,
+    ) -> None:
+        """Keep ``push`` for the subscribers of ``channel`` that are resuming."""
+        held = self._held.get(channel)
+        if not held:
+            return
+        for conn, pushes in held.items():
+            if chosen(conn, exclude, predicate):
+                pushes.append((offset, push))
+
+    # -- resuming -------------------------------------------------------------------------
+
+    def resuming(self, conn: Connection) -> int:
+        """How many subscriptions ``conn`` has being resumed now."""
+        return sum(conn in held for held in self._held.values())
+
+    async def resume(
+        self,
+        conn: Connection,
+        channel: str,
+        since: Position | None,
+        join: Callable[[], Any],
+        go_live: Callable[[], object],
+        binary: MakeBinary | None,
+    ) -> tuple[Position, bool | None]:
+        """Subscribe ``conn`` to ``channel`` (a name with history), from ``since`` or from
+        now, exactly at the seam.
+
+        Args:
+            join: awaited first: puts ``conn`` where live publications reach this node.
+            go_live: called last, without a pause after the replay: adds ``conn`` to
+                the subscribers that live publications are delivered to.
+
+        Returns:
+            The position the subscription continues after, and whether the publications
+            after ``since`` were all replayed (None without ``since``).
+
+        Raises:
+            BrokerUnavailable: the store cannot be read; ``conn`` is not subscribed.
+        """
+        policy = self.policy(channel)
+        assert policy is not None
+        held: list[tuple[int, Push]] = []
+        self._held.setdefault(channel, {})[conn] = held
+        try:
+            await join()
+            if since is None:
+                window = await self.manager.history.read(self.stream(channel), limit=0)
+            else:
+                window = await self.manager.history.read(
+                    self.stream(channel), since=since.offset, limit=policy.size
+                )
+        except BaseException:
+            self._release(channel, conn)
+            raise
+        recovered = None if since is None else window.follows(since)
+        last = since.offset if since is not None and recovered else window.position.offset
+        replay = window.publications if recovered else []
+        # From here to go_live(), nothing awaits: no publication can slip in between.
+        self._release(channel, conn)
+        for publication in replay:
+            if publication.offset > last:
+                self._send(conn, publication, window, binary)
+                last = publication.offset
+        for offset, push in held:
+            if offset > last:
+                self.manager.deliver((conn,), push)
+                last = offset
+        go_live()
+        return Position(last, window.position.epoch), recovered
+
+    async def read(self, channel: str, since: Position | None, limit: int | None) -> History:
+        """The kept publications of ``channel`` (the last ``limit``, or the first ``limit``
+        after ``since``), and whether ``since`` could be followed.
+
+        Raises:
+            ValueError: ``channel`` keeps no history.
+            BrokerUnavailable: the store cannot be read.
+        """
+        if self.policy(channel) is None:
+            raise ValueError(f"{channel!r} keeps no history")
+        stream = self.stream(channel)
+        if since is None:
+            window = await self.manager.history.read(stream, limit=limit)
+            return History(_messages(window), window.position, None)
+        window = await self.manager.history.read(stream, since=since.offset, limit=limit)
+        if not window.follows(since):
+            return History([], window.position, False)
+        return History(_messages(window), window.position, True)
+
+    def _send(
+        self,
+        conn: Connection,
+        publication: Publication,
+        window: Window,
+        binary: MakeBinary | None,
+    ) -> None:
+        position = Position(publication.offset, window.position.epoch)
+        with contextlib.suppress(ValueError):  # kept by another version: skipped
+            self.manager.deliver((conn,), self.push(publication.data, position, binary))
+
+    def _release(self, channel: str, conn: Connection) -> None:
+        held = self._held.get(channel)
+        if held is not None:
+            held.pop(conn, None)
+            if not held:
+                del self._held[channel]
+
+
+def _messages(window: Window) -> list[KeptMessage]:
+    found = []
+    for publication in window.publications:
+        try:
+            data = json_loads(publication.data)["params"]["data"]
+        except (DecodeError, TypeError, KeyError):
+            continue  # not a channel message of this version: skipped
+        found.append(KeptMessage(publication.offset, data))
+    return found

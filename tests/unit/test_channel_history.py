@@ -1,0 +1,238 @@
+"""Channel history in the message layer, on the in-memory transport: positions on pushes,
+resuming from a position exactly at the seam, and rpc.history."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from gobstopper import WebSocketManager
+from gobstopper.history import MemoryHistory, Position, Window
+from gobstopper.messages import RPC
+
+from .rpc_peer import ServedPeer, served
+
+
+def endpoint(**options: Any) -> RPC:
+    rpc = RPC(WebSocketManager(), **options)
+    rpc.keep_history("feed.*", size=5, ttl=60)
+    return rpc
+
+
+async def subscribe(peer: ServedPeer, params: dict[str, Any]) -> tuple[list[Any], Any]:
+    """Subscribe; the pushes that came before the answer, and the answer."""
+    peer.send_obj({"jsonrpc": "2.0", "method": "rpc.subscribe", "params": params, "id": "s"})
+    pushes = []
+    while True:
+        frame = await peer.frame()
+        if frame.get("id") == "s":
+            return pushes, frame
+        pushes.append(frame)
+
+
+def offsets(pushes: list[Any]) -> list[int]:
+    return [p["params"]["offset"] for p in pushes]
+
+
+async def test_pushes_of_a_kept_channel_carry_their_position() -> None:
+    rpc = endpoint()
+    async with served(rpc) as peer:
+        before, answer = await subscribe(peer, {"channel": "feed.a"})
+        assert before == []
+        epoch = answer["result"]["epoch"]
+        assert answer["result"]["offset"] == 0 and "recovered" not in answer["result"]
+        for i in range(3):
+            await rpc.publish("feed.a", {"n": i})
+        pushes = [await peer.frame() for _ in range(3)]
+        assert [p["params"] for p in pushes] == [
+            {"offset": i + 1, "epoch": epoch, "channel": "feed.a", "data": {"n": i}}
+            for i in range(3)
+        ]
+
+
+async def test_a_channel_without_history_is_as_before() -> None:
+    rpc = endpoint()
+    async with served(rpc) as peer:
+        _, answer = await subscribe(peer, {"channel": "news"})
+        assert answer["result"] == {"channel": "news", "subscriptions": 1}
+        await rpc.publish("news", 1)
+        assert (await peer.frame())["params"] == {"channel": "news", "data": 1}
+
+
+async def test_resuming_replays_what_was_missed_then_goes_live() -> None:
+    rpc = endpoint()
+    async with served(rpc) as peer:
+        _, answer = await subscribe(peer, {"channel": "feed.a"})
+        epoch = answer["result"]["epoch"]
+        await rpc.publish("feed.a", "one")
+        seen = await peer.frame()
+    # Away: two publications missed.
+    await rpc.publish("feed.a", "two")
+    await rpc.publish("feed.a", "three")
+    since = {"offset": seen["params"]["offset"], "epoch": epoch}
+    async with served(rpc) as peer:
+        replayed, answer = await subscribe(peer, {"channel": "feed.a", "since": since})
+        assert [p["params"]["data"] for p in replayed] == ["two", "three"]
+        assert offsets(replayed) == [2, 3]
+        assert answer["result"] == {
+            "channel": "feed.a",
+            "subscriptions": 1,
+            "offset": 3,
+            "epoch": epoch,
+            "recovered": True,
+        }
+        await rpc.publish("feed.a", "four")
+        assert offsets([await peer.frame()]) == [4]
+
+
+@pytest.mark.parametrize(
+    ("since", "why"),
+    [
+        (lambda epoch: {"offset": 1, "epoch": epoch}, "fell out of the window of 5"),
+        (lambda epoch: {"offset": 3, "epoch": "made-up"}, "another epoch"),
+        (lambda epoch: {"offset": 99, "epoch": epoch}, "ahead of the stream"),
+    ],
+)
+async def test_a_position_that_cannot_be_followed_says_so_and_replays_nothing(
+    since: Any, why: str
+) -> None:
+    rpc = endpoint()
+    async with served(rpc) as peer:
+        _, answer = await subscribe(peer, {"channel": "feed.a"})
+        epoch = answer["result"]["epoch"]
+    for i in range(8):
+        await rpc.publish("feed.a", i)
+    async with served(rpc) as peer:
+        replayed, answer = await subscribe(peer, {"channel": "feed.a", "since": since(epoch)})
+        assert replayed == [], why
+        assert answer["result"]["recovered"] is False, why
+        assert (answer["result"]["offset"], answer["result"]["epoch"]) == (8, epoch)
+        await rpc.publish("feed.a", "live")
+        assert offsets([await peer.frame()]) == [9]  # live goes on after the position
+
+
+@pytest.mark.parametrize(
+    ("params", "why"),
+    [
+        ({"channel": "feed.*", "since": {"offset": 0, "epoch": "e"}}, "a pattern"),
+        ({"channel": "news", "since": {"offset": 0, "epoch": "e"}}, "keeps no history"),
+        ({"channel": "feed.a", "since": {"offset": -1, "epoch": "e"}}, "negative"),
+        ({"channel": "feed.a", "since": {"offset": True, "epoch": "e"}}, "a bool"),
+        ({"channel": "feed.a", "since": {"offset": 2**70, "epoch": "e"}}, "huge"),
+        ({"channel": "feed.a", "since": {"offset": 1}}, "no epoch"),
+        ({"channel": "feed.a", "since": {"offset": 1, "epoch": "x" * 500}}, "a long epoch"),
+        ({"channel": "feed.a", "since": [1, "e"]}, "not an object"),
+    ],
+)
+async def test_bad_positions_are_refused_and_change_nothing(params: Any, why: str) -> None:
+    rpc = endpoint()
+    async with served(rpc) as peer:
+        _, answer = await subscribe(peer, params)
+        assert answer["error"]["code"] == -32602, why
+        info = await peer.call("rpc.info")
+        assert info["result"]["subscriptions"] == [], why
+
+
+async def test_the_seam_is_exact_under_concurrent_publishing() -> None:
+    """Publications made while the resuming subscriber's history read is in flight reach
+    it once each, in order, between the replay and the live ones."""
+    rpc = endpoint()
+    store = rpc.manager.history
+    assert isinstance(store, MemoryHistory)
+    reading = asyncio.Event()
+    go_on = asyncio.Event()
+    real_read = store.read
+
+    async def slow_read(channel: str, since: int | None = None, limit: int | None = None) -> Window:
+        window = await real_read(channel, since, limit)
+        reading.set()
+        await go_on.wait()  # publications go on meanwhile
+        return window
+
+    for i in range(1, 4):
+        await rpc.publish("feed.a", i)
+    epoch = (await rpc.history("feed.a")).position.epoch
+    store.read = slow_read  # type: ignore[method-assign]
+    async with served(rpc) as peer:
+        peer.send_obj(
+            {
+                "jsonrpc": "2.0",
+                "method": "rpc.subscribe",
+                "params": {"channel": "feed.a", "since": {"offset": 1, "epoch": epoch}},
+                "id": "s",
+            }
+        )
+        await asyncio.wait_for(reading.wait(), 2)
+        for i in range(4, 8):  # after the read: held for the subscriber
+            await rpc.publish("feed.a", i)
+        go_on.set()
+        frames = [await peer.frame() for _ in range(7)]  # 2 replayed + 4 held + answer
+        answer = frames.pop()
+        assert answer["result"]["recovered"] is True and answer["result"]["offset"] == 7
+        assert offsets(frames) == [2, 3, 4, 5, 6, 7]
+        await rpc.publish("feed.a", 8)
+        assert offsets([await peer.frame()]) == [8]
+
+
+async def test_msgpack_subscribers_get_the_position_too() -> None:
+    rpc = endpoint()
+    async with served(rpc, encoding="msgpack") as peer:
+        _, answer = await subscribe(peer, {"channel": "feed.a"})
+        await rpc.publish("feed.a", b"\x00raw")
+        push = await peer.frame()
+        assert push["params"] == {
+            "offset": 1,
+            "epoch": answer["result"]["epoch"],
+            "channel": "feed.a",
+            "data": "AHJhdw==",  # bytes travel as base64 in JSON form, as for any push
+        }
+
+
+async def test_history_reads_the_last_or_what_follows_a_position() -> None:
+    rpc = endpoint(can_subscribe=lambda state, channel: channel != "feed.secret")
+    for i in range(1, 8):
+        await rpc.publish("feed.a", i)
+    epoch = (await rpc.history("feed.a")).position.epoch
+    async with served(rpc) as peer:
+        last = (await peer.call("rpc.history", {"channel": "feed.a", "limit": 2}))["result"]
+        assert last == {
+            "publications": [{"offset": 6, "data": 6}, {"offset": 7, "data": 7}],
+            "offset": 7,
+            "epoch": epoch,
+        }
+        since = {"offset": 5, "epoch": epoch}
+        after = (await peer.call("rpc.history", {"channel": "feed.a", "since": since}))["result"]
+        assert [p["offset"] for p in after["publications"]] == [6, 7] and after["recovered"]
+        gone = {"offset": 1, "epoch": epoch}
+        lost = (await peer.call("rpc.history", {"channel": "feed.a", "since": gone}))["result"]
+        assert lost["publications"] == [] and lost["recovered"] is False
+        denied = await peer.call("rpc.history", {"channel": "feed.secret"})
+        assert denied["error"]["code"] == -32001
+        for params in (
+            {"channel": "news"},
+            {"channel": "feed.*"},
+            {"channel": "feed.a", "limit": -1},
+        ):
+            assert (await peer.call("rpc.history", params))["error"]["code"] == -32602, params
+
+
+async def test_server_code_reads_history_and_refuses_a_channel_without() -> None:
+    rpc = endpoint()
+    await rpc.publish("feed.a", {"x": 1})
+    history = await rpc.history("feed.a")
+    assert [(m.offset, m.data) for m in history.messages] == [(1, {"x": 1})]
+    assert history.recovered is None
+    assert (await rpc.history("feed.a", since=Position(1, history.position.epoch))).messages == []
+    with pytest.raises(ValueError, match="no history"):
+        await rpc.history("news")
+
+
+def test_keeping_history_checks_its_arguments() -> None:
+    rpc = RPC(WebSocketManager())
+    for bad in (dict(size=0, ttl=1), dict(size=1, ttl=0), dict(size=True, ttl=1)):
+        with pytest.raises(ValueError):
+            rpc.keep_history("feed.*", **bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="pattern"):
+        rpc.keep_history("feed..x")

@@ -118,6 +118,8 @@ class Client:
         self._streams: dict[int, asyncio.Queue[Any]] = {}
         self._subscriptions: dict[str, list[Subscription]] = {}
         self._subscribing: dict[str, asyncio.Future[None]] = {}
+        # Subscriptions whose own rpc.subscribe is on its way: a renewal leaves them to it.
+        self._asking: set[Subscription] = set()
         self._handlers: dict[str, list[Callable[..., Any]]] = {}
         self._tasks = TaskSet(logger, "a callback or renewal")
 
@@ -208,7 +210,7 @@ class Client:
         """On each new connection: learn its id and subscribe again to every pattern
         (a channel with a position from there). Ready only if that connection is still the
         current one."""
-        patterns = tuple(self._subscriptions)
+        patterns = tuple(p for p in self._subscriptions if self._renewable(p))
         answers = await asyncio.gather(
             self.call(protocol.INFO),
             *(self._resubscribe(p) for p in patterns),
@@ -233,7 +235,7 @@ class Client:
     async def _resubscribe(self, pattern: str) -> Any:
         """Subscribe again to ``pattern``, since its subscriptions' position if they have
         one (the server then replays what was missed, or says it cannot)."""
-        position = _resume_position(self._subscriptions.get(pattern, ()))
+        position = _resume_position(self._renewable(pattern))
         if position is not None:
             try:
                 return await self._subscribe_call(pattern, position)
@@ -243,6 +245,11 @@ class Client:
                 # The channel keeps no history any more (the server's configuration
                 # changed): the break is marked already; subscribe without a position.
         return await self._subscribe_call(pattern, None)
+
+    def _renewable(self, pattern: str) -> list[Subscription]:
+        """The subscriptions of ``pattern`` a renewal subscribes again: not those still
+        waiting for their own answer (their request goes to the new connection)."""
+        return [s for s in self._subscriptions.get(pattern, ()) if s not in self._asking]
 
     async def _subscribe_call(
         self, pattern: str, since: Position | None, asked: list[Subscription] | None = None
@@ -257,7 +264,11 @@ class Client:
         def on_answer(answer: protocol.Response) -> None:
             self._subscribed(pattern, since, asked, answer)
 
-        return await self._ask(message, on_answer)
+        self._asking.update(asked or ())
+        try:
+            return await self._ask(message, on_answer)
+        finally:
+            self._asking.difference_update(asked or ())
 
     def _subscribed(
         self,
@@ -271,7 +282,7 @@ class Client:
         if is_pattern(pattern):
             return  # positions are a channel name's
         subs = self._subscriptions.get(pattern, [])
-        targets = subs if asked is None else [sub for sub in asked if sub in subs]
+        targets = self._renewable(pattern) if asked is None else [s for s in asked if s in subs]
         if answer.error is not None:
             if since is not None and asked is None and answer.error.code == protocol.INVALID_PARAMS:
                 for sub in targets:  # a renewal from a position the server cannot take

@@ -274,3 +274,24 @@ async def test_a_full_queue_drops_messages_never_the_break(
         await feed.get(1)
     assert [(await feed.get(1)).data for _ in range(2)] == [7, 8]
     assert feed.dropped == 2
+
+
+async def test_a_subscription_asked_while_disconnected_is_sent_once(
+    client: Client, server: FakeServer
+) -> None:
+    sock = await connected(client, server)
+    sock.drop()
+    task = asyncio.ensure_future(client.subscribe("feed.a", since=Position(3, E)))
+    await asyncio.sleep(0)
+    new = await server.accept()
+    found = await new.renewal(1)  # rpc.info, and the subscription's own request only
+    assert found["feed.a"]["params"]["since"] == {"offset": 3, "epoch": E}
+    reply = {"channel": "feed.a", "offset": 7, "epoch": E, "recovered": False}
+    new.push(answer(found["feed.a"], reply), answer(found[protocol.INFO], {"id": "x"}))
+    feed = await asyncio.wait_for(task, 2)
+    await client.ready(2)
+    with pytest.raises(RecoveryFailed):
+        await feed.get(1)
+    with pytest.raises(asyncio.TimeoutError):
+        await feed.get(0.05)  # once
+    assert new.nothing_sent()

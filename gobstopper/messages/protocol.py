@@ -82,7 +82,7 @@ CANCEL = "rpc.cancel"
 INFO = "rpc.info"
 HISTORY = "rpc.history"  # a channel's kept publications (channels with history only)
 # The notifications the server pushes.
-MESSAGE = "rpc.message"  # params: {"channel", "data"}, plus "offset", "epoch" with history
+MESSAGE = "rpc.message"  # params: {"channel", "data"}
 EVENT = "rpc.event"  # params: {"event", "data", "from"}
 STREAM = "rpc.stream"  # params: {"id", "item"}
 

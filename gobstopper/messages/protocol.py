@@ -52,15 +52,19 @@ __all__ = [
     "channel_message",
     "error",
     "event_push",
+    "history_params",
     "invalid_request_id",
     "is_request",
     "notification",
     "parse_batch",
     "parse_incoming",
     "parse_request",
+    "read_position",
     "request",
     "result",
+    "since",
     "stream_item",
+    "subscribe_params",
     "valid_id",
 ]
 
@@ -76,9 +80,9 @@ UNSUBSCRIBE = "rpc.unsubscribe"
 PUBLISH = "rpc.publish"
 CANCEL = "rpc.cancel"
 INFO = "rpc.info"
-HISTORY = "rpc.history"
+HISTORY = "rpc.history"  # a channel's kept publications (channels with history only)
 # The notifications the server pushes.
-MESSAGE = "rpc.message"  # params: {"channel", "data"}
+MESSAGE = "rpc.message"  # params: {"channel", "data"} (+ "offset", "epoch" with history)
 EVENT = "rpc.event"  # params: {"event", "data", "from"}
 STREAM = "rpc.stream"  # params: {"id", "item"}
 
@@ -291,3 +295,48 @@ def parse_incoming(payload: Any) -> list[Response | Notification]:
         else:
             found.append(Response(item["id"], result=item.get("result")))
     return found
+
+
+# -- channel positions (history and recovery) ----------------------------------------------
+#
+# A channel that keeps history numbers its publications: ``offset`` grows by one per
+# publication within an ``epoch``, a string that changes when the server's store lost
+# continuity. ``rpc.message`` params then carry both; ``rpc.subscribe`` and
+# ``rpc.history`` accept ``since`` (a position) and answer with the position they continue
+# after and, when ``since`` was given, ``recovered``.
+
+
+def since(offset: int, epoch: str) -> dict[str, Any]:
+    """The ``since`` parameter of ``rpc.subscribe`` and ``rpc.history``: a position."""
+    return {"offset": offset, "epoch": epoch}
+
+
+def subscribe_params(channel: str, position: tuple[int, str] | None = None) -> dict[str, Any]:
+    """The params of ``rpc.subscribe``, resuming after ``position`` (offset, epoch) if given."""
+    params: dict[str, Any] = {"channel": channel}
+    if position is not None:
+        params["since"] = since(*position)
+    return params
+
+
+def history_params(
+    channel: str, limit: int | None = None, position: tuple[int, str] | None = None
+) -> dict[str, Any]:
+    """The params of ``rpc.history``: at most ``limit`` publications, after ``position``."""
+    params: dict[str, Any] = {"channel": channel}
+    if limit is not None:
+        params["limit"] = limit
+    if position is not None:
+        params["since"] = since(*position)
+    return params
+
+
+def read_position(obj: Any) -> tuple[int, str] | None:
+    """The ``(offset, epoch)`` an ``rpc.message``'s params, a publication or an answer
+    carries, or None when it carries none (a channel without history) or a malformed one."""
+    if not isinstance(obj, dict):
+        return None
+    offset, epoch = obj.get("offset"), obj.get("epoch")
+    if isinstance(offset, int) and not isinstance(offset, bool) and isinstance(epoch, str):
+        return offset, epoch
+    return None

@@ -22,6 +22,7 @@
     PUBLISH: "rpc.publish",
     CANCEL: "rpc.cancel",
     INFO: "rpc.info",
+    HISTORY: "rpc.history",
     // Notifications the server pushes.
     MESSAGE: "rpc.message",
     EVENT: "rpc.event",
@@ -85,6 +86,34 @@
     }
   }
 
+  /** Whether `pattern` is a pattern (wildcards), not a channel name. */
+  function isPattern(pattern) {
+    return pattern.includes("*");
+  }
+
+  /** The {offset, epoch} a push, a publication or an answer carries, or null (a channel
+   * without history). */
+  function readPosition(obj) {
+    if (!obj || !Number.isInteger(obj.offset) || typeof obj.epoch !== "string") return null;
+    return { offset: obj.offset, epoch: obj.epoch };
+  }
+
+  /** Where a channel's subscriptions resume from: they share their messages, so they
+   * stand at one position; should they not, the earliest (the others skip what they had). */
+  function resumePosition(subs) {
+    let found = null;
+    for (const sub of subs) {
+      if (sub.position && (!found || sub.position.offset < found.offset)) found = sub.position;
+    }
+    return found;
+  }
+
+  /** The subscriptions a renewal subscribes again: not those whose own rpc.subscribe is
+   * still waiting to be sent or answered (it goes to the new connection). */
+  function renewable(subs) {
+    return [...subs].filter((sub) => !sub.asking || sub.asking.done);
+  }
+
   // A callback that throws must not break the client's dispatching.
   function safely(fn, ...args) {
     try {
@@ -137,7 +166,7 @@
       this._pending = new Map(); // request id -> entry, until answered
       this._queue = []; // entries not sent yet, in order
       this._events = new Map(); // event name -> Set of callbacks
-      this._subs = new Map(); // channel pattern -> Set of callbacks
+      this._subs = new Map(); // channel pattern -> Set of {callback, position, onRecoveryFailed}
       this._waiters = new Set(); // connect() promises waiting for the next open
       this._attempt = 0;
       this._timer = null;
@@ -222,29 +251,67 @@
       return this;
     }
 
-    /** Subscribe to a channel or pattern ("news.*", "chat.**"): callback(data, channel)
-     * for every message whose channel matches. Returns a function that unsubscribes;
-     * its `ready` promise settles with the server's answer. Subscriptions are sent
-     * again after every reconnection. */
-    subscribe(pattern, callback) {
+    /** Subscribe to a channel or pattern ("news.*", "chat.**"): callback(data, channel,
+     * {offset, epoch}) for every message whose channel matches (offset and epoch are null
+     * unless the channel keeps history). Returns a function that unsubscribes; its
+     * `ready` promise settles with the server's answer, its `position` is where this
+     * subscription stands. Subscriptions are sent again after every reconnection, a
+     * channel with a position since it: what was missed comes first, in order.
+     *
+     * Options (channels that keep history, by name, not pattern): `since`, a position
+     * {offset, epoch} saved earlier, to resume after it; `onRecoveryFailed({channel,
+     * position})`, called when the server could not replay what was missed, before the
+     * messages after the break (position: what live messages continue after). */
+    subscribe(pattern, callback, { since = null, onRecoveryFailed = null } = {}) {
+      if (since && isPattern(pattern)) {
+        throw new TypeError(`since needs a channel name, not a pattern: ${pattern}`);
+      }
+      const sub = { callback, position: since, onRecoveryFailed };
       if (!this._subs.has(pattern)) this._subs.set(pattern, new Set());
-      this._subs.get(pattern).add(callback);
+      this._subs.get(pattern).add(sub);
       const forget = () => {
         const set = this._subs.get(pattern);
-        if (!set || !set.delete(callback) || set.size) return;
+        if (!set || !set.delete(sub) || set.size) return;
         this._subs.delete(pattern);
         // Sent in order after the subscription, even if that is still queued or on its
         // way (before the connection counts as open); unknown ones are ignored.
         if (!this._stopped) quiet(this.call(RPC.UNSUBSCRIBE, { channel: pattern }));
       };
+      Object.defineProperty(forget, "position", { get: () => sub.position });
       // Refused (access denied, too many): the subscription is dropped here too.
+      const entry = this._subscribeRequest(pattern, since, [sub]);
+      sub.asking = entry;
       forget.ready = quiet(
-        this.call(RPC.SUBSCRIBE, { channel: pattern }).catch((err) => {
+        entry.promise.catch((err) => {
           if (err instanceof CallError) forget();
           throw err;
         }),
       );
       return forget;
+    }
+
+    /** The position (`{offset, epoch}`) the subscriptions to channel `name` stand at,
+     * or null (a pattern, a channel without history, or not subscribed). */
+    position(name) {
+      return resumePosition(this._subs.get(name) || []);
+    }
+
+    /** The publications a channel that keeps history still holds: the last `limit`, or
+     * those after `since` ({offset, epoch}). Resolves with {publications: [{offset,
+     * epoch, data}], position: {offset, epoch}, recovered} (recovered: null without
+     * `since`; false when what followed it is gone, and publications is then empty). */
+    async history(channel, { limit = null, since = null } = {}) {
+      const params = { channel };
+      if (limit != null) params.limit = limit;
+      if (since) params.since = { offset: since.offset, epoch: since.epoch };
+      const result = await this.call(RPC.HISTORY, params);
+      const position = readPosition(result);
+      const publications = (result.publications || []).map((p) => ({
+        offset: p.offset,
+        epoch: position && position.epoch,
+        data: p.data,
+      }));
+      return { publications, position, recovered: result.recovered ?? null };
     }
 
     /** Publish `data` to `channel` (if the server lets clients publish); resolves with
@@ -290,6 +357,46 @@
         const error = new TimeoutError(`${entry.message.method}: ${what} in ${this.timeout} ms`);
         this._settle(entry, error);
       }, this.timeout);
+    }
+
+    // rpc.subscribe for `asked` (null: every subscription of the pattern, a renewal);
+    // its answer updates their positions as it is read, before the frames after it.
+    _subscribeRequest(pattern, since, asked, first = false) {
+      const params = { channel: pattern };
+      if (since) params.since = { offset: since.offset, epoch: since.epoch };
+      const entry = this._request(RPC.SUBSCRIBE, params, undefined, first);
+      entry.onAnswer = (m) => this._subscribed(pattern, since, asked, m);
+      return entry;
+    }
+
+    _subscribed(pattern, since, asked, m) {
+      if (isPattern(pattern)) return; // positions are a channel name's
+      const subs = [...(this._subs.get(pattern) || [])];
+      const targets = asked ? asked.filter((sub) => subs.includes(sub)) : renewable(subs);
+      if (m.error) {
+        // A renewal from a position the server no longer takes (the channel lost its
+        // history): the stream broke here; the caller subscribes again without it.
+        if (since && !asked && m.error.code === RPC.INVALID_PARAMS) {
+          for (const sub of targets) this._broke(pattern, sub, null);
+        }
+        return;
+      }
+      const reply = m.result || {};
+      const position = readPosition(reply);
+      if (since && reply.recovered === false) {
+        for (const sub of targets) this._broke(pattern, sub, position);
+      } else if (position) {
+        for (const sub of targets) sub.position = position;
+      }
+      if (position) {
+        for (const sub of subs) if (!sub.position) sub.position = position;
+      }
+    }
+
+    _broke(channel, sub, position) {
+      sub.position = position;
+      if (sub.onRecoveryFailed) safely(sub.onRecoveryFailed, { channel, position });
+      else console.warn(`gobstopper: missed messages of ${channel} could not be recovered`);
     }
 
     _request(method, params, onItem, first = false) {
@@ -364,13 +471,9 @@
       // (the server kept nothing of the old connection), then who we are. The server
       // handles them in order, so they are in place before the queued calls run.
       const info = this._request(RPC.INFO, undefined, undefined, true);
-      for (const pattern of this._subs.keys()) {
-        const again = this._request(RPC.SUBSCRIBE, { channel: pattern }, undefined, true);
-        again.promise.catch((err) => {
-          if (!(err instanceof CallError)) return; // dropped again: the next one retries
-          console.warn(`gobstopper: subscription ${pattern} refused`, err);
-          this._subs.delete(pattern);
-        });
+      for (const [pattern, subs] of this._subs) {
+        const again = renewable(subs);
+        if (again.length) this._resubscribe(pattern, resumePosition(again));
       }
       this._flush();
       info.promise.then(
@@ -393,6 +496,22 @@
           if (this._ws === ws && ws.readyState === 1) ws.close();
         },
       );
+    }
+
+    // Subscribe again on a new connection, a channel with a position since it (the server
+    // then replays what was missed, or says it cannot).
+    // `first`: ahead of the calls that waited for the connection (sent by _flush).
+    _resubscribe(pattern, since, first = true) {
+      const again = this._subscribeRequest(pattern, since, null, first);
+      again.promise.catch((err) => {
+        if (!(err instanceof CallError)) return; // dropped again: the next one retries
+        if (since && err.code === RPC.INVALID_PARAMS && this._subs.has(pattern)) {
+          this._resubscribe(pattern, null, false); // the channel keeps no history now
+          return;
+        }
+        console.warn(`gobstopper: subscription ${pattern} refused`, err);
+        this._subs.delete(pattern);
+      });
     }
 
     _dropped(ws, event) {
@@ -437,6 +556,7 @@
     _answer(m) {
       const entry = this._pending.get(m.id);
       if (!entry) return; // timed out already, or an error about no request (id null)
+      if (entry.onAnswer) safely(entry.onAnswer, m);
       if (m.error) {
         const e = m.error;
         this._settle(entry, new CallError(e.code, e.message, e.data));
@@ -453,9 +573,19 @@
       } else if (method === RPC.MESSAGE) {
         // The server sends a message once per connection: every local subscription
         // whose pattern matches gets it.
-        for (const [pattern, callbacks] of [...this._subs]) {
+        const at = readPosition(params);
+        const meta = { offset: at ? at.offset : null, epoch: at ? at.epoch : null };
+        for (const [pattern, subs] of [...this._subs]) {
           if (!matches(pattern, params.channel)) continue;
-          for (const callback of [...callbacks]) safely(callback, params.data, params.channel);
+          for (const sub of [...subs]) {
+            if (at && !isPattern(pattern)) {
+              const last = sub.position;
+              // At or before where it stands in the same epoch: a replay it had already.
+              if (last && last.epoch === at.epoch && at.offset <= last.offset) continue;
+              sub.position = at;
+            }
+            safely(sub.callback, params.data, params.channel, meta);
+          }
         }
       } else if (method === RPC.STREAM) {
         const entry = this._pending.get(params.id);

@@ -27,12 +27,17 @@ class Proxy:
         self._server: asyncio.AbstractServer | None = None
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self.accepted = 0
+        #: While set, new connections are reset at once: the network is down.
+        self.down = False
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            _abort(writer)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
         except OSError:
@@ -57,6 +62,14 @@ class Proxy:
         self._pairs.clear()
         self.cuts += 1
         return len(pairs)
+
+    def go_down(self) -> None:
+        """Cut every connection and refuse new ones until ``come_back()``."""
+        self.down = True
+        self.cut()
+
+    def come_back(self) -> None:
+        self.down = False
 
     @property
     def open(self) -> int:

@@ -31,7 +31,7 @@ def test_every_constant_equals_the_protocols() -> None:
     js = constants()
     for name, value in js.items():
         assert getattr(protocol, name) == value, name
-    names = {"VERSION", "SUBSCRIBE", "UNSUBSCRIBE", "PUBLISH", "CANCEL", "INFO"}
+    names = {"VERSION", "SUBSCRIBE", "UNSUBSCRIBE", "PUBLISH", "CANCEL", "INFO", "HISTORY"}
     names |= {"MESSAGE", "EVENT", "STREAM"} | {code.name for code in protocol.ErrorCode}
     assert set(js) == names
 

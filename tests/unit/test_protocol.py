@@ -66,7 +66,7 @@ def test_builders() -> None:
 
 def test_names_and_codes() -> None:
     names = (protocol.SUBSCRIBE, protocol.UNSUBSCRIBE, protocol.PUBLISH, protocol.CANCEL)
-    names += (protocol.INFO, protocol.MESSAGE, protocol.EVENT, protocol.STREAM)
+    names += (protocol.INFO, protocol.MESSAGE, protocol.EVENT, protocol.STREAM, protocol.HISTORY)
     assert all(name.startswith(protocol.RESERVED_PREFIX) for name in names)
     assert len(set(names)) == len(names)
     for code in ErrorCode:
@@ -214,3 +214,24 @@ def test_rpc_error_as_dict() -> None:
     assert RPCError(1, "m").as_dict() == {"code": 1, "message": "m"}
     assert RPCError(1, "m", []).as_dict() == {"code": 1, "message": "m", "data": []}
     assert str(RPCError(1, "m")) == "m"
+
+
+def test_positions() -> None:
+    assert protocol.since(3, "e") == {"offset": 3, "epoch": "e"}
+    assert protocol.subscribe_params("feed") == {"channel": "feed"}
+    assert protocol.subscribe_params("feed", (3, "e")) == {
+        "channel": "feed",
+        "since": {"offset": 3, "epoch": "e"},
+    }
+    assert protocol.history_params("feed") == {"channel": "feed"}
+    assert protocol.history_params("feed", 10, (3, "e")) == {
+        "channel": "feed",
+        "limit": 10,
+        "since": {"offset": 3, "epoch": "e"},
+    }
+    assert protocol.read_position({"channel": "a", "data": 1, "offset": 4, "epoch": "e"}) == (
+        4,
+        "e",
+    )
+    for params in ({"channel": "a"}, {"offset": True, "epoch": "e"}, {"offset": 1}, None, [1]):
+        assert protocol.read_position(params) is None

@@ -1,5 +1,6 @@
 """Channel history: stores of positioned publications (``base.py`` the contract,
-``memory.py`` the in-memory ring; the Redis broker brings a store of Redis streams)."""
+``memory.py`` the in-memory ring; the Redis broker brings a store of Redis streams,
+``brokers/redis/history.py``)."""
 
 from __future__ import annotations
 

@@ -1,19 +1,65 @@
-"""The history store contract, run against every store (no sockets for the memory one)."""
+"""The history store contract, run against every store: the memory one (no sockets) and
+the Redis one (a redis-server on a free port, started for this module when a test asks
+for it; without redis-server those tests skip, and fail in CI)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 
 from gobstopper.history import HistoryStore, MemoryHistory, Position, Window
 
+from ..integration.redis_server import RedisServer, require_redis
+
 StoreFactory = Callable[[], HistoryStore]
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer(require_redis())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[Any]:
+    async for client in _client(redis_server):
+        yield client
+
+
+async def _client(server: RedisServer) -> AsyncIterator[Any]:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(server.url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def redis_store(client: Any, **options: Any) -> HistoryStore:
+    """A Redis store with keys of its own (a new prefix) on the module's server."""
+    from gobstopper.brokers.redis import RedisHistory
+
+    return RedisHistory(client, prefix=f"test-{uuid.uuid4().hex[:8]}:", **options)
+
+
+@pytest.fixture(params=["memory", "redis"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[HistoryStore]:
-    yield MemoryHistory()
+    if request.param == "redis":
+        # Asked for here only: the memory store's tests need no Redis.
+        async for client in _client(request.getfixturevalue("redis_server")):
+            yield redis_store(client)
+    else:
+        yield MemoryHistory()
 
 
 async def test_offsets_count_up_from_one_in_one_epoch(store: HistoryStore) -> None:
@@ -87,6 +133,46 @@ async def test_publications_expire_and_a_dropped_stream_comes_back_in_a_new_epoc
     # ...and comes back in a new epoch, so that no position from before can be taken
     # for one of the new sequence.
     assert again.epoch != old.epoch and again.offset == 1
+
+
+async def test_redis_publications_expire_and_a_dropped_stream_comes_back_in_a_new_epoch(
+    redis_client: Any,
+) -> None:
+    # Redis's own clock: a short real ttl, and waits on the condition.
+    store = redis_store(redis_client, meta_ttl=1.5)
+    old = await store.append("news", b"a", 10, 0.2)
+    await store.append("news", b"b", 10, 0.2)
+    window = await until(store, lambda w: w.publications == [])
+    assert window.first == 3 and window.position == Position(2, old.epoch)  # both expired
+    assert not window.follows(Position(1, old.epoch))  # 2 is gone
+    assert window.follows(Position(2, old.epoch))  # nothing missed after 2
+    # A quiet period longer than the meta's TTL: the stream is forgotten, and comes back
+    # in a new epoch, so that no position from before can be taken for a new one.
+    window = await until(store, lambda w: w.position.epoch != old.epoch)
+    assert window.position.offset == 0 and not window.follows(Position(2, old.epoch))
+    again = await store.append("news", b"c", 10, 5)
+    assert again == Position(1, window.position.epoch)
+
+
+async def test_redis_publications_expire_one_by_one(redis_client: Any) -> None:
+    store = redis_store(redis_client)
+    await store.append("news", b"a", 10, 0.3)
+    await store.append("news", b"b", 10, 30)
+    window = await until(store, lambda w: len(w.publications) < 2)
+    # b, appended with a longer ttl, stays: each publication has its own expiry.
+    assert [(p.offset, p.data) for p in window.publications] == [(2, b"b")]
+    assert window.first == 2 and window.follows(Position(1, window.position.epoch))
+
+
+async def until(store: HistoryStore, condition: Callable[[Window], bool]) -> Window:
+    """Read ``news`` until ``condition`` holds (at most 5 seconds)."""
+    deadline = time.monotonic() + 5
+    while True:
+        window = await store.read("news")
+        if condition(window):
+            return window
+        assert time.monotonic() < deadline, f"still {window}"
+        await asyncio.sleep(0.02)
 
 
 def test_window_follows_checks_every_bound() -> None:

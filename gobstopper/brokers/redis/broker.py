@@ -11,6 +11,9 @@ a key per node (``<prefix>node:<node id>``) that the node refreshes every third 
 ``presence_ttl`` and that expires ``presence_ttl`` seconds after its node stops doing
 so. Readers skip (and delete) the members of nodes whose key has expired, so the
 members of a crashed worker disappear within ``presence_ttl`` seconds.
+
+Channel history lives in Redis streams (``history.py``): a publication with history is
+one script that appends and publishes, queued on the writer like any publish.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from redis.exceptions import RedisError
 
 from ..._util import Backoff
 from ...errors import BrokerUnavailable
+from ...history.base import Position
 from ..base import Broker, BrokerHealth, MessageHandler
+from .history import DEFAULT_META_TTL, RedisHistory
 from .writer import HDEL_IF_OWNER, Writer
 
 __all__ = ["RedisBroker", "redact"]
@@ -66,6 +71,8 @@ class RedisBroker(Broker):
         presence_ttl: seconds after which a silent node's members are gone.
         timeout: seconds any single Redis operation may take.
         max_pending: commands waiting for the writer before ``publish`` refuses more.
+        history_meta_ttl: seconds a history stream's epoch and top offset outlive its
+            last publication (see ``RedisHistory``).
     """
 
     def __init__(
@@ -76,6 +83,7 @@ class RedisBroker(Broker):
         presence_ttl: float = 10.0,
         timeout: float = 2.0,
         max_pending: int = 100_000,
+        history_meta_ttl: float = DEFAULT_META_TTL,
     ) -> None:
         self.url = url
         self.node_id = uuid.uuid4().hex
@@ -98,6 +106,10 @@ class RedisBroker(Broker):
         self._pubsub: Any = None
         self._confirm: dict[str, asyncio.Future[None]] = {}
         self._writer = Writer(self._client, self._hdel_if_owner, redact(url), timeout, max_pending)
+        self._history = RedisHistory(
+            self._client, prefix=prefix, url=redact(url), timeout=timeout, meta_ttl=history_meta_ttl
+        )
+        self.history = self._history
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._connected = False
@@ -146,6 +158,7 @@ class RedisBroker(Broker):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        self._writer.fail_calls("the broker stopped")
         if self._connected:
             try:
                 async with self._client.pipeline(transaction=False) as pipe:
@@ -170,6 +183,35 @@ class RedisBroker(Broker):
             self._dropped += 1
             raise BrokerUnavailable(redact(self.url), self._last_error or "not connected")
         self._writer.put("publish", self._channel(channel), data)
+
+    async def publish_with_history(
+        self, channel: str, head: bytes, stream: str, data: bytes, size: int, ttl: float
+    ) -> Position:
+        """See ``Broker.publish_with_history``: one script appends and publishes.
+
+        The script alone orders a stream's publications (Redis runs one script at a
+        time: offset order is publication order, across nodes). It still goes through
+        the writer rather than straight to Redis, so that it keeps its place among this
+        node's other writes (a broadcast to the same room published just before it
+        arrives before it, as the contract promises), shares their pipelines, and is
+        bounded by ``max_pending`` like them.
+
+        Raises:
+            BrokerUnavailable: Redis cannot be reached, or the connection failed with
+                the script in flight (then whether it ran is unknown: delivery is at
+                most once); counted in ``health().dropped``.
+        """
+        if not self._connected:
+            self._dropped += 1
+            raise BrokerUnavailable(redact(self.url), self._last_error or "not connected")
+        full = self._channel(channel)
+        history = self._history
+
+        def run(pipe: Any) -> Any:
+            return history.run_append(pipe, stream, data, size, ttl, (full, head))
+
+        call = self._writer.call(full, run, len(head) + len(data))
+        return history.position(await call.reply)
 
     def presence_add(self, key: str, member: str) -> None:
         self._members.setdefault(key, set()).add(member)
@@ -411,6 +453,9 @@ class RedisBroker(Broker):
         if connected != self._connected:
             self._connected = self._writer.connected = connected
             self._since = time.time()
+            if not connected:
+                # Publishers waiting for a position learn it now, not on reconnection.
+                self._writer.fail_calls(self._last_error or "not connected")
         if connected:
             self._writer.wake()
 

@@ -2,9 +2,11 @@
 
 One task writes everything a node sends to Redis but its subscriptions, on one
 connection, in the order it was queued: the messages one node publishes to one channel
-arrive everywhere in that order, and a presence removal never overtakes the addition
-it undoes. Each pipeline takes up to ``_BATCH`` commands (about ``_BATCH_BYTES`` of
-messages). The queue is bounded: past ``max_pending`` commands a publish is refused.
+arrive everywhere in that order (publications with history included: their script runs
+in the same pipelines, and its reply goes back to the publisher), and a presence
+removal never overtakes the addition it undoes. Each pipeline takes up to ``_BATCH``
+commands (about ``_BATCH_BYTES`` of messages). The queue is bounded: past
+``max_pending`` commands a publish is refused.
 
 Readers of presence wait for the writes queued before them (``written()``), so that a
 node reads its own joins and leaves.
@@ -16,13 +18,14 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..._util import Throttle
 from ...errors import BrokerUnavailable
 
-__all__ = ["HDEL_IF_OWNER", "Writer"]
+__all__ = ["HDEL_IF_OWNER", "Call", "Writer"]
 
 logger = logging.getLogger("gobstopper.broker")
 
@@ -44,8 +47,27 @@ return n
 
 #: ``hdel(key, members, node, client)``: the script above, run on ``client``.
 HDel = Callable[[str, list[str], str, Any], Any]
-#: A queued command: ("publish", channel, data), ("hset", key, member) or ("hdel", key, member).
+#: A queued command: ("publish", channel, data), ("history", channel, Call),
+#: ("hset", key, member) or ("hdel", key, member).
 Op = tuple[str, str, Any]
+#: The commands that carry a message (lost, they count as dropped).
+_MESSAGES = ("publish", "history")
+
+
+@dataclass(slots=True)
+class Call:
+    """A publication whose reply its publisher awaits (one with history).
+
+    Attributes:
+        run: queues the command on the pipeline given.
+        size: bytes it carries (for the pipeline's size).
+        reply: set to Redis's reply, or to ``BrokerUnavailable``; a publisher that
+            stopped waiting cancels it, and a call not written yet is then skipped.
+    """
+
+    run: Callable[[Any], Awaitable[Any]]
+    size: int
+    reply: asyncio.Future[Any]
 
 
 class Writer:
@@ -94,6 +116,29 @@ class Writer:
         if self._ready is not None:
             self._ready.set()
 
+    def call(self, channel: str, run: Callable[[Any], Awaitable[Any]], size: int) -> Call:
+        """Queue a publication whose reply is awaited (``Call``); in order with the rest.
+
+        Raises:
+            BrokerUnavailable: ``max_pending`` commands wait already.
+        """
+        call = Call(run, size, asyncio.get_running_loop().create_future())
+        self.put("history", channel, call)
+        return call
+
+    def fail_calls(self, reason: str) -> None:
+        """Fail the calls still queued (the connection is lost, or the broker stops):
+        their publishers learn it now, and nothing of theirs is written later."""
+        calls = [op for op in self._ops if op[0] == "history"]
+        if not calls:
+            return
+        self._ops = deque(op for op in self._ops if op[0] != "history")
+        self._queued -= len(calls)
+        for _, _, call in calls:
+            if not call.reply.done():
+                self.dropped += 1
+                call.reply.set_exception(BrokerUnavailable(self._url, reason))
+
     def forget(self, op: Op) -> None:
         """Drop every queued copy of ``op`` (a removal that a later addition undoes)."""
         kept = deque(o for o in self._ops if o != op)
@@ -136,9 +181,10 @@ class Writer:
                     for op, result in zip(batch, results, strict=True)
                     if isinstance(result, Exception)
                 ]
+                self._reply(batch, results)
                 if failed:
                     # An error reply (e.g. Redis out of memory) fails one command only.
-                    lost = sum(op == "publish" for op, _, _ in failed)
+                    lost = sum(op in _MESSAGES for op, _, _ in failed)
                     self.dropped += lost
                     self._throttle.error(
                         "broker: %d command(s) refused by Redis (%s); %d message(s) lost",
@@ -153,6 +199,8 @@ class Writer:
             for op, target, arg in batch:
                 if op == "publish":
                     pipe.publish(target, arg)
+                elif op == "history":
+                    await arg.run(pipe)
                 elif op == "hset":
                     pipe.hset(target, arg, self.node_id)
                 else:
@@ -170,12 +218,31 @@ class Writer:
             op = ops.popleft()
             if op[0] == "publish":
                 size += len(op[2])
+            elif op[0] == "history":
+                if op[2].reply.done():  # its publisher gave up waiting: not written
+                    self._advance(1)
+                    continue
+                size += op[2].size
             batch.append(op)
         return batch
 
+    def _reply(self, batch: list[Op], results: list[Any]) -> None:
+        for (kind, _, call), result in zip(batch, results, strict=True):
+            if kind != "history" or call.reply.done():
+                continue
+            if isinstance(result, Exception):
+                call.reply.set_exception(BrokerUnavailable(self._url, str(result)))
+            else:
+                call.reply.set_result(result)
+
     def _batch_failed(self, batch: list[Op], exc: BaseException) -> None:
-        lost = sum(op == "publish" for op, _, _ in batch)
+        lost = sum(op in _MESSAGES for op, _, _ in batch)
         self.dropped += lost
+        reason = str(exc) or type(exc).__name__
+        for kind, _, call in batch:
+            if kind == "history" and not call.reply.done():
+                # Unknown whether Redis ran it: delivery is at most once.
+                call.reply.set_exception(BrokerUnavailable(self._url, reason))
         self._advance(len(batch))
         # Removals go back to the front, in order, for the next connection (additions
         # are written again from the broker's members on reconnection).

@@ -63,9 +63,12 @@ class Peer:
             ``NotificationKey`` for a notification's).
         buckets: its rate-limit buckets, by method name.
         closing: it went over a rate limit that closes: close once answered.
+        answer_in_queue: the answer to the frame being handled must follow the pushes
+            queued for the connection before it (a subscription's replay): it goes
+            through the connection's queue, not straight to the socket.
     """
 
-    __slots__ = ("buckets", "closing", "codec", "conn", "tasks", "ws")
+    __slots__ = ("answer_in_queue", "buckets", "closing", "codec", "conn", "tasks", "ws")
 
     def __init__(self, conn: Connection, codec: Codec) -> None:
         self.conn = conn
@@ -74,6 +77,7 @@ class Peer:
         self.tasks: dict[Any, asyncio.Task[None]] = {}
         self.buckets: dict[str, RateLimiter] = {}
         self.closing = False
+        self.answer_in_queue = False
 
     async def send(self, frame: str | bytes) -> None:
         """Send one encoded frame (str: text, bytes: binary).
@@ -144,8 +148,9 @@ class Dispatcher:
         """Answer one inbound frame; close the connection (1008) if it went over a rate
         limit that closes."""
         reply = await self.dispatch(peer, raw)
+        in_queue, peer.answer_in_queue = peer.answer_in_queue, False
         if reply is not None:
-            await self.send_reply(peer, reply)
+            await self.send_reply(peer, reply, in_queue)
         if peer.closing:
             await peer.ws.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
 
@@ -205,14 +210,20 @@ class Dispatcher:
             return None if notification else protocol.error(rid, _internal_error())
         return None if notification else protocol.result(rid, result)
 
-    async def send_reply(self, peer: Peer, reply: Any) -> None:
+    async def send_reply(self, peer: Peer, reply: Any, in_queue: bool = False) -> None:
         """Send an answer (or a batch's); one the encoding cannot carry, or over the
-        message limit, is replaced by an internal error (logged)."""
+        message limit, is replaced by an internal error (logged). ``in_queue``: behind
+        the pushes queued for the connection (see ``Peer.answer_in_queue``)."""
         try:
             frame = peer.codec.encode(reply)
         except TypeError:
             reply = _encodable(reply, peer.codec)
             frame = peer.codec.encode(reply)
+        if in_queue:
+            size = len(frame) if isinstance(frame, bytes) else len(frame.encode())
+            # Behind the replay, in order; a queue too full takes the slow-consumer path.
+            peer.conn.outbox.put(frame, size)
+            return
         try:
             await peer.send(frame)
         except MessageTooBig as exc:

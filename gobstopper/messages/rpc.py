@@ -314,6 +314,8 @@ class RPC:
             self._check_access(peer, channel)
             try:
                 started = await self._pushes.subscribe(conn, channel, position)
+                # Replayed publications were queued for it: the answer goes after them.
+                peer.answer_in_queue = bool(started)
             except BrokerUnavailable as exc:
                 logger.warning("subscribing to %r: history unavailable: %s", channel, exc)
                 raise RPCError(INTERNAL_ERROR, "Internal error", "history unavailable") from None

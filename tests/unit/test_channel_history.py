@@ -12,6 +12,7 @@ from gobstopper import WebSocketManager
 from gobstopper.history import MemoryHistory, Position, Window
 from gobstopper.messages import RPC
 
+from .fake_transport import release_until
 from .rpc_peer import ServedPeer, served
 
 
@@ -236,3 +237,28 @@ def test_keeping_history_checks_its_arguments() -> None:
             rpc.keep_history("feed.*", **bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="pattern"):
         rpc.keep_history("feed..x")
+
+
+async def test_the_answer_follows_the_replay_on_a_slow_socket() -> None:
+    """Replayed publications wait in the connection's queue when its socket is slow; the
+    subscription's answer must not overtake them, or the client would take their
+    positions for old ones."""
+    rpc = endpoint()
+    rpc.keep_history("slow.*", size=100, ttl=60)
+    for i in range(20):
+        await rpc.publish("slow.a", i)
+    epoch = (await rpc.history("slow.a")).position.epoch
+    async with served(rpc) as peer:
+        peer.transport.stalled = True  # sends start but do not finish
+        peer.send_obj(
+            {
+                "jsonrpc": "2.0",
+                "method": "rpc.subscribe",
+                "params": {"channel": "slow.a", "since": {"offset": 0, "epoch": epoch}},
+                "id": "s",
+            }
+        )
+        await release_until(peer.transport, 21)
+        frames = [await peer.frame() for _ in range(21)]
+        assert offsets(frames[:20]) == list(range(1, 21))
+        assert frames[20]["id"] == "s" and frames[20]["result"]["offset"] == 20

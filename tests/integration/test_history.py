@@ -13,6 +13,7 @@ from gobstopper.client import Client, RecoveryFailed, Subscription
 
 from .helpers import WAIT, wait_until
 from .proxy import Proxy, proxy
+from .redis_server import RedisServer, redis_fixture
 from .servers import Server, server_fixture, start
 
 history_server = server_fixture(
@@ -132,3 +133,68 @@ async def test_a_restarted_store_is_a_new_epoch_and_said_plainly(
             await sub.get(WAIT)
         assert lost.value.position is not None
         assert lost.value.position.epoch != old.epoch and lost.value.position.offset == 0
+
+
+redis_server = redis_fixture()
+
+
+@pytest.fixture
+def redis_hosts(redis_server: RedisServer) -> Iterator[tuple[Server, Server]]:
+    """Two granian processes ("hosts") keeping history in one real Redis."""
+    env = {"GOBSTOPPER_BROKER_URL": redis_server.url}
+    a = start("tests.apps.history:app", "rsgi", env)
+    try:
+        b = start("tests.apps.history:app", "asgi", env)
+        try:
+            yield a, b
+        finally:
+            b.stop()
+    finally:
+        a.stop()
+
+
+async def test_across_two_hosts_on_redis_nothing_is_missed(
+    redis_hosts: tuple[Server, Server],
+) -> None:
+    """Published on one host, received on the other through a connection cut again and
+    again: every message once, in order (the offsets come from Redis, in one step with
+    the publication)."""
+    a, b = redis_hosts
+    got, p, subscriber = await run_flow(f"{a.ws}/rpc", b.port, "feed.redis")
+    assert got == list(range(N))
+    assert p.cuts >= 3 and subscriber.connections >= 4
+
+
+async def test_a_flushed_redis_is_a_new_epoch_and_said_plainly(
+    redis_hosts: tuple[Server, Server], redis_server: RedisServer
+) -> None:
+    import redis.asyncio as aioredis
+
+    a, b = redis_hosts
+    async with (
+        proxy(b.port) as p,
+        Client(
+            f"ws://127.0.0.1:{p.port}/rpc", backoff=0.02, max_backoff=0.2, timeout=WAIT
+        ) as subscriber,
+        Client(f"{a.ws}/rpc", timeout=WAIT) as publisher,
+    ):
+        sub = await subscriber.subscribe("feed.flush")
+        await publisher.publish("feed.flush", "before")
+        before = await sub.get(WAIT)
+        connections = subscriber.connections
+        p.go_down()
+        raw = aioredis.Redis.from_url(redis_server.url)
+        try:
+            await raw.flushall()
+        finally:
+            await raw.aclose()
+        await publisher.publish("feed.flush", "after the flush")
+        p.come_back()
+        await asyncio.wait_for(subscriber.ready(connections + 1), WAIT)
+        with pytest.raises(RecoveryFailed) as lost:
+            await sub.get(WAIT)
+        assert lost.value.position is not None
+        assert lost.value.position.epoch != before.epoch  # a new sequence
+        await publisher.publish("feed.flush", "live")
+        message = await sub.get(WAIT)
+        assert message.data == "live" and message.epoch == lost.value.position.epoch

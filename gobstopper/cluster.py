@@ -25,9 +25,10 @@ from collections.abc import Callable, Iterable
 from . import envelope
 from ._util import TaskSet, Throttle
 from .brokers.base import Broker, BrokerHealth
+from .delivery import Delivery
 from .envelope import Envelope, EnvelopeError
 from .errors import BrokerUnavailable
-from .history.base import Position
+from .history import HistoryStore, MemoryHistory, Position
 
 __all__ = ["ALL", "CONNS", "Cluster", "Published", "Receiver", "TopicHandler", "room_channel"]
 
@@ -76,6 +77,7 @@ class Cluster:
         self.node = ""  # the broker's node id, once started
         self._own = b"\x00"  # how this node's envelopes begin, once started
         self._topics: dict[str, TopicHandler] = {}
+        self._own_history: MemoryHistory | None = None
         self._throttle = Throttle(logger)
         self._background = TaskSet(logger, "broker operation", throttle=True)
 
@@ -232,15 +234,102 @@ class Cluster:
             channel, head, stream, note.payload, size, ttl
         )
 
-    # -- topics --------------------------------------------------------------------------------
+    # -- topics: messages for the layers above the manager ---------------------------
 
     def on_topic(self, topic: str, handler: TopicHandler) -> None:
-        """See ``WebSocketManager.on_topic``."""
+        """Call ``handler`` with the ``Envelope`` of every ``publish_topic(topic, ...)`` made
+        on another node.
+
+        Raises:
+            ValueError: the topic has a handler already, or its name is empty.
+        """
         if not topic:
             raise ValueError("a topic needs a name")
         if topic in self._topics:
             raise ValueError(f"topic {topic!r} has a handler already")
         self._topics[topic] = handler
+
+    async def publish_topic(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        room: str | None = None,
+        to: str | None = None,
+        channel: str | None = None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> Delivery:
+        """Hand ``payload`` to ``topic``'s handler on the other nodes (the caller serves this
+        one itself): every node, only those with members in ``room``, or only the node
+        that has connection ``to``. ``channel`` and ``exclude`` travel in the envelope
+        for the handler to use.
+
+        Returns:
+            A ``Delivery`` of 0 local connections, saying whether the other nodes were
+            reached (``published`` is False, with no error, when no node has ``to``).
+        """
+        if not self._clustered:
+            return Delivery(0)
+        note = Envelope(
+            self.node,
+            payload,
+            topic=topic,
+            room=room,
+            target=to,
+            channel=channel,
+            exclude=tuple(sorted(exclude)),
+        )
+        if to is None:
+            return Delivery.of(0, await self.publish(_channel(room), note))
+        outcome = await self.publish_to(to, note)
+        return Delivery(0) if outcome is None else Delivery.of(0, outcome)
+
+    @property
+    def history(self) -> HistoryStore:
+        """Where channel history is kept: the broker's store, shared by the nodes on it,
+        or this process's own when there is no broker."""
+        broker = self.broker
+        if broker is not None and broker.history is not None:
+            return broker.history
+        if self._own_history is None:
+            self._own_history = MemoryHistory()
+        return self._own_history
+
+    async def publish_topic_with_history(
+        self,
+        topic: str,
+        payload: bytes,
+        stream: str,
+        size: int,
+        ttl: float,
+        *,
+        room: str | None = None,
+        channel: str | None = None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> tuple[Position, bool]:
+        """Keep ``payload`` in ``stream``'s history and, with other nodes, hand it with its
+        position to ``topic``'s handler on every node with members in ``room``, this
+        one included, in the order the store gave.
+
+        Returns:
+            The position, and whether the publication went through the broker (then
+            this node's handler gets it as it arrives, like the others'); if not, the
+            caller delivers it here.
+
+        Raises:
+            BrokerUnavailable: the store cannot be reached: nothing was kept or sent.
+        """
+        if not self._clustered:
+            return await self.history.append(stream, payload, size, ttl), False
+        note = Envelope(
+            self.node,
+            payload,
+            topic=topic,
+            room=room,
+            channel=channel,
+            exclude=tuple(sorted(exclude)),
+        )
+        return await self.publish_with_history(_channel(room), note, stream, size, ttl), True
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -273,3 +362,7 @@ class Cluster:
             handler(note)
         except Exception:
             logger.exception("handler of topic %r failed", note.topic)
+
+
+def _channel(room: str | None) -> str:
+    return ALL if room is None else room_channel(room)

@@ -34,7 +34,6 @@ from .config import Config
 from .delivery import Delivery, Exclude, Payload, Push, connection_ids, deliver, encode
 from .envelope import Envelope
 from .errors import BrokerUnavailable, CloseCode
-from .history import HistoryStore, MemoryHistory, Position
 from .outbox import DeliveryStats, Outbox
 from .websocket import State, WebSocket, WebSocketState
 
@@ -105,7 +104,9 @@ class WebSocketManager:
         self._rooms: dict[str, dict[str, Connection]] = {}
         #: How this node reaches the others; None: this process only.
         self.broker = broker
-        self._cluster = Cluster(
+        #: This node's side of the cluster: what goes through the broker (topics for the
+        #: layers above the manager, channel history, presence).
+        self.cluster = Cluster(
             broker, self.config.max_message_bytes, self._from_other_node, self._rooms.__contains__
         )
         # Slow consumers and the outboxes' drops, on the logger the docs name for them.
@@ -115,28 +116,27 @@ class WebSocketManager:
         # snapshot, so joins, leaves and departures during it are safe and cheap.
         self._room_snapshots: dict[str, tuple[Connection, ...]] = {}
         self._all_snapshot: tuple[Connection, ...] | None = None
-        self._own_history: MemoryHistory | None = None
 
     # -- cluster --------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Start the broker and receive other nodes' messages (the app calls this)."""
-        await self._cluster.start(
+        await self.cluster.start(
             lambda: [(c.id, tuple(c.rooms)) for c in tuple(self._connections.values())]
         )
 
     async def stop(self) -> None:
         """Withdraw this node from the cluster and stop the broker (the app calls this)."""
-        await self._cluster.stop()
+        await self.cluster.stop()
 
     @property
     def clustered(self) -> bool:
         """Whether other nodes share this manager's broker (then predicates cannot travel)."""
-        return self._cluster.clustered
+        return self.cluster.clustered
 
     def broker_health(self) -> BrokerHealth | None:
         """The broker's state (connected, since when, reconnections), None without one."""
-        return self._cluster.health()
+        return self.cluster.health()
 
     # -- connections ------------------------------------------------------------------
 
@@ -176,7 +176,7 @@ class WebSocketManager:
         conn = Connection(conn_id, ws, self)
         self._connections[conn_id] = conn
         self._all_snapshot = None
-        self._cluster.added(conn_id)
+        self.cluster.added(conn_id)
         ws.add_close_callback(lambda _ws: self.remove(conn))
         # A handler's own ws.close() first delivers what was queued for it.
         ws.add_before_close(lambda: conn.outbox.flush(self.config.shutdown_grace))
@@ -190,10 +190,10 @@ class WebSocketManager:
         self._all_snapshot = None
         for room in conn.rooms:
             if self._discard_member(room, conn):
-                self._cluster.departed(room, conn.id)
+                self.cluster.departed(room, conn.id)
         conn.rooms.clear()
         conn.outbox.close()
-        self._cluster.removed(conn.id)
+        self.cluster.removed(conn.id)
 
     def get(self, conn_id: str) -> Connection | None:
         return self._connections.get(conn_id)
@@ -217,7 +217,7 @@ class WebSocketManager:
         members[conn.id] = conn
         conn.rooms.add(room)
         self._room_snapshots.pop(room, None)
-        await self._cluster.joined(
+        await self.cluster.joined(
             room, conn.id, first, lambda: conn.id in self._rooms.get(room, ())
         )
 
@@ -226,7 +226,7 @@ class WebSocketManager:
         if room in conn.rooms:
             conn.rooms.discard(room)
             self._discard_member(room, conn)
-            await self._cluster.left(room, conn.id)
+            await self.cluster.left(room, conn.id)
 
     def _discard_member(self, room: str, conn: Connection) -> bool:
         """Take ``conn`` out of ``room``; whether it was there."""
@@ -261,9 +261,9 @@ class WebSocketManager:
         Raises:
             BrokerUnavailable: the broker cannot be asked now.
         """
-        if not self._cluster.clustered:
+        if not self.cluster.clustered:
             return list(self._connections) if room is None else self.members(room)
-        return await self._cluster.members(room)
+        return await self.cluster.members(room)
 
     async def cluster_count(self, room: str | None = None) -> int:
         """How many ``cluster_members(room)`` there are."""
@@ -284,101 +284,6 @@ class WebSocketManager:
             if snapshot:
                 self._room_snapshots[room] = snapshot
         return snapshot
-
-    # -- topics -----------------------------------------------------------------------------
-
-    def on_topic(self, topic: str, handler: TopicHandler) -> None:
-        """Call ``handler`` with the ``Envelope`` of every ``publish_topic(topic, ...)`` made
-        on another node.
-
-        Raises:
-            ValueError: the topic has a handler already, or its name is empty.
-        """
-        self._cluster.on_topic(topic, handler)
-
-    async def publish_topic(
-        self,
-        topic: str,
-        payload: bytes,
-        *,
-        room: str | None = None,
-        to: str | None = None,
-        channel: str | None = None,
-        exclude: frozenset[str] = frozenset(),
-    ) -> Delivery:
-        """Hand ``payload`` to ``topic``'s handler on the other nodes (the caller serves this
-        one itself): every node, only those with members in ``room``, or only the node
-        that has connection ``to``. ``channel`` and ``exclude`` travel in the envelope
-        for the handler to use.
-
-        Returns:
-            A ``Delivery`` of 0 local connections, saying whether the other nodes were
-            reached (``published`` is False, with no error, when no node has ``to``).
-        """
-        cluster = self._cluster
-        if not cluster.clustered:
-            return Delivery(0)
-        note = Envelope(
-            cluster.node,
-            payload,
-            topic=topic,
-            room=room,
-            target=to,
-            channel=channel,
-            exclude=tuple(sorted(exclude)),
-        )
-        if to is None:
-            return Delivery.of(0, await cluster.publish(_channel(room), note))
-        outcome = await cluster.publish_to(to, note)
-        return Delivery(0) if outcome is None else Delivery.of(0, outcome)
-
-    @property
-    def history(self) -> HistoryStore:
-        """Where channel history is kept: the broker's store, shared by the nodes on it,
-        or this process's own when there is no broker."""
-        broker = self.broker
-        if broker is not None and broker.history is not None:
-            return broker.history
-        if self._own_history is None:
-            self._own_history = MemoryHistory()
-        return self._own_history
-
-    async def publish_topic_with_history(
-        self,
-        topic: str,
-        payload: bytes,
-        stream: str,
-        size: int,
-        ttl: float,
-        *,
-        room: str | None = None,
-        channel: str | None = None,
-        exclude: frozenset[str] = frozenset(),
-    ) -> tuple[Position, bool]:
-        """Keep ``payload`` in ``stream``'s history and, with other nodes, hand it with its
-        position to ``topic``'s handler on every node with members in ``room``, this
-        one included, in the order the store gave.
-
-        Returns:
-            The position, and whether the publication went through the broker (then
-            this node's handler gets it as it arrives, like the others'); if not, the
-            caller delivers it here.
-
-        Raises:
-            BrokerUnavailable: the store cannot be reached: nothing was kept or sent.
-        """
-        cluster = self._cluster
-        if not cluster.clustered:
-            return await self.history.append(stream, payload, size, ttl), False
-        note = Envelope(
-            cluster.node,
-            payload,
-            topic=topic,
-            room=room,
-            channel=channel,
-            exclude=tuple(sorted(exclude)),
-        )
-        return await cluster.publish_with_history(_channel(room), note, stream, size, ttl), True
 
     # -- delivery --------------------------------------------------------------------------
 
@@ -422,7 +327,7 @@ class WebSocketManager:
         """
         payload, size = self.encode(data)
         ids, clustered = self.audience(exclude, predicate, local)
-        cluster = self._cluster
+        cluster = self.cluster
         sent = self.deliver(self._members(room), Push(payload, size), ids, predicate)
         if not clustered:
             return Delivery(sent)
@@ -443,7 +348,7 @@ class WebSocketManager:
         conn = self._connections.get(conn_id)
         if conn is not None:
             return conn.outbox.put(payload, size)
-        cluster = self._cluster
+        cluster = self.cluster
         if not cluster.clustered:
             return False
         node = await cluster.node_of(conn_id)
@@ -468,7 +373,7 @@ class WebSocketManager:
             ValueError: a ``predicate`` with a shared broker and ``local=False`` (a
                 function cannot travel to other nodes).
         """
-        clustered = self._cluster.clustered and not local
+        clustered = self.cluster.clustered and not local
         if clustered and predicate is not None:
             raise ValueError(
                 "a predicate filters only this node's members: pass local=True, or send to a room"

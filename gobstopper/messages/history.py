@@ -250,9 +250,9 @@ class ChannelHistory:
         try:
             await join()
             if since is None:
-                window = await self.manager.history.read(self.stream(channel), limit=0)
+                window = await self.manager.cluster.history.read(self.stream(channel), limit=0)
             else:
-                window = await self.manager.history.read(
+                window = await self.manager.cluster.history.read(
                     self.stream(channel), since=since.offset, limit=policy.size
                 )
         except BaseException:
@@ -286,9 +286,9 @@ class ChannelHistory:
             raise ValueError(f"{channel!r} keeps no history")
         stream = self.stream(channel)
         if since is None:
-            window = await self.manager.history.read(stream, limit=limit)
+            window = await self.manager.cluster.history.read(stream, limit=limit)
             return History(_messages(window), window.position, None)
-        window = await self.manager.history.read(stream, since=since.offset, limit=limit)
+        window = await self.manager.cluster.history.read(stream, since=since.offset, limit=limit)
         if not window.follows(since):
             return History([], window.position, False)
         return History(_messages(window), window.position, True)

@@ -5,7 +5,7 @@ A push is encoded once per encoding the endpoint offers, before anyone gets it, 
 what one encoding cannot carry, or a message over the size limit, fails for everyone
 (``TypeError``, ``MessageTooBig``) rather than for some subscribers. This node's
 connections get it through one ``manager.deliver`` call, which never awaits a slow
-client; the other nodes get the JSON form once through ``manager.publish_topic``, in an
+client; the other nodes get the JSON form once through ``manager.cluster.publish_topic``, in an
 envelope naming the channel, the room or the target, and deliver it to theirs
 (``on_topic``), making the msgpack form only if one of theirs needs it.
 
@@ -73,7 +73,7 @@ class Pushes:
         #: Which channels keep history, and subscriptions resuming from a position.
         self.history = ChannelHistory(manager, topic)
         self._binary = _lazy_msgpack if self._msgpack else None
-        manager.on_topic(topic, self.on_topic)
+        manager.cluster.on_topic(topic, self.on_topic)
 
     async def subscribe(
         self, conn: Connection, channel: str, since: Position | None = None
@@ -145,7 +145,7 @@ class Pushes:
         if not clustered:
             return Delivery(sent)
         # Every node with a subscriber (which matches patterns itself), and no other.
-        remote = await self.manager.publish_topic(
+        remote = await self.manager.cluster.publish_topic(
             self.topic, raw, room=SUBSCRIBERS_ROOM, channel=channel, exclude=ids
         )
         return Delivery.of(sent, (remote.published, remote.error))
@@ -161,7 +161,7 @@ class Pushes:
         """A publication to a channel with history: kept, positioned, then delivered (here
         at once without other nodes; with them, everywhere as it comes back)."""
         raw, _ = self.encode(protocol.channel_message(channel, data), POSITION_ROOM)
-        position, through_broker = await self.manager.publish_topic_with_history(
+        position, through_broker = await self.manager.cluster.publish_topic_with_history(
             self.topic,
             raw,
             self.history.stream(channel),
@@ -206,7 +206,9 @@ class Pushes:
         if not clustered or (to is not None and (sent or to in self.manager)):
             return Delivery(sent)  # ``to`` is here (or was refused here): nobody else has it
         # Only the nodes concerned: those with members in the room, or the target's.
-        remote = await self.manager.publish_topic(self.topic, raw, room=room, to=to, exclude=ids)
+        remote = await self.manager.cluster.publish_topic(
+            self.topic, raw, room=room, to=to, exclude=ids
+        )
         return Delivery.of(sent, (remote.published, remote.error))
 
     def encode(self, message: dict[str, Any], spare: int = 0) -> tuple[bytes, Push]:

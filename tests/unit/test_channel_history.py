@@ -140,7 +140,7 @@ async def test_the_seam_is_exact_under_concurrent_publishing() -> None:
     """Publications made while the resuming subscriber's history read is in flight reach
     it once each, in order, between the replay and the live ones."""
     rpc = endpoint()
-    store = rpc.manager.history
+    store = rpc.manager.cluster.history
     assert isinstance(store, MemoryHistory)
     reading = asyncio.Event()
     go_on = asyncio.Event()

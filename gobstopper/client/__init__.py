@@ -26,15 +26,16 @@ import contextlib
 import inspect
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, TypeGuard
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from .._util import Backoff, TaskSet
 from ..messages import protocol
-from ..messages.channels import is_pattern, matches, valid_channel, valid_pattern
+from ..messages.channels import matches
 from ..messages.codec import CODECS, Codec, DecodeError
+from .channels import Channels
 from .link import Link
 from .state import Phase
 from .subscription import (
@@ -60,7 +61,7 @@ __all__ = [
 logger = logging.getLogger("gobstopper.client")
 
 
-class Client:
+class Client(Channels):
     """JSON-RPC 2.0 with gobstopper's events, channels and streams, over one WebSocket
     that is reconnected with exponential backoff.
 
@@ -115,10 +116,7 @@ class Client:
         # changes must land between the messages before it and those after.
         self._on_answer: dict[int, Callable[[protocol.Response], None]] = {}
         self._streams: dict[int, asyncio.Queue[Any]] = {}
-        self._subscriptions: dict[str, list[Subscription]] = {}
-        self._subscribing: dict[str, asyncio.Future[None]] = {}
-        # Subscriptions whose own rpc.subscribe is on its way: a renewal leaves them to it.
-        self._asking: set[Subscription] = set()
+        Channels.__init__(self)
         self._handlers: dict[str, list[Callable[..., Any]]] = {}
         self._tasks = TaskSet(logger, "a callback or renewal")
 
@@ -248,76 +246,6 @@ class Client:
         if isinstance(info, dict):
             self.id = info.get("id")
         self._link.state.renewed(generation)
-
-    async def _resubscribe(self, pattern: str) -> Any:
-        """Subscribe again to ``pattern``, since its subscriptions' position if they have
-        one (the server then replays what was missed, or says it cannot)."""
-        position = _resume_position(self._renewable(pattern))
-        if position is not None:
-            try:
-                return await self._subscribe_call(pattern, position)
-            except CallError as exc:
-                if exc.code != protocol.INVALID_PARAMS:
-                    raise
-                # The channel keeps no history any more (the server's configuration
-                # changed): the break is marked already; subscribe without a position.
-        return await self._subscribe_call(pattern, None)
-
-    def _renewable(self, pattern: str) -> list[Subscription]:
-        """The subscriptions of ``pattern`` a renewal subscribes again: not those still
-        waiting for their own answer (their request goes to the new connection)."""
-        return [s for s in self._subscriptions.get(pattern, ()) if s not in self._asking]
-
-    async def _subscribe_call(
-        self, pattern: str, since: Position | None, asked: list[Subscription] | None = None
-    ) -> Any:
-        """``rpc.subscribe`` for ``asked`` (None: every subscription of the pattern, a
-        renewal); its answer updates their positions as it is read."""
-        params = protocol.subscribe_params(
-            pattern, None if since is None else (since.offset, since.epoch)
-        )
-        message = protocol.request(protocol.SUBSCRIBE, params, next(self._ids))
-
-        def on_answer(answer: protocol.Response) -> None:
-            self._subscribed(pattern, since, asked, answer)
-
-        self._asking.update(asked or ())
-        try:
-            return await self._ask(message, on_answer)
-        finally:
-            self._asking.difference_update(asked or ())
-
-    def _subscribed(
-        self,
-        pattern: str,
-        since: Position | None,
-        asked: list[Subscription] | None,
-        answer: protocol.Response,
-    ) -> None:
-        """A subscribe answer, applied before the frames after it: the replayed messages
-        are queued already, the live ones are not yet."""
-        if is_pattern(pattern):
-            return  # positions are a channel name's
-        subs = self._subscriptions.get(pattern, [])
-        targets = self._renewable(pattern) if asked is None else [s for s in asked if s in subs]
-        if answer.error is not None:
-            if since is not None and asked is None and answer.error.code == protocol.INVALID_PARAMS:
-                for sub in targets:  # a renewal from a position the server cannot take
-                    sub.break_continuity(None)
-            return
-        reply = answer.result if isinstance(answer.result, dict) else {}
-        found = protocol.read_position(reply)
-        position = Position(*found) if found is not None else None
-        if since is not None and reply.get("recovered") is False:
-            for sub in targets:
-                sub.break_continuity(position)
-        elif position is not None:
-            for sub in targets:
-                sub.position = position
-        if position is not None:
-            for sub in subs:
-                if sub.position is None:  # joined while this answer was on its way
-                    sub.position = position
 
     # -- calls ------------------------------------------------------------------------
 
@@ -451,112 +379,6 @@ class Client:
         await self._send_once(protocol.notification(event, data))
         return None
 
-    # -- channels ------------------------------------------------------------------------
-
-    async def subscribe(
-        self, pattern: str, *, maxsize: int = 1000, since: Position | None = None
-    ) -> Subscription:
-        """Subscribe to a channel or pattern (``news.*``); active when this returns.
-
-        On a channel name that keeps history on the server, the subscription's
-        ``position`` follows the messages it queues, and every reconnection resubscribes
-        from it: what was published meanwhile is queued first, in order, then the live
-        messages. With ``since`` (a position saved earlier) the server replays what
-        followed it before this returns. When the server cannot replay (``recovered:
-        false``: too old, or its store lost continuity), iterating the subscription raises
-        ``RecoveryFailed`` once, where the stream broke, and then goes on with the live
-        messages.
-
-        Raises:
-            ValueError: not a channel name or pattern; ``since`` with a pattern.
-            CallError: the server refused (access denied, too many subscriptions; -32602
-                for ``since`` on a channel without history).
-        """
-        if not valid_pattern(pattern):
-            raise ValueError(f"not a channel name or pattern: {pattern!r}")
-        if since is not None and is_pattern(pattern):
-            raise ValueError(f"since needs a channel name, not a pattern: {pattern!r}")
-        sub = Subscription(self, pattern, maxsize, since)
-        siblings = tuple(self._subscriptions.get(pattern, ()))
-        self._subscriptions.setdefault(pattern, []).append(sub)
-        try:
-            if not siblings or since is not None:
-                await self._subscribe_first(pattern, sub, since, first=not siblings)
-            elif pattern in self._subscribing:
-                await asyncio.shield(self._subscribing[pattern])
-            else:  # it continues from where the others stand
-                sub.position = _resume_position(siblings)
-        except BaseException:
-            self._unregister(sub)
-            raise
-        return sub
-
-    async def _subscribe_first(
-        self, pattern: str, sub: Subscription, since: Position | None, *, first: bool
-    ) -> None:
-        """Ask the server for ``sub``: the pattern's first subscription, or one that
-        resumes from a position of its own."""
-        if not first:
-            await self._subscribe_call(pattern, since, [sub])
-            return
-        # A second subscriber to the pattern meanwhile waits for this answer.
-        confirmed = asyncio.get_running_loop().create_future()
-        self._subscribing[pattern] = confirmed
-        try:
-            await self._subscribe_call(pattern, since, [sub])
-            confirmed.set_result(None)
-        except BaseException as exc:
-            confirmed.set_exception(exc)
-            confirmed.exception()  # retrieved: it may have no other reader
-            raise
-        finally:
-            del self._subscribing[pattern]
-
-    def _unregister(self, sub: Subscription) -> bool:
-        """Forget ``sub``; True if it was the pattern's last subscription."""
-        subs = self._subscriptions.get(sub.pattern)
-        if subs is None or sub not in subs:
-            return False
-        subs.remove(sub)
-        if subs:
-            return False
-        del self._subscriptions[sub.pattern]
-        return True
-
-    async def unsubscribe(self, sub: Subscription) -> None:
-        """Forget ``sub``, and unsubscribe on the server once no other subscription of
-        this client holds its pattern (what ``sub.close()`` does)."""
-        sub.end()
-        if not self._unregister(sub):
-            return
-        if self._link.state.connected:
-            with contextlib.suppress(Exception):
-                await self.call(protocol.UNSUBSCRIBE, sub.pattern)
-
-    async def history(
-        self, channel: str, limit: int | None = None, since: Position | None = None
-    ) -> History:
-        """The publications a channel that keeps history still holds: the last ``limit``
-        (the server's default when None), or those after ``since``.
-
-        Example: ``page = await client.history("feed", since=sub.position)``
-
-        Raises:
-            ValueError: not a channel name; an answer without a position.
-            CallError: -32001 when this client may not subscribe to ``channel``, -32602
-                when the channel keeps no history.
-        """
-        if not valid_channel(channel):
-            raise ValueError(f"not a channel name: {channel!r}")
-        position = None if since is None else (since.offset, since.epoch)
-        params = protocol.history_params(channel, limit, position)
-        return History.parse(channel, await self.call(protocol.HISTORY, **params))
-
-    async def publish(self, channel: str, data: Any = None, *, echo: bool = False) -> int:
-        """Publish to a channel (if the server lets clients publish there); returns the
-        subscribers reached on the server's node."""
-        return int(await self.call(protocol.PUBLISH, channel=channel, data=data, echo=echo))
-
     # -- inbound ---------------------------------------------------------------------------
 
     def _dispatch(self, raw: str | bytes) -> None:
@@ -634,14 +456,6 @@ def _params(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any] | dict[s
     if args:
         return list(args)
     return kwargs or None
-
-
-def _resume_position(subs: Iterable[Subscription]) -> Position | None:
-    """Where a channel's subscriptions resume from. They share their messages, so they
-    stand at one position; should they not, the earliest (the others skip what they
-    queued already)."""
-    positions = [sub.position for sub in subs if sub.position is not None]
-    return min(positions, key=lambda position: position.offset) if positions else None
 
 
 def _our_id(value: Any) -> TypeGuard[int]:

@@ -20,7 +20,7 @@ from ..messages import protocol
 from ..messages.channels import is_pattern
 
 if TYPE_CHECKING:
-    from . import Client
+    from .channels import Channels
 
 __all__ = [
     "CallError",
@@ -145,7 +145,7 @@ class Subscription:
     """
 
     def __init__(
-        self, client: Client, pattern: str, maxsize: int, position: Position | None = None
+        self, client: Channels, pattern: str, maxsize: int, position: Position | None = None
     ) -> None:
         self.client = client
         self.pattern = pattern

@@ -262,3 +262,15 @@ async def test_the_answer_follows_the_replay_on_a_slow_socket() -> None:
         frames = [await peer.frame() for _ in range(21)]
         assert offsets(frames[:20]) == list(range(1, 21))
         assert frames[20]["id"] == "s" and frames[20]["result"]["offset"] == 20
+
+
+async def test_a_position_from_another_channel_is_not_taken_for_this_one() -> None:
+    rpc = endpoint()
+    for i in range(3):
+        await rpc.publish("feed.a", i)
+        await rpc.publish("feed.b", i)
+    other = (await rpc.history("feed.b")).position  # offset 3, feed.b's epoch
+    async with served(rpc) as peer:
+        since = {"offset": 1, "epoch": other.epoch}
+        replayed, answer = await subscribe(peer, {"channel": "feed.a", "since": since})
+        assert replayed == [] and answer["result"]["recovered"] is False

@@ -1,8 +1,10 @@
-"""The chat example and the browser client (/gobstopper.js) in a real headless Chromium
-(Debian's chromium and chromedriver, driven by Selenium): two pages in one room,
+"""The chat and feed examples and the browser client (/gobstopper.js) in a real headless
+Chromium (Debian's chromium and chromedriver, driven by Selenium): two pages in one room,
 messages, typing, presence, both pages reconnecting by themselves after the server
 restarts (room and channel subscription restored), and the client's calls, errors and
-wildcard subscriptions driven from the page.
+wildcard subscriptions driven from the page; the feed page, through a proxy that cuts
+its connection, missing nothing published meanwhile, resuming after a reload, and
+saying so when it cannot recover.
 
 Without chromium, chromedriver or selenium the test is skipped with the reason, except in
 CI (``CI`` set), where it fails: ``.ci/run`` installs them.
@@ -10,17 +12,23 @@ CI (``CI`` set), where it fails: ``.ci/run`` installs them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
+from .proxy import Proxy
 from .servers import Server, start
+
+T = TypeVar("T")
 
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 WAIT = 15.0
@@ -259,3 +267,137 @@ def test_chat_in_two_browser_pages_survives_a_server_restart(browser: Any, tmp_p
         server.stop()
     assert (tmp_path / "chat-ann.png").stat().st_size > 0
     print(f"\nscreenshots in {tmp_path}")
+
+
+class Background:
+    """An event loop in a thread, for the asyncio side of a browser test (the proxy, the
+    Python client) while Selenium drives the page from the test's own thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(WAIT)
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """``fn()`` in the loop's thread (what touches its transports must run there)."""
+
+        async def call() -> T:
+            return fn()
+
+        return self.run(call())
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(WAIT)
+        self.loop.close()
+
+
+def feed_items(page: Any) -> list[tuple[int, int]]:
+    """The feed page's list: (offset, item number) of each line, top to bottom."""
+    from selenium.webdriver.common.by import By
+
+    items = []
+    for li in page.find_elements(By.CSS_SELECTOR, "#items li"):
+        found = re.fullmatch(r"#(\d+) item (-?\d+)", li.text)
+        assert found, li.text
+        items.append((int(found[1]), int(found[2])))
+    return items
+
+
+def wait_items(page: Any, predicate: Callable[[list[tuple[int, int]]], bool], what: str) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(page, WAIT, poll_frequency=0.05).until(
+            lambda driver: predicate(feed_items(driver))
+        )
+    except Exception as exc:
+        raise AssertionError(f"{what}: the page shows {feed_items(page)}") from exc
+
+
+def test_feed_page_misses_nothing_across_a_cut_connection(browser: Any) -> None:
+    """The feed example's page, through a proxy that cuts its connection: what was
+    published while it was away shows after it reconnects, in order, none twice; after
+    a reload it resumes from the position it saved; after a server restart (a new epoch)
+    it says it could not recover and shows the latest items."""
+    from selenium.webdriver.common.by import By
+
+    from gobstopper.client import Client
+
+    server = start("examples.feed:app", "rsgi", {"FEED_TICK": "0"})  # the test publishes
+    background = Background()
+    p = background.run(_start_proxy(server.port))
+    client = Client(f"{server.ws}/rpc", backoff=0.05, max_backoff=0.5, timeout=WAIT)
+    published: list[int] = []
+
+    def publish(numbers: range) -> None:
+        async def send() -> None:
+            for n in numbers:  # in order: one connection's calls are handled in order
+                await client.publish("feed", {"n": n})
+
+        background.run(send())
+        published.extend(numbers)
+
+    try:
+        background.run(client.connect())
+        page = browser()
+        url = f"http://127.0.0.1:{p.port}/"  # the page and its WebSocket: through the proxy
+        page.get(url)
+        wait_js(page, "feed.position !== null", "the page never subscribed")
+        wait_text(page, "status", lambda t: t == "live", "the page is not live")
+        assert page.execute_script("return client.url;") == f"ws://127.0.0.1:{p.port}/rpc"
+        publish(range(1, 6))
+        wait_items(page, lambda items: len(items) == 5, "the first items never showed")
+
+        # The network goes down: the page notices; items go by meanwhile.
+        background.call(p.go_down)
+        wait_text(page, "status", lambda t: t != "live", "the page never noticed the cut")
+        publish(range(6, 31))
+        background.call(p.come_back)
+        wait_items(page, lambda items: len(items) >= 30, "the missed items never came")
+        wait_text(page, "status", lambda t: t == "live", "the page did not come back")
+        items = feed_items(page)
+        first = items[0][0]
+        assert [n for _, n in items] == published  # all of them, in order, none twice
+        assert [o for o, _ in items] == list(range(first, first + 30)), items
+        assert page.execute_script("return client.connections;") >= 2
+        assert not page.find_element(By.ID, "notice").is_displayed()
+
+        # Away from the page while items go by; back, it resumes from its saved position.
+        page.get("about:blank")
+        publish(range(31, 36))
+        page.get(url)
+        wait_text(page, "resumed", lambda t: f"after #{first + 29}" in t, "no saved position")
+        wait_items(page, lambda items: len(items) >= 5, "the items missed while away")
+        assert feed_items(page) == [(first + 29 + i, 30 + i) for i in range(1, 6)]
+
+        # The server restarts: its in-memory history is gone (a new epoch). The page
+        # says it could not recover, and shows the new server's items.
+        port = server.port
+        server.stop()
+        wait_text(page, "status", lambda t: t != "live", "the page never noticed the restart")
+        server = start("examples.feed:app", "rsgi", {"FEED_TICK": "0"}, port=port)
+        publish(range(100, 103))
+        notice = wait_text(page, "notice", bool, "no notice that recovery failed")
+        assert "could not be recovered" in notice
+        wait_items(page, lambda items: len(items) >= 3, "the new server's items")
+        assert feed_items(page) == [(1, 100), (2, 101), (3, 102)]
+        publish(range(103, 105))
+        wait_items(page, lambda items: len(items) >= 5, "live items after the reload")
+        assert feed_items(page) == [(1 + i, 100 + i) for i in range(5)]
+    finally:
+        with contextlib.suppress(Exception):
+            background.run(client.close())
+        with contextlib.suppress(Exception):
+            background.run(p.stop())
+        background.close()
+        server.stop()
+
+
+async def _start_proxy(target: int) -> Proxy:
+    p = Proxy(target)
+    await p.start()
+    return p

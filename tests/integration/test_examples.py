@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from .helpers import http_request, recv_json
+from .helpers import WAIT, http_request, recv_json
 from .rpc_peer import RpcPeer
 from .servers import ROOT, Server, granian_command, server_fixture, start
 
@@ -277,3 +277,73 @@ async def test_rpc_example(rpc_server: Server) -> None:
         assert reply["error"]["code"] == -32602
         await ws.send('{"jsonrpc": "2.0", "method": "add", "params": [0.5, 0.25], "id": 4}')
         assert await recv_json(ws) == {"jsonrpc": "2.0", "result": 0.75, "id": 4}
+
+
+feed_server = server_fixture(
+    "examples.feed:app", "The feed example (history, a ticker) under granian.", ("rsgi",)
+)
+
+
+async def test_feed_example_ticks_and_resumes_from_a_position(feed_server: Server) -> None:
+    """Items tick on ``feed`` with offsets that grow by one; a client resuming from an
+    earlier position gets the ones in between, in order, then the live ones."""
+    from gobstopper.client import CallError, ChannelMessage, Client, Position
+
+    def offset(message: ChannelMessage) -> int:
+        assert message.offset is not None, message  # a channel with history
+        return message.offset
+
+    async with Client(f"{feed_server.ws}/rpc", timeout=WAIT) as client:
+        feed = await client.subscribe("feed")
+        assert feed.position is not None  # the answer gave one before any message
+        ticks = [await feed.get(WAIT) for _ in range(3)]
+        numbers = [m.data["n"] for m in ticks]
+        offsets = [offset(m) for m in ticks]
+        assert offsets == list(range(offsets[0], offsets[0] + 3)), ticks
+        assert numbers == list(range(numbers[0], numbers[0] + 3)), ticks
+        assert all(isinstance(m.data["at"], str) for m in ticks)
+        assert feed.position == ticks[-1].position
+
+        # Clients may publish to the feed (a numbered item), and nowhere else.
+        assert await client.publish("feed", {"n": -1}, echo=True) == 1
+        mine = await feed.get(WAIT)
+        while mine.data != {"n": -1}:
+            mine = await feed.get(WAIT)
+        with pytest.raises(CallError) as refused:
+            await client.publish("elsewhere", 1)
+        assert refused.value.code == -32001
+
+        # Another client resumes after the first tick: it gets everything in between,
+        # the publication of the first client included, once each and in order.
+        first = ticks[0]
+        assert first.epoch is not None
+        async with Client(f"{feed_server.ws}/rpc", timeout=WAIT) as late:
+            resumed = await late.subscribe("feed", since=Position(offset(first), first.epoch))
+            got = [await resumed.get(WAIT) for _ in range(offset(mine) - offset(first) + 2)]
+        # The ones in between (replayed before subscribe() returned), then live ones.
+        expected = list(range(offset(first) + 1, offset(mine) + 3))
+        assert [m.offset for m in got] == expected, got
+        assert [m.data for m in got[:2]] == [t.data for t in ticks[1:]]
+        assert {"n": -1} in [m.data for m in got]
+
+        history = await client.history("feed", limit=5)
+        assert [m.offset for m in history.publications] == list(
+            range(history.position.offset - 4, history.position.offset + 1)
+        )
+
+    page = await http_request(feed_server.port, "GET", "/")
+    assert page.status == 200 and b'<script src="/gobstopper.js">' in page.body
+    assert b'client.subscribe("feed"' in page.body and b"onRecoveryFailed" in page.body
+    script = await http_request(feed_server.port, "GET", "/gobstopper.js")
+    assert script.status == 200
+
+
+def test_feed_example_tick_period_from_the_environment() -> None:
+    from examples.feed import tick_period
+
+    assert tick_period({}) == 0.5
+    assert tick_period({"FEED_TICK": "0"}) == 0.0
+    assert tick_period({"FEED_TICK": "0.05"}) == 0.05
+    for bad in ("-1", "soon", "nan", ""):
+        with pytest.raises(ValueError, match="FEED_TICK"):
+            tick_period({"FEED_TICK": bad})

@@ -231,6 +231,7 @@ class RunResult:
     latency_samples: int = 0
     gaps: int = 0
     out_of_order: int = 0
+    wrong_offsets: int = 0  # channels with history: pushes whose offset was not expected
     closed: int = 0
     sent: int = 0
     bench_cpu: float = 0.0  # share of one core used by this process while measuring

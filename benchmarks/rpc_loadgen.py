@@ -13,13 +13,19 @@ subscribers send ``rpc.subscribe`` (half of them ``news.sport``, half the patter
 delivers to every subscriber as an ``rpc.message`` notification. The notification's
 bytes are the same for every server, so a subscriber finds the 32 bytes of data at a
 fixed place without parsing the JSON, and checks their order as ``loadgen.py`` does.
+
+On a channel with history (``positioned``), each notification also carries ``offset``
+and ``epoch`` at the start of its params: its size grows with the offset, but the data
+stays at the same distance from its end. A subscriber then also reads the offset, and
+counts the notifications whose offset does not follow the sequence number as every
+subscriber's first one did (``wrong_offsets``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +54,7 @@ __all__ = [
     "CHANNEL",
     "ENCODINGS",
     "PATTERN",
+    "POSITION_MAX",
     "RPCResult",
     "RPCSettings",
     "measure_channel",
@@ -63,6 +70,10 @@ ENCODINGS = ("json", "msgpack")
 CHANNEL = "news.sport"
 PATTERN = "news.*"
 SUBSCRIBE_TIMEOUT = 15.0
+#: Subscriptions sent before waiting for their answers: a burst of them all at once
+#: would measure how the server takes a burst (with history on Redis, each one reads
+#: the store), not the fan-out.
+SUBSCRIBE_BATCH = 50
 
 _msgpack_encode = msgspec.msgpack.Encoder().encode
 _DECODERS: dict[str, Callable[[bytes], Any]] = {
@@ -181,16 +192,28 @@ def notification_bytes(data: str) -> bytes:
 #: Where a notification's data starts and ends, counted from its end.
 _DATA_END = len(notification_bytes("")) - notification_bytes("").index(b'""') - 1
 _DATA_START = _DATA_END + MESSAGE_BYTES
+#: Where a positioned notification's offset starts (it ends at the next comma).
+_OFFSET_AT = len(b'{"jsonrpc":"2.0","method":"rpc.message","params":{"offset":')
+#: Bytes a position adds to a notification, at most (the server's limit too).
+POSITION_MAX = 80
+#: ... and typically: a 4-digit offset and a 16-character epoch.
+POSITION_TYPICAL = len(b'"offset":1000,"epoch":"0123456789abcdef",')
 
 
 class Channel(Room):
-    """The fan-out benchmark's room, fed by ``publish`` requests instead of raw messages."""
+    """The fan-out benchmark's room, fed by ``publish`` requests instead of raw messages.
 
-    __slots__ = ("frame_size",)
+    ``positioned``: the notifications carry a history position (their size varies).
+    """
 
-    def __init__(self, n: int, window: int) -> None:
+    __slots__ = ("frame_size", "largest_frame", "offset_base", "refused")
+
+    def __init__(self, n: int, window: int, positioned: bool = False) -> None:
         super().__init__(n, window)
         self.frame_size = len(notification_bytes("x" * MESSAGE_BYTES))
+        self.largest_frame = self.frame_size + (POSITION_MAX if positioned else 0)
+        self.offset_base: int | None = None  # offset minus sequence number, once known
+        self.refused: list[bytes] = []  # the error answers to rpc.subscribe
 
     def pump(self) -> None:
         """Publish while fewer than ``window`` messages are incompletely delivered."""
@@ -224,21 +247,34 @@ class Subscriber(Receiver):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         room = self.room
         if frame.payload_size != room.frame_size:
-            kind = frame.msg_type
-            if kind == _CLOSE:
-                transport.send_close(frame.get_close_code())
-                transport.disconnect()
-            elif (
-                kind == _TEXT and not self.is_ready and b'"result"' in frame.get_payload_as_bytes()
-            ):
-                self.is_ready = True  # the answer to rpc.subscribe
-                room.ready += 1
-                if room.ready == room.connected:
-                    room.ready_event.set()
+            self.other_frame(transport, frame)
             return
         if frame.last_in_buffer:
             room.reads += 1
-        payload = frame.get_payload_as_bytes()[-_DATA_START:-_DATA_END]
+        self.count(frame.get_payload_as_bytes())
+
+    def other_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        """A frame that is not a notification: a close, or the answer to rpc.subscribe."""
+        kind = frame.msg_type
+        if kind == _CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+        elif kind == _TEXT and not self.is_ready:
+            answer = frame.get_payload_as_bytes()
+            if b'"result"' not in answer:
+                self.room.refused.append(answer)
+                return
+            self.is_ready = True
+            room = self.room
+            room.ready += 1
+            if room.ready == room.connected:
+                room.ready_event.set()
+
+    def count(self, notification: bytes) -> int:
+        """Check a notification's sequence number, count it, sample its latency, and
+        return the sequence number."""
+        room = self.room
+        payload = notification[-_DATA_START:-_DATA_END]
         seq = int(payload[:11])
         expected = self.expected
         if seq == expected:
@@ -248,7 +284,7 @@ class Subscriber(Receiver):
             self.expected = seq + 1
         else:
             self.out_of_order += 1
-            return
+            return seq
         self.received += 1
         room.delivered += 1
         if room.measuring and not (seq + self.index) & SAMPLE_MASK:
@@ -259,6 +295,57 @@ class Subscriber(Receiver):
         ring[slot] = count
         if count == room.n and seq == room.completed:
             room.advance()
+        return seq
+
+
+class PositionedSubscriber(Subscriber):
+    """A subscriber of a channel with history: notifications of varying size, each with
+    an offset, which must follow its sequence number as everyone's first one did."""
+
+    def __init__(self, room: Channel, index: int, pattern: str) -> None:
+        super().__init__(room, index, pattern)
+        self.wrong_offsets = 0
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        room = self.room
+        if not room.frame_size < frame.payload_size <= room.largest_frame:
+            self.other_frame(transport, frame)
+            return
+        if frame.last_in_buffer:
+            room.reads += 1
+        notification = frame.get_payload_as_bytes()
+        seq = self.count(notification)
+        try:
+            offset = int(notification[_OFFSET_AT : notification.index(b",", _OFFSET_AT)])
+        except ValueError:
+            self.wrong_offsets += 1  # no offset where a position starts
+            return
+        base = room.offset_base
+        if base is None:
+            room.offset_base = offset - seq
+        elif offset - seq != base:
+            self.wrong_offsets += 1
+
+
+async def _subscribe_all(room: Channel, members: Sequence[Subscriber]) -> None:
+    """Subscribe every member, ``SUBSCRIBE_BATCH`` at a time, each batch once the one
+    before is answered.
+
+    Raises:
+        RuntimeError: a subscription was refused, or not answered in time.
+    """
+    for start in range(0, len(members), SUBSCRIBE_BATCH):
+        batch = members[start : start + SUBSCRIBE_BATCH]
+        for member in batch:
+            member.subscribe()
+        deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
+        while room.ready < start + len(batch):
+            if room.refused:
+                answer = room.refused[0].decode(errors="replace")[:200]
+                raise RuntimeError(f"{len(room.refused)} subscriptions refused: {answer}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {room.ready}/{len(members)} subscriptions answered")
+            await asyncio.sleep(0.005)
 
 
 def patterns(receivers: int) -> list[str]:
@@ -267,24 +354,32 @@ def patterns(receivers: int) -> list[str]:
 
 
 async def measure_channel(
-    port: int, receivers: int, settings: Settings, server: ServerProcess
+    port: int,
+    receivers: int,
+    settings: Settings,
+    server: ServerProcess,
+    positioned: bool = False,
 ) -> RunResult:
-    """Connect, subscribe, publish for ``warmup + duration`` seconds, drain, disconnect."""
+    """Connect, subscribe, publish for ``warmup + duration`` seconds, drain, disconnect.
+
+    ``positioned``: the channel keeps history, and every notification carries a position.
+    """
     result = RunResult(server="", receivers=receivers, repeat=0)
-    room = Channel(receivers, settings.window)
-    members = [Subscriber(room, i, p) for i, p in enumerate(patterns(receivers))]
+    room = Channel(receivers, settings.window, positioned)
+    kind = PositionedSubscriber if positioned else Subscriber
+    members = [kind(room, i, p) for i, p in enumerate(patterns(receivers))]
     publisher = Sender()
     url = f"ws://127.0.0.1:{port}/rpc"
     sender: WSTransport | None = None
     try:
         await asyncio.wait_for(_connect_all(url, members), CONNECT_TIMEOUT)
-        for member in members:
-            member.subscribe()
-        await asyncio.wait_for(room.ready_event.wait(), SUBSCRIBE_TIMEOUT)
+        await _subscribe_all(room, members)
         transport, _ = await asyncio.wait_for(ws_connect(_factory(publisher), url), CONNECT_TIMEOUT)
         room.sender = sender = transport
 
-        await _send_and_measure(room, members, publisher, room.frame_size, settings, server, result)
+        frame_size = room.frame_size + (POSITION_TYPICAL if positioned else 0)
+        await _send_and_measure(room, members, publisher, frame_size, settings, server, result)
+        result.wrong_offsets = sum(getattr(m, "wrong_offsets", 0) for m in members)
         return result
     finally:
         room.sending = False

@@ -32,6 +32,7 @@ __all__ = [
     "measure_on",
     "measure_workloads",
     "pinning_available",
+    "process_cpu_seconds",
     "raise_open_files_limit",
     "run_loop",
     "run_measurement",
@@ -199,15 +200,7 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float:
         """CPU time used so far by the server and its worker processes (Linux only)."""
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for pid in _process_tree(self.proc.pid):
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        return total / tick
+        return process_cpu_seconds(self.proc.pid)
 
     def rss_bytes(self) -> int:
         """Resident memory of the server and its worker processes (Linux only)."""
@@ -278,6 +271,10 @@ class RedisProcess:
             break
         redis.stop()
         raise RuntimeError("redis-server did not start")
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by redis-server (Linux only)."""
+        return process_cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -447,6 +444,19 @@ def machine_busy_seconds() -> float | None:
     user, nice, system = int(fields[1]), int(fields[2]), int(fields[3])
     steal = int(fields[8]) if len(fields) > 8 else 0
     return (user + nice + system + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time used so far by process ``pid`` and its children (Linux only)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for each in _process_tree(pid):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
 
 
 def _process_tree(pid: int) -> list[int]:

@@ -262,3 +262,52 @@ def test_rpc_benchmark_runs(tmp_path: Path) -> None:
     assert "| gobstopper messages | 10 |" in report
     assert "calls, 1 connection, json:" in report
     assert "channels, 10 subscribers:" in report
+
+
+@pytest.mark.timeout(90)
+def test_history_benchmark_runs(tmp_path: Path) -> None:
+    require_picows()
+    from .redis_server import require_redis
+
+    require_redis()
+    out, runs = run_benchmark(
+        "benchmarks.history",
+        [
+            *("--rooms", "10", "--duration", "0.5", "--warmup", "0.2", "--repeat", "1"),
+            *("--retries", "0", "--history-size", "100"),
+        ],
+        tmp_path,
+        timeout=80,
+    )
+    assert [r["server"] for r in runs] == [
+        "memory, no history",
+        "memory, history",
+        "Redis, no history",
+        "Redis, history",
+    ]
+    for run in runs:
+        assert run["error"] is None, run
+        assert run["receivers"] == 10, run
+        assert run["deliveries_per_s"] > 0, run
+        assert run["p50_ms"] is not None, run
+        # Every subscriber got every publication, in order; with history, each push's
+        # offset followed its sequence number.
+        assert run["gaps"] == 0 and run["out_of_order"] == 0, run
+        assert run["wrong_offsets"] == 0 and run["closed"] == 0, run
+        assert run["log_problems"] == [], run
+        # Redis's CPU is measured apart from the server's, only where Redis runs.
+        assert (run["redis_cpu"] is not None) == run["server"].startswith("Redis"), run
+
+    report = out.read_text()
+    assert report.count("<!-- history:begin -->") == 1
+    assert report.count("<!-- history:end -->") == 1
+    assert "| Redis, history | 10 |" in report
+    assert "- memory store, 10 subscribers: history on at " in report
+    assert "- Redis store, 10 subscribers: history on at " in report
+
+    from benchmarks.__main__ import goals_section
+    from benchmarks.history import HistorySummary
+
+    summary = json.loads((tmp_path / "results.json").read_text())["summary"]
+    section = goals_section([], [], [], "cmd", [HistorySummary(**row) for row in summary])
+    assert "- Redis store, 10 subscribers: history on at " in section

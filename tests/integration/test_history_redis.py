@@ -203,3 +203,14 @@ async def test_redis_down_refuses_with_nothing_half_done(redis: RedisServer, bro
     assert [(e.payload, e.offset) for e in c_in.envelopes] == [(b"1", 1), (b"5", 1)]
     window = await c.history.read("news")
     assert [(p.offset, p.data) for p in window.publications] == [(1, b"5")]
+
+
+async def test_a_burst_of_reads_waits_for_connections_instead_of_failing(clients: Any) -> None:
+    """A thousand subscribers resuming at once each read the store: more than the
+    client's pool holds (100 connections), which refuses past it."""
+    from gobstopper.brokers.redis import RedisHistory
+
+    store = RedisHistory(clients())
+    await store.append("news", b"x", 10, 60)
+    windows = await asyncio.gather(*(store.read("news", since=0) for _ in range(1000)))
+    assert all(len(w.publications) == 1 for w in windows)

@@ -196,6 +196,10 @@ class RedisHistory(HistoryStore):
         # restarted or flushed server), and before a pipeline that uses it.
         self._append: Any = client.register_script(APPEND)
         self._read: Any = client.register_script(READ)
+        # Direct appends and reads take a connection each from the client's pool, which
+        # refuses past its size ("Too many connections"): a burst of subscriptions
+        # resuming at once waits here for a slot instead.
+        self._slots = asyncio.Semaphore(_CONCURRENT)
 
     def keys(self, stream: str) -> list[str]:
         """The stream key and the meta key of ``stream``."""
@@ -204,7 +208,7 @@ class RedisHistory(HistoryStore):
     async def append(self, channel: str, data: bytes, size: int, ttl: float) -> Position:
         try:
             reply = await asyncio.wait_for(
-                self.run_append(None, channel, data, size, ttl), self._timeout
+                self._bounded(self.run_append(None, channel, data, size, ttl)), self._timeout
             )
         except _ERRORS as exc:
             raise BrokerUnavailable(self._url, _reason(exc)) from exc
@@ -235,6 +239,10 @@ class RedisHistory(HistoryStore):
         result: Awaitable[Any] = self._append(keys=self.keys(stream), args=args, client=client)
         return result
 
+    async def _bounded(self, command: Awaitable[Any]) -> Any:
+        async with self._slots:
+            return await command
+
     @staticmethod
     def position(reply: Sequence[Any]) -> Position:
         """The position in an append script's reply."""
@@ -248,7 +256,7 @@ class RedisHistory(HistoryStore):
         args = [_new_epoch(), self._meta_ms, start, -1 if limit is None else max(0, limit)]
         try:
             reply = await asyncio.wait_for(
-                self._read(keys=self.keys(channel), args=args), self._timeout
+                self._bounded(self._read(keys=self.keys(channel), args=args)), self._timeout
             )
         except _ERRORS as exc:
             raise BrokerUnavailable(self._url, _reason(exc)) from exc
@@ -258,6 +266,10 @@ class RedisHistory(HistoryStore):
         ]
         first = _offset(oldest) if oldest else top + 1
         return Window(found, Position(top, epoch), first)
+
+
+#: Direct appends and reads in flight at once, at most (the pool holds 100 connections).
+_CONCURRENT = 32
 
 
 def _new_epoch() -> str:

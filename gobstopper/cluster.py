@@ -218,8 +218,8 @@ class Cluster:
         return await self.publish("node:" + node, note)
 
     async def publish_with_history(
-        self, channel: str, note: Envelope, stream: str, size: int, ttl: float
-    ) -> Position:
+        self, channel: str, note: Envelope, stream: str, size: int, ttl: float, wait: bool = True
+    ) -> Position | None:
         """Append ``note``'s payload to ``stream``'s history and publish ``note``, with the
         position the store gives, to ``channel``, in one step (``Broker.
         publish_with_history``). Every node with subscribers, this one included,
@@ -231,7 +231,7 @@ class Cluster:
         assert self.broker is not None
         head = envelope.encode_open(note)
         return await self.broker.publish_with_history(
-            channel, head, stream, note.payload, size, ttl
+            channel, head, stream, note.payload, size, ttl, wait
         )
 
     # -- topics: messages for the layers above the manager ---------------------------
@@ -306,15 +306,15 @@ class Cluster:
         room: str | None = None,
         channel: str | None = None,
         exclude: frozenset[str] = frozenset(),
-    ) -> tuple[Position, bool]:
+    ) -> tuple[Position | None, bool]:
         """Keep ``payload`` in ``stream``'s history and, with other nodes, hand it with its
         position to ``topic``'s handler on every node with members in ``room``, this
         one included, in the order the store gave.
 
         Returns:
-            The position, and whether the publication went through the broker (then
-            this node's handler gets it as it arrives, like the others'); if not, the
-            caller delivers it here.
+            Without other nodes: the position, and False: the caller delivers it here.
+            With them: None (the broker has it, in order, without this waiting for the
+            store's answer) and True: every node's handler gets it as it arrives.
 
         Raises:
             BrokerUnavailable: the store cannot be reached: nothing was kept or sent.
@@ -329,7 +329,8 @@ class Cluster:
             channel=channel,
             exclude=tuple(sorted(exclude)),
         )
-        return await self.publish_with_history(_channel(room), note, stream, size, ttl), True
+        await self.publish_with_history(_channel(room), note, stream, size, ttl, wait=False)
+        return None, True
 
     # -- receiving -----------------------------------------------------------------------------
 

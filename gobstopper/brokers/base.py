@@ -97,14 +97,26 @@ class Broker(abc.ABC):
         """
 
     async def publish_with_history(
-        self, channel: str, head: bytes, stream: str, data: bytes, size: int, ttl: float
-    ) -> Position:
+        self,
+        channel: str,
+        head: bytes,
+        stream: str,
+        data: bytes,
+        size: int,
+        ttl: float,
+        wait: bool = True,
+    ) -> Position | None:
         """Append ``data`` to ``stream``'s history (``size``, ``ttl``: see
         ``HistoryStore.append``), and publish the open envelope ``head`` completed with
         the position to ``channel``, as one step: every node gets a stream's
         publications in offset order, and no crash can leave one appended and not sent
         unnoticed. This default suits a store in this process, whose append does not
         wait; a broker whose store is remote does both in one command.
+
+        Args:
+            wait: wait for the position (False: a remote store may return None at
+                once, the publication queued in order; its loss, should the connection
+                fail before it is written, is counted in ``health().dropped``).
 
         Raises:
             BrokerUnavailable: nothing was appended or published.

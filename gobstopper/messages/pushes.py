@@ -173,6 +173,7 @@ class Pushes:
         )
         if through_broker:
             return Delivery(0, published=True)
+        assert position is not None
         return Delivery(self._deliver_kept(channel, raw, position, ids, predicate))
 
     def _deliver_kept(

@@ -185,8 +185,15 @@ class RedisBroker(Broker):
         self._writer.put("publish", self._channel(channel), data)
 
     async def publish_with_history(
-        self, channel: str, head: bytes, stream: str, data: bytes, size: int, ttl: float
-    ) -> Position:
+        self,
+        channel: str,
+        head: bytes,
+        stream: str,
+        data: bytes,
+        size: int,
+        ttl: float,
+        wait: bool = True,
+    ) -> Position | None:
         """See ``Broker.publish_with_history``: one script appends and publishes.
 
         The script alone orders a stream's publications (Redis runs one script at a
@@ -211,6 +218,10 @@ class RedisBroker(Broker):
             return history.run_append(pipe, stream, data, size, ttl, (full, head))
 
         call = self._writer.call(full, run, len(head) + len(data))
+        if not wait:
+            # In order behind this node's other writes; a loss is counted as dropped.
+            call.reply.add_done_callback(_retrieved)
+            return None
         return history.position(await call.reply)
 
     def presence_add(self, key: str, member: str) -> None:
@@ -472,3 +483,10 @@ class RedisBroker(Broker):
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _retrieved(reply: asyncio.Future[Any]) -> None:
+    """A reply nobody waits for: read, so that a failure is not reported as unseen (the
+    writer counted it as dropped already)."""
+    if not reply.cancelled():
+        reply.exception()

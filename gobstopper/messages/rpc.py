@@ -361,6 +361,9 @@ class RPC:
             delivery = await self.publish(channel, data, exclude=None if echo else peer.conn.id)
         except (MessageTooBig, TypeError) as exc:
             raise RPCError(INVALID_PARAMS, "Invalid params", str(exc)) from None
+        except BrokerUnavailable as exc:  # a channel with history whose store is away
+            logger.warning("publishing to %r: %s", channel, exc)
+            raise RPCError(INTERNAL_ERROR, "Internal error", "history unavailable") from None
         return int(delivery)
 
     async def _info(self, peer: Peer) -> dict[str, Any]:

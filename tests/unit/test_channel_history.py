@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gobstopper import WebSocketManager
+from gobstopper import BrokerUnavailable, WebSocketManager
 from gobstopper.history import MemoryHistory, Position, Window
 from gobstopper.messages import RPC
 
@@ -274,3 +274,23 @@ async def test_a_position_from_another_channel_is_not_taken_for_this_one() -> No
         since = {"offset": 1, "epoch": other.epoch}
         replayed, answer = await subscribe(peer, {"channel": "feed.a", "since": since})
         assert replayed == [] and answer["result"]["recovered"] is False
+
+
+async def test_a_store_that_cannot_keep_a_publication_sends_it_nowhere() -> None:
+    rpc = endpoint(client_publish=True)
+    store = rpc.manager.cluster.history
+    assert isinstance(store, MemoryHistory)
+
+    async def refuse(channel: str, data: bytes, size: int, ttl: float) -> Position:
+        raise BrokerUnavailable("redis://store", "connection refused")
+
+    async with served(rpc) as subscriber, served(rpc) as publisher:
+        await subscribe(subscriber, {"channel": "feed.a"})
+        store.append = refuse  # type: ignore[method-assign]
+        with pytest.raises(BrokerUnavailable):
+            await rpc.publish("feed.a", "lost")
+        answer = await publisher.call("rpc.publish", {"channel": "feed.a", "data": "x"})
+        assert answer["error"]["code"] == -32603
+        assert answer["error"]["data"] == "history unavailable"
+        info = await subscriber.call("rpc.info")  # nothing came before this answer
+        assert info["result"]["subscriptions"] == ["feed.a"]

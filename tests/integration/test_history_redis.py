@@ -4,7 +4,7 @@ flush, an outage). The store contract itself runs in tests/unit/test_history.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -14,19 +14,12 @@ from gobstopper.envelope import Envelope
 from gobstopper.history import Position
 
 from .helpers import wait_until
-from .redis_server import RedisServer, require_redis
+from .redis_server import RedisServer, redis_fixture
 
 WAIT = 10.0
 
 
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    server = RedisServer(require_redis())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.cleanup()
+redis = redis_fixture()
 
 
 @pytest.fixture

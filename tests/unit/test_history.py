@@ -7,26 +7,19 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from gobstopper.history import HistoryStore, MemoryHistory, Position, Window
 
-from ..integration.redis_server import RedisServer, require_redis
+from ..integration.redis_server import RedisServer, redis_fixture
 
 StoreFactory = Callable[[], HistoryStore]
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer(require_redis())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.cleanup()
+redis_server = redis_fixture("module")
 
 
 @pytest.fixture

@@ -57,6 +57,7 @@ from .report import (
     spread,
     table_row,
 )
+from .rpc import channel_progress
 from .rpc_loadgen import CHANNEL, PATTERN, measure_channel
 from .servers import (
     ROOT,
@@ -187,16 +188,8 @@ def run_setup(
 
 
 def _progress(r: HistoryRun) -> str:
-    head = f"[run {r.repeat}] {r.server:<20} {r.receivers:>5} subscribers: "
-    if r.error is not None:
-        return head + f"FAILED {r.error}"
-    return head + (
-        f"{r.deliveries_per_s / 1000:7.1f} k deliveries/s, p50 {fmt_num(r.p50_ms, '.1f')} ms, "
-        f"p99 {fmt_num(r.p99_ms, '.1f')} ms, gaps {r.gaps}, out of order {r.out_of_order}, "
-        f"wrong offsets {r.wrong_offsets}, closed {r.closed}, server CPU "
-        f"{fmt_pct(r.server_cpu)}, Redis CPU {fmt_pct(r.redis_cpu)}, load generator CPU "
-        f"{fmt_pct(r.bench_cpu)}, others {fmt_pct(r.other_cpu)}"
-    )
+    extra = f"wrong offsets {r.wrong_offsets}, Redis CPU {fmt_pct(r.redis_cpu)}, "
+    return channel_progress(r, extra)
 
 
 # -- summaries ----------------------------------------------------------------------------

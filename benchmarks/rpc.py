@@ -78,7 +78,7 @@ from .servers import (
     run_measurement,
 )
 
-__all__ = ["BEGIN", "END", "SERVERS", "CallSummary", "main", "overhead"]
+__all__ = ["BEGIN", "END", "SERVERS", "CallSummary", "channel_progress", "main", "overhead"]
 
 DEFAULT_OUT = ROOT / "docs" / "benchmarks.md"
 BEGIN = "<!-- rpc:begin -->"
@@ -228,18 +228,19 @@ def run_channel(
         return result
 
     return least_disturbed(
-        attempt, args.retries, args.max_other, _channel_progress, "others were busy: again"
+        attempt, args.retries, args.max_other, channel_progress, "others were busy: again"
     )
 
 
-def _channel_progress(r: RunResult) -> str:
+def channel_progress(r: RunResult, extra: str = "") -> str:
+    """One channel run's progress line (``extra``: more figures, after the checks)."""
     head = f"[run {r.repeat}] {r.server:<20} {r.receivers:>5} subscribers: "
     if r.error is not None:
         return head + f"FAILED {r.error}"
     return head + (
         f"{r.deliveries_per_s / 1000:7.1f} k deliveries/s, p50 {fmt_num(r.p50_ms, '.1f')} ms, "
         f"p99 {fmt_num(r.p99_ms, '.1f')} ms, gaps {r.gaps}, out of order {r.out_of_order}, "
-        f"closed {r.closed}, server CPU {fmt_pct(r.server_cpu)}, "
+        f"{extra}closed {r.closed}, server CPU {fmt_pct(r.server_cpu)}, "
         f"load generator CPU {fmt_pct(r.bench_cpu)}, others {fmt_pct(r.other_cpu)}"
     )
 
@@ -411,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for key in channel_keys:
                 result = run_channel(SERVERS[key], receivers, repeat, args.channel_settings, args)
                 channels.append(result)
-                print(_channel_progress(result), flush=True)
+                print(channel_progress(result), flush=True)
     call_summaries = summarise_calls(calls, [SERVERS[k].name for k in args.server_keys])
     channel_summaries = summarise(channels, [SERVERS[k].name for k in channel_keys])
     section = rpc_report(calls, channels, call_summaries, channel_summaries, args, command)

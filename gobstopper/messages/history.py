@@ -263,6 +263,8 @@ class ChannelHistory:
         replay = window.publications if recovered else []
         # From here to go_live(), nothing awaits: no publication can slip in between.
         self._release(channel, conn)
+        if conn.closed:
+            return window.position, recovered  # it left while the store was read
         for publication in replay:
             if publication.offset > last:
                 self._send(conn, publication, window, binary)

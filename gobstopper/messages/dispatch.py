@@ -66,9 +66,20 @@ class Peer:
         answer_in_queue: the answer to the frame being handled must follow the pushes
             queued for the connection before it (a subscription's replay): it goes
             through the connection's queue, not straight to the socket.
+        after_answer: called once that answer is queued (or would have been: a
+            notification): what must come after it (a subscription going live).
     """
 
-    __slots__ = ("answer_in_queue", "buckets", "closing", "codec", "conn", "tasks", "ws")
+    __slots__ = (
+        "after_answer",
+        "answer_in_queue",
+        "buckets",
+        "closing",
+        "codec",
+        "conn",
+        "tasks",
+        "ws",
+    )
 
     def __init__(self, conn: Connection, codec: Codec) -> None:
         self.conn = conn
@@ -78,6 +89,7 @@ class Peer:
         self.buckets: dict[str, RateLimiter] = {}
         self.closing = False
         self.answer_in_queue = False
+        self.after_answer: list[Callable[[], None]] = []
 
     async def send(self, frame: str | bytes) -> None:
         """Send one encoded frame (str: text, bytes: binary).
@@ -147,10 +159,15 @@ class Dispatcher:
     async def receive(self, peer: Peer, raw: str | bytes) -> None:
         """Answer one inbound frame; close the connection (1008) if it went over a rate
         limit that closes."""
-        reply = await self.dispatch(peer, raw)
-        in_queue, peer.answer_in_queue = peer.answer_in_queue, False
-        if reply is not None:
-            await self.send_reply(peer, reply, in_queue)
+        try:
+            reply = await self.dispatch(peer, raw)
+            in_queue, peer.answer_in_queue = peer.answer_in_queue, False
+            if reply is not None:
+                await self.send_reply(peer, reply, in_queue)
+        finally:
+            after, peer.after_answer = peer.after_answer, []
+            for then in after:
+                then()
         if peer.closing:
             await peer.ws.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..delivery import Push, chosen
+from ..errors import CloseCode
 from ..history.base import Position, Publication, Window
 from ..manager import Connection, WebSocketManager
 from . import channels
@@ -139,6 +140,10 @@ class ChannelHistory:
         self._policy_of: dict[str, HistoryPolicy | None] = {}  # by channel, bounded
         # Subscribers resuming, by channel: the positioned pushes held for each.
         self._held: dict[str, dict[Connection, list[tuple[int, Push]]]] = {}
+        # Subscribers just live, by channel: the last offset their replay covered.
+        self._floors: dict[str, dict[Connection, int]] = {}
+        # The last position delivered here, by channel with subscribers here.
+        self._seen: dict[str, Position] = {}
 
     # -- which channels ----------------------------------------------------------------
 
@@ -197,27 +202,93 @@ class ChannelHistory:
         framed = with_position(raw, position)
         return Push(framed.decode(), len(framed), None if binary is None else binary(framed))
 
-    def hold(
+    def deliver(
         self,
         channel: str,
-        offset: int,
+        targets: tuple[Connection, ...],
         push: Push,
+        offset: int,
         exclude: frozenset[str],
         predicate: Callable[[Connection], bool] | None,
-    ) -> None:
-        """Keep ``push`` for the subscribers of ``channel`` that are resuming."""
+    ) -> int:
+        """Deliver the push at ``offset`` to ``channel``'s live subscribers here; hold it
+        for those resuming. A resuming connection gets nothing live (it would overtake
+        its replay, say through a pattern it also holds); one that has just gone live
+        skips offsets its replay covered (a read and the live stream travel apart)."""
         held = self._held.get(channel)
-        if not held:
-            return
-        for conn, pushes in held.items():
-            if chosen(conn, exclude, predicate):
-                pushes.append((offset, push))
+        floors = self._floors.get(channel)
+        if held or floors:
+            targets = tuple(self._live(channel, targets, offset, held, floors))
+        sent = self.manager.deliver(targets, push, exclude, predicate)
+        if held:
+            for conn, pushes in held.items():
+                if chosen(conn, exclude, predicate):
+                    pushes.append((offset, push))
+        return sent
+
+    def _live(
+        self,
+        channel: str,
+        targets: tuple[Connection, ...],
+        offset: int,
+        held: dict[Connection, list[tuple[int, Push]]] | None,
+        floors: dict[Connection, int] | None,
+    ) -> list[Connection]:
+        live = []
+        for conn in targets:
+            if held and conn in held:
+                continue
+            if floors and conn in floors:
+                if offset <= floors[conn]:
+                    continue
+                del floors[conn]  # past its replay: plain live from now on
+            live.append(conn)
+        if floors is not None and not floors:
+            del self._floors[channel]
+        return live
+
+    def forget(self, conn: Connection) -> None:
+        """``conn`` has gone: drop what is kept for it."""
+        for table in (self._held, self._floors):
+            for channel in [c for c, by_conn in table.items() if conn in by_conn]:
+                del table[channel][conn]
+                if not table[channel]:
+                    del table[channel]
+
+    def gap(self, channel: str, position: Position) -> bool:
+        """Whether continuity broke before ``position`` for this node's subscribers of
+        ``channel``: it missed publications (its link to the broker dropped meanwhile;
+        offsets come one by one, in order, to every node with subscribers), or the
+        store started a new epoch (it lost what it kept)."""
+        seen = self._seen.get(channel)
+        self._seen[channel] = position
+        if seen is None:
+            return False
+        return seen.epoch != position.epoch or position.offset > seen.offset + 1
+
+    def unseen(self, channel: str) -> None:
+        """No subscriber of ``channel`` here any more: stop following its offsets."""
+        self._seen.pop(channel, None)
 
     # -- resuming -------------------------------------------------------------------------
 
     def resuming(self, conn: Connection) -> int:
         """How many subscriptions ``conn`` has being resumed now."""
         return sum(conn in held for held in self._held.values())
+
+    def resuming_on(self, conn: Connection, channel: str) -> bool:
+        """Whether ``conn`` is resuming ``channel`` now."""
+        return conn in self._held.get(channel, ())
+
+    def resuming_channel(self, channel: str) -> bool:
+        """Whether a connection is resuming ``channel`` here now."""
+        return bool(self._held.get(channel))
+
+    def failing(self, channel: str, subscribers: tuple[Connection, ...]) -> list[Connection]:
+        """Every connection getting ``channel`` here, live or resuming (to be closed
+        because this node missed publications); the channel's offsets start afresh."""
+        self._seen.pop(channel, None)
+        return [*subscribers, *self._held.get(channel, ())]
 
     async def resume(
         self,
@@ -227,54 +298,93 @@ class ChannelHistory:
         join: Callable[[], Any],
         go_live: Callable[[], object],
         binary: MakeBinary | None,
-    ) -> tuple[Position, bool | None]:
-        """Subscribe ``conn`` to ``channel`` (a name with history), from ``since`` or from
-        now, exactly at the seam.
+    ) -> tuple[Position, bool | None, Callable[[], None]]:
+        """Start subscribing ``conn`` to ``channel`` (a name with history), from ``since``
+        or from now, exactly at the seam: live publications are held for it, the store
+        is read, and the publications after ``since`` are queued for it.
 
         Args:
             join: awaited first: puts ``conn`` where live publications reach this node.
-            go_live: called last, without a pause after the replay: adds ``conn`` to
-                the subscribers that live publications are delivered to.
+            go_live: adds ``conn`` to the subscribers live publications are delivered
+                to (by ``finish``).
 
         Returns:
-            The position the subscription continues after, and whether the publications
-            after ``since`` were all replayed (None without ``since``).
+            The position the replay ends at, whether the publications after ``since``
+            were all replayed (None without ``since``; False also when the replay
+            would not fit the connection's queue), and ``finish``: to call once the
+            answer is queued behind the replay; it queues what was held and makes the
+            subscription live.
 
         Raises:
-            BrokerUnavailable: the store cannot be read; ``conn`` is not subscribed.
+            BrokerUnavailable: the store cannot be read; nothing is held for ``conn``.
         """
-        policy = self.policy(channel)
-        assert policy is not None
         held: list[tuple[int, Push]] = []
         self._held.setdefault(channel, {})[conn] = held
         try:
             await join()
+            stream = self.stream(channel)
             if since is None:
-                window = await self.manager.cluster.history.read(self.stream(channel), limit=0)
+                window = await self.manager.cluster.history.read(stream, limit=0)
             else:
-                window = await self.manager.cluster.history.read(
-                    self.stream(channel), since=since.offset, limit=policy.size
-                )
+                # All that is kept after it: the store bounds the window, not this node.
+                window = await self.manager.cluster.history.read(stream, since=since.offset)
         except BaseException:
             self._release(channel, conn)
             raise
         recovered = None if since is None else window.follows(since)
         last = since.offset if since is not None and recovered else window.position.offset
-        replay = window.publications if recovered else []
-        # From here to go_live(), nothing awaits: no publication can slip in between.
-        self._release(channel, conn)
-        if conn.closed:
-            return window.position, recovered  # it left while the store was read
-        for publication in replay:
-            if publication.offset > last:
-                self._send(conn, publication, window, binary)
-                last = publication.offset
-        for offset, push in held:
-            if offset > last:
-                self.manager.deliver((conn,), push)
-                last = offset
-        go_live()
-        return Position(last, window.position.epoch), recovered
+        if recovered:
+            try:
+                last = await self._replay(conn, window, last, binary)
+            except BaseException:
+                self._release(channel, conn)
+                raise
+        position = Position(last, window.position.epoch)
+
+        def finish() -> None:
+            self._release(channel, conn)
+            if conn.closed:
+                return
+            top = last
+            for offset, push in held:
+                if offset > top:
+                    self.manager.deliver((conn,), push)
+                    top = offset
+            self._floors.setdefault(channel, {})[conn] = top
+            go_live()
+
+        return position, recovered, finish
+
+    async def _replay(
+        self, conn: Connection, window: Window, last: int, binary: MakeBinary | None
+    ) -> int:
+        """Queue the publications of ``window`` after ``last`` for ``conn``, in order; a
+        window bigger than half its queue goes in parts, each once the part before has
+        been sent (the live ones are held meanwhile), so that a client that reads takes
+        any window without being taken for a slow consumer. Returns the last offset."""
+        config = self.manager.config
+        outbox = conn.outbox
+        part_messages = part_bytes = 0
+        for publication in window.publications:
+            if publication.offset <= last:
+                continue
+            size = len(publication.data) + POSITION_ROOM
+            if part_messages and (
+                outbox.queued_messages + 1 > config.send_queue_messages // 2
+                or outbox.queued_bytes + size > config.send_queue_bytes // 2
+            ):
+                # A slow consumer's usual limit applies: sent within the send timeout.
+                if not await outbox.flush(config.send_timeout):
+                    # Too slow to take its replay: what is left of it must not be
+                    # skipped, so the connection ends and its client resumes later.
+                    conn.ws.fail(CloseCode.TRY_AGAIN_LATER, "slow consumer")
+                    return last
+                part_messages = part_bytes = 0
+            self._send(conn, publication, window, binary)
+            part_messages += 1
+            part_bytes += size
+            last = publication.offset
+        return last
 
     async def read(self, channel: str, since: Position | None, limit: int | None) -> History:
         """The kept publications of ``channel`` (the last ``limit``, or the first ``limit``

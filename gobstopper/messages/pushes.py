@@ -25,7 +25,7 @@ from typing import Any
 
 from ..delivery import Delivery, Push
 from ..envelope import Envelope
-from ..errors import MessageTooBig
+from ..errors import BrokerUnavailable, CloseCode, MessageTooBig
 from ..history.base import Position
 from ..manager import Connection, WebSocketManager
 from . import channels, protocol
@@ -77,15 +77,19 @@ class Pushes:
 
     async def subscribe(
         self, conn: Connection, channel: str, since: Position | None = None
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], Callable[[], None] | None]:
         """Subscribe ``conn`` to a channel or pattern (checked by the caller), and put it
         in the rooms that bring it the channel's messages from the other nodes. A
         channel with history starts at a position, given back: after ``since`` when
         given (and then whether it was followed: ``recovered``), else from now.
 
+        Returns:
+            What the answer adds, and for a channel with history a function to call
+            once the answer is queued (``ChannelHistory.resume``).
+
         Raises:
             RPCError: ``since`` for a pattern or a channel without history.
-            BrokerUnavailable: the history store cannot be read.
+            BrokerUnavailable: the history store cannot be read; not subscribed.
         """
         policy = None if channels.is_pattern(channel) else self.history.policy(channel)
         if policy is None:
@@ -94,21 +98,37 @@ class Pushes:
                 raise RPCError(INVALID_PARAMS, "Invalid params", why)
             if self._subscriptions.subscribe(conn, channel):
                 await self._join(conn, channel)
-            return {}
-        if channel in self._subscriptions.subscriptions(conn):
-            return {}  # subscribed already: nothing to resume
-        position, recovered = await self.history.resume(
-            conn,
-            channel,
-            since,
-            lambda: self._join(conn, channel),
-            lambda: self._subscriptions.subscribe(conn, channel),
-            self._binary,
-        )
+            return {}, None
+        history = self.history
+        if channel in self._subscriptions.subscriptions(conn) or history.resuming_on(conn, channel):
+            # Subscribed already: this connection gets the channel live. A ``since`` is
+            # followed only if it is where the channel stands: nothing is replayed to one
+            # connection twice.
+            if since is None:
+                return {}, None
+            window = await self.manager.cluster.history.read(history.stream(channel), limit=0)
+            now = window.position
+            return {"offset": now.offset, "epoch": now.epoch, "recovered": since == now}, None
+        if not self._subscriptions.targets(channel) and not history.resuming_channel(channel):
+            # Nobody here followed the channel: the offsets this node saw last are stale
+            # (it may not have been listening since), not a sign of a gap.
+            history.unseen(channel)
+        try:
+            position, recovered, finish = await history.resume(
+                conn,
+                channel,
+                since,
+                lambda: self._join(conn, channel),
+                lambda: self._subscriptions.subscribe(conn, channel),
+                self._binary,
+            )
+        except BrokerUnavailable:
+            await self._leave(conn, channel)
+            raise
         answer: dict[str, Any] = {"offset": position.offset, "epoch": position.epoch}
         if recovered is not None:
             answer["recovered"] = recovered
-        return answer
+        return answer, finish
 
     async def _join(self, conn: Connection, channel: str) -> None:
         """The rooms a subscription needs: the one publications travel to (joined once
@@ -120,6 +140,11 @@ class Pushes:
     async def unsubscribe(self, conn: Connection, channel: str) -> None:
         """Undo ``subscribe`` (nothing if ``conn`` does not hold ``channel``)."""
         if self._subscriptions.unsubscribe(conn, channel):
+            await self._leave(conn, channel)
+
+    async def _leave(self, conn: Connection, channel: str) -> None:
+        """Undo ``_join`` (the room publications travel to only with nothing else left)."""
+        with contextlib.suppress(ValueError):  # the connection may have gone meanwhile
             await conn.leave(CHANNEL_ROOM + channel)
             if not self._subscriptions.count(conn) and not self.history.resuming(conn):
                 await conn.leave(SUBSCRIBERS_ROOM)
@@ -138,7 +163,11 @@ class Pushes:
             raise ValueError(f"not a channel name: {channel!r}")
         policy = self.history.policy(channel)
         if policy is not None:
-            return await self._publish_kept(channel, data, ids, predicate, policy)
+            if predicate is not None or clustered != self.manager.clustered:
+                # Kept publications are replayed to any subscriber that resumes, and go
+                # through the store to every node: neither can honour these.
+                raise ValueError(f"{channel!r} keeps history: no predicate, no local=True")
+            return await self._publish_kept(channel, data, ids, policy)
         raw, push = self.encode(protocol.channel_message(channel, data))
         targets = self._subscriptions.targets(channel)
         sent = self.manager.deliver(targets, push, ids, predicate)
@@ -151,12 +180,7 @@ class Pushes:
         return Delivery.of(sent, (remote.published, remote.error))
 
     async def _publish_kept(
-        self,
-        channel: str,
-        data: Any,
-        ids: frozenset[str],
-        predicate: Callable[[Connection], bool] | None,
-        policy: HistoryPolicy,
+        self, channel: str, data: Any, ids: frozenset[str], policy: HistoryPolicy
     ) -> Delivery:
         """A publication to a channel with history: kept, positioned, then delivered (here
         at once without other nodes; with them, everywhere as it comes back)."""
@@ -174,20 +198,14 @@ class Pushes:
         if through_broker:
             return Delivery(0, published=True)
         assert position is not None
-        return Delivery(self._deliver_kept(channel, raw, position, ids, predicate))
+        return Delivery(self._deliver_kept(channel, raw, position, ids))
 
     def _deliver_kept(
-        self,
-        channel: str,
-        raw: bytes,
-        position: Position,
-        exclude: frozenset[str],
-        predicate: Callable[[Connection], bool] | None,
+        self, channel: str, raw: bytes, position: Position, exclude: frozenset[str]
     ) -> int:
         push = self.history.push(raw, position, self._binary)
-        sent = self.manager.deliver(self._subscriptions.targets(channel), push, exclude, predicate)
-        self.history.hold(channel, position.offset, push, exclude, predicate)
-        return sent
+        targets = self._subscriptions.targets(channel)
+        return self.history.deliver(channel, targets, push, position.offset, exclude, None)
 
     async def emit(
         self,
@@ -242,13 +260,34 @@ class Pushes:
             return tuple(conns.values())
         return [c for c in map(conns.get, self.manager.members(room)) if c is not None]
 
+    def _arrived_kept(self, channel: str, raw: bytes, position: Position, note: Envelope) -> None:
+        """A publication with a position, from the broker (this node's own included)."""
+        history = self.history
+        subscribers = self._subscriptions.targets(channel)
+        if not subscribers and not history.resuming_channel(channel):
+            history.unseen(channel)
+            return
+        if history.gap(channel, position):
+            # This node missed publications (its link to the broker dropped): its
+            # subscribers would see a silent gap. Close them; their clients resume from
+            # their positions and get the missing ones from the store.
+            logger.warning(
+                "missed publications of %r before offset %d: closing its subscribers here"
+                " so that they resume",
+                channel,
+                position.offset,
+            )
+            for conn in history.failing(channel, subscribers):
+                conn.ws.fail(CloseCode.SERVICE_RESTART, "missed publications: resume")
+            return
+        self._deliver_kept(channel, raw, position, frozenset(note.exclude))
+
     def on_topic(self, note: Envelope) -> None:
         """A channel message or an event from another node (or, with a position, from
         any node, this one included): deliver to ours."""
         raw = note.payload
         if note.offset is not None and note.channel is not None and note.epoch is not None:
-            position = Position(note.offset, note.epoch)
-            self._deliver_kept(note.channel, raw, position, frozenset(note.exclude), None)
+            self._arrived_kept(note.channel, raw, Position(note.offset, note.epoch), note)
             return
         push = Push(raw.decode(), len(raw), _lazy_msgpack(raw))
         conns: Iterable[Connection]

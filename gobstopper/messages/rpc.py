@@ -296,6 +296,7 @@ class RPC:
         takes it out of its rooms)."""
         self._connections.pop(peer.conn.id, None)
         self._subscriptions.forget(peer.conn)
+        self._pushes.history.forget(peer.conn)
         await self._dispatcher.stop(peer)
 
     # -- built-in methods ------------------------------------------------------------------
@@ -306,21 +307,22 @@ class RPC:
             raise RPCError(INVALID_PARAMS, "Invalid params", why)
         position = None if since is None else parse_since(since)
         conn = peer.conn
-        started: dict[str, Any] = {}
         if channel not in self._subscriptions.subscriptions(conn):
-            if self._subscriptions.count(conn) >= self.max_subscriptions:
+            if self._count(conn) >= self.max_subscriptions:
                 limit = {"limit": self.max_subscriptions}
                 raise RPCError(TOO_MANY_SUBSCRIPTIONS, "Too many subscriptions", limit)
             self._check_access(peer, channel)
-            try:
-                started = await self._pushes.subscribe(conn, channel, position)
-                # Replayed publications were queued for it: the answer goes after them.
-                peer.answer_in_queue = bool(started)
-            except BrokerUnavailable as exc:
-                logger.warning("subscribing to %r: history unavailable: %s", channel, exc)
-                raise RPCError(INTERNAL_ERROR, "Internal error", "history unavailable") from None
-        count = self._subscriptions.count(conn)
-        return {"channel": channel, "subscriptions": count, **started}
+        try:
+            started, finish = await self._pushes.subscribe(conn, channel, position)
+        except BrokerUnavailable as exc:
+            logger.warning("subscribing to %r: history unavailable: %s", channel, exc)
+            raise RPCError(INTERNAL_ERROR, "Internal error", "history unavailable") from None
+        if finish is not None:
+            # Replayed publications were queued for it: the answer goes behind them,
+            # then what was held meanwhile, then it is live.
+            peer.answer_in_queue = True
+            peer.after_answer.append(finish)
+        return {"channel": channel, "subscriptions": self._count(conn), **started}
 
     async def _history(
         self, peer: Peer, channel: str, limit: int | None = None, since: Any = None
@@ -338,6 +340,10 @@ class RPC:
         except BrokerUnavailable as exc:
             logger.warning("reading the history of %r: %s", channel, exc)
             raise RPCError(INTERNAL_ERROR, "Internal error", "history unavailable") from None
+
+    def _count(self, conn: Connection) -> int:
+        """The subscriptions ``conn`` holds, those being resumed included."""
+        return self._subscriptions.count(conn) + self._pushes.history.resuming(conn)
 
     def _check_access(self, peer: Peer, channel: str) -> None:
         if self.can_subscribe is not None and not self.can_subscribe(peer.ws.state, channel):

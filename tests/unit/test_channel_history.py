@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gobstopper import BrokerUnavailable, WebSocketManager
+from gobstopper import BrokerUnavailable, Config, WebSocketManager
 from gobstopper.history import MemoryHistory, Position, Window
 from gobstopper.messages import RPC
 
@@ -169,9 +169,10 @@ async def test_the_seam_is_exact_under_concurrent_publishing() -> None:
         for i in range(4, 8):  # after the read: held for the subscriber
             await rpc.publish("feed.a", i)
         go_on.set()
-        frames = [await peer.frame() for _ in range(7)]  # 2 replayed + 4 held + answer
-        answer = frames.pop()
-        assert answer["result"]["recovered"] is True and answer["result"]["offset"] == 7
+        # The replay, the answer (the position the replay ends at), then what was held.
+        frames = [await peer.frame() for _ in range(7)]
+        answer = frames.pop(2)
+        assert answer["result"]["recovered"] is True and answer["result"]["offset"] == 3
         assert offsets(frames) == [2, 3, 4, 5, 6, 7]
         await rpc.publish("feed.a", 8)
         assert offsets([await peer.frame()]) == [8]
@@ -294,3 +295,176 @@ async def test_a_store_that_cannot_keep_a_publication_sends_it_nowhere() -> None
         assert answer["error"]["data"] == "history unavailable"
         info = await subscriber.call("rpc.info")  # nothing came before this answer
         assert info["result"]["subscriptions"] == ["feed.a"]
+
+
+def slow_reads(rpc: RPC) -> tuple[asyncio.Event, asyncio.Event]:
+    """Make the store's reads wait: (set once a read is in flight, set to let it end)."""
+    store = rpc.manager.cluster.history
+    assert isinstance(store, MemoryHistory)
+    reading, go_on = asyncio.Event(), asyncio.Event()
+    real_read = store.read
+
+    async def slow_read(channel: str, since: int | None = None, limit: int | None = None) -> Window:
+        window = await real_read(channel, since, limit)
+        reading.set()
+        await go_on.wait()
+        return window
+
+    store.read = slow_read  # type: ignore[method-assign]
+    return reading, go_on
+
+
+async def test_a_pattern_held_beside_the_name_does_not_overtake_the_replay() -> None:
+    """The connection also gets the channel through a pattern: while the name resumes,
+    nothing reaches it live, or the client would take the live offset for its position
+    and drop the replay as old."""
+    rpc = endpoint()
+    for i in range(1, 4):
+        await rpc.publish("feed.a", i)
+    epoch = (await rpc.history("feed.a")).position.epoch
+    async with served(rpc) as peer:
+        await subscribe(peer, {"channel": "feed.*"})
+        reading, go_on = slow_reads(rpc)
+        since = {"offset": 1, "epoch": epoch}
+        peer.send_obj(
+            {
+                "jsonrpc": "2.0",
+                "method": "rpc.subscribe",
+                "params": {"channel": "feed.a", "since": since},
+                "id": "s",
+            }
+        )
+        await asyncio.wait_for(reading.wait(), 2)
+        await rpc.publish("feed.a", 4)  # during the read
+        go_on.set()
+        frames = [await peer.frame() for _ in range(4)]
+        assert [f.get("id") or f["params"]["offset"] for f in frames] == [2, 3, "s", 4]
+
+
+async def test_since_on_a_channel_already_subscribed_says_whether_it_stands_there() -> None:
+    rpc = endpoint()
+    async with served(rpc) as peer:
+        _, first = await subscribe(peer, {"channel": "feed.a"})
+        epoch = first["result"]["epoch"]
+        await rpc.publish("feed.a", 1)
+        assert offsets([await peer.frame()]) == [1]
+        _, behind = await subscribe(
+            peer, {"channel": "feed.a", "since": {"offset": 0, "epoch": epoch}}
+        )
+        assert behind["result"]["recovered"] is False  # not replayed to it twice: said
+        _, there = await subscribe(
+            peer, {"channel": "feed.a", "since": {"offset": 1, "epoch": epoch}}
+        )
+        assert there["result"]["recovered"] is True and there["result"]["offset"] == 1
+
+
+async def test_a_replay_bigger_than_the_queue_goes_in_parts() -> None:
+    """A window three times the connection's queue: replayed whole, in order, without
+    the client being taken for a slow consumer."""
+    rpc = RPC(WebSocketManager(Config.load({}, send_queue_messages=100)))
+    rpc.keep_history("big", size=500, ttl=60)
+    for i in range(300):
+        await rpc.publish("big", i)
+    epoch = (await rpc.history("big")).position.epoch
+    async with served(rpc) as peer:
+        since = {"offset": 0, "epoch": epoch}
+        replayed, answer = await subscribe(peer, {"channel": "big", "since": since})
+        assert offsets(replayed) == list(range(1, 301))
+        assert answer["result"]["recovered"] is True and answer["result"]["offset"] == 300
+        await rpc.publish("big", "live")
+        assert offsets([await peer.frame()]) == [301]
+
+
+async def test_kept_channels_refuse_what_a_replay_cannot_honour() -> None:
+    rpc = endpoint()
+    with pytest.raises(ValueError, match="history"):
+        await rpc.publish("feed.a", 1, predicate=lambda conn: True)
+
+
+async def test_a_failed_resume_leaves_no_subscription_behind() -> None:
+    rpc = endpoint()
+    store = rpc.manager.cluster.history
+    assert isinstance(store, MemoryHistory)
+
+    async def refuse(channel: str, since: int | None = None, limit: int | None = None) -> Window:
+        raise BrokerUnavailable("redis://store", "connection refused")
+
+    store.read = refuse  # type: ignore[method-assign]
+    async with served(rpc) as peer:
+        _, answer = await subscribe(peer, {"channel": "feed.a"})
+        assert answer["error"]["code"] == -32603
+        assert await rpc.subscribers("feed.a") == []  # presence: not a subscriber
+        info = await peer.call("rpc.info")
+        assert info["result"]["subscriptions"] == []
+
+
+async def test_a_node_that_missed_publications_closes_its_subscribers_to_resume() -> None:
+    """Its link to the broker dropped while others published: the next offset it gets
+    jumps. Its subscribers must not see a silent gap: they are closed, and their clients
+    resume from their positions (and get the missing ones from the store)."""
+    from gobstopper import envelope
+    from gobstopper.brokers import MemoryBroker, MemoryHub
+    from gobstopper.envelope import Envelope
+
+    hub = MemoryHub()
+    manager = WebSocketManager(Config.load({}), MemoryBroker(hub))
+    await manager.start()
+    rpc = RPC(manager)
+    rpc.keep_history("feed.*", size=10, ttl=60)
+    other = MemoryBroker(hub)  # another node, whose publications this one gets
+    await other.start(lambda channel, data: None)
+
+    async def arrives(offset: int) -> None:
+        note = Envelope(
+            "other",
+            b'{"jsonrpc":"2.0","method":"rpc.message","params":{"channel":"feed.a","data":%d}}'
+            % offset,
+            topic="messages:rpc",
+            channel="feed.a",
+            offset=offset,
+            epoch="e1",
+        )
+        await other.publish("room:channel subscribers", envelope.encode(note))
+
+    async with served(rpc) as peer:
+        await subscribe(peer, {"channel": "feed.a"})
+        await arrives(1)
+        assert offsets([await peer.frame()]) == [1]
+        await arrives(2)
+        assert offsets([await peer.frame()]) == [2]
+        await arrives(5)  # 3 and 4 never came here
+        await asyncio.wait_for(peer.transport.closed_event.wait(), 2)
+        assert peer.transport.closed is not None and peer.transport.closed[0] == 1012
+
+
+async def test_offsets_seen_before_nobody_followed_the_channel_are_not_a_gap() -> None:
+    """The node stops listening once its last subscriber leaves; a subscriber that comes
+    back later finds the channel far ahead: that is no gap of this node's."""
+    from gobstopper import envelope
+    from gobstopper.brokers import MemoryBroker, MemoryHub
+    from gobstopper.envelope import Envelope
+
+    hub = MemoryHub()
+    manager = WebSocketManager(Config.load({}), MemoryBroker(hub))
+    await manager.start()
+    rpc = RPC(manager)
+    rpc.keep_history("feed.*", size=10, ttl=60)
+    other = MemoryBroker(hub)
+    await other.start(lambda channel, data: None)
+
+    async def arrives(offset: int) -> None:
+        raw = b'{"jsonrpc":"2.0","method":"rpc.message","params":{"channel":"feed.a","data":%d}}'
+        note = Envelope(
+            "other", raw % offset, topic="messages:rpc", channel="feed.a", offset=offset, epoch="e"
+        )
+        await other.publish("room:channel subscribers", envelope.encode(note))
+
+    async with served(rpc) as peer:
+        await subscribe(peer, {"channel": "feed.a"})
+        await arrives(1)
+        assert offsets([await peer.frame()]) == [1]
+    async with served(rpc) as peer:  # much later: 2..40 went by while nobody was here
+        await subscribe(peer, {"channel": "feed.a"})
+        await arrives(41)
+        assert offsets([await peer.frame()]) == [41]  # delivered, not taken for a gap
+        assert peer.transport.closed is None

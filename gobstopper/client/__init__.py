@@ -234,6 +234,12 @@ class Client(Channels):
         if not self._link.state.current(generation):
             return  # that connection is gone already: the next one renews
         for pattern, answer in zip(patterns, answers[1:], strict=True):
+            if isinstance(answer, CallError) and answer.code == protocol.INTERNAL_ERROR:
+                # The server could not do it now (its history store is away): not a
+                # refusal. Start over on a new connection, positions kept.
+                logger.warning("subscribing again to %r failed for now: %s", pattern, answer)
+                await self._link.drop(generation)
+                return
             if isinstance(answer, CallError):  # refused now: end those subscriptions
                 logger.warning("could not subscribe again to %r: %s", pattern, answer)
                 for sub in self._subscriptions.pop(pattern, []):

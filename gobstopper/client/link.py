@@ -91,6 +91,14 @@ class Link:
             raise ConnectionError("client closed")
         return self._ws, self.state.generation
 
+    async def drop(self, generation: int) -> None:
+        """Close connection ``generation`` if it is still the current one: the loop then
+        connects again, after the backoff."""
+        ws = self._ws
+        if ws is not None and self.state.current(generation):
+            with contextlib.suppress(Exception):  # it may be failing already
+                await ws.close()
+
     async def gone(self, generation: int) -> None:
         """Wait until connection ``generation`` is no longer the current one."""
         await self.wait_for(lambda: not self.state.current(generation))

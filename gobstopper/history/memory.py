@@ -19,7 +19,7 @@ from .base import HistoryStore, Position, Publication, Window
 
 __all__ = ["MemoryHistory"]
 
-_SWEEP_EVERY = 1024  # appends between two sweeps of streams whose publications all expired
+_SWEEP_EVERY = 1024  # appends and reads between two sweeps of streams whose publications all expired
 
 
 @dataclass(slots=True)
@@ -40,7 +40,7 @@ class MemoryHistory(HistoryStore):
 
     def __init__(self) -> None:
         self._streams: dict[str, _Stream] = {}
-        self._appends = 0
+        self._calls = 0
 
     async def append(self, channel: str, data: bytes, size: int, ttl: float) -> Position:
         return self.append_now(channel, data, size, ttl)
@@ -49,8 +49,8 @@ class MemoryHistory(HistoryStore):
         """``append`` without waiting: the offset is assigned before this returns, so
         publications made one after the other keep their order."""
         now = time.monotonic()
-        self._appends += 1
-        if self._appends % _SWEEP_EVERY == 0:
+        self._calls += 1
+        if self._calls % _SWEEP_EVERY == 0:
             self._sweep(now)
         stream = self._streams.get(channel)
         if stream is None:
@@ -68,6 +68,9 @@ class MemoryHistory(HistoryStore):
         self, channel: str, since: int | None = None, limit: int | None = None
     ) -> Window:
         now = time.monotonic()
+        self._calls += 1  # reads too: a stream a read made is swept as well
+        if self._calls % _SWEEP_EVERY == 0:
+            self._sweep(now)
         stream = self._streams.get(channel)
         if stream is None:
             # Never published (or dropped): a stream to come; its epoch is fixed now, so

@@ -502,11 +502,19 @@
     // then replays what was missed, or says it cannot).
     // `first`: ahead of the calls that waited for the connection (sent by _flush).
     _resubscribe(pattern, since, first = true) {
+      const ws = this._ws;
       const again = this._subscribeRequest(pattern, since, null, first);
       again.promise.catch((err) => {
         if (!(err instanceof CallError)) return; // dropped again: the next one retries
         if (since && err.code === RPC.INVALID_PARAMS && this._subs.has(pattern)) {
           this._resubscribe(pattern, null, false); // the channel keeps no history now
+          return;
+        }
+        if (err.code === RPC.INTERNAL_ERROR) {
+          // The server could not do it now (its history store is away): no refusal.
+          // Start over on a new connection, the position kept.
+          console.warn(`gobstopper: subscribing again to ${pattern} failed for now`, err);
+          if (this._ws === ws && ws && ws.readyState === 1) ws.close();
           return;
         }
         console.warn(`gobstopper: subscription ${pattern} refused`, err);

@@ -295,3 +295,32 @@ async def test_a_subscription_asked_while_disconnected_is_sent_once(
     with pytest.raises(asyncio.TimeoutError):
         await feed.get(0.05)  # once
     assert new.nothing_sent()
+
+
+async def test_a_renewal_the_server_cannot_do_now_starts_over_and_keeps_the_position(
+    client: Client, server: FakeServer
+) -> None:
+    """-32603 (the server's history store is away) is no refusal: the client connects
+    again and resumes from the same position, the subscription alive."""
+    sock = await connected(client, server)
+    feed, _ = await subscribed(client, sock, "feed.a", {"offset": 4, "epoch": E})
+    new, found = await reconnected(client, server, sock, 1)
+    unavailable = protocol.RPCError(
+        protocol.INTERNAL_ERROR, "Internal error", "history unavailable"
+    )
+    new.push(protocol.error(found["feed.a"]["id"], unavailable))
+    new.push(answer(found[protocol.INFO], {"id": "x"}))
+    third = await server.accept()  # it dropped that connection and came back
+    again = await third.renewal(1)
+    assert again["feed.a"]["params"]["since"] == {"offset": 4, "epoch": E}
+    third.push(message("feed.a", "five", offset=5, epoch=E))
+    third.push(
+        answer(
+            again["feed.a"],
+            {"channel": "feed.a", "subscriptions": 1, "offset": 5, "epoch": E, "recovered": True},
+        )
+    )
+    third.push(answer(again[protocol.INFO], {"id": "y"}))
+    await asyncio.wait_for(client.ready(3), 2)
+    assert (await feed.get(1)).data == "five"  # no RecoveryFailed: nothing was missed
+    assert feed.position == Position(5, E)

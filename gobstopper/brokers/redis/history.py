@@ -253,7 +253,11 @@ class RedisHistory(HistoryStore):
         self, channel: str, since: int | None = None, limit: int | None = None
     ) -> Window:
         start = "" if since is None else f"{min(max(since, 0) + 1, _MAX_ID)}-0"
-        args = [_new_epoch(), self._meta_ms, start, -1 if limit is None else max(0, limit)]
+        # A read of a channel never published makes its meta (so that the position it
+        # hands out holds), for an hour only: names a client merely asked about do not
+        # pile up for the month a published channel's meta lives.
+        meta_ms = min(self._meta_ms, _READ_META_MS)
+        args = [_new_epoch(), meta_ms, start, -1 if limit is None else max(0, limit)]
         try:
             reply = await asyncio.wait_for(
                 self._bounded(self._read(keys=self.keys(channel), args=args)), self._timeout
@@ -267,6 +271,8 @@ class RedisHistory(HistoryStore):
         first = _offset(oldest) if oldest else top + 1
         return Window(found, Position(top, epoch), first)
 
+
+_READ_META_MS = 3_600_000
 
 #: Direct appends and reads in flight at once, at most (the pool holds 100 connections).
 _CONCURRENT = 32

@@ -19,7 +19,8 @@ from .base import HistoryStore, Position, Publication, Window
 
 __all__ = ["MemoryHistory"]
 
-_SWEEP_EVERY = 1024  # appends and reads between two sweeps of streams whose publications all expired
+# Appends and reads between two sweeps of streams whose publications all expired.
+_SWEEP_EVERY = 1024
 
 
 @dataclass(slots=True)

@@ -468,3 +468,92 @@ async def test_offsets_seen_before_nobody_followed_the_channel_are_not_a_gap() -
         await arrives(41)
         assert offsets([await peer.frame()]) == [41]  # delivered, not taken for a gap
         assert peer.transport.closed is None
+
+
+MESSAGE = b'{"jsonrpc":"2.0","method":"rpc.message","params":{"channel":"feed.a","data":%d}}'
+
+
+async def test_the_store_bounds_a_replay_not_this_workers_size() -> None:
+    """Another worker (or a former configuration) keeps more of the channel than this
+    one's ``size``: a resume still gets everything after its position."""
+    rpc = endpoint()  # size=5 here
+    store = rpc.manager.cluster.history
+    for i in range(1, 13):  # kept with a size of 50 elsewhere: "messages:rpc:<channel>"
+        await store.append("messages:rpc:feed.a", MESSAGE % i, 50, 60)
+    epoch = (await rpc.history("feed.a")).position.epoch
+    async with served(rpc) as peer:
+        since = {"offset": 2, "epoch": epoch}
+        replayed, answer = await subscribe(peer, {"channel": "feed.a", "since": since})
+        assert offsets(replayed) == list(range(3, 13))
+        assert answer["result"]["recovered"] is True and answer["result"]["offset"] == 12
+
+
+async def test_a_batch_answer_waits_behind_a_replay_too() -> None:
+    rpc = endpoint()
+    for i in range(10):
+        await rpc.publish("feed.a", i)
+    epoch = (await rpc.history("feed.a")).position.epoch
+    async with served(rpc) as peer:
+        peer.transport.stalled = True
+        since = {"offset": 5, "epoch": epoch}  # 6..10 are kept (size 5)
+        peer.send_obj(
+            [
+                {
+                    "jsonrpc": "2.0",
+                    "method": "rpc.subscribe",
+                    "params": {"channel": "feed.a", "since": since},
+                    "id": 1,
+                },
+                {
+                    "jsonrpc": "2.0",
+                    "method": "rpc.subscribe",
+                    "params": {"channel": "news"},
+                    "id": 2,
+                },
+            ]
+        )
+        await release_until(peer.transport, 6)
+        frames = [await peer.frame() for _ in range(6)]
+        assert offsets(frames[:5]) == list(range(6, 11))
+        assert [a["id"] for a in frames[5]] == [1, 2]  # the batch's answer, behind them
+        assert frames[5][0]["result"]["recovered"] is True
+
+
+async def test_after_a_replay_a_late_live_copy_of_a_replayed_offset_is_skipped() -> None:
+    """The store is read on one connection, live publications come on another: one the
+    replay already carried may still arrive live afterwards. It is not sent twice."""
+    from gobstopper import envelope
+    from gobstopper.brokers import MemoryBroker, MemoryHub
+    from gobstopper.envelope import Envelope
+
+    hub = MemoryHub()
+    manager = WebSocketManager(Config.load({}), MemoryBroker(hub))
+    await manager.start()
+    rpc = RPC(manager)
+    rpc.keep_history("feed.*", size=10, ttl=60)
+    for i in range(1, 4):
+        await hub.history.append("messages:rpc:feed.a", MESSAGE % i, 10, 60)
+    epoch = (await rpc.history("feed.a")).position.epoch
+    other = MemoryBroker(hub)
+    await other.start(lambda channel, data: None)
+
+    async def arrives(offset: int) -> None:
+        note = Envelope(
+            "other",
+            MESSAGE % offset,
+            topic="messages:rpc",
+            channel="feed.a",
+            offset=offset,
+            epoch=epoch,
+        )
+        await other.publish("room:channel subscribers", envelope.encode(note))
+
+    async with served(rpc) as peer:
+        replayed, answer = await subscribe(
+            peer, {"channel": "feed.a", "since": {"offset": 0, "epoch": epoch}}
+        )
+        assert offsets(replayed) == [1, 2, 3] and answer["result"]["recovered"] is True
+        await arrives(3)  # late: the replay had it
+        await arrives(4)
+        assert offsets([await peer.frame()]) == [4]
+        assert peer.transport.closed is None

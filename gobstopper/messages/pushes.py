@@ -184,7 +184,9 @@ class Pushes:
     ) -> Delivery:
         """A publication to a channel with history: kept, positioned, then delivered (here
         at once without other nodes; with them, everywhere as it comes back)."""
-        raw, _ = self.encode(protocol.channel_message(channel, data), POSITION_ROOM)
+        # The push is made once the position is known; msgpack is checked here, so that
+        # what it cannot carry fails for the publisher, not for some subscribers.
+        raw, _ = self._encoded(protocol.channel_message(channel, data), POSITION_ROOM)
         position, through_broker = await self.manager.cluster.publish_topic_with_history(
             self.topic,
             raw,
@@ -230,24 +232,27 @@ class Pushes:
         )
         return Delivery.of(sent, (remote.published, remote.error))
 
-    def encode(self, message: dict[str, Any], spare: int = 0) -> tuple[bytes, Push]:
+    def encode(self, message: dict[str, Any]) -> tuple[bytes, Push]:
         """``message`` as JSON bytes (what travels between nodes) and as the ``Push`` for
         this node, with its msgpack form when msgpack is offered.
-
-        Args:
-            spare: bytes the message will grow by (a position) and must still fit.
 
         Raises:
             TypeError: an offered encoding cannot carry it.
             MessageTooBig: one of its forms is over the message limit.
         """
+        raw, packed = self._encoded(message, 0)
+        return raw, Push(raw.decode(), len(raw), packed)
+
+    def _encoded(self, message: dict[str, Any], spare: int) -> tuple[bytes, bytes | None]:
+        """``message`` as JSON and, when msgpack is offered, as msgpack, both checked
+        against the message limit with ``spare`` bytes to grow by (a position)."""
         raw = json_bytes(message)
         packed = typing.cast(bytes, MSGPACK.encode(message)) if self._msgpack else None
         limit = self.manager.config.max_message_bytes
         size = max(len(raw), len(packed or b"")) + spare
         if size > limit:
             raise MessageTooBig(size, limit)
-        return raw, Push(raw.decode(), len(raw), packed)
+        return raw, packed
 
     def event_targets(self, room: str | None, to: str | None) -> Iterable[Connection]:
         """This node's connections of the endpoint an event is for: ``to``, the room's

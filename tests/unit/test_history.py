@@ -4,8 +4,6 @@ for it; without redis-server those tests skip, and fail in CI)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -14,6 +12,7 @@ import pytest
 
 from gobstopper.history import HistoryStore, MemoryHistory, Position, Window
 
+from ..integration.helpers import wait_until
 from ..integration.redis_server import RedisServer, redis_fixture
 
 StoreFactory = Callable[[], HistoryStore]
@@ -158,14 +157,14 @@ async def test_redis_publications_expire_one_by_one(redis_client: Any) -> None:
 
 
 async def until(store: HistoryStore, condition: Callable[[Window], bool]) -> Window:
-    """Read ``news`` until ``condition`` holds (at most 5 seconds)."""
-    deadline = time.monotonic() + 5
-    while True:
+    """Read ``news`` until ``condition`` holds (at most 5 seconds: Redis's own clock)."""
+
+    async def check() -> Window | None:
         window = await store.read("news")
-        if condition(window):
-            return window
-        assert time.monotonic() < deadline, f"still {window}"
-        await asyncio.sleep(0.02)
+        return window if condition(window) else None
+
+    found: Window = await wait_until(check, 5, "the condition on news")
+    return found
 
 
 def test_window_follows_checks_every_bound() -> None:

@@ -7,6 +7,7 @@ redis-server started for the test on a free port) and checks what a manager reli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -43,7 +44,41 @@ class Inbox:
         return self.messages
 
 
-@pytest.fixture(params=["memory", "redis"])
+#: Each broker kind the contract runs against: a factory of an async context manager
+#: that yields ``(make broker, the medium's handle)`` (a server object, or None).
+Medium = Callable[[], Any]
+KINDS: dict[str, Medium] = {}
+
+
+def kind(name: str) -> Callable[[Medium], Medium]:
+    def register(medium: Medium) -> Medium:
+        KINDS[name] = medium
+        return medium
+
+    return register
+
+
+@kind("memory")
+@contextlib.asynccontextmanager
+async def _memory() -> AsyncIterator[tuple[Callable[..., Broker], Any]]:
+    hub = MemoryHub()
+    yield (lambda **options: MemoryBroker(hub)), None
+
+
+@kind("redis")
+@contextlib.asynccontextmanager
+async def _redis() -> AsyncIterator[tuple[Callable[..., Broker], Any]]:
+    redis = RedisServer(require_redis())
+    redis.start()
+    try:
+        from gobstopper.brokers.redis import RedisBroker
+
+        yield (lambda **options: RedisBroker(redis.url, **options)), redis
+    finally:
+        redis.cleanup()
+
+
+@pytest.fixture(params=list(KINDS))
 async def nodes(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Any]]:
     """A factory of started nodes on one shared medium: ``await make(inbox)``."""
     async for make in _nodes(request.param):
@@ -57,33 +92,23 @@ async def redis_nodes() -> AsyncIterator[Callable[..., Any]]:
         yield make
 
 
-async def _nodes(kind: str) -> AsyncIterator[Callable[..., Any]]:
+async def _nodes(name: str) -> AsyncIterator[Callable[..., Any]]:
     started: list[Broker] = []
-    redis: RedisServer | None = None
-    hub = MemoryHub()
-    if kind == "redis":
-        redis = RedisServer(require_redis())
-        redis.start()
+    async with KINDS[name]() as (new, medium):
 
-    async def make(inbox: Inbox | None = None, **options: Any) -> Broker:
-        if redis is not None:
-            from gobstopper.brokers.redis import RedisBroker
+        async def make(inbox: Inbox | None = None, **options: Any) -> Broker:
+            broker: Broker = new(**options)
+            await broker.start(inbox or Inbox())
+            started.append(broker)
+            return broker
 
-            broker: Broker = RedisBroker(redis.url, **options)
-        else:
-            broker = MemoryBroker(hub)
-        await broker.start(inbox or Inbox())
-        started.append(broker)
-        return broker
-
-    make.redis = redis  # type: ignore[attr-defined]
-    try:
-        yield make
-    finally:
-        for broker in started:
-            await broker.stop()
-        if redis is not None:
-            redis.cleanup()
+        make.medium = medium  # type: ignore[attr-defined]
+        make.redis = medium  # type: ignore[attr-defined]
+        try:
+            yield make
+        finally:
+            for broker in started:
+                await broker.stop()
 
 
 async def test_publish_reaches_subscribers_only_with_bytes_intact(nodes: Any) -> None:

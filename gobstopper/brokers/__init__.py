@@ -1,8 +1,9 @@
 """Brokers: how rooms reach the other workers and hosts of a cluster.
 
 ``broker_from_url`` picks one by ``GOBSTOPPER_BROKER_URL``: ``memory://`` (the default,
-this process only) or ``redis://host:port/db`` / ``rediss://`` (needs the ``redis``
-extra, which is imported only then).
+this process only), ``redis://host:port/db`` / ``rediss://`` (needs the ``redis``
+extra), or ``nats://host:port[,host:port...]`` (needs the ``nats`` extra); each extra is
+imported only when its broker is chosen.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def check_broker_url(url: str, variable: str = _VAR) -> str:
         ConfigError: not ``memory://``, ``redis://`` or ``rediss://`` with a host, a db
             that is not a whole number, or Redis chosen without the ``redis`` extra.
     """
+    if url.partition("://")[0] in ("nats", "tls"):
+        return _check_nats(url, variable)  # several servers: not one URL
     try:
         parts = urlsplit(url)
         port = parts.port  # raises on a port that is not a number or out of range
@@ -44,8 +47,8 @@ def check_broker_url(url: str, variable: str = _VAR) -> str:
         return url
     if parts.scheme not in ("redis", "rediss"):
         raise ConfigError(
-            f"{variable}={url!r}: unknown broker {parts.scheme!r}; use memory:// or "
-            "redis://host:port/db (rediss:// for TLS)"
+            f"{variable}={url!r}: unknown broker {parts.scheme!r}; use memory://, "
+            "redis://host:port/db (rediss:// for TLS) or nats://host:port[,host:port]"
         )
     if not parts.hostname:
         raise ConfigError(
@@ -64,6 +67,19 @@ def check_broker_url(url: str, variable: str = _VAR) -> str:
     return url
 
 
+def _check_nats(url: str, variable: str) -> str:
+    try:
+        import nats  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"{variable}={url!r} needs the NATS client: pip install 'gobstopper[nats]'"
+        ) from None
+    from .nats import parse_url
+
+    parse_url(url, variable)
+    return url
+
+
 def broker_from_url(url: str, *, presence_ttl: float = 10.0, prefix: str = "gobstopper:") -> Broker:
     """A broker for ``url`` (see ``check_broker_url``), not yet started.
 
@@ -74,6 +90,10 @@ def broker_from_url(url: str, *, presence_ttl: float = 10.0, prefix: str = "gobs
     check_broker_url(url)
     if url.startswith("memory:"):
         return MemoryBroker()
+    if url.startswith(("nats:", "tls:")):
+        from .nats import NatsBroker
+
+        return NatsBroker(url, presence_ttl=presence_ttl, prefix=prefix)
     from .redis import RedisBroker
 
     return RedisBroker(url, presence_ttl=presence_ttl, prefix=prefix)

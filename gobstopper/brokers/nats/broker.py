@@ -1,0 +1,697 @@
+"""The NATS broker: rooms and channels across workers and hosts, through NATS subjects.
+
+Messages are core NATS publications on subjects (``subjects.py``), one connection per
+node; nats-py keeps it alive, moves to another server of the list when one goes away,
+and subscribes again to every subject there. Message-layer channels are subjects with
+NATS's own wildcards, so NATS delivers a publication only to the nodes whose
+subscribers match it (``wildcards`` tells the manager so).
+
+Two of a node's patterns may both match one channel (``news.*`` and ``*.sport``), and
+NATS then delivers a publication once per matching subscription. So every publication
+on a channel subject starts with its origin's id and a number of its own (24 bytes),
+and a node skips a copy it has just handled (it remembers the last few thousand).
+
+Presence lives in two JetStream key-value buckets: ``<p>_presence`` (key
+``<presence key>.<member>``, value: the node id) and ``<p>_nodes`` (key: a node id),
+whose entries expire ``presence_ttl`` seconds after they were written. Each node writes
+its own entry every third of that; a reader skips (and deletes) the members of nodes
+whose entry has expired, so the members of a crashed worker disappear within
+``presence_ttl`` seconds, as with Redis.
+
+Channel history lives in JetStream streams (``history.py``), which republish each
+stored publication to the channel's subject with its sequence: the broker completes
+the envelope with the position (``envelope.position_fields``) as it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import nats
+from nats.errors import Error as NatsError
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+
+from ..._util import Backoff, TaskSet
+from ...envelope import position_fields
+from ...errors import BrokerUnavailable, ConfigError
+from ...history.base import Position
+from ..base import Broker, BrokerHealth, MessageHandler
+from . import subjects
+from .history import OPEN, NatsHistory
+
+__all__ = ["NatsBroker", "parse_url", "redact"]
+
+logger = logging.getLogger("gobstopper.broker")
+
+_BACKOFF_FIRST_S = 0.1
+_BACKOFF_MAX_S = 5.0
+# Copies of a channel publication recognised as such: far more than can be in flight.
+_SEEN = 8192
+_FRAME = 24  # origin id (16 bytes) + a number (8 bytes) before a channel publication
+_ERRORS = (NatsError, OSError, asyncio.TimeoutError)
+_PENDING: Any = object()  # a subscription on its way
+_VAR = "GOBSTOPPER_BROKER_URL"
+
+
+def parse_url(url: str, variable: str = _VAR) -> tuple[list[str], dict[str, str]]:
+    """The server URLs of ``nats://h1:4222,h2:4222[?options]`` (each part may repeat
+    ``nats://``; ``tls://`` for TLS) and its options.
+
+    Options: ``replicas`` (copies of history streams and presence buckets in a
+    JetStream cluster, 1 to 5), ``storage`` (``file`` or ``memory``, for history).
+
+    Raises:
+        ConfigError: naming ``variable`` and the bad value.
+    """
+    text, _, query = url.partition("?")
+    scheme = text.partition("://")[0]
+    servers: list[str] = []
+    for part in text.split(","):
+        part = part.strip()
+        if "://" not in part:
+            part = f"{scheme}://{part}"
+        try:
+            parts = urlsplit(part)
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError as exc:
+            raise ConfigError(f"{variable}={url!r} is not a valid URL: {exc}") from None
+        if parts.scheme not in ("nats", "tls") or not parts.hostname:
+            raise ConfigError(
+                f"{variable}={url!r}: each NATS server needs a host, e.g. "
+                "nats://127.0.0.1:4222,nats://127.0.0.1:4223"
+            )
+        if parts.path not in ("", "/"):
+            raise ConfigError(f"{variable}={url!r}: a NATS URL has no path ({parts.path!r})")
+        servers.append(part)
+    options = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+    unknown = sorted(set(options) - {"replicas"})
+    if unknown:
+        raise ConfigError(f"{variable}={url!r}: unknown option(s) {', '.join(unknown)}")
+    replicas = options.get("replicas", "1")
+    if not replicas.isdigit() or not 1 <= int(replicas) <= 5:
+        raise ConfigError(f"{variable}={url!r}: replicas must be 1 to 5, not {replicas!r}")
+    return servers, options
+
+
+def redact(url: str) -> str:
+    """``url`` without passwords or tokens, for logs and health reports."""
+    out = []
+    for part in url.split(","):
+        parts = urlsplit(part if "://" in part else "nats://" + part)
+        if parts.password is not None or parts.username is not None:
+            host = parts.hostname or ""
+            if parts.port is not None:
+                host += f":{parts.port}"
+            part = urlunsplit((parts.scheme, "***@" + host, parts.path, parts.query, ""))
+        out.append(part)
+    return ",".join(out)
+
+
+class NatsBroker(Broker):
+    """Publish/subscribe, presence and history on NATS (with JetStream).
+
+    Args:
+        url: ``nats://host:port`` or several, comma-separated (see ``parse_url``).
+        prefix: the first token of every subject and the start of every bucket and
+            stream name, to share one NATS.
+        presence_ttl: seconds after which a silent node's members are gone.
+        timeout: seconds any single request to NATS may take.
+    """
+
+    #: NATS matches channel patterns itself: a node subscribes to what its clients
+    #: asked for and gets only the publications that match.
+    wildcards = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "gobstopper:",
+        presence_ttl: float = 10.0,
+        timeout: float = 2.0,
+    ) -> None:
+        servers, options = parse_url(url)
+        self.url = url
+        self._servers = servers
+        self._replicas = int(options.get("replicas", "1"))
+        self.node_id = uuid.uuid4().hex
+        self._p = subjects.prefix_token(prefix)
+        self.presence_ttl = presence_ttl
+        self._timeout = timeout
+        self._nc: Any = None
+        self._js: Any = None
+        self._members_kv: Any = None
+        self._nodes_kv: Any = None
+        self._handler: MessageHandler | None = None
+        self._subs: dict[str, Any] = {}  # wanted broker channel -> its subscription
+        self._members: dict[str, set[str]] = {}  # this node's presence, key -> members
+        self._unwritten: dict[tuple[str, str], bool] = {}  # (key, member) -> add?
+        self._writes: asyncio.Queue[tuple[str, str, bool]] = asyncio.Queue()
+        self._written = asyncio.Event()
+        self._seen: set[bytes] = set()
+        self._seen_order: collections.deque[bytes] = collections.deque()
+        self._last_offsets: dict[str, int] = {}  # stream name -> last offset delivered
+        self._seq = 0
+        self._origin = b""
+        self._history = NatsHistory(
+            self._jetstream,
+            prefix=self._p,
+            url=redact(url),
+            timeout=timeout,
+            replicas=self._replicas,
+        )
+        self.history = self._history
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background = TaskSet(logger, "NATS operation", throttle=True)
+        self._stopping = False
+        self._connected = False
+        self._since = time.time()
+        self._reconnects = 0
+        self._last_error: str | None = None
+        self._dropped = 0
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, handler: MessageHandler) -> None:
+        # A new id per start: processes forked from one that made the broker must not
+        # share it (each would skip the others' messages as its own).
+        self.node_id = uuid.uuid4().hex
+        self._origin = bytes.fromhex(self.node_id)
+        self._handler = handler
+        self._stopping = False
+        self._written.set()
+        connected = asyncio.get_running_loop().create_future()
+        self._tasks = [
+            asyncio.ensure_future(self._connect(connected)),
+            asyncio.ensure_future(self._write_presence()),
+        ]
+        # Wait a little for the first connection; never fail here (health() tells).
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(connected), self._timeout)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._connected:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._drained(), self._timeout)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self._background.wait()
+        nc, self._nc = self._nc, None
+        if nc is not None and self._connected:
+            try:
+                await self._withdraw()
+            except Exception as exc:
+                logger.warning("broker: could not withdraw presence on stop: %s", exc)
+        self._handler = None
+        self._set_connected(False, None)
+        self._subs.clear()
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.close(), self._timeout)
+
+    async def _connect(self, first: asyncio.Future[None]) -> None:
+        """Connect (retrying with backoff until a server answers), then leave the
+        connection to nats-py, which reconnects by itself."""
+        backoff = Backoff(_BACKOFF_FIRST_S, _BACKOFF_MAX_S)
+        logged = False
+        while not self._stopping:
+            try:
+                nc = await nats.connect(
+                    servers=self._servers,
+                    name=f"gobstopper {self.node_id}",
+                    connect_timeout=self._timeout,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    ping_interval=5,
+                    max_outstanding_pings=2,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                )
+                await self._set_up(nc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._set_connected(False, str(exc) or type(exc).__name__)
+                if not logged:
+                    logger.error(
+                        "broker: cannot reach %s (%s); local delivery goes on, other "
+                        "workers are unreachable until it answers",
+                        redact(self.url),
+                        self._last_error,
+                    )
+                    logged = True
+                await backoff.wait()
+                continue
+            logger.info("broker: connected to %s", redact(self.url))
+            if not first.done():
+                first.set_result(None)
+            return
+
+    async def _set_up(self, nc: Any) -> None:
+        try:
+            js = nc.jetstream(timeout=self._timeout)
+            self._members_kv = await _bucket(
+                js,
+                KeyValueConfig(
+                    bucket=f"{self._p}_presence",
+                    history=1,
+                    storage=StorageType.MEMORY,
+                    replicas=self._replicas,
+                ),
+            )
+            self._nodes_kv = await _bucket(
+                js,
+                KeyValueConfig(
+                    bucket=f"{self._p}_nodes",
+                    history=1,
+                    ttl=self.presence_ttl,
+                    storage=StorageType.MEMORY,
+                    replicas=self._replicas,
+                ),
+            )
+            self._nc, self._js = nc, js
+            await self._subscribe_all(nc)
+            await nc.flush(self._timeout)
+            await self._restore_presence()
+        except BaseException:
+            self._nc = None
+            self._subs = dict.fromkeys(self._subs)  # to subscribe on the next connection
+            with contextlib.suppress(Exception):
+                await nc.close()
+            raise
+        self._set_connected(True, None)
+        self._tasks.append(asyncio.ensure_future(self._heartbeat()))
+
+    def _jetstream(self) -> Any:
+        if self._js is None or not self._connected:
+            raise BrokerUnavailable(redact(self.url), self._last_error or "not connected")
+        return self._js
+
+    # -- nats-py's callbacks --------------------------------------------------------------
+
+    async def _on_error(self, exc: Exception) -> None:
+        self._last_error = str(exc) or type(exc).__name__
+        logger.debug("broker: NATS error: %s", self._last_error)
+
+    async def _on_disconnected(self) -> None:
+        if self._stopping or self._nc is None:
+            return
+        logger.error(
+            "broker: connection to NATS lost (%s); local delivery goes on, other workers "
+            "are unreachable until it is back",
+            self._last_error or "disconnected",
+        )
+        self._set_connected(False, self._last_error or "disconnected")
+
+    async def _on_reconnected(self) -> None:
+        if self._stopping or self._nc is None:
+            return
+        self._reconnects += 1
+        logger.warning(
+            "broker: reconnected to %s (reconnection %d); subscribed again to %d subject(s)",
+            self._nc.connected_url.netloc if self._nc.connected_url else "NATS",
+            self._reconnects,
+            len(self._subs),
+        )
+        self._history.forget()
+        self._set_connected(True, None)
+        # Presence may have expired meanwhile (other nodes then dropped our members).
+        self._background.spawn(self._restore_presence())
+
+    # -- publishing -----------------------------------------------------------------------
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        nc = self._nc
+        if nc is None or not self._connected:
+            self._dropped += 1
+            raise BrokerUnavailable(redact(self.url), self._last_error or "not connected")
+        subject = subjects.subject(self._p, channel)
+        if subjects.wildcard(channel):
+            raise subjects.SubjectError(f"cannot publish to a pattern: {channel!r}")
+        if channel.startswith(subjects.CHANNEL):
+            self._seq += 1
+            data = self._origin + self._seq.to_bytes(8, "big") + data
+        try:
+            await nc.publish(subject, data)
+        except _ERRORS as exc:
+            self._dropped += 1
+            raise BrokerUnavailable(redact(self.url), str(exc) or type(exc).__name__) from exc
+
+    async def publish_with_history(
+        self,
+        channel: str,
+        head: bytes,
+        stream: str,
+        data: bytes,
+        size: int,
+        ttl: float,
+        wait: bool = True,
+    ) -> Position | None:
+        """See ``Broker.publish_with_history``: stored in ``stream``'s JetStream stream,
+        which republishes it to ``channel``'s subject with its sequence, in order.
+
+        Always waits for JetStream's acknowledgement (``wait`` is not needed: the
+        order among publications is JetStream's, not this node's).
+
+        Raises:
+            BrokerUnavailable: not stored, or not known to be (then delivery is at most
+                once); counted in ``health().dropped``.
+        """
+        del data  # the open envelope carries it; a read takes it from there
+        if not self._connected:
+            self._dropped += 1
+            raise BrokerUnavailable(redact(self.url), self._last_error or "not connected")
+        target = subjects.subject(self._p, channel)
+        try:
+            state = await self._history.ensure(stream, size, ttl, target)
+            offset = await self._history.store(state, bytes((OPEN,)) + head)
+        except BrokerUnavailable:
+            self._dropped += 1
+            raise
+        return Position(offset, state.epoch)
+
+    # -- receiving --------------------------------------------------------------------------
+
+    async def subscribe(self, channel: str) -> None:
+        if channel in self._subs:
+            return
+        self._subs[channel] = None
+        nc = self._nc
+        if nc is not None:
+            try:
+                await self._subscribe(nc, channel)
+                # Returns once the server has the subscription (in a NATS cluster, the
+                # other servers learn of it a moment later).
+                await nc.flush(self._timeout)
+            except _ERRORS as exc:  # nats-py subscribes again on reconnection
+                logger.debug("broker: subscribe %s: %s", channel, exc)
+
+    async def unsubscribe(self, channel: str) -> None:
+        sub = self._subs.pop(channel, None)
+        if sub is not None and sub is not _PENDING:
+            with contextlib.suppress(*_ERRORS):  # a stray subscription is harmless
+                await sub.unsubscribe()
+
+    async def _subscribe_all(self, nc: Any) -> None:
+        self._subs[f"node-control:{self.node_id}"] = None
+        for channel, sub in list(self._subs.items()):
+            if sub is None:
+                await self._subscribe(nc, channel)
+
+    async def _subscribe(self, nc: Any, channel: str) -> None:
+        if self._subs.get(channel) is not None:
+            return  # subscribed already, or on its way
+        self._subs[channel] = _PENDING
+        subject = subjects.subject(self._p, channel)
+        framed = channel.startswith(subjects.CHANNEL)
+        try:
+            sub = await nc.subscribe(subject, cb=self._receiver(channel, framed))
+        except BaseException:
+            if self._subs.get(channel) is _PENDING:
+                self._subs[channel] = None
+            raise
+        if self._subs.get(channel) is _PENDING:
+            self._subs[channel] = sub
+        else:  # unsubscribed meanwhile (and maybe wanted again: subscribed by that call)
+            await sub.unsubscribe()
+
+    def _receiver(self, channel: str, framed: bool) -> Callable[[Any], Awaitable[None]]:
+        async def receive(msg: Any) -> None:
+            data: bytes = msg.data
+            headers = msg.headers
+            if headers and "Nats-Sequence" in headers:
+                data = await self._positioned(headers, data)
+                if not data:
+                    return
+            elif framed:
+                if len(data) < _FRAME or not self._first_copy(data[:_FRAME]):
+                    return
+                data = data[_FRAME:]
+            handler = self._handler
+            if handler is None:
+                return
+            try:
+                handler(channel, data)
+            except Exception:
+                # One bad message never stops the subscription.
+                logger.exception("broker: message handler failed on %s", channel)
+
+        return receive
+
+    async def _positioned(self, headers: dict[str, str], stored: bytes) -> bytes:
+        """A publication republished by its history stream: its open envelope completed
+        with the position (empty: a copy already delivered, or not an envelope)."""
+        name = headers.get("Nats-Stream", "")
+        offset = int(headers["Nats-Sequence"])
+        if stored[:1] != bytes((OPEN,)):
+            return b""
+        last = self._last_offsets.get(name, 0)
+        if offset == last:
+            return b""  # the same publication through a second matching subscription
+        try:
+            # Below the last one: a late copy, or the stream was made again (new epoch).
+            epoch = await self._history.epoch(name, refresh=offset < last)
+        except BrokerUnavailable as exc:
+            logger.warning("broker: a publication of %s skipped: %s", name, exc)
+            return b""
+        if not self._first_copy(f"{name} {epoch} {offset}".encode()):
+            return b""
+        self._last_offsets[name] = offset
+        return stored[1:] + position_fields(offset, epoch)
+
+    def _first_copy(self, frame: bytes) -> bool:
+        if frame in self._seen:
+            return False
+        self._seen.add(frame)
+        self._seen_order.append(frame)
+        if len(self._seen_order) > _SEEN:
+            self._seen.discard(self._seen_order.popleft())
+        return True
+
+    # -- presence -------------------------------------------------------------------------
+
+    def presence_add(self, key: str, member: str) -> None:
+        self._members.setdefault(key, set()).add(member)
+        self._queue(key, member, True)
+
+    def presence_remove(self, key: str, member: str) -> None:
+        members = self._members.get(key)
+        if members is not None:
+            members.discard(member)
+            if not members:
+                del self._members[key]
+        self._queue(key, member, False)
+
+    def _queue(self, key: str, member: str, add: bool) -> None:
+        self._unwritten[(key, member)] = add
+        self._written.clear()
+        self._writes.put_nowait((key, member, add))
+
+    async def _write_presence(self) -> None:
+        """Write presence changes in order (each in flight together with the ones queued
+        behind it: one connection keeps them in order)."""
+        while True:
+            batch = [await self._writes.get()]
+            while not self._writes.empty() and len(batch) < 512:
+                batch.append(self._writes.get_nowait())
+            if self._connected:
+                results = await asyncio.gather(
+                    *(self._write(k, m, add) for k, m, add in batch), return_exceptions=True
+                )
+                for (key, member, add), result in zip(batch, results, strict=True):
+                    if result is None and self._unwritten.get((key, member)) is add:
+                        del self._unwritten[(key, member)]
+            # What is not written is written again on reconnection (_restore_presence).
+            if self._writes.empty():
+                self._written.set()
+
+    async def _write(self, key: str, member: str, add: bool) -> None:
+        name = subjects.kv_key(key, member)
+        kv = self._members_kv
+        if add:
+            await asyncio.wait_for(kv.put(name, self.node_id.encode()), self._timeout)
+        else:
+            await self._delete_if_owner(name, self.node_id)
+
+    async def _delete_if_owner(self, name: str, node: str) -> None:
+        """Delete a member's entry if ``node`` still owns it (another node may have
+        written it since)."""
+        kv = self._members_kv
+        try:
+            entry = await asyncio.wait_for(kv.get(name), self._timeout)
+        except KeyNotFoundError:
+            return
+        if entry.value == node.encode():
+            with contextlib.suppress(Exception):  # written again meanwhile: it stays
+                await asyncio.wait_for(kv.delete(name, last=entry.revision), self._timeout)
+
+    async def _drained(self) -> None:
+        await self._written.wait()
+
+    async def presence(self, key: str) -> dict[str, str]:
+        await self._drained()
+        try:
+            members = await self._list(key)
+            alive = await self._alive(set(members.values()))
+            dead = {m: n for m, n in members.items() if n not in alive}
+            for member, node in dead.items():
+                # Members of crashed nodes: gone for every reader from now on.
+                await self._delete_if_owner(subjects.kv_key(key, member), node)
+            return {m: n for m, n in members.items() if n in alive}
+        except _ERRORS as exc:
+            raise BrokerUnavailable(redact(self.url), str(exc) or type(exc).__name__) from exc
+
+    async def presence_of(self, key: str, member: str) -> str | None:
+        await self._drained()
+        try:
+            kv = self._kv(self._members_kv)
+            try:
+                entry = await asyncio.wait_for(kv.get(subjects.kv_key(key, member)), self._timeout)
+            except KeyNotFoundError:
+                return None
+            node = bytes(entry.value or b"").decode()
+            return node if await self._alive({node}) else None
+        except _ERRORS as exc:
+            raise BrokerUnavailable(redact(self.url), str(exc) or type(exc).__name__) from exc
+
+    async def _list(self, key: str) -> dict[str, str]:
+        """The members under ``key`` as written (live or not): member -> node."""
+        kv = self._kv(self._members_kv)
+        prefix = subjects.kv_prefix(key) + "."
+        watcher = await asyncio.wait_for(kv.watch(prefix + "*", ignore_deletes=True), self._timeout)
+        members: dict[str, str] = {}
+        try:
+            while True:
+                entry = await watcher.updates(self._timeout)
+                if entry is None:
+                    break
+                if entry.value:
+                    members[subjects.untoken(entry.key[len(prefix) :])] = bytes(
+                        entry.value
+                    ).decode()
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()
+        return members
+
+    async def _alive(self, nodes: set[str]) -> set[str]:
+        kv = self._kv(self._nodes_kv)
+
+        async def live(node: str) -> bool:
+            if node == self.node_id:
+                return True
+            try:
+                await asyncio.wait_for(kv.get(subjects.token(node)), self._timeout)
+            except KeyNotFoundError:
+                return False
+            return True
+
+        flags = await asyncio.gather(*(live(n) for n in sorted(nodes)))
+        return {n for n, ok in zip(sorted(nodes), flags, strict=True) if ok}
+
+    def _kv(self, kv: Any) -> Any:
+        if kv is None or not self._connected:
+            raise BrokerUnavailable(redact(self.url), self._last_error or "not connected")
+        return kv
+
+    async def _heartbeat(self) -> None:
+        period = max(0.05, self.presence_ttl / 3)
+        name = subjects.token(self.node_id)
+        revision: int | None = None
+        while True:
+            if self._connected and self._nodes_kv is not None:
+                try:
+                    kv = self._nodes_kv
+                    if revision is None:
+                        revision = await asyncio.wait_for(kv.put(name, b"1"), self._timeout)
+                    else:
+                        # Fails when the entry expired (a stalled loop, an outage): other
+                        # nodes may have dropped our members. Write them again.
+                        try:
+                            revision = await asyncio.wait_for(
+                                kv.update(name, b"1", last=revision), self._timeout
+                            )
+                        except asyncio.TimeoutError:
+                            raise
+                        except Exception:
+                            logger.warning("broker: this node's presence had expired; restoring it")
+                            revision = None
+                            await self._restore_presence()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    revision = None
+                    logger.debug("broker: heartbeat failed: %s", exc)
+            await asyncio.sleep(period)
+
+    async def _restore_presence(self) -> None:
+        """Write this node's liveness and members again, and the removals that did not
+        reach NATS (after a connection or a loss)."""
+        kv, nodes = self._members_kv, self._nodes_kv
+        if kv is None or nodes is None:
+            return
+        await asyncio.wait_for(nodes.put(subjects.token(self.node_id), b"1"), self._timeout)
+        writes: list[Awaitable[Any]] = []
+        for key, members in self._members.items():
+            for member in members:
+                writes.append(self._write(key, member, True))
+        for (key, member), add in list(self._unwritten.items()):
+            if not add:
+                writes.append(self._write(key, member, False))
+        for start in range(0, len(writes), 512):
+            await asyncio.gather(*writes[start : start + 512])
+        self._unwritten = {k: a for k, a in self._unwritten.items() if a}
+
+    async def _withdraw(self) -> None:
+        """This node's members and liveness entry, deleted (stopping)."""
+        writes = [
+            self._write(key, member, False)
+            for key, members in self._members.items()
+            for member in members
+        ]
+        await asyncio.wait_for(asyncio.gather(*writes), self._timeout * 2)
+        await asyncio.wait_for(self._nodes_kv.delete(subjects.token(self.node_id)), self._timeout)
+
+    def _set_connected(self, connected: bool, error: str | None) -> None:
+        if error is not None:
+            self._last_error = error
+        if connected != self._connected:
+            self._connected = connected
+            self._since = time.time()
+
+    def health(self) -> BrokerHealth:
+        return BrokerHealth(
+            url=redact(self.url),
+            connected=self._connected,
+            since=self._since,
+            reconnects=self._reconnects,
+            last_error=self._last_error,
+            dropped=self._dropped,
+        )
+
+
+async def _bucket(js: Any, config: Any) -> Any:
+    """The key-value bucket of ``config``, made if missing (as it is, if another node
+    made it with other settings)."""
+    try:
+        return await js.key_value(config.bucket)
+    except BucketNotFoundError:
+        pass
+    try:
+        return await js.create_key_value(config)
+    except Exception:
+        return await js.key_value(config.bucket)

@@ -1,0 +1,276 @@
+"""Channel history in NATS JetStream: one stream per history stream, republished in order.
+
+Each history stream (a channel's) is a JetStream stream named by a digest of its name
+(``subjects.stream_name``), capturing one subject (``<p>.history.<name>``), limited to
+the last ``size`` messages (``max_msgs``) and to ``ttl`` seconds (``max_age``). The
+stream sequence is the offset: 1 for the first publication, one more per publication,
+assigned by JetStream as it stores the message, so every node agrees on one order. The
+epoch is a random id drawn when the stream is created and kept as its description:
+a stream deleted and created again has a new one, and positions from before are
+recognised as unusable.
+
+A publication with history is stored as an *open* envelope (``envelope.encode_open``)
+behind a kind byte, and the stream *republishes* it (JetStream's ``RePublish``) to the
+subject of the channel's subscribers, with its sequence in a header: JetStream does
+that after storing, one message after the other, so every node gets a stream's
+publications in offset order, whoever published them, and none is delivered that was
+not stored. The broker completes the envelope with the position as it arrives.
+
+Stored bytes: ``0x00`` + data (``append``), or ``0x01`` + an open envelope whose
+payload is the data (``publish_with_history``); a read gives the data either way.
+
+Unlike the Redis store, a stream outlives its publications: a channel quiet for longer
+than ``ttl`` keeps its epoch and its last offset for as long as the stream exists. Each
+channel ever read or published holds one (small) stream: bound their number with the
+account's JetStream limits where clients choose channel names freely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ... import envelope
+from ...errors import BrokerUnavailable
+from ...history.base import HistoryStore, Position, Publication, Window
+from . import subjects
+
+__all__ = ["NatsHistory", "StreamState"]
+
+RAW = 0
+OPEN = 1
+# Offsets fetched at once by a read (each one JetStream "direct get", pipelined).
+_READ_BATCH = 256
+# A stream made by a read, before any publication says its limits.
+_READ_SIZE = 1000
+_READ_TTL = 3600.0
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """What this node knows of one JetStream stream."""
+
+    name: str
+    subject: str
+    epoch: str
+    size: int
+    ttl: float
+    republish: str | None
+
+
+class NatsHistory(HistoryStore):
+    """A ``HistoryStore`` in JetStream.
+
+    Args:
+        jetstream: the current JetStream context (raises ``BrokerUnavailable`` while
+            the connection is down).
+        prefix: the subjects' first token (``subjects.prefix_token``).
+        url: the broker's URL without its password, for errors.
+        timeout: seconds any single JetStream request may take.
+        replicas: copies of each stream in a JetStream cluster (1 to 5).
+    """
+
+    def __init__(
+        self,
+        jetstream: Callable[[], Any],
+        *,
+        prefix: str,
+        url: str,
+        timeout: float = 2.0,
+        replicas: int = 1,
+    ) -> None:
+        self._js = jetstream
+        self._prefix = prefix
+        self._url = url
+        self._timeout = timeout
+        self._replicas = replicas
+        self._streams: dict[str, StreamState] = {}  # history stream -> state
+        self._epochs: dict[str, str] = {}  # JetStream stream name -> epoch
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # -- the contract ----------------------------------------------------------------------
+
+    async def append(self, channel: str, data: bytes, size: int, ttl: float) -> Position:
+        state = await self.ensure(channel, size, ttl, None)
+        return Position(await self.store(state, bytes((RAW,)) + data), state.epoch)
+
+    async def read(
+        self, channel: str, since: int | None = None, limit: int | None = None
+    ) -> Window:
+        state = await self.ensure(channel, None, None, None)
+        info = await self._call(lambda js: js.stream_info(state.name))
+        first, last = info.state.first_seq, info.state.last_seq
+        if not info.state.messages:
+            first = last + 1
+        position = Position(last, state.epoch)
+        if since is None:
+            start = first if limit is None else max(first, last - limit + 1)
+        else:
+            start = max(first, since + 1)
+        end = last if limit is None or since is None else min(last, start + limit - 1)
+        publications = await self._fetch(state, start, end) if start <= end else []
+        return Window(publications, position, first)
+
+    # -- for the broker ----------------------------------------------------------------------
+
+    async def ensure(
+        self, channel: str, size: int | None, ttl: float | None, republish: str | None
+    ) -> StreamState:
+        """The stream of ``channel``, made or brought to these limits and republishing
+        to ``republish`` (None for limits and republish: as they are).
+
+        Raises:
+            BrokerUnavailable: JetStream cannot be asked now.
+        """
+        state = self._streams.get(channel)
+        if state is not None and _fits(state, size, ttl, republish):
+            return state
+        lock = self._locks.setdefault(channel, asyncio.Lock())
+        async with lock:
+            state = self._streams.get(channel)
+            if state is None or not _fits(state, size, ttl, republish):
+                state = await self._make(channel, state, size, ttl, republish)
+                self._streams[channel] = state
+                self._epochs[state.name] = state.epoch
+        return state
+
+    async def store(self, state: StreamState, data: bytes) -> int:
+        """Append ``data`` to ``state``'s stream; its sequence (the offset).
+
+        Raises:
+            BrokerUnavailable: not stored, or not known to be (the connection failed).
+        """
+        ack = await self._call(lambda js: js.publish(state.subject, data, stream=state.name))
+        return int(ack.seq)
+
+    async def epoch(self, name: str, refresh: bool = False) -> str:
+        """The epoch of JetStream stream ``name`` (asked once, then remembered).
+
+        Raises:
+            BrokerUnavailable: JetStream cannot be asked now.
+        """
+        epoch = None if refresh else self._epochs.get(name)
+        if epoch is None:
+            info = await self._call(lambda js: js.stream_info(name))
+            epoch = info.config.description or ""
+            self._epochs[name] = epoch
+            for channel, state in list(self._streams.items()):
+                if state.name == name and state.epoch != epoch:
+                    del self._streams[channel]  # made again elsewhere: ask again
+        return epoch
+
+    def forget(self) -> None:
+        """Forget what is known of streams (after a reconnection: they may have changed)."""
+        self._streams.clear()
+        self._epochs.clear()
+
+    # -- inside ---------------------------------------------------------------------------------
+
+    async def _make(
+        self,
+        channel: str,
+        known: StreamState | None,
+        size: int | None,
+        ttl: float | None,
+        republish: str | None,
+    ) -> StreamState:
+        from nats.js.api import DiscardPolicy, RePublish, StorageType, StreamConfig
+        from nats.js.errors import APIError, NotFoundError
+
+        name = subjects.stream_name(self._prefix, channel)
+        subject = subjects.stream_subject(self._prefix, channel)
+        try:
+            info = await self._call(lambda js: js.stream_info(name), NotFoundError)
+        except NotFoundError:
+            info = None
+        if info is None:
+            config = StreamConfig(
+                name=name,
+                description=uuid.uuid4().hex,  # the epoch of the sequence starting now
+                subjects=[subject],
+                max_msgs=size or _READ_SIZE,
+                max_age=ttl or _READ_TTL,
+                discard=DiscardPolicy.OLD,
+                storage=StorageType.FILE,
+                num_replicas=self._replicas,
+                allow_direct=True,
+                republish=None if republish is None else RePublish(src=subject, dest=republish),
+            )
+            # Two nodes may create it at once: the one that loses finds it made.
+            try:
+                info = await self._call(lambda js: js.add_stream(config), APIError)
+            except APIError:
+                info = await self._call(lambda js: js.stream_info(name))
+        config = info.config
+        state = StreamState(
+            name,
+            subject,
+            config.description or "",
+            int(config.max_msgs),
+            float(config.max_age or 0),
+            config.republish.dest if config.republish is not None else None,
+        )
+        if _fits(state, size, ttl, republish):
+            return state
+        if size is not None:
+            config.max_msgs = size
+        if ttl is not None:
+            config.max_age = ttl
+        if republish is not None:
+            config.republish = RePublish(src=subject, dest=republish)
+        info = await self._call(lambda js: js.update_stream(config))
+        return StreamState(
+            name, subject, state.epoch, int(config.max_msgs), float(config.max_age or 0), republish
+        )
+
+    async def _fetch(self, state: StreamState, start: int, end: int) -> list[Publication]:
+        from nats.js.errors import NotFoundError
+
+        async def one(seq: int) -> Publication | None:
+            try:
+                msg = await self._call(
+                    lambda js: js.get_msg(state.name, seq, direct=True), NotFoundError
+                )
+            except NotFoundError:
+                return None  # expired or trimmed since the stream's state was read
+            return Publication(seq, _data(msg.data or b"", seq, state.epoch))
+
+        found: list[Publication] = []
+        for first in range(start, end + 1, _READ_BATCH):
+            last = min(end, first + _READ_BATCH - 1)
+            batch = await asyncio.gather(*(one(seq) for seq in range(first, last + 1)))
+            found.extend(p for p in batch if p is not None)
+        return found
+
+    async def _call(
+        self, request: Callable[[Any], Awaitable[Any]], *passing: type[Exception]
+    ) -> Any:
+        """One JetStream request, its failures as ``BrokerUnavailable``, but for those
+        the caller handles (``passing``)."""
+        from nats.errors import Error as NatsError
+
+        try:
+            return await asyncio.wait_for(request(self._js()), self._timeout)
+        except (NatsError, OSError, asyncio.TimeoutError) as exc:
+            if isinstance(exc, passing):
+                raise
+            raise BrokerUnavailable(self._url, str(exc) or type(exc).__name__) from exc
+
+
+def _fits(state: StreamState, size: int | None, ttl: float | None, republish: str | None) -> bool:
+    return (
+        (size is None or state.size == size)
+        and (ttl is None or abs(state.ttl - ttl) < 1e-3)
+        and (republish is None or state.republish == republish)
+    )
+
+
+def _data(stored: bytes, offset: int, epoch: str) -> bytes:
+    """The data of a stored message (its kind byte says how it was stored)."""
+    if stored[:1] == bytes((OPEN,)):
+        whole = stored[1:] + envelope.position_fields(offset, epoch)
+        return envelope.decode(whole).payload
+    return stored[1:]

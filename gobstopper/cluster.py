@@ -9,6 +9,11 @@ one ``Envelope`` (``envelope.py``) on one of three kinds of broker channel:
   room's first local member and unsubscribes once it has none);
 - ``node:<node id>``: one node (a direct send to a connection it has).
 
+A broker that matches channel patterns itself (``Broker.wildcards``, NATS) also carries
+the message layer's channels: ``chan:<channel>`` for a publication, and ``chan:<pattern>``
+subscribed while a room that stands for that pattern (``route_rooms``) has members here,
+so that a publication reaches only the nodes whose subscribers match it.
+
 Presence records which node has each connection (key ``conns``) and each room's members
 (key ``room:<name>``), so that ``send_to`` finds a connection's node and
 ``cluster_members`` lists a room across nodes.
@@ -77,6 +82,7 @@ class Cluster:
         self.node = ""  # the broker's node id, once started
         self._own = b"\x00"  # how this node's envelopes begin, once started
         self._topics: dict[str, TopicHandler] = {}
+        self._routed: str | None = None  # rooms named so follow a channel pattern
         self._own_history: MemoryHistory | None = None
         self._throttle = Throttle(logger)
         self._background = TaskSet(logger, "broker operation", throttle=True)
@@ -85,6 +91,32 @@ class Cluster:
     def clustered(self) -> bool:
         """Whether other nodes share the broker (then predicates cannot travel)."""
         return self._clustered
+
+    @property
+    def wildcards(self) -> bool:
+        """Whether the broker routes channel patterns (see ``route_rooms``)."""
+        return self.broker is not None and self.broker.wildcards and not self.broker.alone
+
+    def route_rooms(self, prefix: str) -> None:
+        """With a broker that routes patterns, a room named ``prefix + pattern`` also
+        subscribes this node to ``chan:<pattern>`` while it has members here."""
+        self._routed = prefix
+
+    def route(self, channel: str) -> str | None:
+        """The broker channel of a publication to ``channel`` (a message-layer channel),
+        if the broker routes them; else None."""
+        return "chan:" + channel if self.wildcards else None
+
+    def _followed(self, room: str) -> str | None:
+        if self._routed is None or not room.startswith(self._routed) or not self.wildcards:
+            return None
+        return "chan:" + room[len(self._routed) :]
+
+    async def _subscribe_room(self, broker: Broker, room: str) -> None:
+        await broker.subscribe(room_channel(room))
+        followed = self._followed(room)
+        if followed is not None:
+            await broker.subscribe(followed)
 
     def health(self) -> BrokerHealth | None:
         return None if self.broker is None else self.broker.health()
@@ -109,7 +141,7 @@ class Cluster:
         for conn_id, rooms in members():
             broker.presence_add(CONNS, conn_id)
             for room in rooms:
-                await broker.subscribe(room_channel(room))
+                await self._subscribe_room(broker, room)
                 broker.presence_add(room_channel(room), conn_id)
 
     async def stop(self) -> None:
@@ -139,7 +171,7 @@ class Cluster:
         if first:
             # Returns once the broker confirms: from then on, nothing published to the
             # room by another node is missed here.
-            await broker.subscribe(room_channel(room))
+            await self._subscribe_room(broker, room)
         if still():  # it may have left while we waited
             broker.presence_add(room_channel(room), conn_id)
 
@@ -160,6 +192,9 @@ class Cluster:
         if not self._occupied(room) and self.broker is not None:
             # Decided now, not when the room emptied: someone may have joined since.
             await self.broker.unsubscribe(room_channel(room))
+            followed = self._followed(room)
+            if followed is not None:
+                await self.broker.unsubscribe(followed)
 
     async def members(self, room: str | None) -> list[str]:
         """Ids of ``room``'s members (every connection when None) on every node.
@@ -258,11 +293,12 @@ class Cluster:
         to: str | None = None,
         channel: str | None = None,
         exclude: frozenset[str] = frozenset(),
+        route: str | None = None,
     ) -> Delivery:
         """Hand ``payload`` to ``topic``'s handler on the other nodes (the caller serves this
-        one itself): every node, only those with members in ``room``, or only the node
-        that has connection ``to``. ``channel`` and ``exclude`` travel in the envelope
-        for the handler to use.
+        one itself): every node, only those with members in ``room``, only the node
+        that has connection ``to``, or those subscribed to broker channel ``route``.
+        ``channel`` and ``exclude`` travel in the envelope for the handler to use.
 
         Returns:
             A ``Delivery`` of 0 local connections, saying whether the other nodes were
@@ -280,7 +316,7 @@ class Cluster:
             exclude=tuple(sorted(exclude)),
         )
         if to is None:
-            return Delivery.of(0, await self.publish(_channel(room), note))
+            return Delivery.of(0, await self.publish(route or _channel(room), note))
         outcome = await self.publish_to(to, note)
         return Delivery(0) if outcome is None else Delivery.of(0, outcome)
 
@@ -306,10 +342,12 @@ class Cluster:
         room: str | None = None,
         channel: str | None = None,
         exclude: frozenset[str] = frozenset(),
+        route: str | None = None,
     ) -> tuple[Position | None, bool]:
         """Keep ``payload`` in ``stream``'s history and, with other nodes, hand it with its
         position to ``topic``'s handler on every node with members in ``room``, this
-        one included, in the order the store gave.
+        one included, in the order the store gave (or to the nodes subscribed to broker
+        channel ``route``).
 
         Returns:
             Without other nodes: the position, and False: the caller delivers it here.
@@ -329,7 +367,9 @@ class Cluster:
             channel=channel,
             exclude=tuple(sorted(exclude)),
         )
-        await self.publish_with_history(_channel(room), note, stream, size, ttl, wait=False)
+        await self.publish_with_history(
+            route or _channel(room), note, stream, size, ttl, wait=False
+        )
         return None, True
 
     # -- receiving -----------------------------------------------------------------------------

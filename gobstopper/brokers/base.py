@@ -74,6 +74,11 @@ class Broker(abc.ABC):
     alone: bool = False
     #: Where the nodes sharing this broker keep channel history; None: they keep none.
     history: HistoryStore | None = None
+    #: True when the broker matches channel patterns itself: a subscription to
+    #: ``chan:<pattern>`` (``*`` one segment, a final ``**`` one or more) receives the
+    #: publications to every ``chan:<channel>`` it matches, each once, and a node gets
+    #: only the publications its subscriptions match.
+    wildcards: bool = False
 
     @abc.abstractmethod
     async def start(self, handler: MessageHandler) -> None:

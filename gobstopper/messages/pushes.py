@@ -12,7 +12,10 @@ envelope naming the channel, the room or the target, and deliver it to theirs
 A publication travels only to the nodes with subscribers: ``subscribe`` puts every
 connection with a subscription in ``SUBSCRIBERS_ROOM``, and each node matches the
 channel against its own subscriptions. Each channel or pattern also has a room
-(``CHANNEL_ROOM + name``), whose cluster-wide presence says who subscribes.
+(``CHANNEL_ROOM + name``), whose cluster-wide presence says who subscribes. With a
+broker that matches patterns itself (NATS), that room also subscribes its node to the
+pattern at the broker, and a publication goes only to the nodes whose patterns match
+it (``cluster.route``), not to every node with a subscriber.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ class Pushes:
         self.history = ChannelHistory(manager, topic)
         self._binary = _lazy_msgpack if self._msgpack else None
         manager.cluster.on_topic(topic, self.on_topic)
+        manager.cluster.route_rooms(CHANNEL_ROOM)
 
     async def subscribe(
         self, conn: Connection, channel: str, since: Position | None = None
@@ -174,8 +178,14 @@ class Pushes:
         if not clustered:
             return Delivery(sent)
         # Every node with a subscriber (which matches patterns itself), and no other.
-        remote = await self.manager.cluster.publish_topic(
-            self.topic, raw, room=SUBSCRIBERS_ROOM, channel=channel, exclude=ids
+        cluster = self.manager.cluster
+        remote = await cluster.publish_topic(
+            self.topic,
+            raw,
+            room=SUBSCRIBERS_ROOM,
+            channel=channel,
+            exclude=ids,
+            route=cluster.route(channel),
         )
         return Delivery.of(sent, (remote.published, remote.error))
 
@@ -196,6 +206,7 @@ class Pushes:
             room=SUBSCRIBERS_ROOM,
             channel=channel,
             exclude=ids,
+            route=self.manager.cluster.route(channel),
         )
         if through_broker:
             return Delivery(0, published=True)

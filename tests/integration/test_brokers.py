@@ -1,7 +1,8 @@
-"""One contract, two brokers: the same tests against the memory broker and a real Redis.
+"""One contract, every broker: the same tests against the memory broker, a real Redis
+and a real NATS (and any kind registered in ``KINDS``).
 
-Each test starts two nodes (two brokers sharing a hub, or two clients of one
-redis-server started for the test on a free port) and checks what a manager relies on.
+Each test starts two nodes (two brokers sharing a hub, or two clients of one server
+started for the test on a free port) and checks what a manager relies on.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from gobstopper import BrokerUnavailable, ConfigError
 from gobstopper.brokers import Broker, MemoryBroker, MemoryHub, broker_from_url, check_broker_url
 
 from .helpers import wait_until
+from .nats_server import NatsServer, require_nats
 from .redis_server import RedisServer, require_redis
 
 WAIT = 5.0
@@ -76,6 +78,19 @@ async def _redis() -> AsyncIterator[tuple[Callable[..., Broker], Any]]:
         yield (lambda **options: RedisBroker(redis.url, **options)), redis
     finally:
         redis.cleanup()
+
+
+@kind("nats")
+@contextlib.asynccontextmanager
+async def _nats() -> AsyncIterator[tuple[Callable[..., Broker], Any]]:
+    server = NatsServer(require_nats())
+    server.start()
+    try:
+        from gobstopper.brokers.nats import NatsBroker
+
+        yield (lambda **options: NatsBroker(server.url, **options)), server
+    finally:
+        server.cleanup()
 
 
 @pytest.fixture(params=list(KINDS))

@@ -1,6 +1,7 @@
-"""The history store contract, run against every store: the memory one (no sockets) and
-the Redis one (a redis-server on a free port, started for this module when a test asks
-for it; without redis-server those tests skip, and fail in CI)."""
+"""The history store contract, run against every store: the memory one (no sockets), the
+Redis one and the NATS JetStream one (a redis-server or nats-server on a free port,
+started for this module when a test asks for it; without the server those tests skip,
+and fail in CI)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ import pytest
 from gobstopper.history import HistoryStore, MemoryHistory, Position, Window
 
 from ..integration.helpers import wait_until
+from ..integration.nats_server import NatsServer, nats_fixture
 from ..integration.redis_server import RedisServer, redis_fixture
 
 StoreFactory = Callable[[], HistoryStore]
 
 
 redis_server = redis_fixture("module")
+nats_server = nats_fixture("module")
 
 
 @pytest.fixture
@@ -44,12 +47,29 @@ def redis_store(client: Any, **options: Any) -> HistoryStore:
     return RedisHistory(client, prefix=f"test-{uuid.uuid4().hex[:8]}:", **options)
 
 
-@pytest.fixture(params=["memory", "redis"])
+async def _nats_store(server: NatsServer) -> AsyncIterator[HistoryStore]:
+    """A JetStream store with streams of its own (a new prefix) on the module's server."""
+    import nats
+
+    from gobstopper.brokers.nats import NatsHistory
+
+    client = await nats.connect(server.url)
+    try:
+        js = client.jetstream()
+        yield NatsHistory(lambda: js, prefix=f"test{uuid.uuid4().hex[:8]}", url=server.url)
+    finally:
+        await client.close()
+
+
+@pytest.fixture(params=["memory", "redis", "nats"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[HistoryStore]:
+    # Servers are asked for here only: the memory store's tests need none.
     if request.param == "redis":
-        # Asked for here only: the memory store's tests need no Redis.
         async for client in _client(request.getfixturevalue("redis_server")):
             yield redis_store(client)
+    elif request.param == "nats":
+        async for nats_store in _nats_store(request.getfixturevalue("nats_server")):
+            yield nats_store
     else:
         yield MemoryHistory()
 

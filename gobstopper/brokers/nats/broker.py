@@ -47,6 +47,7 @@ from ...history.base import Position
 from ..base import Broker, BrokerHealth, MessageHandler
 from . import subjects
 from .history import OPEN, NatsHistory
+from .order import StreamOrder
 
 __all__ = ["NatsBroker", "parse_url", "redact"]
 
@@ -57,6 +58,8 @@ _BACKOFF_MAX_S = 5.0
 # Copies of a channel publication recognised as such: far more than can be in flight.
 _SEEN = 8192
 _FRAME = 24  # origin id (16 bytes) + a number (8 bytes) before a channel publication
+# How long an early republished publication waits for the ones before it.
+_REORDER_WAIT_S = 0.05
 _ERRORS = (NatsError, OSError, asyncio.TimeoutError)
 _PENDING: Any = object()  # a subscription on its way
 _VAR = "GOBSTOPPER_BROKER_URL"
@@ -159,7 +162,8 @@ class NatsBroker(Broker):
         self._written = asyncio.Event()
         self._seen: set[bytes] = set()
         self._seen_order: collections.deque[bytes] = collections.deque()
-        self._last_offsets: dict[str, int] = {}  # stream name -> last offset delivered
+        self._orders: dict[str, StreamOrder[tuple[str, bytes]]] = {}  # by stream name
+        self._filling: set[str] = set()
         self._seq = 0
         self._origin = b""
         self._history = NatsHistory(
@@ -264,25 +268,7 @@ class NatsBroker(Broker):
     async def _set_up(self, nc: Any) -> None:
         try:
             js = nc.jetstream(timeout=self._timeout)
-            self._members_kv = await _bucket(
-                js,
-                KeyValueConfig(
-                    bucket=f"{self._p}_presence",
-                    history=1,
-                    storage=StorageType.MEMORY,
-                    replicas=self._replicas,
-                ),
-            )
-            self._nodes_kv = await _bucket(
-                js,
-                KeyValueConfig(
-                    bucket=f"{self._p}_nodes",
-                    history=1,
-                    ttl=self.presence_ttl,
-                    storage=StorageType.MEMORY,
-                    replicas=self._replicas,
-                ),
-            )
+            await self._buckets(js)
             self._nc, self._js = nc, js
             await self._subscribe_all(nc)
             await nc.flush(self._timeout)
@@ -295,6 +281,44 @@ class NatsBroker(Broker):
             raise
         self._set_connected(True, None)
         self._tasks.append(asyncio.ensure_future(self._heartbeat()))
+
+    async def _buckets(self, js: Any) -> None:
+        """Find or make the presence buckets (in memory: presence is written again by
+        every node after a server restart)."""
+        self._members_kv = await _bucket(
+            js,
+            KeyValueConfig(
+                bucket=f"{self._p}_presence",
+                history=1,
+                storage=StorageType.MEMORY,
+                replicas=self._replicas,
+            ),
+        )
+        self._nodes_kv = await _bucket(
+            js,
+            KeyValueConfig(
+                bucket=f"{self._p}_nodes",
+                history=1,
+                ttl=self.presence_ttl,
+                storage=StorageType.MEMORY,
+                replicas=self._replicas,
+            ),
+        )
+
+    async def _recover(self) -> None:
+        """After a reconnection: the buckets may be gone with a restarted server, and
+        this node's presence may have expired (other nodes then dropped its members)."""
+        backoff = Backoff(_BACKOFF_FIRST_S, _BACKOFF_MAX_S)
+        while self._connected and not self._stopping:
+            try:
+                await self._buckets(self._js)
+                await self._restore_presence()
+                return
+            except _ERRORS as exc:
+                # JetStream may answer a moment after the server does (a cluster
+                # electing its leaders).
+                logger.debug("broker: presence not restored yet: %s", exc)
+            await backoff.wait()
 
     def _jetstream(self) -> Any:
         if self._js is None or not self._connected:
@@ -328,9 +352,9 @@ class NatsBroker(Broker):
             len(self._subs),
         )
         self._history.forget()
+        self._orders.clear()  # publications may have been missed: start anywhere
         self._set_connected(True, None)
-        # Presence may have expired meanwhile (other nodes then dropped our members).
-        self._background.spawn(self._restore_presence())
+        self._background.spawn(self._recover())
 
     # -- publishing -----------------------------------------------------------------------
 
@@ -434,44 +458,71 @@ class NatsBroker(Broker):
             data: bytes = msg.data
             headers = msg.headers
             if headers and "Nats-Sequence" in headers:
-                data = await self._positioned(headers, data)
-                if not data:
-                    return
-            elif framed:
-                if len(data) < _FRAME or not self._first_copy(data[:_FRAME]):
-                    return
-                data = data[_FRAME:]
-            handler = self._handler
-            if handler is None:
+                await self._republished(channel, headers, data)
                 return
-            try:
-                handler(channel, data)
-            except Exception:
-                # One bad message never stops the subscription.
-                logger.exception("broker: message handler failed on %s", channel)
+            if framed:
+                if len(data) < _FRAME or not self._first_copy(data[:_FRAME]):
+                    return  # the same publication through a second matching subscription
+                data = data[_FRAME:]
+            self._deliver(channel, data)
 
         return receive
 
-    async def _positioned(self, headers: dict[str, str], stored: bytes) -> bytes:
-        """A publication republished by its history stream: its open envelope completed
-        with the position (empty: a copy already delivered, or not an envelope)."""
+    def _deliver(self, channel: str, data: bytes) -> None:
+        handler = self._handler
+        if handler is None:
+            return
+        try:
+            handler(channel, data)
+        except Exception:
+            # One bad message never stops the subscription.
+            logger.exception("broker: message handler failed on %s", channel)
+
+    async def _republished(self, channel: str, headers: dict[str, str], stored: bytes) -> None:
+        """A publication republished by its history stream: completed with its position
+        and handed on in offset order (``order.py``)."""
+        if stored[:1] != bytes((OPEN,)):
+            return
         name = headers.get("Nats-Stream", "")
         offset = int(headers["Nats-Sequence"])
-        if stored[:1] != bytes((OPEN,)):
-            return b""
-        last = self._last_offsets.get(name, 0)
-        if offset == last:
-            return b""  # the same publication through a second matching subscription
+        order = self._orders.get(name)
+        if order is None or (offset <= order.last and headers.get("Nats-Last-Sequence") == "0"):
+            # New here, or the stream was made again (its first publication): ask for
+            # its epoch, and start over.
+            order = self._orders[name] = StreamOrder()
         try:
-            # Below the last one: a late copy, or the stream was made again (new epoch).
-            epoch = await self._history.epoch(name, refresh=offset < last)
+            epoch = await self._history.epoch(name, refresh=not order.last)
         except BrokerUnavailable as exc:
             logger.warning("broker: a publication of %s skipped: %s", name, exc)
-            return b""
-        if not self._first_copy(f"{name} {epoch} {offset}".encode()):
-            return b""
-        self._last_offsets[name] = offset
-        return stored[1:] + position_fields(offset, epoch)
+            return
+        item = (channel, stored[1:] + position_fields(offset, epoch))
+        ready, waiting = order.arrive(offset, item)
+        for one in ready:
+            self._deliver(*one)
+        if waiting and name not in self._filling:
+            self._filling.add(name)
+            self._background.spawn(self._fill(name, channel, epoch))
+
+    async def _fill(self, name: str, channel: str, epoch: str) -> None:
+        """Publications that did not come soon after a later one: read from the stream."""
+        try:
+            while True:
+                order = self._orders.get(name)
+                await asyncio.sleep(_REORDER_WAIT_S)  # most come within microseconds
+                if order is None or order is not self._orders.get(name) or not order.missing():
+                    return
+                stored = await self._history.stored(name, order.missing())
+                found = {
+                    offset: (channel, data[1:] + position_fields(offset, epoch))
+                    for offset, data in stored.items()
+                    if data[:1] == bytes((OPEN,))
+                }
+                for item in order.fill(found):
+                    self._deliver(*item)
+        except BrokerUnavailable as exc:
+            logger.warning("broker: publications of %s not read back: %s", name, exc)
+        finally:
+            self._filling.discard(name)
 
     def _first_copy(self, frame: bytes) -> bool:
         if frame in self._seen:

@@ -193,6 +193,9 @@ class NatsHistory(HistoryStore):
                 subjects=[subject],
                 max_msgs=size or _READ_SIZE,
                 max_age=ttl or _READ_TTL,
+                # Publications carry no id to deduplicate by; JetStream still wants a
+                # window, and one no longer than max_age.
+                duplicate_window=min(ttl or _READ_TTL, 1.0),
                 discard=DiscardPolicy.OLD,
                 storage=StorageType.FILE,
                 num_replicas=self._replicas,
@@ -219,6 +222,7 @@ class NatsHistory(HistoryStore):
             config.max_msgs = size
         if ttl is not None:
             config.max_age = ttl
+            config.duplicate_window = min(ttl, 1.0)
         if republish is not None:
             config.republish = RePublish(src=subject, dest=republish)
         info = await self._call(lambda js: js.update_stream(config))
@@ -226,24 +230,31 @@ class NatsHistory(HistoryStore):
             name, subject, state.epoch, int(config.max_msgs), float(config.max_age or 0), republish
         )
 
-    async def _fetch(self, state: StreamState, start: int, end: int) -> list[Publication]:
+    async def stored(self, name: str, offsets: range) -> dict[int, bytes]:
+        """The stored bytes of JetStream stream ``name`` at ``offsets`` (those still kept).
+
+        Raises:
+            BrokerUnavailable: JetStream cannot be asked now.
+        """
         from nats.js.errors import NotFoundError
 
-        async def one(seq: int) -> Publication | None:
+        async def one(seq: int) -> bytes | None:
             try:
-                msg = await self._call(
-                    lambda js: js.get_msg(state.name, seq, direct=True), NotFoundError
-                )
+                msg = await self._call(lambda js: js.get_msg(name, seq, direct=True), NotFoundError)
             except NotFoundError:
                 return None  # expired or trimmed since the stream's state was read
-            return Publication(seq, _data(msg.data or b"", seq, state.epoch))
+            return bytes(msg.data or b"")
 
-        found: list[Publication] = []
-        for first in range(start, end + 1, _READ_BATCH):
-            last = min(end, first + _READ_BATCH - 1)
-            batch = await asyncio.gather(*(one(seq) for seq in range(first, last + 1)))
-            found.extend(p for p in batch if p is not None)
+        found: dict[int, bytes] = {}
+        for first in range(offsets.start, offsets.stop, _READ_BATCH):
+            seqs = range(first, min(offsets.stop, first + _READ_BATCH))
+            batch = await asyncio.gather(*(one(seq) for seq in seqs))
+            found.update((seq, data) for seq, data in zip(seqs, batch, strict=True) if data)
         return found
+
+    async def _fetch(self, state: StreamState, start: int, end: int) -> list[Publication]:
+        stored = await self.stored(state.name, range(start, end + 1))
+        return [Publication(seq, _data(data, seq, state.epoch)) for seq, data in stored.items()]
 
     async def _call(
         self, request: Callable[[Any], Awaitable[Any]], *passing: type[Exception]

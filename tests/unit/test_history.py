@@ -1,6 +1,7 @@
 """The history store contract, run against every store: the memory one (no sockets) and
 the Redis one (a redis-server on a free port, started for this module when a test asks
-for it; without redis-server those tests skip, and fail in CI)."""
+for it; without redis-server those tests skip, and fail in CI) and the Redis Cluster one
+(the cluster the test run shares, started on first use)."""
 
 from __future__ import annotations
 
@@ -44,12 +45,30 @@ def redis_store(client: Any, **options: Any) -> HistoryStore:
     return RedisHistory(client, prefix=f"test-{uuid.uuid4().hex[:8]}:", **options)
 
 
-@pytest.fixture(params=["memory", "redis"])
+async def _cluster_store() -> AsyncIterator[HistoryStore]:
+    """The store of a cluster broker (it routes each stream to its master), keys apart."""
+    from gobstopper.brokers.redis import RedisClusterBroker
+
+    from ..integration.redis_cluster import shared_cluster
+
+    broker = RedisClusterBroker(shared_cluster().url, prefix=f"test-{uuid.uuid4().hex[:8]}:")
+    await broker.start(lambda channel, data: None)
+    try:
+        assert broker.history is not None
+        yield broker.history
+    finally:
+        await broker.stop()
+
+
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[HistoryStore]:
     if request.param == "redis":
         # Asked for here only: the memory store's tests need no Redis.
         async for client in _client(request.getfixturevalue("redis_server")):
             yield redis_store(client)
+    elif request.param == "redis-cluster":
+        async for cluster_store in _cluster_store():
+            yield cluster_store
     else:
         yield MemoryHistory()
 

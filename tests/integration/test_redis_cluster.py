@@ -167,7 +167,7 @@ async def test_a_lost_master_stops_its_channels_only_and_is_followed_when_back(
         await wait_until(lambda: all(b_in.count(r) > 10 for r in rooms), WAIT)
         cluster.kill(2)
         await wait_until(lambda: not a.health().connected and not b.health().connected, WAIT)
-        assert "127.0.0.1:%d" % cluster.nodes[2].port in (a.health().last_error or "")
+        assert f"127.0.0.1:{cluster.nodes[2].port}" in (a.health().last_error or "")
         # The other masters' channels go on: many more messages on each.
         counts = [b_in.count(r) for r in rooms]
         await wait_until(

@@ -225,7 +225,9 @@ class Batch:
             raise
         except _ERRORS as exc:
             self._router._failed(shard, exc)
-            return [exc] * count
+            # Named, for the writer's log: which master, and why.
+            failure = ConnectionError(f"{shard.name}: {str(exc) or type(exc).__name__}")
+            return [failure] * count
         moved = next((r for r in replies if isinstance(r, MovedError)), None)
         if moved is not None:
             self._router._failed(shard, moved)

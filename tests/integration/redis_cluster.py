@@ -69,21 +69,26 @@ class RedisCluster:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
 
     def start(self, timeout: float = 20.0) -> None:
-        """Start the masters, give each a third of the slots, wait for ``cluster_state:ok``."""
-        for node in self.nodes:
-            node.start()
+        """Start the masters, give each a third of the slots, wait for ``cluster_state:ok``;
+        on any failure stop what was started."""
         cli = shutil.which("redis-cli")
         if cli is None:
-            self.cleanup()
             pytest.skip("redis-cli is missing (it comes with redis-server)")
-        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
-        subprocess.run(
-            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
-            capture_output=True,
-            check=True,
-            timeout=timeout,
-        )
-        self.wait_ok(timeout)
+        try:
+            for node in self.nodes:
+                node.start()
+            addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+            subprocess.run(
+                [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0"]
+                + ["--cluster-yes"],
+                capture_output=True,
+                check=True,
+                timeout=timeout,
+            )
+            self.wait_ok(timeout)
+        except BaseException:
+            self.cleanup()
+            raise
 
     def wait_ok(self, timeout: float = 20.0) -> None:
         """Wait until every master says ``cluster_state:ok`` and knows every other."""

@@ -78,9 +78,9 @@ class RedisCluster:
             for node in self.nodes:
                 node.start()
             addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+            options = ("--cluster-replicas", "0", "--cluster-yes")
             subprocess.run(
-                [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0"]
-                + ["--cluster-yes"],
+                [cli, "--cluster", "create", *addresses, *options],
                 capture_output=True,
                 check=True,
                 timeout=timeout,

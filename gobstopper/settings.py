@@ -280,8 +280,10 @@ class Config:
         "GOBSTOPPER_BROKER_URL",
         "memory://",
         _broker_url,
-        "how rooms reach other workers and hosts: `memory://` (this process only) or "
-        "`redis://host:port/db` (`rediss://` for TLS; needs `gobstopper[redis]`)",
+        "how rooms reach other workers and hosts: `memory://` (this process only), "
+        "`redis://host:port/db` (`rediss://` for TLS) or a Redis Cluster, "
+        "`redis+cluster://host:port,host:port` (`rediss+cluster://` for TLS); "
+        "Redis needs `gobstopper[redis]`",
     )
     presence_ttl: float = _setting(
         "GOBSTOPPER_PRESENCE_TTL",

@@ -1,9 +1,10 @@
 """Brokers: how rooms reach the other workers and hosts of a cluster.
 
 ``broker_from_url`` picks one by ``GOBSTOPPER_BROKER_URL``: ``memory://`` (the default,
-this process only), ``redis://host:port/db`` / ``rediss://`` (needs the ``redis``
-extra), or ``nats://host:port[,host:port...]`` (needs the ``nats`` extra); each extra is
-imported only when its broker is chosen.
+this process only), ``redis://host:port/db`` / ``rediss://``, a Redis Cluster
+(``redis+cluster://host:port,host:port`` / ``rediss+cluster://``; both need the ``redis``
+extra), or NATS (``nats://host:port[,host:port...]``; the ``nats`` extra). Each extra
+is imported only when its broker is chosen.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 from .base import Broker, BrokerHealth, MessageHandler
+from .cluster_url import SCHEMES as CLUSTER_SCHEMES
+from .cluster_url import parse_cluster_url
 from .memory import MemoryBroker, MemoryHub
 
 __all__ = [
@@ -32,10 +35,17 @@ def check_broker_url(url: str, variable: str = _VAR) -> str:
 
     Raises:
         ConfigError: not ``memory://``, ``redis://`` or ``rediss://`` with a host, a db
-            that is not a whole number, or Redis chosen without the ``redis`` extra.
+            that is not a whole number, a Redis Cluster URL without a ``host:port``
+            list or with a db other than 0, or Redis chosen without the ``redis`` extra.
     """
     if url.partition("://")[0] in ("nats", "tls"):
         return _check_nats(url, variable)  # several servers: not one URL
+    if url.partition("://")[0] in CLUSTER_SCHEMES:
+        try:
+            parse_cluster_url(url)
+        except ValueError as exc:
+            raise ConfigError(f"{variable}={url!r}: {exc}") from None
+        return _require_redis(url, variable)
     try:
         parts = urlsplit(url)
         port = parts.port  # raises on a port that is not a number or out of range
@@ -58,6 +68,10 @@ def check_broker_url(url: str, variable: str = _VAR) -> str:
     if db and not db.isdigit():
         raise ConfigError(f"{variable}={url!r}: the database must be a number, e.g. /0")
     del port
+    return _require_redis(url, variable)
+
+
+def _require_redis(url: str, variable: str) -> str:
     try:
         import redis.asyncio  # noqa: F401
     except ImportError:
@@ -94,6 +108,10 @@ def broker_from_url(url: str, *, presence_ttl: float = 10.0, prefix: str = "gobs
         from .nats import NatsBroker
 
         return NatsBroker(url, presence_ttl=presence_ttl, prefix=prefix)
+    if url.partition("://")[0] in CLUSTER_SCHEMES:
+        from .redis import RedisClusterBroker
+
+        return RedisClusterBroker(url, presence_ttl=presence_ttl, prefix=prefix)
     from .redis import RedisBroker
 
     return RedisBroker(url, presence_ttl=presence_ttl, prefix=prefix)

@@ -44,8 +44,11 @@ def require_redis() -> str:
 class RedisServer:
     """One redis-server process; ``restart()`` brings it back on the same port."""
 
-    def __init__(self, program: str, port: int | None = None) -> None:
+    def __init__(
+        self, program: str, port: int | None = None, options: tuple[str, ...] = ()
+    ) -> None:
         self.program = program
+        self.options = options  # more arguments for redis-server
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="gobstopper-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -59,6 +62,7 @@ class RedisServer:
             *(self.program, "--port", str(self.port), "--bind", "127.0.0.1"),
             *("--save", "", "--appendonly", "no", "--dir", str(self.dir)),
             *("--daemonize", "no", "--protected-mode", "no", "--loglevel", "warning"),
+            *self.options,
         ]
         log = (self.dir / "redis.log").open("ab")
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)

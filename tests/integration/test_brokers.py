@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from gobstopper.brokers import Broker, MemoryBroker, MemoryHub, broker_from_url,
 
 from .helpers import wait_until
 from .nats_server import NatsServer, require_nats
+from .redis_cluster import shared_cluster
 from .redis_server import RedisServer, require_redis
 
 WAIT = 5.0
@@ -91,6 +93,17 @@ async def _nats() -> AsyncIterator[tuple[Callable[..., Broker], Any]]:
         yield (lambda **options: NatsBroker(server.url, **options)), server
     finally:
         server.cleanup()
+
+
+@kind("redis-cluster")
+@contextlib.asynccontextmanager
+async def _redis_cluster() -> AsyncIterator[tuple[Callable[..., Broker], Any]]:
+    cluster = shared_cluster()
+    from gobstopper.brokers.redis import RedisClusterBroker
+
+    # The cluster is shared by the test run: each test keeps to keys of its own.
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    yield (lambda **options: RedisClusterBroker(cluster.url, prefix=prefix, **options)), cluster
 
 
 @pytest.fixture(params=list(KINDS))
@@ -254,6 +267,11 @@ def test_broker_urls_are_checked_at_start_up() -> None:
         ("redis://host:notaport/0", "not a valid URL"),
         ("redis://host:6379/zero", "database must be a number"),
         ("memory://somewhere", "takes no address"),
+        ("redis+cluster://", "at least one host:port"),
+        ("redis+cluster://:pw@/0", "at least one host:port"),
+        ("redis+cluster://a:7000,b:port", "bad port in 'b:port'"),
+        ("redis+cluster://a:7000,b:7001/1", "only database 0"),
+        ("rediss+cluster://a:7000/zero", "only database 0"),
     ]:
         with pytest.raises(ConfigError) as info:
             check_broker_url(bad)
@@ -261,9 +279,27 @@ def test_broker_urls_are_checked_at_start_up() -> None:
         assert words in str(info.value)
 
 
+def test_redis_cluster_urls_name_their_masters() -> None:
+    from gobstopper.brokers.cluster_url import parse_cluster_url
+
+    for good in ("redis+cluster://a:7000,b:7001", "rediss+cluster://u:pw@a:7000,[::1]:7001/0"):
+        assert check_broker_url(good) == good
+    parsed = parse_cluster_url("rediss+cluster://u:p%40ss@a:7000,[::1]:7001,c/0")
+    assert parsed.nodes == [("a", 7000), ("::1", 7001), ("c", 6379)]
+    assert (parsed.username, parsed.password, parsed.tls) == ("u", "p@ss", True)
+    pytest.importorskip("redis")
+    from gobstopper.brokers.redis import RedisClusterBroker
+
+    assert isinstance(broker_from_url("redis+cluster://a:7000,b:7001"), RedisClusterBroker)
+
+
 def test_redis_url_password_is_not_reported() -> None:
     pytest.importorskip("redis")
     from gobstopper.brokers.redis import redact
+    from gobstopper.brokers.redis.cluster import redact_cluster
+
+    assert redact_cluster("redis+cluster://:s3cret@a:1,b:2") == "redis+cluster://:***@a:1,b:2"
+    assert redact_cluster("redis+cluster://a:1,b:2/0") == "redis+cluster://a:1,b:2/0"
 
     assert redact("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
     assert redact("redis://user:s3cret@host/1") == "redis://user:***@host/1"

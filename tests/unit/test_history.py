@@ -1,7 +1,8 @@
 """The history store contract, run against every store: the memory one (no sockets), the
-Redis one and the NATS JetStream one (a redis-server or nats-server on a free port,
-started for this module when a test asks for it; without the server those tests skip,
-and fail in CI)."""
+Redis one, the NATS JetStream one (a redis-server or nats-server on a free port, started
+for this module when a test asks for it; without the server those tests skip, and fail
+in CI), and the Redis Cluster one (the cluster the test run shares, started on first
+use)."""
 
 from __future__ import annotations
 
@@ -61,7 +62,22 @@ async def _nats_store(server: NatsServer) -> AsyncIterator[HistoryStore]:
         await client.close()
 
 
-@pytest.fixture(params=["memory", "redis", "nats"])
+async def _cluster_store() -> AsyncIterator[HistoryStore]:
+    """The store of a cluster broker (it routes each stream to its master), keys apart."""
+    from gobstopper.brokers.redis import RedisClusterBroker
+
+    from ..integration.redis_cluster import shared_cluster
+
+    broker = RedisClusterBroker(shared_cluster().url, prefix=f"test-{uuid.uuid4().hex[:8]}:")
+    await broker.start(lambda channel, data: None)
+    try:
+        assert broker.history is not None
+        yield broker.history
+    finally:
+        await broker.stop()
+
+
+@pytest.fixture(params=["memory", "redis", "nats", "redis-cluster"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[HistoryStore]:
     # Servers are asked for here only: the memory store's tests need none.
     if request.param == "redis":
@@ -70,6 +86,9 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[HistoryStore]:
     elif request.param == "nats":
         async for nats_store in _nats_store(request.getfixturevalue("nats_server")):
             yield nats_store
+    elif request.param == "redis-cluster":
+        async for cluster_store in _cluster_store():
+            yield cluster_store
     else:
         yield MemoryHistory()
 

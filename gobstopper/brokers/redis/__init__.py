@@ -1,10 +1,12 @@
-"""The Redis broker (``pip install 'gobstopper[redis]'``): ``broker.py`` subscribes,
+"""The Redis brokers (``pip install 'gobstopper[redis]'``): ``broker.py`` subscribes,
 listens and keeps presence; ``writer.py`` writes publishes and presence in order;
-``history.py`` keeps channel history in Redis streams."""
+``history.py`` keeps channel history in Redis streams; ``cluster.py`` does the same on
+a Redis Cluster, with ``slots.py`` routing each key to its master."""
 
 from __future__ import annotations
 
 from .broker import RedisBroker, redact
+from .cluster import ClusterHistory, RedisClusterBroker
 from .history import RedisHistory
 
-__all__ = ["RedisBroker", "RedisHistory", "redact"]
+__all__ = ["ClusterHistory", "RedisBroker", "RedisClusterBroker", "RedisHistory", "redact"]

@@ -282,8 +282,9 @@ class Config:
         _broker_url,
         "how rooms reach other workers and hosts: `memory://` (this process only), "
         "`redis://host:port/db` (`rediss://` for TLS) or a Redis Cluster, "
-        "`redis+cluster://host:port,host:port` (`rediss+cluster://` for TLS); "
-        "Redis needs `gobstopper[redis]`",
+        "`redis+cluster://host:port,host:port` (`rediss+cluster://` for TLS), "
+        "or NATS, `nats://host:port[,host:port]` (`tls://` for TLS); Redis needs "
+        "`gobstopper[redis]`, NATS `gobstopper[nats]`",
     )
     presence_ttl: float = _setting(
         "GOBSTOPPER_PRESENCE_TTL",

@@ -38,7 +38,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import nats
 from nats.errors import Error as NatsError
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import APIError, BucketNotFoundError, KeyNotFoundError
 
 from ..._util import Backoff, TaskSet
 from ...envelope import position_fields
@@ -164,6 +164,8 @@ class NatsBroker(Broker):
         self._seen_order: collections.deque[bytes] = collections.deque()
         self._orders: dict[str, StreamOrder[tuple[str, bytes]]] = {}  # by stream name
         self._filling: set[str] = set()
+        self._liveness: int | None = None  # the revision of this node's liveness entry
+        self._ttl = presence_ttl  # the nodes bucket's: the first node to make it chose
         self._seq = 0
         self._origin = b""
         self._history = NatsHistory(
@@ -271,7 +273,7 @@ class NatsBroker(Broker):
             await self._buckets(js)
             self._nc, self._js = nc, js
             await self._subscribe_all(nc)
-            await nc.flush(self._timeout)
+            await self._confirm(nc)
             await self._restore_presence()
         except BaseException:
             self._nc = None
@@ -304,6 +306,19 @@ class NatsBroker(Broker):
                 replicas=self._replicas,
             ),
         )
+        status = await self._nodes_kv.status()
+        ttl = float(status.ttl or 0) or self.presence_ttl
+        if abs(ttl - self._ttl) > 1e-3:
+            # Made by a node with another GOBSTOPPER_PRESENCE_TTL: live by the bucket's,
+            # or this node's entry would expire between two refreshes.
+            logger.warning(
+                "broker: presence entries expire after %.3gs (set when the bucket %s was "
+                "made), not GOBSTOPPER_PRESENCE_TTL=%.3g",
+                ttl,
+                status.bucket,
+                self.presence_ttl,
+            )
+            self._ttl = ttl
 
     async def _recover(self) -> None:
         """After a reconnection: the buckets may be gone with a restarted server, and
@@ -420,7 +435,7 @@ class NatsBroker(Broker):
                 await self._subscribe(nc, channel)
                 # Returns once the server has the subscription (in a NATS cluster, the
                 # other servers learn of it a moment later).
-                await nc.flush(self._timeout)
+                await self._confirm(nc)
             except _ERRORS as exc:  # nats-py subscribes again on reconnection
                 logger.debug("broker: subscribe %s: %s", channel, exc)
 
@@ -452,6 +467,14 @@ class NatsBroker(Broker):
             self._subs[channel] = sub
         else:  # unsubscribed meanwhile (and maybe wanted again: subscribed by that call)
             await sub.unsubscribe()
+
+    async def _confirm(self, nc: Any) -> None:
+        """Return once the server has processed what this node sent so far. nats-py's
+        ``flush()`` writes its PING straight to the socket, ahead of commands still in
+        its buffer (a SUB just made), so its PONG can come before the server saw them:
+        the second PING leaves after the buffer, and its PONG confirms it."""
+        await nc.flush(self._timeout)
+        await nc.flush(self._timeout)
 
     def _receiver(self, channel: str, framed: bool) -> Callable[[Any], Awaitable[None]]:
         async def receive(msg: Any) -> None:
@@ -660,32 +683,27 @@ class NatsBroker(Broker):
         return kv
 
     async def _heartbeat(self) -> None:
-        period = max(0.05, self.presence_ttl / 3)
         name = subjects.token(self.node_id)
-        revision: int | None = None
         while True:
-            if self._connected and self._nodes_kv is not None:
+            period = max(0.05, self._ttl / 3)
+            kv = self._nodes_kv
+            if self._connected and kv is not None:
                 try:
-                    kv = self._nodes_kv
-                    if revision is None:
-                        revision = await asyncio.wait_for(kv.put(name, b"1"), self._timeout)
+                    if self._liveness is None:
+                        self._liveness = await asyncio.wait_for(kv.put(name, b"1"), self._timeout)
                     else:
-                        # Fails when the entry expired (a stalled loop, an outage): other
-                        # nodes may have dropped our members. Write them again.
-                        try:
-                            revision = await asyncio.wait_for(
-                                kv.update(name, b"1", last=revision), self._timeout
-                            )
-                        except asyncio.TimeoutError:
-                            raise
-                        except Exception:
-                            logger.warning("broker: this node's presence had expired; restoring it")
-                            revision = None
-                            await self._restore_presence()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    revision = None
+                        # Refused when the entry expired meanwhile (a stalled loop, an
+                        # outage): other nodes may have dropped our members.
+                        self._liveness = await asyncio.wait_for(
+                            kv.update(name, b"1", last=self._liveness), self._timeout
+                        )
+                except APIError:
+                    logger.warning("broker: this node's presence had expired; restoring it")
+                    self._liveness = None
+                    with contextlib.suppress(*_ERRORS):  # tried again next period
+                        await self._restore_presence()
+                except _ERRORS as exc:
+                    self._liveness = None
                     logger.debug("broker: heartbeat failed: %s", exc)
             await asyncio.sleep(period)
 
@@ -695,7 +713,9 @@ class NatsBroker(Broker):
         kv, nodes = self._members_kv, self._nodes_kv
         if kv is None or nodes is None:
             return
-        await asyncio.wait_for(nodes.put(subjects.token(self.node_id), b"1"), self._timeout)
+        self._liveness = await asyncio.wait_for(
+            nodes.put(subjects.token(self.node_id), b"1"), self._timeout
+        )
         writes: list[Awaitable[Any]] = []
         for key, members in self._members.items():
             for member in members:

@@ -12,6 +12,7 @@ import pytest
 from gobstopper.client import Client, RecoveryFailed, Subscription
 
 from .helpers import WAIT, wait_until
+from .nats_server import NatsServer, nats_fixture
 from .proxy import Proxy, proxy
 from .redis_server import RedisServer, redis_fixture
 from .servers import Server, server_fixture, start
@@ -198,3 +199,32 @@ async def test_a_flushed_redis_is_a_new_epoch_and_said_plainly(
         await publisher.publish("feed.flush", "live")
         message = await sub.get(WAIT)
         assert message.data == "live" and message.epoch == lost.value.position.epoch
+
+
+nats_server = nats_fixture()
+
+
+@pytest.fixture
+def nats_hosts(nats_server: NatsServer) -> Iterator[tuple[Server, Server]]:
+    """Two granian processes ("hosts") keeping history in one real NATS JetStream."""
+    env = {"GOBSTOPPER_BROKER_URL": nats_server.url}
+    a = start("tests.apps.history:app", "rsgi", env)
+    try:
+        b = start("tests.apps.history:app", "asgi", env)
+        try:
+            yield a, b
+        finally:
+            b.stop()
+    finally:
+        a.stop()
+
+
+async def test_across_two_hosts_on_nats_nothing_is_missed(
+    nats_hosts: tuple[Server, Server],
+) -> None:
+    """As on Redis, with the offsets from JetStream streams, which republish each stored
+    publication: every message once, in order, through cut after cut."""
+    a, b = nats_hosts
+    got, p, subscriber = await run_flow(f"{a.ws}/rpc", b.port, "feed.nats")
+    assert got == list(range(N))
+    assert p.cuts >= 3 and subscriber.connections >= 4

@@ -19,15 +19,23 @@ not stored. The broker completes the envelope with the position as it arrives.
 Stored bytes: ``0x00`` + data (``append``), or ``0x01`` + an open envelope whose
 payload is the data (``publish_with_history``); a read gives the data either way.
 
+A stream is made by a channel's first publication (which says where to republish:
+JetStream cannot change that later). A read of a channel never published makes no
+stream: it gives offset 0 in the epoch the stream will have, drawn by the first node
+that asks and kept for an hour in the key-value bucket ``<p>_epochs``, so that a
+position handed out before the first publication stays valid; making the stream takes
+that epoch and drops the entry, so that a stream deleted and made again draws anew.
+
 Unlike the Redis store, a stream outlives its publications: a channel quiet for longer
 than ``ttl`` keeps its epoch and its last offset for as long as the stream exists. Each
-channel ever read or published holds one (small) stream: bound their number with the
-account's JetStream limits where clients choose channel names freely.
+channel ever published holds one (small) stream: bound their number with the account's
+JetStream limits where clients choose channel names freely.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -44,9 +52,8 @@ RAW = 0
 OPEN = 1
 # Offsets fetched at once by a read (each one JetStream "direct get", pipelined).
 _READ_BATCH = 256
-# A stream made by a read, before any publication says its limits.
-_READ_SIZE = 1000
-_READ_TTL = 3600.0
+# How long the epoch drawn for a channel never published stays valid.
+_EPOCH_TTL = 3600.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,7 @@ class NatsHistory(HistoryStore):
         self._streams: dict[str, StreamState] = {}  # history stream -> state
         self._epochs: dict[str, str] = {}  # JetStream stream name -> epoch
         self._locks: dict[str, asyncio.Lock] = {}
+        self._epochs_kv: Any = None
 
     # -- the contract ----------------------------------------------------------------------
 
@@ -100,27 +108,37 @@ class NatsHistory(HistoryStore):
     async def read(
         self, channel: str, since: int | None = None, limit: int | None = None
     ) -> Window:
-        state = await self.ensure(channel, None, None, None)
-        info = await self._call(lambda js: js.stream_info(state.name))
+        from nats.js.errors import NotFoundError
+
+        name = subjects.stream_name(self._prefix, channel)
+        try:
+            info = await self._call(lambda js: js.stream_info(name), NotFoundError)
+        except NotFoundError:
+            # Never published: a position to start from, in the epoch the stream will
+            # have (made only by a publication, which knows where to republish).
+            return Window([], Position(0, await self._next_epoch(channel)), 1)
+        epoch = info.config.description or ""
+        self._epochs[name] = epoch
         first, last = info.state.first_seq, info.state.last_seq
         if not info.state.messages:
             first = last + 1
-        position = Position(last, state.epoch)
         if since is None:
             start = first if limit is None else max(first, last - limit + 1)
         else:
             start = max(first, since + 1)
         end = last if limit is None or since is None else min(last, start + limit - 1)
-        publications = await self._fetch(state, start, end) if start <= end else []
-        return Window(publications, position, first)
+        publications = await self._fetch(name, epoch, start, end) if start <= end else []
+        return Window(publications, Position(last, epoch), first)
 
     # -- for the broker ----------------------------------------------------------------------
 
     async def ensure(
-        self, channel: str, size: int | None, ttl: float | None, republish: str | None
+        self, channel: str, size: int, ttl: float, republish: str | None
     ) -> StreamState:
-        """The stream of ``channel``, made or brought to these limits and republishing
-        to ``republish`` (None for limits and republish: as they are).
+        """The stream of ``channel``, made or brought to these limits, republishing its
+        publications to subject ``republish`` (None: not republished). JetStream cannot
+        change where a stream republishes: a stream made with another ``republish``
+        raises ``BrokerUnavailable`` saying so.
 
         Raises:
             BrokerUnavailable: JetStream cannot be asked now.
@@ -132,7 +150,7 @@ class NatsHistory(HistoryStore):
         async with lock:
             state = self._streams.get(channel)
             if state is None or not _fits(state, size, ttl, republish):
-                state = await self._make(channel, state, size, ttl, republish)
+                state = await self._make(channel, size, ttl, republish)
                 self._streams[channel] = state
                 self._epochs[state.name] = state.epoch
         return state
@@ -166,16 +184,12 @@ class NatsHistory(HistoryStore):
         """Forget what is known of streams (after a reconnection: they may have changed)."""
         self._streams.clear()
         self._epochs.clear()
+        self._epochs_kv = None
 
     # -- inside ---------------------------------------------------------------------------------
 
     async def _make(
-        self,
-        channel: str,
-        known: StreamState | None,
-        size: int | None,
-        ttl: float | None,
-        republish: str | None,
+        self, channel: str, size: int, ttl: float, republish: str | None
     ) -> StreamState:
         from nats.js.api import DiscardPolicy, RePublish, StorageType, StreamConfig
         from nats.js.errors import APIError, NotFoundError
@@ -189,46 +203,99 @@ class NatsHistory(HistoryStore):
         if info is None:
             config = StreamConfig(
                 name=name,
-                description=uuid.uuid4().hex,  # the epoch of the sequence starting now
+                description=await self._next_epoch(channel),
                 subjects=[subject],
-                max_msgs=size or _READ_SIZE,
-                max_age=ttl or _READ_TTL,
+                max_msgs=size,
+                max_age=ttl,
                 # Publications carry no id to deduplicate by; JetStream still wants a
                 # window, and one no longer than max_age.
-                duplicate_window=min(ttl or _READ_TTL, 1.0),
+                duplicate_window=min(ttl, 1.0),
                 discard=DiscardPolicy.OLD,
                 storage=StorageType.FILE,
                 num_replicas=self._replicas,
                 allow_direct=True,
                 republish=None if republish is None else RePublish(src=subject, dest=republish),
             )
-            # Two nodes may create it at once: the one that loses finds it made.
+            # Two nodes may make it at once: the one that loses finds it made.
             try:
                 info = await self._call(lambda js: js.add_stream(config), APIError)
             except APIError:
                 info = await self._call(lambda js: js.stream_info(name))
+            else:
+                # The epoch is the stream's now; one made after a deletion draws anew.
+                await self._forget_next_epoch(channel)
         config = info.config
+        made = config.republish.dest if config.republish is not None else None
+        if made != republish:
+            raise BrokerUnavailable(
+                self._url,
+                f"stream {name} of {channel!r} republishes to {made!r}, not {republish!r}",
+            )
         state = StreamState(
             name,
             subject,
             config.description or "",
             int(config.max_msgs),
             float(config.max_age or 0),
-            config.republish.dest if config.republish is not None else None,
+            made,
         )
         if _fits(state, size, ttl, republish):
             return state
-        if size is not None:
-            config.max_msgs = size
-        if ttl is not None:
-            config.max_age = ttl
-            config.duplicate_window = min(ttl, 1.0)
-        if republish is not None:
-            config.republish = RePublish(src=subject, dest=republish)
-        info = await self._call(lambda js: js.update_stream(config))
-        return StreamState(
-            name, subject, state.epoch, int(config.max_msgs), float(config.max_age or 0), republish
-        )
+        config.max_msgs = size
+        config.max_age = ttl
+        config.duplicate_window = min(ttl, 1.0)
+        await self._call(lambda js: js.update_stream(config))
+        return StreamState(name, subject, state.epoch, size, ttl, made)
+
+    async def _next_epoch(self, channel: str) -> str:
+        """The epoch ``channel``'s stream will have when it is made: drawn by the first
+        node that asks, kept for an hour in a key-value bucket, so that a position
+        handed out before the first publication stays valid."""
+        from nats.js.errors import APIError, KeyNotFoundError
+
+        kv = await self._epochs_bucket()
+        key = subjects.token(channel)
+        try:
+            entry = await self._call(lambda js: kv.get(key), KeyNotFoundError)
+            return bytes(entry.value or b"").decode()
+        except KeyNotFoundError:
+            pass
+        epoch = uuid.uuid4().hex
+        try:
+            await self._call(lambda js: kv.create(key, epoch.encode()), APIError)
+        except APIError:  # drawn by another node meanwhile
+            entry = await self._call(lambda js: kv.get(key))
+            return bytes(entry.value or b"").decode()
+        return epoch
+
+    async def _forget_next_epoch(self, channel: str) -> None:
+        kv = await self._epochs_bucket()
+        with contextlib.suppress(BrokerUnavailable):
+            await self._call(lambda js: kv.delete(subjects.token(channel)))
+
+    async def _epochs_bucket(self) -> Any:
+        from nats.js.api import KeyValueConfig, StorageType
+        from nats.js.errors import APIError, BucketNotFoundError
+
+        if self._epochs_kv is not None:
+            return self._epochs_kv
+        bucket = f"{self._prefix}_epochs"
+        try:
+            kv = await self._call(lambda js: js.key_value(bucket), BucketNotFoundError)
+        except BucketNotFoundError:
+            config = KeyValueConfig(
+                bucket=bucket,
+                history=1,
+                ttl=_EPOCH_TTL,
+                storage=StorageType.FILE,
+                replicas=self._replicas,
+            )
+            try:
+                kv = await self._call(lambda js: js.create_key_value(config), APIError)
+            except APIError:  # made by another node meanwhile
+                kv = await self._call(lambda js: js.key_value(bucket))
+        self._epochs_kv = kv
+        return kv
 
     async def stored(self, name: str, offsets: range) -> dict[int, bytes]:
         """The stored bytes of JetStream stream ``name`` at ``offsets`` (those still kept).
@@ -252,9 +319,9 @@ class NatsHistory(HistoryStore):
             found.update((seq, data) for seq, data in zip(seqs, batch, strict=True) if data)
         return found
 
-    async def _fetch(self, state: StreamState, start: int, end: int) -> list[Publication]:
-        stored = await self.stored(state.name, range(start, end + 1))
-        return [Publication(seq, _data(data, seq, state.epoch)) for seq, data in stored.items()]
+    async def _fetch(self, name: str, epoch: str, start: int, end: int) -> list[Publication]:
+        stored = await self.stored(name, range(start, end + 1))
+        return [Publication(seq, _data(data, seq, epoch)) for seq, data in stored.items()]
 
     async def _call(
         self, request: Callable[[Any], Awaitable[Any]], *passing: type[Exception]
@@ -271,12 +338,8 @@ class NatsHistory(HistoryStore):
             raise BrokerUnavailable(self._url, str(exc) or type(exc).__name__) from exc
 
 
-def _fits(state: StreamState, size: int | None, ttl: float | None, republish: str | None) -> bool:
-    return (
-        (size is None or state.size == size)
-        and (ttl is None or abs(state.ttl - ttl) < 1e-3)
-        and (republish is None or state.republish == republish)
-    )
+def _fits(state: StreamState, size: int, ttl: float, republish: str | None) -> bool:
+    return state.size == size and abs(state.ttl - ttl) < 1e-3 and state.republish == republish
 
 
 def _data(stored: bytes, offset: int, epoch: str) -> bytes:

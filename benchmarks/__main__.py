@@ -1,7 +1,8 @@
 """Every benchmark in one run: echo, fan-out, connections, the message layer, and (with
-redis-server installed) cluster fan-out and channel history; then the goals, side by side.
+redis-server installed) cluster fan-out, channel routing across nodes and channel
+history (NATS too where nats-server is installed); then the goals, side by side.
 
-    python -m benchmarks            # full run (about 21 minutes on 2 cores)
+    python -m benchmarks            # full run (about 26 minutes on 2 cores)
     python -m benchmarks --quick    # shorter runs, one repeat (a few minutes)
 
 Each benchmark writes its own section of ``docs/benchmarks.md`` (``--out``); this then
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import cluster, conns, echo, fanout, history, rpc
+from . import cluster, conns, echo, fanout, history, routing, rpc
 from .conns import ConnSummary, memory_goal
 from .echo_report import EchoSummary, goal_verdicts
 from .history import HistorySummary, history_goals
@@ -97,9 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         codes = []
         modules = [("echo", echo), ("fanout", fanout), ("conns", conns), ("rpc", rpc)]
         if shutil.which("redis-server") is not None:
-            modules += [("cluster", cluster), ("history", history)]
+            modules += [("cluster", cluster), ("routing", routing), ("history", history)]
         else:
-            print("redis-server is not installed: no cluster fan-out, no history", flush=True)
+            print(
+                "redis-server is not installed: no cluster fan-out, no routing, no history",
+                flush=True,
+            )
         for name, module in modules:
             print(f"== {name} ==", flush=True)
             codes.append(module.main([*common, "--json", str(folder / f"{name}.json")]))

@@ -1,16 +1,19 @@
-"""Cluster fan-out: rooms across two granian workers through Redis, against one worker.
+"""Cluster fan-out: rooms across two granian workers through each broker, against one worker.
 
 For each setup (gobstopper under granian RSGI: one worker with the in-memory broker,
-the baseline; one worker with the Redis broker; two workers with the Redis broker), this
-starts a redis-server on a free port (pinned with the server to core 1 when it can),
-then the fan-out benchmark's load: one sender, a room of N receivers, the receivers
-spread over the workers by the kernel. With two workers, the members on the sender's
-worker get each message directly and the others through Redis.
+the baseline; one worker with the Redis broker; two workers with the Redis broker, the
+Redis Cluster broker and the NATS broker), this starts the broker on free ports (a
+redis-server; three redis-servers as one cluster; a nats-server with JetStream), pinned
+with the server to core 1 when it can, then the fan-out benchmark's load: one sender, a
+room of N receivers, the receivers spread over the workers by the kernel. With two
+workers, the members on the sender's worker get each message directly and the others
+through the broker. A broker whose program is not installed is left out, and said so.
 
     python -m benchmarks.cluster            # full run, writes docs/benchmarks.md
     python -m benchmarks.cluster --quick    # shorter, one repeat
 
 Results go between the ``<!-- cluster:begin -->`` and ``<!-- cluster:end -->`` markers.
+The channel workload across nodes is ``benchmarks.routing``.
 """
 
 from __future__ import annotations
@@ -20,27 +23,39 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, cast
 
-from .fanout import run_spec
-from .loadgen import RunResult, Settings
+from .brokers import BROKERS, BrokerProcess, Watched, broker_versions, missing_programs
+from .loadgen import RunResult, Settings, measure
 from .report import (
+    _median,
     _plural,
     _version,
     cpu_model,
     fmt_num,
+    fmt_pct,
     log_problems,
     measured,
     replace_section,
+    saturation,
     save_json,
     source_revision,
     summarise,
     table,
 )
-from .servers import ROOT, RedisProcess, ServerSpec, pinning_available, server_specs
+from .servers import (
+    ROOT,
+    ServerProcess,
+    ServerSpec,
+    measure_on,
+    pinning_available,
+    server_specs,
+)
 
-__all__ = ["main"]
+__all__ = ["SETUPS", "main"]
 
 DEFAULT_OUT = ROOT / "docs" / "benchmarks.md"
 BEGIN = "<!-- cluster:begin -->"
@@ -48,18 +63,65 @@ END = "<!-- cluster:end -->"
 BASELINE = "1 worker, memory"
 
 
-def setups(redis_url: str) -> dict[str, ServerSpec]:
+#: Setup -> (its broker, None for memory; its workers). The first is the baseline.
+SETUPS: dict[str, tuple[str | None, int]] = {
+    BASELINE: (None, 1),
+    "1 worker, Redis": ("Redis", 1),
+    "2 workers, Redis": ("Redis", 2),
+    "2 workers, Redis Cluster": ("Redis Cluster", 2),
+    "2 workers, NATS": ("NATS", 2),
+}
+
+
+def setup_spec(name: str, broker_url: str | None) -> ServerSpec:
     gob = server_specs("fanout")["gob-rsgi"]
-    redis_env = {"GOBSTOPPER_BROKER_URL": redis_url}
-    return {
-        BASELINE: ServerSpec(BASELINE, gob.argv, {"GOBSTOPPER_BROKER_URL": "memory://"}),
-        "1 worker, Redis": ServerSpec("1 worker, Redis", gob.argv, redis_env),
-        "2 workers, Redis": ServerSpec("2 workers, Redis", gob.argv, redis_env, workers=2),
-    }
+    workers = SETUPS[name][1]
+    return ServerSpec(name, gob.argv, {"GOBSTOPPER_BROKER_URL": broker_url or "memory://"}, workers)
+
+
+@dataclass
+class ClusterRun(RunResult):
+    """A run, with the share of a core its broker used while measuring (in none of the
+    server's)."""
+
+    broker_cpu: float | None = None
+
+
+def run_setup(name: str, receivers: int, repeat: int, settings: Settings) -> ClusterRun:
+    """One run on a fresh server and a fresh broker."""
+    broker_name = SETUPS[name][0]
+    broker: BrokerProcess | None = None
+    watched: list[Watched] = []
+
+    def measure_one(server: ServerProcess) -> Coroutine[Any, Any, RunResult]:
+        watched.append(Watched([server], broker))
+        target = cast(ServerProcess, watched[-1])  # it has what the run reads
+        return measure(server.port, receivers, settings, target)
+
+    try:
+        if broker_name is not None:
+            broker = BROKERS[broker_name][0](settings.pin)
+        result, problems = measure_on(
+            setup_spec(name, broker.url if broker else None),
+            settings.pin,
+            measure_one,
+            lambda error: RunResult(name, receivers, repeat, error=error),
+        )
+    except Exception as exc:  # the broker did not start
+        result, problems = RunResult(name, receivers, repeat, error=f"{exc}"), []
+    finally:
+        if broker is not None:
+            broker.stop()
+    run = ClusterRun(**asdict(result))
+    run.server, run.repeat, run.log_problems = name, repeat, problems
+    if watched and run.error is None and run.server_cpu is not None:
+        run.broker_cpu = watched[0].broker_share()
+        run.server_cpu -= run.broker_cpu or 0.0
+    return run
 
 
 def cluster_report(
-    results: Sequence[RunResult], names: Sequence[str], args: argparse.Namespace, command: str
+    results: Sequence[ClusterRun], names: Sequence[str], args: argparse.Namespace, command: str
 ) -> str:
     summaries = summarise(results, names)
     lines = [
@@ -70,27 +132,47 @@ def cluster_report(
         "",
     ]
     for s in summaries:
+        ok = [r for r in results if r.server == s.server and r.receivers == s.receivers]
+        ok = [r for r in ok if r.error is None]
+        broker = SETUPS[s.server][0]
+        broker_cpu = _median([r.broker_cpu for r in ok])
+        saturated = saturation(s.server_cpu, broker_cpu, s.bench_cpu, args.pin, broker or "")
+        head = f"- {s.server}, {s.room} receivers: "
         base = next((b for b in summaries if b.server == BASELINE and b.room == s.room), None)
         if s.server == BASELINE or base is None or s.p99_ms is None or base.p99_ms is None:
+            lines.append(head + f"saturated: {saturated}")
             continue
         lines.append(
-            f"- {s.server}, {s.room} receivers: {fmt_num(s.ratio, '.2f')} of the single "
-            f"worker's deliveries/s; p50 {s.p50_ms - (base.p50_ms or 0):+.1f} ms, p99 "
-            f"{s.p99_ms - base.p99_ms:+.1f} ms against it"
+            head + f"{fmt_num(s.ratio, '.2f')} of the single worker's deliveries/s; p50 "
+            f"{(s.p50_ms or 0) - (base.p50_ms or 0):+.1f} ms, p99 {s.p99_ms - base.p99_ms:+.1f} ms "
+            f"against it; {broker} CPU {fmt_pct(broker_cpu)}; saturated: {saturated}"
         )
     problems = log_problems(results)
-    pin = "servers and Redis on core 1, load generator on core 0" if args.pin else "not pinned"
+    pin = "servers and brokers on core 1, load generator on core 0" if args.pin else "not pinned"
+    brokers = [b for b in (SETUPS[n][0] for n in names) if b is not None]
     lines += [
         "",
         f"- Machine: {os.cpu_count()} cores ({cpu_model()}); {pin}. Two workers share the "
-        "server's core with Redis: the figures show what crossing Redis costs, not what a "
-        "second core would add.",
-        f"- Versions: granian {_version('granian')}, redis-py {_version('redis')}, "
-        f"redis-server {RedisProcess.version()}; gobstopper at {source_revision()}.",
+        "server's core with the broker: the figures show what crossing the broker costs, "
+        "not what a second core would add.",
+        f"- Versions: granian {_version('granian')}, {broker_versions(brokers)}; "
+        f"gobstopper at {source_revision()}.",
         f"- Settings: the fan-out benchmark's (32-byte messages, {args.window} in flight, "
         f"{args.warmup:g} s warm-up, {args.duration:g} s measured), "
-        f"{_plural(args.repeat, 'run')} per row, a fresh server and a fresh Redis for each run.",
+        f"{_plural(args.repeat, 'run')} per row, a fresh server and a fresh broker for each "
+        "run; the Redis Cluster has three masters, the nats-server runs JetStream (where "
+        "the NATS broker keeps presence).",
+        "- CPU: the share of one core used while measuring; server CPU leaves the broker's "
+        "out. *Saturated* names the side at 90 % of its core or more (with pinning, the "
+        "server's core holds the server and the broker), the limit of the rate; neither "
+        "means the window's round trip through the sockets was.",
     ]
+    if args.left_out:
+        lines.append(
+            "- Left out: "
+            + "; ".join(f"{b} ({p} is not installed)" for b, p in args.left_out.items())
+            + "."
+        )
     if problems:
         lines.append("- Server log lines worth a look:")
         lines += [f"  - `{line[:200]}`" for line in problems[:10]]
@@ -100,11 +182,12 @@ def cluster_report(
     return "\n".join(lines)
 
 
-_INTRO = """## Cluster fan-out: rooms across workers through Redis
+_INTRO = """## Cluster fan-out: rooms across workers through a broker
 
 `python -m benchmarks.cluster` runs the fan-out load against gobstopper under granian
 RSGI with one worker and the in-memory broker (the baseline), one worker with the Redis
-broker, and two workers with the Redis broker (the receivers spread over both).
+broker, and two workers with the Redis, Redis Cluster and NATS brokers (the receivers
+spread over both).
 """
 
 
@@ -135,6 +218,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--rooms and --repeat need positive numbers")
     if shutil.which("redis-server") is None:
         p.error("redis-server is not installed (apt-get install redis-server)")
+    brokers = [b for b, _ in SETUPS.values() if b is not None]
+    args.left_out = missing_programs(brokers)
+    args.setups = [n for n, (b, _) in SETUPS.items() if b not in args.left_out]
     args.pin = not args.no_pin and pinning_available()
     args.settings = Settings(args.window, args.warmup, args.duration, 4, args.pin)
     return args
@@ -146,38 +232,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join(["python -m benchmarks.cluster", *given])
     if args.pin:
         os.sched_setaffinity(0, {0})
-    results: list[RunResult] = []
-    names: list[str] = []
+    for broker, program in args.left_out.items():
+        print(f"{program} is not installed: no {broker} setup", flush=True)
+    results: list[ClusterRun] = []
+    names = args.setups
     started = time.monotonic()
+    # Repeats outermost: a slow spell of a shared machine hits every setup alike.
     for repeat in range(1, args.repeat + 1):
         for receivers in args.room_sizes:
-            for name in (BASELINE, "1 worker, Redis", "2 workers, Redis"):
-                redis = RedisProcess.start(args.pin)
-                try:
-                    spec = setups(redis.url)[name]
-                    result = run_spec(spec, receivers, 0, repeat, args.settings)
-                finally:
-                    redis.stop()
-                if name not in names:
-                    names.append(name)
+            for name in names:
+                result = run_setup(name, receivers, repeat, args.settings)
                 results.append(result)
-                print(
-                    f"[run {repeat}] {name:<18} {receivers:>5} receivers: "
-                    + (
-                        f"FAILED {result.error}"
-                        if result.error
-                        else f"{result.deliveries_per_s / 1000:.1f} k deliveries/s, "
-                        f"p99 {fmt_num(result.p99_ms, '.1f')} ms, gaps {result.gaps}, "
-                        f"out of order {result.out_of_order}"
-                    ),
-                    flush=True,
-                )
+                print(_progress(result), flush=True)
     section = cluster_report(results, names, args, command)
     replace_section(args.out, BEGIN, END, section, _INTRO + "\n" + section)
     save_json(args.json, results)
     print(section)
     print(f"\nwrote {args.out} in {time.monotonic() - started:.0f} s")
     return 1 if any(r.error is not None for r in results) else 0
+
+
+def _progress(r: ClusterRun) -> str:
+    head = f"[run {r.repeat}] {r.server:<24} {r.receivers:>5} receivers: "
+    if r.error is not None:
+        return head + f"FAILED {r.error}"
+    return head + (
+        f"{r.deliveries_per_s / 1000:.1f} k deliveries/s, p99 {fmt_num(r.p99_ms, '.1f')} ms, "
+        f"gaps {r.gaps}, out of order {r.out_of_order}, server CPU {fmt_pct(r.server_cpu)}, "
+        f"broker CPU {fmt_pct(r.broker_cpu)}, load generator CPU {fmt_pct(r.bench_cpu)}, "
+        f"others {fmt_pct(r.other_cpu)}"
+    )
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from typing import Any, cast
 from .cli import add_retry_options, check_retry_options, positive_ints, server_keys
 from .loadgen import RING, RunResult, Settings
 from .report import (
+    SATURATED,
     _median,
     _others,
     _plural,
@@ -52,6 +53,7 @@ from .report import (
     rate_figures,
     replace_section,
     runs_cell,
+    saturation,
     save_json,
     source_revision,
     spread,
@@ -77,8 +79,6 @@ DEFAULT_OUT = ROOT / "docs" / "benchmarks.md"
 BEGIN = "<!-- history:begin -->"
 END = "<!-- history:end -->"
 APP = "benchmarks.apps.gob_rpc:app"
-#: A server core (or load generator) at this share of its core or more is the limit.
-SATURATED = 0.9
 
 
 @dataclass(frozen=True)
@@ -220,27 +220,6 @@ class HistorySummary:
 def baseline_of(name: str) -> str:
     """The setup a setup's ratio is taken to: the same broker without history."""
     return next((base for on, base, _, _ in GOALS if on == name), name)
-
-
-def saturation(
-    server_cpu: float | None, redis_cpu: float | None, bench_cpu: float | None, pin: bool
-) -> str:
-    """Which side was the limit: the server's core (with Redis on it, when pinned), the
-    load generator's, or neither (the window's round trip through the sockets)."""
-    if server_cpu is None or bench_cpu is None:
-        return "-"
-    sides = []
-    if pin and redis_cpu is not None:
-        sides.append(("server core (server + Redis)", server_cpu + redis_cpu))
-    else:
-        sides.append(("server", server_cpu))
-        if redis_cpu is not None:
-            sides.append(("Redis", redis_cpu))
-    sides.append(("load generator", bench_cpu))
-    name, share = max(sides, key=lambda side: side[1])
-    if share < SATURATED:
-        return f"neither (at most {share * 100:.0f} %, {name})"
-    return f"{name}, {share * 100:.0f} %"
 
 
 def summarise_history(

@@ -22,6 +22,7 @@ __all__ = [
     "BEGIN",
     "END",
     "PLOT_NAME",
+    "SATURATED",
     "Summary",
     "by_workload",
     "closing_lines",
@@ -37,6 +38,7 @@ __all__ = [
     "room_label",
     "round_trip_row",
     "runs_cell",
+    "saturation",
     "save_json",
     "spread",
     "summarise",
@@ -46,6 +48,8 @@ __all__ = [
 ]
 
 PLOT_NAME = "benchmarks-fanout.png"
+#: A server core (or load generator) at this share of its core or more is the limit.
+SATURATED = 0.9
 BEGIN = "<!-- fanout:begin -->"
 END = "<!-- fanout:end -->"
 
@@ -167,6 +171,31 @@ def summarise(results: Sequence[RunResult], servers: Sequence[str]) -> list[Summ
             )
         )
     return summaries
+
+
+def saturation(
+    server_cpu: float | None,
+    broker_cpu: float | None,
+    bench_cpu: float | None,
+    pin: bool,
+    broker: str = "Redis",
+) -> str:
+    """Which side was the limit: the server's core (with the broker on it, when pinned),
+    the load generator's, or neither (the window's round trip through the sockets)."""
+    if server_cpu is None or bench_cpu is None:
+        return "-"
+    sides = []
+    if pin and broker_cpu is not None:
+        sides.append((f"server core (server + {broker})", server_cpu + broker_cpu))
+    else:
+        sides.append(("server", server_cpu))
+        if broker_cpu is not None:
+            sides.append((broker, broker_cpu))
+    sides.append(("load generator", bench_cpu))
+    name, share = max(sides, key=lambda side: side[1])
+    if share < SATURATED:
+        return f"neither (at most {share * 100:.0f} %, {name})"
+    return f"{name}, {share * 100:.0f} %"
 
 
 def fmt_k(value: float | None) -> str:

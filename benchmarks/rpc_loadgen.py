@@ -183,9 +183,9 @@ async def measure_rpc(
 # -- channel fan-out ----------------------------------------------------------------------
 
 
-def notification_bytes(data: str) -> bytes:
-    """The ``rpc.message`` notification every server sends for ``data`` on ``CHANNEL``."""
-    params = {"channel": CHANNEL, "data": data}
+def notification_bytes(data: str, channel: str = CHANNEL) -> bytes:
+    """The ``rpc.message`` notification every server sends for ``data`` on ``channel``."""
+    params = {"channel": channel, "data": data}
     return msgspec.json.encode({"jsonrpc": "2.0", "method": "rpc.message", "params": params})
 
 
@@ -203,14 +203,17 @@ POSITION_TYPICAL = len(b'"offset":1000,"epoch":"0123456789abcdef",')
 class Channel(Room):
     """The fan-out benchmark's room, fed by ``publish`` requests instead of raw messages.
 
-    ``positioned``: the notifications carry a history position (their size varies).
+    ``positioned``: the notifications carry a history position (their size varies);
+    ``channel``: the channel they come from.
     """
 
     __slots__ = ("frame_size", "largest_frame", "offset_base", "refused")
 
-    def __init__(self, n: int, window: int, positioned: bool = False) -> None:
+    def __init__(
+        self, n: int, window: int, positioned: bool = False, channel: str = CHANNEL
+    ) -> None:
         super().__init__(n, window)
-        self.frame_size = len(notification_bytes("x" * MESSAGE_BYTES))
+        self.frame_size = len(notification_bytes("x" * MESSAGE_BYTES, channel))
         self.largest_frame = self.frame_size + (POSITION_MAX if positioned else 0)
         self.offset_base: int | None = None  # offset minus sequence number, once known
         self.refused: list[bytes] = []  # the error answers to rpc.subscribe

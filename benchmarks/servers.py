@@ -244,12 +244,14 @@ class RedisProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
     @classmethod
-    def start(cls, pin: bool) -> RedisProcess:
+    def start(cls, pin: bool, options: Sequence[str] = ()) -> RedisProcess:
+        """Start one, with ``options`` added to its command line, and wait for its PONG."""
         port = free_port()
         folder = Path(tempfile.mkdtemp(prefix="bench-redis-"))
         argv = [
             *("redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""),
             *("--appendonly", "no", "--dir", str(folder), "--loglevel", "warning"),
+            *options,
         ]
         if pin:
             argv = ["taskset", "-c", "1", *argv]

@@ -191,9 +191,11 @@ def test_echo_benchmark_runs(tmp_path: Path) -> None:
 @pytest.mark.timeout(90)
 def test_cluster_benchmark_runs(tmp_path: Path) -> None:
     require_picows()
+    from .nats_server import require_nats
     from .redis_server import require_redis
 
     require_redis()
+    require_nats()
     out, runs = run_benchmark(
         "benchmarks.cluster",
         ["--rooms", "20", "--duration", "0.5", "--warmup", "0.2", "--repeat", "1"],
@@ -204,6 +206,8 @@ def test_cluster_benchmark_runs(tmp_path: Path) -> None:
         "1 worker, memory",
         "1 worker, Redis",
         "2 workers, Redis",
+        "2 workers, Redis Cluster",
+        "2 workers, NATS",
     ]
     for run in runs:
         assert run["error"] is None, run
@@ -211,9 +215,56 @@ def test_cluster_benchmark_runs(tmp_path: Path) -> None:
         # Every receiver got every message, in order, wherever it was connected.
         assert run["gaps"] == 0 and run["out_of_order"] == 0, run
         assert run["log_problems"] == [], run
+        # The broker's CPU is measured apart from the server's, only where one runs.
+        assert (run["broker_cpu"] is not None) == (run["server"] != "1 worker, memory"), run
     report = out.read_text()
     assert report.count("<!-- cluster:begin -->") == 1
     assert "| 2 workers, Redis | 20 |" in report
+    assert "| 2 workers, NATS | 20 |" in report
+    assert "- 2 workers, Redis Cluster, 20 receivers: " in report
+
+
+@pytest.mark.timeout(90)
+def test_routing_benchmark_runs(tmp_path: Path) -> None:
+    require_picows()
+    from .nats_server import require_nats
+    from .redis_server import require_redis
+
+    require_redis()
+    require_nats()
+    out, runs = run_benchmark(
+        "benchmarks.routing",
+        [
+            *("--rooms", "10", "--nodes", "2", "--others", "2", "--duration", "0.5"),
+            *("--warmup", "0.2", "--repeat", "1", "--retries", "0"),
+        ],
+        tmp_path,
+        timeout=80,
+    )
+    assert [r["server"] for r in runs] == ["Redis", "Redis Cluster", "NATS"]
+    for run in runs:
+        assert run["error"] is None, run
+        assert run["nodes"] == 2 and run["receivers"] == 10, run
+        assert run["deliveries_per_s"] > 0, run
+        # Every subscriber of the channel got every publication, in order; the
+        # subscribers of the other channel got none of them.
+        assert run["gaps"] == 0 and run["out_of_order"] == 0 and run["stray"] == 0, run
+        assert run["log_problems"] == [], run
+        matching, unmatched = run["per_publication"]
+        assert matching > 0.9, run
+        if run["server"] == "NATS":
+            # NATS routes by subject: the node without a subscriber gets nothing, by its
+            # own count and by the NATS server's.
+            assert unmatched < 0.01, run
+            assert run["nats_per_publication"][1] < 0.01, run
+        else:
+            # Redis sends every channel publication to every node with a subscriber.
+            assert unmatched > 0.9, run
+            assert run["nats_per_publication"] == [], run
+    report = out.read_text()
+    assert report.count("<!-- routing:begin -->") == 1
+    assert "| NATS | 10 |" in report
+    assert "- Redis Cluster, 10 subscribers: " in report
 
 
 @pytest.mark.timeout(45)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from .helpers import WAIT, http_request, recv_json
+from .helpers import WAIT, http_request, recv_json, wait_until
 from .rpc_peer import RpcPeer
 from .servers import ROOT, Server, granian_command, server_fixture, start
 
@@ -214,41 +217,94 @@ async def test_dashboard_example(dashboard_server: Server) -> None:
         assert health.json()["subscribers"] == 1
 
 
-async def test_chat_example_on_two_workers_through_redis(tmp_path: Path) -> None:
-    """The documented command: GOBSTOPPER_BROKER_URL=redis://... granian --workers 2."""
-    from .redis_server import RedisServer, require_redis
+@contextlib.contextmanager
+def broker(kind: str) -> Iterator[str]:
+    """A broker of ``kind`` for the test, and its URL: a Redis of its own, the test run's
+    Redis Cluster (the chat's keys are its own) or a nats-server of its own."""
+    if kind == "redis":
+        from .redis_server import RedisServer, require_redis
 
-    redis = RedisServer(require_redis())
-    redis.start()
+        redis = RedisServer(require_redis())
+        try:
+            redis.start()
+            yield redis.url
+        finally:
+            redis.cleanup()
+    elif kind == "redis-cluster":
+        from .redis_cluster import shared_cluster
+
+        yield shared_cluster().url
+    else:
+        from .nats_server import NatsServer, require_nats
+
+        nats = NatsServer(require_nats())
+        try:
+            nats.start()
+            yield nats.url
+        finally:
+            nats.cleanup()
+
+
+async def worker_counts(server: Server, asks: int = 8) -> set[int]:
+    """The connection counts ``/health`` gave, asked ``asks`` times (each answer is the
+    count of the worker that took that request)."""
+    return {
+        (await http_request(server.port, "GET", "/health")).json()["connections"]
+        for _ in range(asks)
+    }
+
+
+@pytest.mark.parametrize("kind", ["redis", "redis-cluster", "nats"])
+async def test_chat_example_on_two_workers(kind: str) -> None:
+    """The documented command: GOBSTOPPER_BROKER_URL=... granian --workers 2; users on
+    either worker see each other join, talk and leave."""
     argv = granian_command("examples.chat:app", "rsgi", 0)
     argv[argv.index("--workers") + 1] = "2"
-    server = start("", "rsgi", {"GOBSTOPPER_BROKER_URL": redis.url}, command=argv)
-    names = [f"user{i}" for i in range(8)]
-    peers: list[RpcPeer] = []
-    try:
-        for i, name in enumerate(names):
-            peer = await open_chat(server, name)
-            peers.append(peer)
-            # Each join notice lists everyone so far, whichever worker they are on.
-            members = sorted(names[: i + 1])
-            assert await peer.result("join", {"room": "lobby"}) == {
-                "room": "lobby",
-                "members": members,
-            }
-            joined = event("joined", {"name": name, "room": "lobby", "members": members})
-            for each in peers:
-                assert await pushed(each) == joined
-        assert await peers[3].result("say", {"text": "across workers"}) is None
-        said = event("said", {"name": "user3", "text": "across workers"})
-        for peer in peers:
-            assert await pushed(peer) == said
-        health = (await http_request(server.port, "GET", "/health")).json()
-        assert health["status"] == "ok" and health["broker"]["connected"] is True
-    finally:
-        for peer in peers:
-            await peer.ws.close()
-        server.stop()
-        redis.cleanup()
+    with broker(kind) as url:
+        server = start("", "rsgi", {"GOBSTOPPER_BROKER_URL": url}, command=argv)
+        names: list[str] = []
+        peers: list[RpcPeer] = []
+
+        async def both_workers_answer() -> bool:
+            return {0, 1} <= await worker_counts(server)
+
+        try:
+            for i in itertools.count():
+                name = f"user{i}"
+                names.append(name)
+                peer = await open_chat(server, name)
+                peers.append(peer)
+                if i == 0:
+                    # Granian listens once one worker is up: wait for the other (one
+                    # connection open, its worker counts 1, the other 0).
+                    await wait_until(both_workers_answer)
+                # Each join notice lists everyone so far, whichever worker they are on.
+                members = sorted(names)
+                assert await peer.result("join", {"room": "lobby"}) == {
+                    "room": "lobby",
+                    "members": members,
+                }
+                joined = event("joined", {"name": name, "room": "lobby", "members": members})
+                for each in peers:
+                    assert await pushed(each) == joined
+                # Enough users, some on each worker (the count of neither is all or none).
+                if i >= 7 and any(0 < n < len(peers) for n in await worker_counts(server)):
+                    break
+                assert i < 24, "every user landed on the same worker"
+            assert await peers[3].result("say", {"text": "across workers"}) is None
+            said = event("said", {"name": "user3", "text": "across workers"})
+            for peer in peers:
+                assert await pushed(peer) == said
+            await peers[0].ws.close()
+            left = event("left", {"name": "user0", "room": "lobby", "members": sorted(names[1:])})
+            for peer in peers[1:]:
+                assert await pushed(peer) == left
+            health = (await http_request(server.port, "GET", "/health")).json()
+            assert health["status"] == "ok" and health["broker"]["connected"] is True
+        finally:
+            for peer in peers:
+                await peer.ws.close()
+            server.stop()
 
 
 rpc_server = server_fixture("examples.rpc:app", "The JSON-RPC example.")

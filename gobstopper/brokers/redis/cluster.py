@@ -51,6 +51,8 @@ import uuid
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import MovedError, RedisError
 
 from ..._util import Backoff
@@ -132,6 +134,11 @@ class RedisClusterBroker(Broker):
             "socket_timeout": timeout,
             "health_check_interval": 5,
             "socket_keepalive": True,
+            # No retries inside redis-py (its default since 6.0: three, a second apart and
+            # more): a command to a master that is gone must fail at once, not hold up the
+            # writer's pipelines to the other masters until the timeout. The supervisors
+            # reconnect.
+            "retry": Retry(NoBackoff(), 0),
         }
         self._timeout = timeout
         self._slots: SlotMap | None = None

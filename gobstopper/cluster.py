@@ -83,6 +83,7 @@ class Cluster:
         self._own = b"\x00"  # how this node's envelopes begin, once started
         self._topics: dict[str, TopicHandler] = {}
         self._routed: str | None = None  # rooms named so follow a channel pattern
+        self._routable: Callable[[str], bool] = bool
         self._own_history: MemoryHistory | None = None
         self._throttle = Throttle(logger)
         self._background = TaskSet(logger, "broker operation", throttle=True)
@@ -97,10 +98,12 @@ class Cluster:
         """Whether the broker routes channel patterns (see ``route_rooms``)."""
         return self.broker is not None and self.broker.wildcards and not self.broker.alone
 
-    def route_rooms(self, prefix: str) -> None:
-        """With a broker that routes patterns, a room named ``prefix + pattern`` also
-        subscribes this node to ``chan:<pattern>`` while it has members here."""
+    def route_rooms(self, prefix: str, routable: Callable[[str], bool]) -> None:
+        """With a broker that routes patterns, a room named ``prefix + pattern`` (a
+        pattern ``routable`` accepts) also subscribes this node to ``chan:<pattern>``
+        while it has members here."""
         self._routed = prefix
+        self._routable = routable
 
     def route(self, channel: str) -> str | None:
         """The broker channel of a publication to ``channel`` (a message-layer channel),
@@ -110,7 +113,9 @@ class Cluster:
     def _followed(self, room: str) -> str | None:
         if self._routed is None or not room.startswith(self._routed) or not self.wildcards:
             return None
-        return "chan:" + room[len(self._routed) :]
+        pattern = room[len(self._routed) :]
+        # A room an application named so itself follows nothing: only patterns route.
+        return "chan:" + pattern if self._routable(pattern) else None
 
     async def _subscribe_room(self, broker: Broker, room: str) -> None:
         await broker.subscribe(room_channel(room))
@@ -355,9 +360,16 @@ class Cluster:
             store's answer) and True: every node's handler gets it as it arrives.
 
         Raises:
-            BrokerUnavailable: the store cannot be reached: nothing was kept or sent.
+            BrokerUnavailable: the store cannot be reached, or the broker is not
+                started: nothing was kept or sent.
         """
         if not self._clustered:
+            broker = self.broker
+            if broker is not None and not broker.alone:
+                # Starting or stopping: a store the nodes share is written only through
+                # the broker, in one step with the publication (a NATS stream made
+                # without it would not republish).
+                raise BrokerUnavailable(broker.health().url, "the broker is not started")
             return await self.history.append(stream, payload, size, ttl), False
         note = Envelope(
             self.node,

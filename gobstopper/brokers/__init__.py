@@ -38,7 +38,7 @@ def check_broker_url(url: str, variable: str = _VAR) -> str:
             that is not a whole number, a Redis Cluster URL without a ``host:port``
             list or with a db other than 0, or Redis chosen without the ``redis`` extra.
     """
-    if url.partition("://")[0] in ("nats", "tls"):
+    if url.partition("://")[0].lower() in ("nats", "tls"):
         return _check_nats(url, variable)  # several servers: not one URL
     if url.partition("://")[0] in CLUSTER_SCHEMES:
         try:
@@ -104,7 +104,7 @@ def broker_from_url(url: str, *, presence_ttl: float = 10.0, prefix: str = "gobs
     check_broker_url(url)
     if url.startswith("memory:"):
         return MemoryBroker()
-    if url.startswith(("nats:", "tls:")):
+    if url.partition("://")[0].lower() in ("nats", "tls"):
         from .nats import NatsBroker
 
         return NatsBroker(url, presence_ttl=presence_ttl, prefix=prefix)

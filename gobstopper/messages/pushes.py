@@ -77,7 +77,7 @@ class Pushes:
         self.history = ChannelHistory(manager, topic)
         self._binary = _lazy_msgpack if self._msgpack else None
         manager.cluster.on_topic(topic, self.on_topic)
-        manager.cluster.route_rooms(CHANNEL_ROOM)
+        manager.cluster.route_rooms(CHANNEL_ROOM, channels.valid_pattern)
 
     async def subscribe(
         self, conn: Connection, channel: str, since: Position | None = None

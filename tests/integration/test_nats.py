@@ -233,3 +233,82 @@ async def test_a_node_moves_to_another_server_when_its_server_dies(
             return False  # the bucket's copies electing a new leader: ask again
 
     await wait_until(bob_still_there, timeout=15)
+
+
+async def test_any_room_name_reaches_nats_and_a_bad_channel_is_refused_alone(nodes: Any) -> None:
+    from gobstopper.brokers.nats import SubjectError
+
+    inbox = Inbox()
+    publisher, node = await nodes(), await nodes(inbox)
+    long = "салон " * 2000  # escaped, far past the 4 KiB NATS allows on a command line
+    with pytest.raises(SubjectError):
+        await node.subscribe("chan:a..b")
+    await node.subscribe("room:" + long)
+    node.presence_add("room:" + long, "m" * 5000)
+    await publisher.publish("room:" + long, b"long")
+    assert await inbox.wait_for(1) == [("room:" + long, b"long")]
+    assert await publisher.presence("room:" + long) == {"m" * 5000: node.node_id}
+    assert node.health().connected and node.health().reconnects == 0
+
+
+async def test_a_removal_during_a_restore_of_presence_stays_removed(nodes: Any) -> None:
+    a, b = await nodes(), await nodes()
+    members = [f"m{i}" for i in range(1500)]
+    for member in members:
+        b.presence_add("room:big", member)
+    assert len(await b.presence("room:big")) == 1500
+    restoring = asyncio.ensure_future(b._restore())  # as after a reconnection
+    await asyncio.sleep(0)  # the restore has begun writing every member again
+    b.presence_remove("room:big", "m7")
+    await restoring
+    assert "m7" not in await a.presence("room:big")
+    assert len(await a.presence("room:big")) == 1499
+
+
+async def test_a_publication_after_a_quiet_spell_reaches_overlapping_patterns_once(
+    nodes: Any,
+) -> None:
+    inbox = Inbox()
+    a, b = await nodes(), await nodes(inbox)
+    await b.subscribe("chan:news.*")
+    await b.subscribe("chan:news.sport")
+
+    async def publish(payload: bytes) -> None:
+        note = Envelope(a.node_id, payload, topic="t", channel="news.sport")
+        head = envelope.encode_open(note)
+        await a.publish_with_history("chan:news.sport", head, "t:quiet", b"", 10, 1.0)
+
+    await publish(b"one")
+    await inbox.wait_for(1)
+
+    async def expired() -> bool:
+        return not (await a.history.read("t:quiet")).publications
+
+    await wait_until(expired, 10)  # quieter than the channel's ttl: the stream is empty
+    await publish(b"two")
+    await publish(b"three")
+    got = [envelope.decode(d) for _, d in await inbox.wait_for(3)]
+    await a.publish("chan:news.sport", b"marker")  # after the copies, if any came
+    await inbox.wait_for(4)
+    assert [(n.payload, n.offset) for n in got] == [(b"one", 1), (b"two", 2), (b"three", 3)]
+    assert len(inbox.messages) == 4
+
+
+async def test_presence_reads_leave_no_consumers_behind(server: NatsServer, nodes: Any) -> None:
+    import nats
+
+    a = await nodes()
+    a.presence_add("room:x", "m")
+    for _ in range(30):
+        assert await a.presence("room:x") == {"m": a.node_id}
+    client = await nats.connect(server.url)
+    try:
+        js = client.jetstream()
+
+        async def none_left() -> bool:
+            info = await js.stream_info("KV_gobstopper_presence")
+            return info.state.consumer_count == 0
+
+        await wait_until(none_left, 15)
+    finally:
+        await client.close()

@@ -7,14 +7,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gobstopper.brokers.nats.order import StreamOrder
-from gobstopper.brokers.nats.subjects import SubjectError, subject, token, untoken
+from gobstopper.brokers.nats.subjects import MAX_TOKEN, SubjectError, subject, token, untoken
 
 
 @given(st.text())
-def test_a_name_is_one_token_and_comes_back(name: str) -> None:
+def test_a_name_is_one_bounded_token_and_distinct_from_any_other(name: str) -> None:
     one = token(name)
-    assert one and not set(one) & set(" .*>\t\r\n")
-    assert untoken(one) == name
+    assert one and not set(one) & set(" .*>\t\r\n") and len(one) <= MAX_TOKEN
+    if not one.startswith("=H"):
+        assert untoken(one) == name  # a short name comes back
+    assert token(name + "x") != one
+
+
+def test_a_long_name_is_a_digest_that_nats_can_carry() -> None:
+    long = "lobby " * 1000  # escaped, far past the 4 KiB command line NATS allows
+    assert token(long).startswith("=H") and len(token(long)) == 66
+    assert token(long) != token(long + " ") and len(subject("p", "room:" + long)) < 100
 
 
 def test_rooms_and_channels_map_onto_subjects() -> None:

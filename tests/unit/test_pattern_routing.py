@@ -6,6 +6,8 @@ message-layer endpoints on two managers share it. Checks that a publication trav
 
 from __future__ import annotations
 
+import pytest
+
 from gobstopper import Config, WebSocketManager
 from gobstopper.brokers import MemoryBroker, MemoryHub
 from gobstopper.messages import RPC, channels
@@ -79,3 +81,14 @@ async def test_a_publication_reaches_only_the_nodes_whose_patterns_match() -> No
         assert "chan:chat.**" not in hub.subscribers
     for rpc in (a, b):
         await rpc.manager.stop()
+
+
+async def test_a_kept_publication_before_the_broker_starts_is_refused_not_kept_aside() -> None:
+    from gobstopper import BrokerUnavailable
+
+    manager = WebSocketManager(Config.load({}), MemoryBroker(MemoryHub()))  # not started
+    rpc = RPC(manager)
+    rpc.keep_history("feed.*", size=10, ttl=60)
+    with pytest.raises(BrokerUnavailable, match="not started"):
+        await rpc.publish("feed.a", 1)
+    assert (await manager.cluster.history.read("messages:rpc:feed.a")).position.offset == 0

@@ -38,7 +38,12 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import nats
 from nats.errors import Error as NatsError
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import APIError, BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import (
+    APIError,
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+)
 
 from ..._util import Backoff, TaskSet
 from ...envelope import position_fields
@@ -58,8 +63,12 @@ _BACKOFF_MAX_S = 5.0
 # Copies of a channel publication recognised as such: far more than can be in flight.
 _SEEN = 8192
 _FRAME = 24  # origin id (16 bytes) + a number (8 bytes) before a channel publication
+# Streams whose order a node keeps (one entry each, the oldest forgotten first).
+_STREAMS_KEPT = 10_000
 # How long an early republished publication waits for the ones before it.
 _REORDER_WAIT_S = 0.05
+# How long held publications wait for JetStream to give back the ones before them.
+_FILL_GIVE_UP_S = 5.0
 _ERRORS = (NatsError, OSError, asyncio.TimeoutError)
 _PENDING: Any = object()  # a subscription on its way
 _VAR = "GOBSTOPPER_BROKER_URL"
@@ -69,8 +78,8 @@ def parse_url(url: str, variable: str = _VAR) -> tuple[list[str], dict[str, str]
     """The server URLs of ``nats://h1:4222,h2:4222[?options]`` (each part may repeat
     ``nats://``; ``tls://`` for TLS) and its options.
 
-    Options: ``replicas`` (copies of history streams and presence buckets in a
-    JetStream cluster, 1 to 5), ``storage`` (``file`` or ``memory``, for history).
+    Option: ``replicas`` (copies of history streams and presence buckets in a
+    JetStream cluster, 1 to 5).
 
     Raises:
         ConfigError: naming ``variable`` and the bad value.
@@ -158,8 +167,11 @@ class NatsBroker(Broker):
         self._subs: dict[str, Any] = {}  # wanted broker channel -> its subscription
         self._members: dict[str, set[str]] = {}  # this node's presence, key -> members
         self._unwritten: dict[tuple[str, str], bool] = {}  # (key, member) -> add?
-        self._writes: asyncio.Queue[tuple[str, str, bool]] = asyncio.Queue()
-        self._written = asyncio.Event()
+        self._writes: asyncio.Queue[tuple[str, str, bool] | asyncio.Future[None]]
+        self._writes = asyncio.Queue()
+        self._queued = 0  # presence writes (and restores) queued, since start
+        self._done = 0  # ... and written or failed
+        self._advanced = asyncio.Event()
         self._seen: set[bytes] = set()
         self._seen_order: collections.deque[bytes] = collections.deque()
         self._orders: dict[str, StreamOrder[tuple[str, bytes]]] = {}  # by stream name
@@ -194,7 +206,6 @@ class NatsBroker(Broker):
         self._origin = bytes.fromhex(self.node_id)
         self._handler = handler
         self._stopping = False
-        self._written.set()
         connected = asyncio.get_running_loop().create_future()
         self._tasks = [
             asyncio.ensure_future(self._connect(connected)),
@@ -274,7 +285,7 @@ class NatsBroker(Broker):
             self._nc, self._js = nc, js
             await self._subscribe_all(nc)
             await self._confirm(nc)
-            await self._restore_presence()
+            await self._restore()
         except BaseException:
             self._nc = None
             self._subs = dict.fromkeys(self._subs)  # to subscribe on the next connection
@@ -327,9 +338,9 @@ class NatsBroker(Broker):
         while self._connected and not self._stopping:
             try:
                 await self._buckets(self._js)
-                await self._restore_presence()
+                await self._restore()
                 return
-            except _ERRORS as exc:
+            except (*_ERRORS, BrokerUnavailable) as exc:
                 # JetStream may answer a moment after the server does (a cluster
                 # electing its leaders).
                 logger.debug("broker: presence not restored yet: %s", exc)
@@ -426,8 +437,15 @@ class NatsBroker(Broker):
     # -- receiving --------------------------------------------------------------------------
 
     async def subscribe(self, channel: str) -> None:
+        """See ``Broker.subscribe``.
+
+        Raises:
+            SubjectError: a ``chan:`` channel that is no channel or pattern (an empty
+                segment, a misplaced wildcard).
+        """
         if channel in self._subs:
             return
+        subjects.subject(self._p, channel)  # refused here, before it is wanted
         self._subs[channel] = None
         nc = self._nc
         if nc is not None:
@@ -449,13 +467,17 @@ class NatsBroker(Broker):
         self._subs[f"node-control:{self.node_id}"] = None
         for channel, sub in list(self._subs.items()):
             if sub is None:
-                await self._subscribe(nc, channel)
+                try:
+                    await self._subscribe(nc, channel)
+                except subjects.SubjectError as exc:  # never keeps the others from NATS
+                    del self._subs[channel]
+                    logger.error("broker: not subscribed: %s", exc)
 
     async def _subscribe(self, nc: Any, channel: str) -> None:
         if self._subs.get(channel) is not None:
             return  # subscribed already, or on its way
+        subject = subjects.subject(self._p, channel)  # a SubjectError leaves nothing behind
         self._subs[channel] = _PENDING
-        subject = subjects.subject(self._p, channel)
         framed = channel.startswith(subjects.CHANNEL)
         try:
             sub = await nc.subscribe(subject, cb=self._receiver(channel, framed))
@@ -509,15 +531,24 @@ class NatsBroker(Broker):
         name = headers.get("Nats-Stream", "")
         offset = int(headers["Nats-Sequence"])
         order = self._orders.get(name)
-        if order is None or (offset <= order.last and headers.get("Nats-Last-Sequence") == "0"):
-            # New here, or the stream was made again (its first publication): ask for
-            # its epoch, and start over.
-            order = self._orders[name] = StreamOrder()
         try:
-            epoch = await self._history.epoch(name, refresh=not order.last)
+            if order is None:
+                order = self._orders[name] = StreamOrder()
+                epoch = await self._history.epoch(name, refresh=True)
+            elif offset <= order.last and headers.get("Nats-Last-Sequence") == "0":
+                # The first of its stream now: a copy, after a quiet spell longer than
+                # the channel's ttl (same epoch), or a stream made again (a new one).
+                known = await self._history.epoch(name)
+                epoch = await self._history.epoch(name, refresh=True)
+                if epoch != known:
+                    order = self._orders[name] = StreamOrder()
+            else:
+                epoch = await self._history.epoch(name)
         except BrokerUnavailable as exc:
             logger.warning("broker: a publication of %s skipped: %s", name, exc)
             return
+        if len(self._orders) > _STREAMS_KEPT:
+            self._orders.pop(next(iter(self._orders)))  # the oldest: it starts anywhere
         item = (channel, stored[1:] + position_fields(offset, epoch))
         ready, waiting = order.arrive(offset, item)
         for one in ready:
@@ -527,23 +558,36 @@ class NatsBroker(Broker):
             self._background.spawn(self._fill(name, channel, epoch))
 
     async def _fill(self, name: str, channel: str, epoch: str) -> None:
-        """Publications that did not come soon after a later one: read from the stream."""
+        """Publications that did not come soon after a later one: read from the stream
+        (retried while JetStream cannot answer; past ``_FILL_GIVE_UP_S``, what waits is
+        handed on without them: the subscribers' gap check then makes them resume)."""
+        backoff = Backoff(_REORDER_WAIT_S, 1.0)
+        loop = asyncio.get_running_loop()
+        since = loop.time()
         try:
+            await asyncio.sleep(_REORDER_WAIT_S)  # most come within microseconds
             while True:
                 order = self._orders.get(name)
-                await asyncio.sleep(_REORDER_WAIT_S)  # most come within microseconds
-                if order is None or order is not self._orders.get(name) or not order.missing():
+                if order is None or not order.missing():
                     return
-                stored = await self._history.stored(name, order.missing())
+                try:
+                    stored = await self._history.stored(name, order.missing())
+                except BrokerUnavailable as exc:
+                    if loop.time() - since < _FILL_GIVE_UP_S:
+                        await backoff.wait()
+                        continue
+                    logger.warning("broker: publications of %s not read back: %s", name, exc)
+                    stored = {}
                 found = {
                     offset: (channel, data[1:] + position_fields(offset, epoch))
                     for offset, data in stored.items()
                     if data[:1] == bytes((OPEN,))
                 }
-                for item in order.fill(found):
-                    self._deliver(*item)
-        except BrokerUnavailable as exc:
-            logger.warning("broker: publications of %s not read back: %s", name, exc)
+                if order is self._orders.get(name):
+                    for item in order.fill(found):
+                        self._deliver(*item)
+                since = loop.time()
+                await asyncio.sleep(_REORDER_WAIT_S)
         finally:
             self._filling.discard(name)
 
@@ -572,16 +616,43 @@ class NatsBroker(Broker):
 
     def _queue(self, key: str, member: str, add: bool) -> None:
         self._unwritten[(key, member)] = add
-        self._written.clear()
+        self._queued += 1
         self._writes.put_nowait((key, member, add))
+
+    async def _restore(self) -> None:
+        """Write this node's presence again, in order with its other presence writes (a
+        removal made meanwhile is not undone by a stale write of the member).
+
+        Raises:
+            BrokerUnavailable: NATS did not take it; nothing is left half-known (the
+                next restore writes everything again).
+        """
+        done = asyncio.get_running_loop().create_future()
+        self._queued += 1
+        self._writes.put_nowait(done)
+        await done
 
     async def _write_presence(self) -> None:
         """Write presence changes in order (each in flight together with the ones queued
-        behind it: one connection keeps them in order)."""
+        behind it: one connection keeps them in order), and restores where they come."""
         while True:
-            batch = [await self._writes.get()]
-            while not self._writes.empty() and len(batch) < 512:
-                batch.append(self._writes.get_nowait())
+            item = await self._writes.get()
+            if isinstance(item, asyncio.Future):
+                try:
+                    await self._restore_presence()
+                except _ERRORS as exc:
+                    if not item.done():
+                        item.set_exception(BrokerUnavailable(redact(self.url), str(exc)))
+                else:
+                    if not item.done():
+                        item.set_result(None)
+                self._progress(1)
+                continue
+            batch = [item]
+            while len(batch) < 512 and not self._writes.empty():
+                if isinstance(self._writes._queue[0], asyncio.Future):  # type: ignore[attr-defined]
+                    break  # a restore goes alone, in its place
+                batch.append(self._writes.get_nowait())  # type: ignore[arg-type]
             if self._connected:
                 results = await asyncio.gather(
                     *(self._write(k, m, add) for k, m, add in batch), return_exceptions=True
@@ -590,14 +661,17 @@ class NatsBroker(Broker):
                     if result is None and self._unwritten.get((key, member)) is add:
                         del self._unwritten[(key, member)]
             # What is not written is written again on reconnection (_restore_presence).
-            if self._writes.empty():
-                self._written.set()
+            self._progress(len(batch))
+
+    def _progress(self, count: int) -> None:
+        self._done += count
+        self._advanced.set()
 
     async def _write(self, key: str, member: str, add: bool) -> None:
         name = subjects.kv_key(key, member)
         kv = self._members_kv
         if add:
-            await asyncio.wait_for(kv.put(name, self.node_id.encode()), self._timeout)
+            await asyncio.wait_for(kv.put(name, _entry(self.node_id, member)), self._timeout)
         else:
             await self._delete_if_owner(name, self.node_id)
 
@@ -609,12 +683,22 @@ class NatsBroker(Broker):
             entry = await asyncio.wait_for(kv.get(name), self._timeout)
         except KeyNotFoundError:
             return
-        if entry.value == node.encode():
-            with contextlib.suppress(Exception):  # written again meanwhile: it stays
+        if _owner(entry.value) == node:
+            with contextlib.suppress(KeyWrongLastSequenceError):  # written again: it stays
                 await asyncio.wait_for(kv.delete(name, last=entry.revision), self._timeout)
 
     async def _drained(self) -> None:
-        await self._written.wait()
+        """Wait until what this node queued so far is written (or failed): a presence
+        read sees this node's own joins and leaves, however many come after."""
+        target = self._queued
+        deadline = asyncio.get_running_loop().time() + self._timeout
+        while self._done < target:
+            self._advanced.clear()
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return  # read anyway: the writer is stuck behind an unanswered request
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._advanced.wait(), left)
 
     async def presence(self, key: str) -> dict[str, str]:
         await self._drained()
@@ -637,7 +721,7 @@ class NatsBroker(Broker):
                 entry = await asyncio.wait_for(kv.get(subjects.kv_key(key, member)), self._timeout)
             except KeyNotFoundError:
                 return None
-            node = bytes(entry.value or b"").decode()
+            node = _owner(entry.value)
             return node if await self._alive({node}) else None
         except _ERRORS as exc:
             raise BrokerUnavailable(redact(self.url), str(exc) or type(exc).__name__) from exc
@@ -646,7 +730,9 @@ class NatsBroker(Broker):
         """The members under ``key`` as written (live or not): member -> node."""
         kv = self._kv(self._members_kv)
         prefix = subjects.kv_prefix(key) + "."
-        watcher = await asyncio.wait_for(kv.watch(prefix + "*", ignore_deletes=True), self._timeout)
+        # A consumer per read: gone by itself soon after (not JetStream's 5 minutes).
+        watching = kv.watch(prefix + "*", ignore_deletes=True, inactive_threshold=2.0)
+        watcher = await asyncio.wait_for(watching, self._timeout)
         members: dict[str, str] = {}
         try:
             while True:
@@ -654,9 +740,9 @@ class NatsBroker(Broker):
                 if entry is None:
                     break
                 if entry.value:
-                    members[subjects.untoken(entry.key[len(prefix) :])] = bytes(
-                        entry.value
-                    ).decode()
+                    text = bytes(entry.value).decode("utf-8", "surrogatepass")
+                    node, _, member = text.partition("\n")
+                    members[member] = node
         finally:
             with contextlib.suppress(Exception):
                 await watcher.stop()
@@ -700,8 +786,8 @@ class NatsBroker(Broker):
                 except APIError:
                     logger.warning("broker: this node's presence had expired; restoring it")
                     self._liveness = None
-                    with contextlib.suppress(*_ERRORS):  # tried again next period
-                        await self._restore_presence()
+                    with contextlib.suppress(BrokerUnavailable):  # tried again next period
+                        await self._restore()
                 except _ERRORS as exc:
                     self._liveness = None
                     logger.debug("broker: heartbeat failed: %s", exc)
@@ -716,16 +802,15 @@ class NatsBroker(Broker):
         self._liveness = await asyncio.wait_for(
             nodes.put(subjects.token(self.node_id), b"1"), self._timeout
         )
-        writes: list[Awaitable[Any]] = []
-        for key, members in self._members.items():
-            for member in members:
-                writes.append(self._write(key, member, True))
-        for (key, member), add in list(self._unwritten.items()):
-            if not add:
-                writes.append(self._write(key, member, False))
+        pending = dict(self._unwritten)
+        writes = [(k, m, True) for k, members in self._members.items() for m in members]
+        writes += [(k, m, False) for (k, m), add in pending.items() if not add]
         for start in range(0, len(writes), 512):
-            await asyncio.gather(*writes[start : start + 512])
-        self._unwritten = {k: a for k, a in self._unwritten.items() if a}
+            chunk = writes[start : start + 512]
+            await asyncio.gather(*(self._write(k, m, add) for k, m, add in chunk))
+        for item, add in pending.items():  # written now, unless changed meanwhile
+            if self._unwritten.get(item) is add:
+                del self._unwritten[item]
 
     async def _withdraw(self) -> None:
         """This node's members and liveness entry, deleted (stopping)."""
@@ -766,3 +851,13 @@ async def _bucket(js: Any, config: Any) -> Any:
         return await js.create_key_value(config)
     except Exception:
         return await js.key_value(config.bucket)
+
+
+def _entry(node: str, member: str) -> bytes:
+    """A presence entry's value: the node, and the member's name (its key may be a
+    digest of it)."""
+    return f"{node}\n{member}".encode("utf-8", "surrogatepass")
+
+
+def _owner(value: bytes | None) -> str:
+    return bytes(value or b"").decode("utf-8", "surrogatepass").partition("\n")[0]

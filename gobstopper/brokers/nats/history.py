@@ -52,6 +52,8 @@ RAW = 0
 OPEN = 1
 # Offsets fetched at once by a read (each one JetStream "direct get", pipelined).
 _READ_BATCH = 256
+# Streams this node remembers (their names, epochs, limits) before starting over.
+_STREAMS_KEPT = 10_000
 # How long the epoch drawn for a channel never published stays valid.
 _EPOCH_TTL = 3600.0
 
@@ -110,6 +112,7 @@ class NatsHistory(HistoryStore):
     ) -> Window:
         from nats.js.errors import NotFoundError
 
+        self._bound()
         name = subjects.stream_name(self._prefix, channel)
         try:
             info = await self._call(lambda js: js.stream_info(name), NotFoundError)
@@ -132,6 +135,14 @@ class NatsHistory(HistoryStore):
 
     # -- for the broker ----------------------------------------------------------------------
 
+    def _bound(self) -> None:
+        """Keep what is known of streams bounded (channel names may be endless): past
+        ``_STREAMS_KEPT``, start over (each is asked for again when next needed)."""
+        if len(self._streams) > _STREAMS_KEPT or len(self._epochs) > _STREAMS_KEPT:
+            self._streams.clear()
+            self._epochs.clear()
+            self._locks = {c: lock for c, lock in self._locks.items() if lock.locked()}
+
     async def ensure(
         self, channel: str, size: int, ttl: float, republish: str | None
     ) -> StreamState:
@@ -146,6 +157,7 @@ class NatsHistory(HistoryStore):
         state = self._streams.get(channel)
         if state is not None and _fits(state, size, ttl, republish):
             return state
+        self._bound()
         lock = self._locks.setdefault(channel, asyncio.Lock())
         async with lock:
             state = self._streams.get(channel)
@@ -219,8 +231,11 @@ class NatsHistory(HistoryStore):
             # Two nodes may make it at once: the one that loses finds it made.
             try:
                 info = await self._call(lambda js: js.add_stream(config), APIError)
-            except APIError:
-                info = await self._call(lambda js: js.stream_info(name))
+            except APIError as refused:
+                try:
+                    info = await self._call(lambda js: js.stream_info(name), NotFoundError)
+                except NotFoundError:  # not made meanwhile: refused (limits, settings)
+                    raise BrokerUnavailable(self._url, str(refused)) from refused
             else:
                 # The epoch is the stream's now; one made after a deletion draws anew.
                 await self._forget_next_epoch(channel)

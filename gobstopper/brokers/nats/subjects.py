@@ -19,7 +19,8 @@ anything else               ``<p>.x.<channel as one token>``
 
 A literal becomes one token by escaping every byte of its UTF-8 form outside
 ``[A-Za-z0-9_-]`` as ``=XX`` (``lobby 1`` -> ``lobby=201``; the empty name is ``=``), so
-that no name can reach into another's subject or carry a wildcard. The segments of a
+that no name can reach into another's subject or carry a wildcard; a token longer than
+``MAX_TOKEN`` is a digest of the name instead (``=H<sha-256>``). The segments of a
 message-layer channel are escaped one by one, so that ``news.*`` subscribes to
 ``<p>.chan.news.*`` and NATS itself routes ``news.sport`` only to the nodes that asked
 for it. A channel with a wildcard cannot be published to (``SubjectError``).
@@ -32,6 +33,7 @@ import re
 
 __all__ = [
     "CHANNEL",
+    "MAX_TOKEN",
     "SubjectError",
     "kv_key",
     "kv_prefix",
@@ -48,6 +50,9 @@ __all__ = [
 #: ``*`` and ``**`` segments are NATS wildcards.
 CHANNEL = "chan:"
 
+#: The longest token written as the name itself (escaped); longer names are digested.
+MAX_TOKEN = 200
+
 _PLAIN = re.compile(r"[A-Za-z0-9_-]+")
 _PLAIN_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
@@ -58,18 +63,23 @@ class SubjectError(ValueError):
 
 
 def token(text: str) -> str:
-    """``text`` as one subject token (and one key-value key token): reversible, with
-    nothing but ``[A-Za-z0-9_=-]``."""
-    if _PLAIN.fullmatch(text):
+    """``text`` as one subject token (and one key-value key token), with nothing but
+    ``[A-Za-z0-9_=-]``: reversible up to ``MAX_TOKEN`` characters; a longer one is
+    ``=H`` and a digest of the name (no escape starts so), since NATS closes a
+    connection whose command line passes 4 KiB."""
+    if _PLAIN.fullmatch(text) and len(text) <= MAX_TOKEN:
         return text
     if not text:
         return "="
     raw = text.encode("utf-8", "surrogatepass")
-    return "".join(chr(b) if b in _PLAIN_BYTES else f"={b:02X}" for b in raw)
+    escaped = "".join(chr(b) if b in _PLAIN_BYTES else f"={b:02X}" for b in raw)
+    if len(escaped) <= MAX_TOKEN:
+        return escaped
+    return "=H" + hashlib.sha256(raw).hexdigest()
 
 
 def untoken(text: str) -> str:
-    """Undo ``token``."""
+    """Undo ``token`` (of a name no longer than ``MAX_TOKEN`` once escaped)."""
     if "=" not in text:
         return text
     if text == "=":

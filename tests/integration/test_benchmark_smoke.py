@@ -225,6 +225,26 @@ def test_cluster_benchmark_runs(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(90)
+def test_broker_rate_benchmark_runs(tmp_path: Path) -> None:
+    from .nats_server import require_nats
+    from .redis_server import require_redis
+
+    require_redis()
+    require_nats()
+    out, runs = run_benchmark("benchmarks.broker_rate", ["--duration", "0.3"], tmp_path, 80)
+    assert [(r["broker"], r["kind"]) for r in runs] == [
+        (broker, kind)
+        for broker in ("Redis", "Redis Cluster", "NATS")
+        for kind in ("plain", "history")
+    ]
+    for run in runs:
+        assert run["messages"] > 0 and run["per_second"] > 0, run
+    report = out.read_text()
+    assert report.count("<!-- broker-rate:begin -->") == 1
+    assert "| NATS | history |" in report
+
+
+@pytest.mark.timeout(90)
 def test_routing_benchmark_runs(tmp_path: Path) -> None:
     require_picows()
     from .nats_server import require_nats

@@ -139,10 +139,9 @@ async def test_a_restarted_store_is_a_new_epoch_and_said_plainly(
 redis_server = redis_fixture()
 
 
-@pytest.fixture
-def redis_hosts(redis_server: RedisServer) -> Iterator[tuple[Server, Server]]:
-    """Two granian processes ("hosts") keeping history in one real Redis."""
-    env = {"GOBSTOPPER_BROKER_URL": redis_server.url}
+def history_hosts(broker_url: str) -> Iterator[tuple[Server, Server]]:
+    """Two granian processes ("hosts", RSGI and ASGI) keeping history in one broker."""
+    env = {"GOBSTOPPER_BROKER_URL": broker_url}
     a = start("tests.apps.history:app", "rsgi", env)
     try:
         b = start("tests.apps.history:app", "asgi", env)
@@ -152,6 +151,12 @@ def redis_hosts(redis_server: RedisServer) -> Iterator[tuple[Server, Server]]:
             b.stop()
     finally:
         a.stop()
+
+
+@pytest.fixture
+def redis_hosts(redis_server: RedisServer) -> Iterator[tuple[Server, Server]]:
+    """Two hosts keeping history in one real Redis."""
+    yield from history_hosts(redis_server.url)
 
 
 async def test_across_two_hosts_on_redis_nothing_is_missed(
@@ -206,17 +211,8 @@ nats_server = nats_fixture()
 
 @pytest.fixture
 def nats_hosts(nats_server: NatsServer) -> Iterator[tuple[Server, Server]]:
-    """Two granian processes ("hosts") keeping history in one real NATS JetStream."""
-    env = {"GOBSTOPPER_BROKER_URL": nats_server.url}
-    a = start("tests.apps.history:app", "rsgi", env)
-    try:
-        b = start("tests.apps.history:app", "asgi", env)
-        try:
-            yield a, b
-        finally:
-            b.stop()
-    finally:
-        a.stop()
+    """Two hosts keeping history in one real NATS JetStream."""
+    yield from history_hosts(nats_server.url)
 
 
 async def test_across_two_hosts_on_nats_nothing_is_missed(

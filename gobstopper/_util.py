@@ -12,7 +12,7 @@ import importlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 __all__ = ["Backoff", "TaskSet", "Throttle", "lazy_exports"]
@@ -144,6 +144,24 @@ class TaskSet:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]], again_s: float = 0.5) -> None:
+    """Cancel ``tasks`` and wait until every one has stopped.
+
+    A task may swallow its cancellation: before Python 3.12, ``asyncio.wait_for`` returns
+    the result of what it awaits when that completes just as the cancellation arrives,
+    and a loop then goes on. So what still runs after ``again_s`` is cancelled again.
+    """
+    tasks = list(tasks)
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=again_s)
+    for task in tasks:  # their failures are the caller's no more (as gather's would be)
+        if not task.cancelled():
+            task.exception()
 
 
 def lazy_exports(

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from gobstopper._util import Backoff, TaskSet, Throttle
+from gobstopper._util import Backoff, TaskSet, Throttle, cancel_and_wait
 
 log = logging.getLogger("gobstopper.test_util")
 
@@ -81,3 +81,26 @@ async def test_task_set_cancel_stops_every_task() -> None:
     await asyncio.wait_for(started.wait(), 1.0)
     await asyncio.wait_for(tasks.cancel(), 1.0)
     assert task.cancelled() and not tasks
+
+
+async def test_cancel_and_wait_stops_a_task_that_swallowed_its_cancellation() -> None:
+    swallowed = asyncio.Event()
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            # What asyncio.wait_for does before Python 3.12 when its awaitable completes
+            # as the cancellation arrives: the caller goes on.
+            swallowed.set()
+        await asyncio.Event().wait()
+
+    async def failing() -> None:
+        raise RuntimeError("boom")
+
+    tasks = [asyncio.ensure_future(stubborn()), asyncio.ensure_future(failing())]
+    await asyncio.sleep(0)  # both started
+    await asyncio.wait_for(cancel_and_wait(tasks, again_s=0.05), 5.0)
+    assert swallowed.is_set()
+    assert tasks[0].cancelled()
+    assert isinstance(tasks[1].exception(), RuntimeError)

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ..._util import Backoff
+from ..._util import Backoff, cancel_and_wait
 from ...errors import BrokerUnavailable
 from ...history.base import Position
 from ..base import Broker, BrokerHealth, MessageHandler
@@ -154,9 +154,7 @@ class RedisBroker(Broker):
         # What was published last (e.g. goodbyes at shutdown) goes out first; then this
         # node's presence is withdrawn while the connection is still there.
         await self._writer.written()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         self._writer.fail_calls("the broker stopped")
         if self._connected:

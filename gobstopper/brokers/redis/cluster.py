@@ -55,7 +55,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import MovedError, RedisError
 
-from ..._util import Backoff
+from ..._util import Backoff, cancel_and_wait
 from ...errors import BrokerUnavailable
 from ...history.base import Position
 from ..base import Broker, BrokerHealth, MessageHandler
@@ -147,7 +147,12 @@ class RedisClusterBroker(Broker):
         self._hdel_script: Any = self._router.register_script(HDEL_IF_OWNER)
         # A batch may wait for one master, then another (see slots.Batch).
         self._writer = Writer(
-            self._router, self._hdel_if_owner, redact_cluster(url), 2 * timeout, max_pending
+            self._router,
+            self._hdel_if_owner,
+            redact_cluster(url),
+            2 * timeout,
+            max_pending,
+            unmade=self._removal_unmade,
         )
         self._history = ClusterHistory(
             self._router,
@@ -160,9 +165,13 @@ class RedisClusterBroker(Broker):
         self._handler: MessageHandler | None = None
         self._channels: set[str] = set()  # wanted, without the prefix
         self._members: dict[str, set[str]] = {}  # this node's presence, key -> members
-        # Removals whose master was down: made when it is back, (key, member).
+        # Removals whose master was down, or failed on the way: made when it is back (or
+        # by the next heartbeat to it), (key, member).
         self._stale: set[tuple[str, str]] = set()
-        self._confirm: dict[str, asyncio.Future[None]] = {}
+        # Subscriptions awaiting Redis's confirmation: full name -> (the pub/sub
+        # connection it was sent on, its waiter). Only that connection settles it: an
+        # old one closing must not report a new one's subscription as made.
+        self._confirm: dict[str, tuple[Any, asyncio.Future[None]]] = {}
         self._refresh = asyncio.Event()
         self._first: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -225,9 +234,7 @@ class RedisClusterBroker(Broker):
         self._stopping = True
         await self._writer.written()
         tasks = self._tasks + [s.task for s in self._shards.values() if s.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
         self._tasks = []
         self._writer.fail_calls("the broker stopped")
         for shard in self._shards.values():
@@ -332,6 +339,14 @@ class RedisClusterBroker(Broker):
     def _hdel_if_owner(self, key: str, members: list[str], node: str, client: Any) -> Any:
         return self._hdel_script(keys=[key], args=[*members, node], client=client)
 
+    def _removal_unmade(self, full: str, member: str) -> None:
+        """The writer's removal of ``member`` from presence key ``full`` failed (its
+        master's connection dropped with it queued or in flight): make it later."""
+        key = full[len(self._presence_key("")) :]
+        if member in self._members.get(key, ()):
+            return  # added again since: the removal no longer stands
+        self._stale.add((key, member))
+
     async def presence(self, key: str) -> dict[str, str]:
         await self._writer.written()
         full = self._presence_key(key)
@@ -391,10 +406,26 @@ class RedisClusterBroker(Broker):
                     "broker: this node's presence on %s was gone; restoring it", shard.name
                 )
                 await self._restore_presence(shard)
+            else:
+                self._retry_stale(shard)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             logger.debug("broker: heartbeat to %s failed: %s", shard.name, exc)
+
+    def _retry_stale(self, shard: Shard) -> None:
+        """Queue the removals still waiting for ``shard`` (one may have failed after its
+        connection was already restored): on the writer, so that they keep their order
+        with later additions; one that fails again comes back here."""
+        for key, member in [(k, m) for k, m in self._stale if self._on(shard, k)]:
+            try:
+                self._writer.put("hdel", self._presence_key(key), member)
+            except BrokerUnavailable:
+                return  # the queue is full: the next heartbeat tries again
+            self._stale.discard((key, member))
+
+    def _on(self, shard: Shard, key: str) -> bool:
+        return self._route(self._presence_key(key)) is shard
 
     async def _restore_presence(self, shard: Shard) -> None:
         """Write this node's liveness and members on ``shard`` again, and make the
@@ -406,7 +437,7 @@ class RedisClusterBroker(Broker):
                 full = self._presence_key(key)
                 if members and self._route(full) is shard:
                     pipe.hset(full, mapping=dict.fromkeys(members, self.node_id))
-            stale = [(k, m) for k, m in self._stale if self._route(self._presence_key(k)) is shard]
+            stale = [(k, m) for k, m in self._stale if self._on(shard, k)]
             for key, member in stale:
                 await self._hdel_if_owner(self._presence_key(key), [member], self.node_id, pipe)
             await asyncio.wait_for(pipe.execute(), self._timeout)
@@ -417,7 +448,7 @@ class RedisClusterBroker(Broker):
     async def subscribe(self, channel: str) -> None:
         full = self._channel(channel)
         if channel in self._channels:
-            pending = self._confirm.get(full)
+            _, pending = self._confirm.get(full, (None, None))
             if pending is not None and not pending.done():
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.shield(pending), _SUBSCRIBE_WAIT_S)
@@ -428,7 +459,7 @@ class RedisClusterBroker(Broker):
         if pubsub is None:
             return  # subscribed when its master's connection is (back) up
         waiter = asyncio.get_running_loop().create_future()
-        self._confirm[full] = waiter
+        self._confirm[full] = (pubsub, waiter)
         try:
             # The listener reads the confirmations; SUBSCRIBE's comes last.
             await pubsub.ssubscribe(full)
@@ -501,28 +532,42 @@ class RedisClusterBroker(Broker):
         raise failure
 
     def _apply(self, slots: SlotMap) -> None:
-        """Follow a new slot table: a supervised connection per master it names."""
-        changed = self._slots is not None
+        """Follow a new slot table: a supervised connection per master it names.
+
+        Only the masters whose slots changed (or that are new) connect afresh: the
+        others keep their connection, subscriptions and queued writes, so that one
+        master's failover or resharding does not interrupt the rest."""
+        before = self._slots.served() if self._slots is not None else {}
         self._slots = slots
-        if changed:
-            logger.warning("broker: the cluster's slots moved; subscribing again")
-        for name in slots.masters:
+        moved = []
+        for name, served in slots.served().items():
             shard = self._shards.get(name)
             if shard is None:
                 host, _, port = name.rpartition(":")
                 client = aioredis.Redis(host=host, port=int(port), **self._options)
                 shard = self._shards[name] = Shard(name, client, tag_for(slots, name))
+            elif before.get(name) == served and shard.task is not None:
+                continue  # the same channels and keys: nothing to redo
             else:
                 shard.tag = tag_for(slots, name)
-                if shard.task is not None:  # its channels may have moved: start afresh
+                moved.append(name)
+                if shard.task is not None:  # its channels moved: start afresh
                     shard.task.cancel()
                     shard.connected = False
             shard.task = asyncio.ensure_future(self._listen(shard))
-        for name in [n for n in self._shards if n not in slots.masters]:
+        gone = [n for n in self._shards if n not in slots.masters]
+        for name in gone:
             shard = self._shards.pop(name)
             if shard.task is not None:
                 shard.task.cancel()
             shard.connected = False
+        if moved or gone:
+            logger.warning(
+                "broker: the cluster's slots moved; subscribing again on %s; no longer a "
+                "master: %s",
+                ", ".join(moved) or "none",
+                ", ".join(gone) or "none",
+            )
         self._update()
 
     # -- one supervised pub/sub connection per master --------------------------------------
@@ -560,8 +605,10 @@ class RedisClusterBroker(Broker):
             finally:
                 if shard.pubsub is pubsub:
                     shard.pubsub = None
-                for full in [f for f in self._confirm if self._route(f) is shard]:
-                    waiter = self._confirm.pop(full)
+                # Its subscriptions are made on the next connection: their callers
+                # stop waiting for this one.
+                for full in [f for f, (p, _) in self._confirm.items() if p is pubsub]:
+                    _, waiter = self._confirm.pop(full)
                     if not waiter.done():
                         waiter.set_result(None)
                 with contextlib.suppress(Exception):
@@ -607,9 +654,12 @@ class RedisClusterBroker(Broker):
                     except Exception:
                         logger.exception("broker: message handler failed on %s", channel)
             elif kind == "subscribe":
-                waiter = self._confirm.pop(_text(message["channel"]), None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
+                full = _text(message["channel"])
+                sent, waiter = self._confirm.get(full, (None, None))
+                if sent is pubsub and waiter is not None:
+                    del self._confirm[full]
+                    if not waiter.done():
+                        waiter.set_result(None)
 
     # -- state -----------------------------------------------------------------------------
 

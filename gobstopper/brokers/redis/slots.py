@@ -67,6 +67,14 @@ class SlotMap:
         """Every master serving a slot, in slot order."""
         return list(dict.fromkeys(o for o in self.owners if o is not None))
 
+    def served(self) -> dict[str, tuple[int, ...]]:
+        """The slots of each master."""
+        slots: dict[str, list[int]] = {}
+        for slot, owner in enumerate(self.owners):
+            if owner is not None:
+                slots.setdefault(owner, []).append(slot)
+        return {master: tuple(s) for master, s in slots.items()}
+
     def owner(self, name: str) -> str | None:
         """The master serving key (or shard channel) ``name``."""
         return self.owners[key_slot(name.encode())]

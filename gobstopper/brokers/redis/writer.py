@@ -47,6 +47,8 @@ return n
 
 #: ``hdel(key, members, node, client)``: the script above, run on ``client``.
 HDel = Callable[[str, list[str], str, Any], Any]
+#: ``unmade(key, member)``: told of a presence removal that failed on its own.
+Unmade = Callable[[str, str], None]
 #: A queued command: ("publish", channel, data), ("history", channel, Call),
 #: ("hset", key, member) or ("hdel", key, member).
 Op = tuple[str, str, Any]
@@ -79,11 +81,23 @@ class Writer:
         url: the broker's URL without password (for errors).
         timeout: seconds a pipeline may take.
         max_pending: commands waiting before ``put`` refuses more.
+        unmade: told of each presence removal that failed on its own while the rest of
+            its pipeline went through (on a cluster: its master's connection failed);
+            the broker makes it later. Without it, such a removal is logged and lost.
     """
 
-    def __init__(self, client: Any, hdel: HDel, url: str, timeout: float, max_pending: int) -> None:
+    def __init__(
+        self,
+        client: Any,
+        hdel: HDel,
+        url: str,
+        timeout: float,
+        max_pending: int,
+        unmade: Unmade | None = None,
+    ) -> None:
         self._client = client
         self._hdel = hdel
+        self._unmade = unmade
         self._url = url
         self._timeout = timeout
         self._max_pending = max_pending
@@ -182,6 +196,12 @@ class Writer:
                     if isinstance(result, Exception)
                 ]
                 self._reply(batch, results)
+                if self._unmade is not None:
+                    # A lost removal would leave the member listed under a live node
+                    # for good: nothing else ever deletes it.
+                    for op, key, member in failed:
+                        if op == "hdel":
+                            self._unmade(key, member)
                 if failed:
                     # An error reply (e.g. Redis out of memory) fails one command only.
                     lost = sum(op in _MESSAGES for op, _, _ in failed)

@@ -45,7 +45,7 @@ from nats.js.errors import (
     KeyWrongLastSequenceError,
 )
 
-from ..._util import Backoff, TaskSet
+from ..._util import Backoff, TaskSet, cancel_and_wait
 from ...envelope import position_fields
 from ...errors import BrokerUnavailable, ConfigError
 from ...history.base import Position
@@ -220,9 +220,7 @@ class NatsBroker(Broker):
         if self._connected:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._drained(), self._timeout)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         await self._background.wait()
         nc, self._nc = self._nc, None

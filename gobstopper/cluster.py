@@ -82,6 +82,7 @@ class Cluster:
         self.node = ""  # the broker's node id, once started
         self._own = b"\x00"  # how this node's envelopes begin, once started
         self._topics: dict[str, TopicHandler] = {}
+        self._advertised: list[tuple[str, str]] = []  # presence entries of this node
         self._routed: str | None = None  # rooms named so follow a channel pattern
         self._routable: Callable[[str], bool] = bool
         self._own_history: MemoryHistory | None = None
@@ -92,6 +93,15 @@ class Cluster:
     def clustered(self) -> bool:
         """Whether other nodes share the broker (then predicates cannot travel)."""
         return self._clustered
+
+    def advertise(self, key: str, member: str) -> None:
+        """Record ``member`` under presence key ``key`` for as long as this node lives,
+        so that other processes can read what this node offers (e.g. which channels
+        keep history: an emitter publishing to one must append to its history). The
+        entry reads ``<node id> <member>``: each node's own, gone with it."""
+        self._advertised.append((key, member))
+        if self._clustered and self.broker is not None:
+            self.broker.presence_add(key, f"{self.node} {member}")
 
     @property
     def wildcards(self) -> bool:
@@ -143,6 +153,8 @@ class Cluster:
         await broker.subscribe(ALL)
         await broker.subscribe("node:" + broker.node_id)
         self._clustered = True
+        for key, member in self._advertised:
+            broker.presence_add(key, f"{self.node} {member}")
         for conn_id, rooms in members():
             broker.presence_add(CONNS, conn_id)
             for room in rooms:

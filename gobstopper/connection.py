@@ -235,7 +235,7 @@ class ServerConnection(Scope):
         if not self._life.closed:
             self._before_close.append(hook)
 
-    def fail(self, code: CloseCode, reason: str) -> None:
+    def fail(self, code: int, reason: str) -> None:
         """Close from a callback (no await) because of a policy or a limit. The handler
         sees ``code`` at once; the close frame follows, and ``finish`` waits for it."""
         self._mark_closed(code, reason)

@@ -22,6 +22,7 @@ and a binary form for members that take binary pushes, made on first need).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -116,6 +117,7 @@ class WebSocketManager:
         # snapshot, so joins, leaves and departures during it are safe and cheap.
         self._room_snapshots: dict[str, tuple[Connection, ...]] = {}
         self._all_snapshot: tuple[Connection, ...] | None = None
+        self.cluster.on_topic(CONTROL, self._on_control)
 
     # -- cluster --------------------------------------------------------------------------
 
@@ -361,6 +363,49 @@ class WebSocketManager:
             raise BrokerUnavailable(self.broker.health().url if self.broker else "", error)
         return published
 
+    async def disconnect(
+        self, conn_id: str, code: int = CloseCode.NORMAL_CLOSURE, reason: str = ""
+    ) -> bool:
+        """Close one connection by id, on whichever node it is connected (under RSGI the
+        client sees no code: RSGI cannot send one).
+
+        Example: ``await app.manager.disconnect("ann#1", 4003, "banned")``.
+
+        Returns:
+            True if it was closed here or the command was handed to the node that has
+            it; False if no node has it.
+
+        Raises:
+            ValueError: ``code`` is not 1000 or an application code (3000-4999), or the
+                reason is over 123 bytes (a close frame's limit).
+            BrokerUnavailable: it is not here and the broker cannot be reached.
+        """
+        command = control_command(code, reason)
+        conn = self._connections.get(conn_id)
+        if conn is not None:
+            conn.ws.fail(code, reason)
+            return True
+        if not self.cluster.clustered:
+            return False
+        delivery = await self.cluster.publish_topic(CONTROL, command, to=conn_id)
+        if delivery.error is not None:
+            raise BrokerUnavailable(self.broker.health().url if self.broker else "", delivery.error)
+        return delivery.published
+
+    def _on_control(self, note: Envelope) -> None:
+        """A command from another node or process (``CONTROL``) for a connection here."""
+        conn = self._connections.get(note.target or "")
+        if conn is None:
+            return
+        try:
+            command = json.loads(note.payload)
+            if command.get("op") == "disconnect":
+                code, reason = int(command.get("code", 1000)), str(command.get("reason", ""))
+                control_command(code, reason)  # checked as a local call would be
+                conn.ws.fail(code, reason)
+        except (ValueError, TypeError, AttributeError) as exc:
+            self._throttle.warning("skipped a control command: %s", exc)
+
     def audience(
         self,
         exclude: Exclude,
@@ -457,3 +502,22 @@ class WebSocketManager:
 
 def _channel(room: str | None) -> str:
     return ALL if room is None else room_channel(room)
+
+
+#: The topic of commands between nodes (and from other processes) for connections.
+CONTROL = "control"
+
+
+def control_command(code: int, reason: str) -> bytes:
+    """The ``CONTROL`` payload that closes a connection with ``code`` and ``reason``.
+
+    Raises:
+        ValueError: a code an application may not send, or a reason over 123 bytes.
+    """
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise ValueError(f"code={code!r}: a close code is a number")
+    if code != CloseCode.NORMAL_CLOSURE and not 3000 <= code <= 4999:
+        raise ValueError(f"code={code}: use 1000 or an application code, 3000 to 4999")
+    if len(reason.encode("utf-8")) > 123:
+        raise ValueError("a close reason is at most 123 bytes")
+    return json.dumps({"op": "disconnect", "code": code, "reason": reason}).encode()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,12 +33,15 @@ from .codec import DecodeError, json_loads
 from .protocol import INVALID_PARAMS, RPCError
 
 __all__ = [
+    "POLICIES",
     "POSITION_ROOM",
     "ChannelHistory",
     "History",
     "HistoryPolicy",
     "KeptMessage",
+    "parse_policies",
     "parse_since",
+    "policy_entry",
     "with_position",
 ]
 
@@ -53,6 +56,30 @@ POSITION_ROOM = 80
 # position goes right after it.
 _PARAMS = b'{"jsonrpc":"2.0","method":"rpc.message","params":{'
 _EPOCH = re.compile(r"[0-9A-Za-z_.:-]{1,40}")
+
+
+#: The presence key under which each node lists an endpoint's history policies
+#: (``POLICIES + topic``), one entry per ``keep``: ``policy_entry``.
+POLICIES = "history policies:"
+
+
+def policy_entry(index: int, pattern: str, size: int, ttl: float) -> str:
+    """A history policy as a presence entry: ``<index> <pattern> <size> <ttl>``."""
+    return f"{index} {pattern} {size} {ttl!r}"
+
+
+def parse_policies(entries: Iterable[str]) -> list[tuple[str, int, float]]:
+    """The policies of the presence entries nodes advertise (``<node id>`` and a
+    ``policy_entry``), in the order they were kept; each once, whichever nodes keep it.
+
+    Raises:
+        ValueError: an entry that is not one.
+    """
+    found = []
+    for entry in entries:
+        _node, index, pattern, size, ttl = entry.split(" ")
+        found.append((int(index), pattern, int(size), float(ttl)))
+    return [(pattern, size, ttl) for _, pattern, size, ttl in sorted(set(found))]
 
 
 def with_position(raw: bytes, position: Position) -> bytes:
@@ -165,6 +192,10 @@ class ChannelHistory:
             )
         self._policies.append((pattern, HistoryPolicy(size, float(ttl))))
         self._policy_of.clear()
+        # Told to the cluster, so that a publisher elsewhere (an emitter) keeps history
+        # where this endpoint does: the first pattern that matches decides, by number.
+        entry = policy_entry(len(self._policies) - 1, pattern, size, float(ttl))
+        self.manager.cluster.advertise(POLICIES + self.topic, entry)
 
     def policy(self, channel: str) -> HistoryPolicy | None:
         """How ``channel`` (a name) keeps history; None: it keeps none."""

@@ -32,14 +32,16 @@ import typing
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from .._util import TaskSet
 from ..delivery import Exclude
+from ..envelope import Envelope
 from ..errors import BrokerUnavailable, CloseCode, ConnectionClosed, MessageTooBig
 from ..history.base import Position
 from ..manager import Connection, Delivery, WebSocketManager
 from ..websocket import State, WebSocket, WebSocketState
 from . import channels, protocol
 from .binding import Kind
-from .codec import CODECS, JSON, Codec
+from .codec import CODECS, JSON, Codec, json_bytes, json_loads
 from .dispatch import Dispatcher, Peer
 from .events import Event
 from .guards import Guard, all_of, any_of, equals, has
@@ -124,6 +126,11 @@ class RPC:
             self._connections,
         )
         self._dispatcher = Dispatcher(self, max_tasks)
+        #: Subscribe and unsubscribe commands for this endpoint's connections, from other
+        #: nodes and processes (an emitter, the HTTP API).
+        self._control_topic = f"messages:{name} control"
+        self._background = TaskSet(logger, "control command", throttle=True)
+        self.manager.cluster.on_topic(self._control_topic, self._on_control)
         builtins: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
             (protocol.SUBSCRIBE, self._subscribe, {"channel": str, "since": Any}),
             (protocol.HISTORY, self._history, {"channel": str, "limit": int | None, "since": Any}),
@@ -477,6 +484,71 @@ class RPC:
             BrokerUnavailable: the store cannot be read.
         """
         return await self._pushes.history.read(channel, since, limit)
+
+    async def subscribe_connection(self, conn_id: str, channel: str) -> bool:
+        """Subscribe a connection of this endpoint to ``channel`` (a name or a pattern) on
+        the server's side, on whichever node it is connected: it gets the channel's
+        publications from then on as if it had subscribed (without an answer; limits
+        and ``can_subscribe`` are not asked: the server decides).
+
+        Returns:
+            True if subscribed here or handed to the node that has the connection;
+            False if no node has it.
+
+        Raises:
+            ValueError: not a channel name or pattern.
+            BrokerUnavailable: it is not here and the broker cannot be reached.
+        """
+        return await self._control(conn_id, "subscribe", channel)
+
+    async def unsubscribe_connection(self, conn_id: str, channel: str) -> bool:
+        """Undo ``subscribe_connection`` (or the client's own subscription), wherever the
+        connection is. Returns and raises as ``subscribe_connection``."""
+        return await self._control(conn_id, "unsubscribe", channel)
+
+    async def _control(self, conn_id: str, op: str, channel: str) -> bool:
+        if not channels.valid_pattern(channel):
+            raise ValueError(f"not a channel name or pattern: {channel!r}")
+        if conn_id in self._connections:
+            await self._run_control(conn_id, op, channel)
+            return True
+        if not self.manager.clustered:
+            return False
+        command = json_bytes({"op": op, "channel": channel})
+        remote = await self.manager.cluster.publish_topic(self._control_topic, command, to=conn_id)
+        if remote.error is not None:
+            health = self.manager.broker_health()
+            raise BrokerUnavailable(health.url if health else "", remote.error)
+        return remote.published
+
+    async def _run_control(self, conn_id: str, op: str, channel: str) -> None:
+        conn = self._connections.get(conn_id)
+        if conn is None:
+            return
+        if op == "subscribe":
+            try:
+                _, finish = await self._pushes.subscribe(conn, channel)
+            except BrokerUnavailable as exc:
+                logger.warning(
+                    "subscribing %s to %r: history unavailable: %s", conn_id, channel, exc
+                )
+                return
+            if finish is not None:
+                finish()
+        elif op == "unsubscribe":
+            await self._pushes.unsubscribe(conn, channel)
+
+    def _on_control(self, note: Envelope) -> None:
+        """A subscribe or unsubscribe command from another node or process."""
+        try:
+            command = json_loads(note.payload)
+            op, channel = command["op"], command["channel"]
+            if op not in ("subscribe", "unsubscribe") or not channels.valid_pattern(channel):
+                raise ValueError(f"{op!r} {channel!r}")
+        except (ValueError, TypeError, KeyError) as exc:
+            logger.warning("skipped a control command: %s", exc)
+            return
+        self._background.spawn(self._run_control(note.target or "", op, channel))
 
     def subscriptions(self, conn_id: str) -> frozenset[str]:
         """The channels and patterns a connection of this node subscribes to."""

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .brokers import Broker, BrokerHealth, MemoryBroker, MemoryHub, broker_from_url
     from .config import Config, SlowConsumerPolicy
     from .datastructures import Address, Headers, QueryParams
+    from .emitter import Emitter, SyncEmitter
     from .http import HTMLResponse, JSONResponse, PlainTextResponse, Request, Response
     from .manager import Connection, Delivery, WebSocketManager
     from .messages import RPC, Event, RPCError, serve_client_js
@@ -49,6 +50,7 @@ __all__ = [
     "ConnectionClosedOK",
     "Delivery",
     "DeliveryStats",
+    "Emitter",
     "Event",
     "Gobstopper",
     "GobstopperError",
@@ -69,6 +71,7 @@ __all__ = [
     "RouteError",
     "SlowConsumerPolicy",
     "State",
+    "SyncEmitter",
     "UnsupportedByServer",
     "WebSocket",
     "WebSocketManager",
@@ -87,6 +90,7 @@ _SOURCES = {
     ),
     **dict.fromkeys(("Config", "SlowConsumerPolicy"), ".config"),
     **dict.fromkeys(("Address", "Headers", "QueryParams"), ".datastructures"),
+    **dict.fromkeys(("Emitter", "SyncEmitter"), ".emitter"),
     **dict.fromkeys(
         ("HTMLResponse", "JSONResponse", "PlainTextResponse", "Request", "Response"), ".http"
     ),

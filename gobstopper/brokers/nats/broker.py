@@ -234,6 +234,9 @@ class NatsBroker(Broker):
         self._subs.clear()
         if nc is not None:
             with contextlib.suppress(Exception):
+                # What was published last (an emitter's, goodbyes) goes out first.
+                await asyncio.wait_for(nc.flush(self._timeout), self._timeout)
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(nc.close(), self._timeout)
 
     async def _connect(self, first: asyncio.Future[None]) -> None:

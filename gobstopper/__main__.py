@@ -1,0 +1,99 @@
+"""``python -m gobstopper``: publish into a running cluster from a shell, for operators and
+scripts, through the servers' broker (``gobstopper.emitter``).
+
+    python -m gobstopper publish orders.42 '{"status": "shipped"}'
+    python -m gobstopper broadcast 'maintenance at 22:00' --room lobby
+    python -m gobstopper emit deploy '{"version": "1.4"}'
+    python -m gobstopper presence lobby
+    python -m gobstopper disconnect ann#1 --code 4003 --reason banned
+
+The broker is ``--broker URL``, else ``GOBSTOPPER_BROKER_URL``. DATA is read as JSON when
+it is JSON, else as text. The outcome is printed as one JSON line; the exit status is 0
+when done, 1 when the broker could not be reached or the target was not found, 2 for a
+command line or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .emitter import Emitter
+from .errors import BrokerUnavailable, ConfigError
+
+
+def _data(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m gobstopper", description="Publish into a running gobstopper cluster."
+    )
+    parser.add_argument("--broker", help="the servers' broker URL (GOBSTOPPER_BROKER_URL)")
+    parser.add_argument("--endpoint", default="rpc", help="the message layer endpoint")
+    commands = parser.add_subparsers(dest="command", required=True)
+    publish = commands.add_parser("publish", help="publish DATA to a channel")
+    publish.add_argument("channel")
+    publish.add_argument("data")
+    broadcast = commands.add_parser("broadcast", help="a WebSocket message to all, or a room")
+    broadcast.add_argument("data")
+    broadcast.add_argument("--room")
+    emit = commands.add_parser("emit", help="a named event to all, a room or one connection")
+    emit.add_argument("event")
+    emit.add_argument("data", nargs="?", default="null")
+    emit.add_argument("--room")
+    emit.add_argument("--to", help="a connection id")
+    presence = commands.add_parser("presence", help="the ids in a room (all when no room)")
+    presence.add_argument("room", nargs="?")
+    disconnect = commands.add_parser("disconnect", help="close a connection by id")
+    disconnect.add_argument("id")
+    disconnect.add_argument("--code", type=int, default=1000)
+    disconnect.add_argument("--reason", default="")
+    return parser
+
+
+async def _run(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    async with Emitter(args.broker, endpoint=args.endpoint) as emitter:
+        if args.command == "publish":
+            position = await emitter.publish(args.channel, _data(args.data))
+            answer: dict[str, Any] = {"published": True}
+            if position is not None:
+                answer.update(offset=position.offset, epoch=position.epoch)
+            return 0, answer
+        if args.command == "broadcast":
+            await emitter.broadcast(args.data, room=args.room)
+            return 0, {"published": True}
+        if args.command == "emit":
+            sent = await emitter.emit(args.event, _data(args.data), room=args.room, to=args.to)
+            return (0 if sent else 1), {"published": sent}
+        if args.command == "presence":
+            members = await emitter.presence(args.room)
+            return 0, {"members": members, "count": len(members)}
+        found = await emitter.disconnect(args.id, args.code, args.reason)
+        return (0 if found else 1), {"found": found}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        status, answer = asyncio.run(_run(args))
+    except (ConfigError, ValueError, TypeError) as exc:
+        print(f"python -m gobstopper: {exc}", file=sys.stderr)
+        return 2
+    except BrokerUnavailable as exc:
+        print(json.dumps({"error": str(exc)}))
+        return 1
+    print(json.dumps(answer))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,404 @@
+"""Publish into a gobstopper cluster from any process: a Django or FastAPI view, a Celery
+task, a cron job. No app, no server, no granian: only the broker URL the servers use.
+
+An emitter is a node of the cluster that has no connections: it speaks the envelope
+(``envelope.py``) through the broker, as the servers do to each other, so every server
+node delivers what it sends to its own connections, and it never joins presence. It can
+
+- ``broadcast`` a WebSocket message to everyone or a room, and ``send`` one to a
+  connection by id (``manager.broadcast`` / ``send_to``);
+- ``publish`` to a message-layer channel and ``emit`` a named event (``rpc.publish`` /
+  ``rpc.emit``): a channel that keeps history on the servers keeps this publication
+  too (the servers tell the cluster which channels do: ``POLICIES``), with its position;
+- ``disconnect`` a connection, ``subscribe`` or ``unsubscribe`` one to a channel, and
+  read ``presence`` (``manager.disconnect``, ``rpc.subscribe_connection``, ...).
+
+``Emitter`` is the asyncio form; ``SyncEmitter`` the same for code without an event
+loop (it runs one in a thread of its own). With ``memory://`` there is nothing to reach
+(each server process has its own rooms): that is a ``ConfigError``.
+
+Example::
+
+    with SyncEmitter("redis://127.0.0.1:6379/0") as emitter:
+        emitter.publish("orders.42", {"status": "shipped"})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Coroutine, Iterable
+from typing import Any, TypeVar
+
+from . import envelope
+from .brokers import Broker, broker_from_url, check_broker_url
+from .cluster import ALL, CONNS, room_channel
+from .envelope import Envelope
+from .errors import BrokerUnavailable, ConfigError
+from .history.base import Position
+from .manager import CONTROL, control_command
+from .messages import channels, protocol
+from .messages.codec import json_bytes
+from .messages.history import POLICIES, parse_policies
+from .messages.pushes import CHANNEL_ROOM, SUBSCRIBERS_ROOM
+
+__all__ = ["Emitter", "SyncEmitter"]
+
+T = TypeVar("T")
+
+_VAR = "GOBSTOPPER_BROKER_URL"
+# How long the channels' history policies read from the cluster are trusted.
+_POLICIES_FOR_S = 5.0
+
+
+def _url(url: str | None) -> str:
+    url = url if url is not None else os.environ.get(_VAR, "")
+    if not url:
+        raise ConfigError(f"an emitter needs a broker URL: pass one, or set {_VAR}")
+    check_broker_url(url)
+    if url.startswith("memory:"):
+        raise ConfigError(
+            f"{_VAR}={url!r}: the memory broker reaches only its own process; an emitter "
+            "needs the servers' shared broker (redis://, redis+cluster:// or nats://)"
+        )
+    return url
+
+
+class Emitter:
+    """Publish into a cluster through its broker, from any asyncio code.
+
+    Args:
+        url: the servers' broker URL (default: ``GOBSTOPPER_BROKER_URL``).
+        prefix: the servers' broker prefix (the default unless they changed it).
+        endpoint: the message layer endpoint (``RPC(name=...)``) commands go to.
+
+    Raises:
+        ConfigError: no URL, a malformed one, or ``memory://``.
+
+    Example::
+
+        async with Emitter("nats://127.0.0.1:4222") as emitter:
+            await emitter.emit("deploy", {"version": "1.4"})
+    """
+
+    def __init__(
+        self, url: str | None = None, *, prefix: str = "gobstopper:", endpoint: str = "rpc"
+    ) -> None:
+        self.url = _url(url)
+        self.endpoint = endpoint
+        self._broker: Broker = broker_from_url(self.url, prefix=prefix)
+        self._started = False
+        self._policies: dict[str, tuple[float, list[tuple[str, int, float]]]] = {}
+
+    async def start(self) -> None:
+        """Connect to the broker (an unreachable one is retried in the background:
+        commands raise ``BrokerUnavailable`` meanwhile)."""
+        if not self._started:
+            await self._broker.start(lambda channel, data: None)
+            self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            self._started = False
+            await self._broker.stop()
+
+    async def __aenter__(self) -> Emitter:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- the manager's commands ---------------------------------------------------------------
+
+    async def broadcast(
+        self, data: str | bytes, *, room: str | None = None, exclude: Iterable[str] = ()
+    ) -> None:
+        """A WebSocket message (text, or bytes: a binary message) to every connection, or
+        to a room's members, on every server node, but ``exclude`` (ids).
+
+        Raises:
+            BrokerUnavailable: the broker cannot take it; nobody got it.
+        """
+        note = self._envelope(data, room=room, exclude=exclude)
+        await self._publish(ALL if room is None else room_channel(room), note)
+
+    async def send(self, conn_id: str, data: str | bytes) -> bool:
+        """A WebSocket message to one connection by id; False if no node has it."""
+        node = await self._node_of(conn_id)
+        if node is None:
+            return False
+        await self._publish("node:" + node, self._envelope(data, target=conn_id))
+        return True
+
+    async def disconnect(self, conn_id: str, code: int = 1000, reason: str = "") -> bool:
+        """Close one connection by id (``code``: 1000 or 3000-4999); False if no node has it.
+
+        Raises:
+            ValueError: a code an application may not send, or a reason over 123 bytes.
+        """
+        command = control_command(code, reason)
+        node = await self._node_of(conn_id)
+        if node is None:
+            return False
+        note = Envelope(self._origin, command, topic=CONTROL, target=conn_id)
+        await self._publish("node:" + node, note)
+        return True
+
+    async def presence(self, room: str | None = None) -> list[str]:
+        """Ids of a room's members (every connection when None), on every node."""
+        key = CONNS if room is None else room_channel(room)
+        return sorted(await self._broker.presence(key))
+
+    # -- the message layer's commands ------------------------------------------------------------
+
+    async def publish(
+        self,
+        channel: str,
+        data: Any,
+        *,
+        exclude: Iterable[str] = (),
+        endpoint: str | None = None,
+    ) -> Position | None:
+        """``data`` (anything JSON can carry) to every subscriber of ``channel``, as
+        ``rpc.publish`` on a server would. A channel that keeps history on the servers
+        keeps it too: its position is returned (None for a channel without history).
+
+        Raises:
+            ValueError: not a channel name (a pattern, an empty segment).
+            TypeError: ``data`` JSON cannot carry.
+            BrokerUnavailable: not published (nor kept).
+        """
+        if not channels.valid_channel(channel):
+            raise ValueError(f"not a channel name: {channel!r}")
+        topic = self._topic(endpoint)
+        raw = json_bytes(protocol.channel_message(channel, data))
+        route = "chan:" + channel if self._broker.wildcards else room_channel(SUBSCRIBERS_ROOM)
+        note = Envelope(
+            self._origin,
+            raw,
+            topic=topic,
+            room=SUBSCRIBERS_ROOM,
+            channel=channel,
+            exclude=tuple(sorted(exclude)),
+        )
+        policy = await self._policy(topic, channel)
+        if policy is None:
+            await self._publish(route, note)
+            return None
+        size, ttl = policy
+        head = envelope.encode_open(note)
+        position = await self._broker.publish_with_history(
+            route, head, f"{topic}:{channel}", raw, size, ttl, wait=True
+        )
+        assert position is not None  # waited for
+        return position
+
+    async def emit(
+        self,
+        event: str,
+        data: Any = None,
+        *,
+        room: str | None = None,
+        to: str | None = None,
+        exclude: Iterable[str] = (),
+        endpoint: str | None = None,
+    ) -> bool:
+        """The named event to one connection (``to``), a room's members or everyone, as
+        ``rpc.emit`` would; False when ``to`` is on no node."""
+        raw = json_bytes(protocol.event_push(event, data, None))
+        note = Envelope(
+            self._origin,
+            raw,
+            topic=self._topic(endpoint),
+            room=room,
+            target=to,
+            exclude=tuple(sorted(exclude)),
+        )
+        if to is not None:
+            node = await self._node_of(to)
+            if node is None:
+                return False
+            await self._publish("node:" + node, note)
+            return True
+        await self._publish(ALL if room is None else room_channel(room), note)
+        return True
+
+    async def subscribe(self, conn_id: str, channel: str, *, endpoint: str | None = None) -> bool:
+        """Subscribe a connection to ``channel`` (a name or pattern) on the server's side
+        (``rpc.subscribe_connection``); False if no node has the connection."""
+        return await self._control(conn_id, "subscribe", channel, endpoint)
+
+    async def unsubscribe(self, conn_id: str, channel: str, *, endpoint: str | None = None) -> bool:
+        """Undo ``subscribe`` (or the client's own subscription)."""
+        return await self._control(conn_id, "unsubscribe", channel, endpoint)
+
+    async def subscribers(self, channel: str) -> list[str]:
+        """Ids of the connections subscribed to ``channel`` (that exact name or pattern)."""
+        return sorted(await self._broker.presence(room_channel(CHANNEL_ROOM + channel)))
+
+    # -- inside -----------------------------------------------------------------------------------
+
+    @property
+    def _origin(self) -> str:
+        if not self._started:
+            raise BrokerUnavailable(self.url, "the emitter is not started")
+        return self._broker.node_id
+
+    def _topic(self, endpoint: str | None) -> str:
+        return "messages:" + (endpoint or self.endpoint)
+
+    def _envelope(
+        self,
+        data: str | bytes,
+        *,
+        room: str | None = None,
+        target: str | None = None,
+        exclude: Iterable[str] = (),
+    ) -> Envelope:
+        binary = not isinstance(data, str)
+        body = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+        return Envelope(
+            self._origin,
+            body,
+            binary=binary,
+            room=room,
+            target=target,
+            exclude=tuple(sorted(exclude)),
+        )
+
+    async def _publish(self, channel: str, note: Envelope) -> None:
+        await self._broker.publish(channel, envelope.encode(note))
+
+    async def _node_of(self, conn_id: str) -> str | None:
+        self._origin  # noqa: B018 - refuses before any lookup when not started
+        return await self._broker.presence_of(CONNS, conn_id)
+
+    async def _control(self, conn_id: str, op: str, channel: str, endpoint: str | None) -> bool:
+        if not channels.valid_pattern(channel):
+            raise ValueError(f"not a channel name or pattern: {channel!r}")
+        node = await self._node_of(conn_id)
+        if node is None:
+            return False
+        command = json_bytes({"op": op, "channel": channel})
+        topic = self._topic(endpoint) + " control"
+        await self._publish(
+            "node:" + node, Envelope(self._origin, command, topic=topic, target=conn_id)
+        )
+        return True
+
+    async def _policy(self, topic: str, channel: str) -> tuple[int, float] | None:
+        """How ``channel`` keeps history on the servers (the first of their patterns that
+        matches it decides, as there), read from the cluster at most every few seconds."""
+        now = time.monotonic()
+        read_at, policies = self._policies.get(topic, (float("-inf"), []))
+        if now - read_at > _POLICIES_FOR_S:
+            policies = parse_policies(await self._broker.presence(POLICIES + topic))
+            self._policies[topic] = (now, policies)
+        for pattern, size, ttl in policies:
+            if pattern == channel or (
+                channels.is_pattern(pattern) and channels.matches(pattern, channel)
+            ):
+                return size, ttl
+        return None
+
+
+class SyncEmitter:
+    """``Emitter`` for code without an event loop (a Django view, a Celery task): each
+    method blocks until done, at most ``timeout`` seconds. Safe to share between threads.
+
+    Example::
+
+        emitter = SyncEmitter()  # GOBSTOPPER_BROKER_URL
+        emitter.broadcast("maintenance at 22:00")
+        emitter.close()
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        prefix: str = "gobstopper:",
+        endpoint: str = "rpc",
+        timeout: float = 10.0,
+    ) -> None:
+        self._emitter = Emitter(url, prefix=prefix, endpoint=endpoint)
+        self.timeout = timeout
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="gobstopper-emitter", daemon=True
+        )
+        self._thread.start()
+        self._run(self._emitter.start())
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self.timeout)
+
+    def close(self) -> None:
+        """Disconnect and stop the thread (idempotent)."""
+        if self._loop.is_closed():
+            return
+        try:
+            self._run(self._emitter.stop())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(self.timeout)
+            self._loop.close()
+
+    def __enter__(self) -> SyncEmitter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def broadcast(
+        self, data: str | bytes, *, room: str | None = None, exclude: Iterable[str] = ()
+    ) -> None:
+        """See ``Emitter.broadcast``."""
+        self._run(self._emitter.broadcast(data, room=room, exclude=exclude))
+
+    def send(self, conn_id: str, data: str | bytes) -> bool:
+        """See ``Emitter.send``."""
+        return self._run(self._emitter.send(conn_id, data))
+
+    def publish(
+        self, channel: str, data: Any, *, exclude: Iterable[str] = (), endpoint: str | None = None
+    ) -> Position | None:
+        """See ``Emitter.publish``."""
+        return self._run(self._emitter.publish(channel, data, exclude=exclude, endpoint=endpoint))
+
+    def emit(
+        self,
+        event: str,
+        data: Any = None,
+        *,
+        room: str | None = None,
+        to: str | None = None,
+        exclude: Iterable[str] = (),
+        endpoint: str | None = None,
+    ) -> bool:
+        """See ``Emitter.emit``."""
+        coro = self._emitter.emit(event, data, room=room, to=to, exclude=exclude, endpoint=endpoint)
+        return self._run(coro)
+
+    def disconnect(self, conn_id: str, code: int = 1000, reason: str = "") -> bool:
+        """See ``Emitter.disconnect``."""
+        return self._run(self._emitter.disconnect(conn_id, code, reason))
+
+    def subscribe(self, conn_id: str, channel: str, *, endpoint: str | None = None) -> bool:
+        """See ``Emitter.subscribe``."""
+        return self._run(self._emitter.subscribe(conn_id, channel, endpoint=endpoint))
+
+    def unsubscribe(self, conn_id: str, channel: str, *, endpoint: str | None = None) -> bool:
+        """See ``Emitter.unsubscribe``."""
+        return self._run(self._emitter.unsubscribe(conn_id, channel, endpoint=endpoint))
+
+    def presence(self, room: str | None = None) -> list[str]:
+        """See ``Emitter.presence``."""
+        return self._run(self._emitter.presence(room))
+
+    def subscribers(self, channel: str) -> list[str]:
+        """See ``Emitter.subscribers``."""
+        return self._run(self._emitter.subscribers(channel))

@@ -37,6 +37,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import nats
 from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import (
     APIError,
@@ -729,6 +730,14 @@ class NatsBroker(Broker):
 
     async def _list(self, key: str) -> dict[str, str]:
         """The members under ``key`` as written (live or not): member -> node."""
+        try:
+            return await self._watch(key)
+        except NatsTimeoutError:
+            # nats-py's watcher may miss the end of the first values when entries change
+            # as it starts (a member leaving): asked once more.
+            return await self._watch(key)
+
+    async def _watch(self, key: str) -> dict[str, str]:
         kv = self._kv(self._members_kv)
         prefix = subjects.kv_prefix(key) + "."
         # A consumer per read: gone by itself soon after (not JetStream's 5 minutes).

@@ -192,3 +192,24 @@ def test_an_emitter_needs_a_shared_broker() -> None:
             SyncEmitter(url)
     bad = run_python("", "-m", "gobstopper", "--broker", "memory://", "presence")
     assert bad.returncode == 2 and "reaches only its own process" in bad.stderr
+
+
+async def test_the_emitter_example_reaches_the_feed(broker_url: str) -> None:
+    from examples.emitter import announce
+
+    feed = start(
+        "examples.feed:app", "rsgi", {"GOBSTOPPER_BROKER_URL": broker_url, "FEED_TICK": "0"}
+    )
+    try:
+        async with rpc_peers(feed, 1) as (reader,):
+            await reader.result("rpc.subscribe", {"channel": "feed", "since": None})
+            offset = await asyncio.to_thread(announce, "price 42", broker_url)
+            message = await reader.push("rpc.message")
+            assert message["data"] == {"text": "price 42"} and message["offset"] == offset
+            assert await reader.push("rpc.event") == {
+                "event": "announced",
+                "data": {"text": "price 42"},
+                "from": None,
+            }
+    finally:
+        feed.stop()

@@ -6,6 +6,7 @@ scripts, through the servers' broker (``gobstopper.emitter``).
     python -m gobstopper emit deploy '{"version": "1.4"}'
     python -m gobstopper presence lobby
     python -m gobstopper disconnect ann#1 --code 4003 --reason banned
+    python -m gobstopper disconnect ann --user
 
 The broker is ``--broker URL``, else ``GOBSTOPPER_BROKER_URL``. DATA is read as JSON when
 it is JSON, else as text. The outcome is printed as one JSON line; the exit status is 0
@@ -53,8 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     emit.add_argument("--to", help="a connection id")
     presence = commands.add_parser("presence", help="the ids in a room (all when no room)")
     presence.add_argument("room", nargs="?")
-    disconnect = commands.add_parser("disconnect", help="close a connection by id")
-    disconnect.add_argument("id")
+    disconnect = commands.add_parser("disconnect", help="close a connection (or a user's)")
+    disconnect.add_argument("id", help="a connection id, or with --user a user")
+    disconnect.add_argument("--user", action="store_true", help="ID is a user")
     disconnect.add_argument("--code", type=int, default=1000)
     disconnect.add_argument("--reason", default="")
     return parser
@@ -77,6 +79,9 @@ async def _run(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         if args.command == "presence":
             members = await emitter.presence(args.room)
             return 0, {"members": members, "count": len(members)}
+        if args.user:
+            count = await emitter.disconnect_user(args.id, args.code, args.reason)
+            return (0 if count else 1), {"found": count}
         found = await emitter.disconnect(args.id, args.code, args.reason)
         return (0 if found else 1), {"found": found}
 

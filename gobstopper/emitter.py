@@ -10,8 +10,9 @@ node delivers what it sends to its own connections, and it never joins presence.
 - ``publish`` to a message-layer channel and ``emit`` a named event (``rpc.publish`` /
   ``rpc.emit``): a channel that keeps history on the servers keeps this publication
   too (the servers tell the cluster which channels do: ``POLICIES``), with its position;
-- ``disconnect`` a connection, ``subscribe`` or ``unsubscribe`` one to a channel, and
-  read ``presence`` (``manager.disconnect``, ``rpc.subscribe_connection``, ...).
+- ``disconnect`` a connection or every connection of a user (``disconnect_user``),
+  ``subscribe`` or ``unsubscribe`` one to a channel, and read ``presence``
+  (``manager.disconnect``, ``rpc.subscribe_connection``, ...).
 
 ``Emitter`` is the asyncio form; ``SyncEmitter`` the same for code without an event
 loop (it runs one in a thread of its own). With ``memory://`` there is nothing to reach
@@ -38,7 +39,7 @@ from .cluster import ALL, CONNS, room_channel
 from .envelope import Envelope
 from .errors import BrokerUnavailable, ConfigError
 from .history.base import Position
-from .manager import CONTROL, control_command
+from .manager import CONTROL, USER_ROOM, control_command
 from .messages import channels, protocol
 from .messages.codec import json_bytes
 from .messages.history import POLICIES, parse_policies
@@ -146,6 +147,23 @@ class Emitter:
         note = Envelope(self._origin, command, topic=CONTROL, target=conn_id)
         await self._publish("node:" + node, note)
         return True
+
+    async def disconnect_user(self, user: str, code: int = 1000, reason: str = "") -> int:
+        """Close every connection of ``user`` (``connect(..., user=...)``), on every node.
+
+        Returns:
+            How many connections the user had, cluster-wide, when asked.
+
+        Raises:
+            ValueError: as ``disconnect``.
+        """
+        command = control_command(code, reason)
+        room = USER_ROOM + user
+        found = await self._broker.presence(room_channel(room))
+        if found:
+            note = Envelope(self._origin, command, topic=CONTROL, room=room)
+            await self._publish(room_channel(room), note)
+        return len(found)
 
     async def presence(self, room: str | None = None) -> list[str]:
         """Ids of a room's members (every connection when None), on every node."""
@@ -394,6 +412,10 @@ class SyncEmitter:
     def unsubscribe(self, conn_id: str, channel: str, *, endpoint: str | None = None) -> bool:
         """See ``Emitter.unsubscribe``."""
         return self._run(self._emitter.unsubscribe(conn_id, channel, endpoint=endpoint))
+
+    def disconnect_user(self, user: str, code: int = 1000, reason: str = "") -> int:
+        """See ``Emitter.disconnect_user``."""
+        return self._run(self._emitter.disconnect_user(user, code, reason))
 
     def presence(self, room: str | None = None) -> list[str]:
         """See ``Emitter.presence``."""

@@ -47,14 +47,16 @@ class Connection:
     """A WebSocket registered with a manager: its id, its rooms and its outbox.
 
     Attributes:
+        user: the user it belongs to (``connect(..., user=...)``), if any.
         binary_pushes: the layer serving this connection wants the binary form of
             pushes (``Push.binary``), e.g. a client that chose msgpack.
     """
 
-    __slots__ = ("_manager", "binary_pushes", "id", "outbox", "rooms", "ws")
+    __slots__ = ("_manager", "binary_pushes", "id", "outbox", "rooms", "user", "ws")
 
     def __init__(self, conn_id: str, ws: WebSocket, manager: WebSocketManager) -> None:
         self.id = conn_id
+        self.user: str | None = None
         self.ws = ws
         self.rooms: set[str] = set()
         self.binary_pushes = False
@@ -143,7 +145,9 @@ class WebSocketManager:
     # -- connections ------------------------------------------------------------------
 
     @asynccontextmanager
-    async def connect(self, ws: WebSocket, id: str | None = None) -> AsyncIterator[Connection]:
+    async def connect(
+        self, ws: WebSocket, id: str | None = None, *, user: str | None = None
+    ) -> AsyncIterator[Connection]:
         """Manage ``ws`` for the duration of the block; it leaves every room on exit.
 
         Accepts the connection if the handler has not. On a normal exit, what is queued
@@ -151,7 +155,10 @@ class WebSocketManager:
 
         Args:
             ws: the connection.
-            id: its id (e.g. a user id); a random one when None.
+            id: its id; a random one when None.
+            user: the user it belongs to (several connections may), e.g. from an auth
+                hook: it joins the room ``user:<user>``, so that the user's connections
+                can be reached (and closed: ``disconnect_user``) on every node.
 
         Raises:
             ValueError: ``id`` is already connected to this manager.
@@ -160,6 +167,9 @@ class WebSocketManager:
             await ws.accept()
         conn = self.add(ws, id)
         try:
+            if user is not None:
+                conn.user = user
+                await conn.join(USER_ROOM + user)
             yield conn
             if not conn.closed:
                 await conn.outbox.flush(self.config.shutdown_grace)
@@ -392,17 +402,48 @@ class WebSocketManager:
             raise BrokerUnavailable(self.broker.health().url if self.broker else "", delivery.error)
         return delivery.published
 
+    async def disconnect_user(
+        self, user: str, code: int = CloseCode.NORMAL_CLOSURE, reason: str = ""
+    ) -> Delivery:
+        """Close every connection of ``user`` (``connect(..., user=...)``), on every node.
+
+        Returns:
+            A ``Delivery``: the connections closed here, and whether the other nodes
+            with connections of the user were told.
+
+        Raises:
+            ValueError: as ``disconnect``.
+        """
+        command = control_command(code, reason)
+        room = USER_ROOM + user
+        closed = 0
+        for conn in self._members(room):
+            if conn.user == user:
+                conn.ws.fail(code, reason)
+                closed += 1
+        if not self.cluster.clustered:
+            return Delivery(closed)
+        remote = await self.cluster.publish_topic(CONTROL, command, room=room)
+        return Delivery(closed, remote.published, remote.error)
+
     def _on_control(self, note: Envelope) -> None:
-        """A command from another node or process (``CONTROL``) for a connection here."""
-        conn = self._connections.get(note.target or "")
-        if conn is None:
+        """A command from another node or process (``CONTROL``) for a connection here, or
+        for the members of a room (a user's connections)."""
+        if note.target is not None:
+            conn = self._connections.get(note.target)
+            conns: tuple[Connection, ...] = () if conn is None else (conn,)
+        elif note.room is not None and note.room.startswith(USER_ROOM):
+            user = note.room[len(USER_ROOM) :]
+            conns = tuple(c for c in self._members(note.room) if c.user == user)
+        else:
             return
         try:
             command = json.loads(note.payload)
             if command.get("op") == "disconnect":
                 code, reason = int(command.get("code", 1000)), str(command.get("reason", ""))
                 control_command(code, reason)  # checked as a local call would be
-                conn.ws.fail(code, reason)
+                for conn in conns:
+                    conn.ws.fail(code, reason)
         except (ValueError, TypeError, AttributeError) as exc:
             self._throttle.warning("skipped a control command: %s", exc)
 
@@ -506,6 +547,8 @@ def _channel(room: str | None) -> str:
 
 #: The topic of commands between nodes (and from other processes) for connections.
 CONTROL = "control"
+#: The room of a user's connections: ``USER_ROOM + user``.
+USER_ROOM = "user:"
 
 
 def control_command(code: int, reason: str) -> bytes:

@@ -250,9 +250,10 @@ class RPC:
 
     # -- serving --------------------------------------------------------------------------
 
-    async def serve(self, ws: WebSocket, *, id: str | None = None) -> None:
+    async def serve(self, ws: WebSocket, *, id: str | None = None, user: str | None = None) -> None:
         """Serve ``ws`` until it closes: accept it if needed, register it with the manager
-        (as ``id``, or a random id), answer its requests, deliver its pushes.
+        (as ``id``, or a random id, and as one of ``user``'s connections: see
+        ``WebSocketManager.connect``), answer its requests, deliver its pushes.
 
         The client picks the encoding with ``?encoding=msgpack`` (JSON otherwise); an
         unknown one is refused with HTTP 400 (before accept) or closed with 1003. An
@@ -271,7 +272,7 @@ class RPC:
             else:
                 await ws.close(CloseCode.POLICY_VIOLATION, "id already connected")
             return
-        async with self.manager.connect(ws, id=id) as conn:
+        async with self.manager.connect(ws, id=id, user=user) as conn:
             peer = Peer(conn, codec)
             conn.binary_pushes = codec.binary
             self._connections[conn.id] = conn

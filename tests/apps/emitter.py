@@ -18,4 +18,5 @@ async def join(room: str, conn: Connection) -> str:
 
 @app.websocket("/rpc")
 async def endpoint(ws: WebSocket) -> None:
-    await rpc.serve(ws)
+    # ?user=<name>: the connection belongs to that user (an auth hook would decide).
+    await rpc.serve(ws, user=ws.query_params.get("user"))

@@ -213,3 +213,27 @@ async def test_the_emitter_example_reaches_the_feed(broker_url: str) -> None:
             }
     finally:
         feed.stop()
+
+
+async def test_every_connection_of_a_user_is_closed_across_hosts(
+    hosts: tuple[Server, Server], broker_url: str
+) -> None:
+    a, b = hosts
+    async with (
+        Emitter(broker_url) as emitter,
+        rpc_peers(a, 1, query="?user=ann") as (ann_a,),
+        rpc_peers(b, 1, query="?user=ann") as (ann_b,),
+        rpc_peers(b, 1, query="?user=ben") as (ben,),
+    ):
+        for peer in (ann_a, ann_b, ben):
+            await peer.result("rpc.info")  # served: registered as its user's
+
+        async def both_of_ann() -> bool:
+            return len(await emitter.presence("user:ann")) == 2
+
+        await wait_until(both_of_ann, WAIT)
+        assert await emitter.disconnect_user("ann", 4003, "banned") == 2
+        for peer in (ann_a, ann_b):
+            await asyncio.wait_for(peer.ws.wait_closed(), WAIT)
+        assert await ben.result("rpc.info")  # another user's connection is untouched
+        assert await emitter.disconnect_user("nobody") == 0

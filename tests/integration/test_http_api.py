@@ -147,7 +147,12 @@ async def test_disconnect_closes_the_connection(api_server: Server) -> None:
         assert answer == {"found": True}
         with pytest.raises(ConnectionClosed):
             await received(ws)  # closed by the server (RSGI sends no code)
-    assert await command(api_server, {"command": "disconnect", "id": "gone"}) == {"found": False}
+
+    async def forgotten() -> bool:
+        answer = await command(api_server, {"command": "disconnect", "id": "gone"})
+        return answer == {"found": False}
+
+    await wait_until(forgotten, what="the closed connection is no longer found")
 
 
 async def test_subscribe_and_unsubscribe_a_connection(api_server: Server) -> None:
@@ -329,20 +334,31 @@ def two_workers(redis: RedisServer) -> Iterator[Server]:
 
 @contextlib.asynccontextmanager
 async def on_each_worker(
-    server: Server,
+    server: Server, prefix: str
 ) -> AsyncIterator[tuple[list[ApiConnection], list[RpcPeer]]]:
-    """An API connection and a message-layer client (``w0``, ``w1``) on each worker:
-    connections are opened until both workers hold one of each (the kernel spreads them)."""
+    """An API connection and a message-layer client (ids ``<prefix>0``, ``<prefix>1``...)
+    on each worker: connections are opened until both workers hold one of each (the
+    kernel spreads them). Each test has its own ``prefix``: an id whose connection is
+    still closing on the server would be refused."""
     apis: dict[str, ApiConnection] = {}
     peers: dict[str, RpcPeer] = {}
     opened: list[ApiConnection | RpcPeer] = []
+    seen: set[str] = set()
+
+    async def both_workers_answer() -> bool:
+        # Granian listens once one worker is up: wait until the other answers too.
+        result = await post(server, {"command": "stats"})
+        seen.add(result.json()["node"])
+        return len(seen) == 2
+
+    await wait_until(both_workers_answer, what="both workers answer")
     try:
         for i in itertools.count():
             assert i < 40, "every connection landed on the same worker"
             api = ApiConnection(server.port)
             opened.append(api)
             apis.setdefault((await api.call({"command": "stats"}))["node"], api)
-            peer = await RpcPeer.open(f"{server.ws}/rpc?id=c{i}")
+            peer = await RpcPeer.open(f"{server.ws}/rpc?id={prefix}{i}")
             opened.append(peer)
             peers.setdefault(await peer.result("node"), peer)
             if len(apis) == 2 and len(peers) == 2:
@@ -358,7 +374,7 @@ async def on_each_worker(
 
 
 async def test_a_command_to_either_worker_reaches_clients_on_both(two_workers: Server) -> None:
-    async with on_each_worker(two_workers) as (apis, peers):
+    async with on_each_worker(two_workers, "either") as (apis, peers):
         ids = [(await peer.result("rpc.info"))["id"] for peer in peers]
         for peer in peers:
             await peer.result("rpc.subscribe", {"channel": "news"})
@@ -399,7 +415,7 @@ async def _has_both(api: ApiConnection, body: dict[str, Any], ids: list[str]) ->
 async def test_a_burst_of_publishes_arrives_once_and_in_order(two_workers: Server) -> None:
     """1,000 publishes over four HTTP connections (on both workers), 250 each: every
     subscriber, one per worker, gets each once, and each connection's in its order."""
-    async with on_each_worker(two_workers) as (apis, peers):
+    async with on_each_worker(two_workers, "burst") as (apis, peers):
         for peer in peers:
             await peer.result("rpc.subscribe", {"channel": "burst"})
         ids = [(await peer.result("rpc.info"))["id"] for peer in peers]

@@ -140,3 +140,24 @@ async def test_without_the_key_nothing_is_read() -> None:
     status, body, read = await asgi_post(app, [b'{"command": "stats"}'], {"x-api-key": "no"})
     assert (status, read) == (401, 0)
     assert body == {"error": {"code": 401, "message": "a valid API key is required"}}
+
+
+async def test_an_unexpected_failure_is_logged_and_answered_without_detail(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(api: HTTPAPI, command: object) -> dict[str, Any]:
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setitem(COMMANDS, "stats", (COMMANDS["stats"][0], broken))
+    app = Gobstopper(environ={}, api_key=KEY)
+    auth = {"authorization": f"Bearer {KEY}"}
+    status, body, _ = await asgi_post(app, [b'{"command": "stats"}'], auth)
+    assert (status, body) == (500, {"error": {"code": 500, "message": "internal error"}})
+    batch = b'[{"command": "stats"}, {"command": "presence", "room": "r"}]'
+    status, body, _ = await asgi_post(app, [batch], auth)
+    assert status == 200
+    assert body == [
+        {"error": {"code": 500, "message": "internal error"}},
+        {"members": [], "count": 0},
+    ]
+    assert "secret detail" in caplog.text  # in the server's log, with the traceback

@@ -24,6 +24,7 @@ from .errors import (  # pure and small: imported at once, by clients too
 )
 
 if TYPE_CHECKING:
+    from .api import HTTPAPI
     from .app import Gobstopper
     from .brokers import Broker, BrokerHealth, MemoryBroker, MemoryHub, broker_from_url
     from .config import Config, SlowConsumerPolicy
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from .websocket import Message, MessageType, State, WebSocket, WebSocketState
 
 __all__ = [
+    "HTTPAPI",
     "RPC",
     "Address",
     "Broker",
@@ -84,6 +86,7 @@ __version__ = "0.1.0"
 
 # Where each public name lives (the same imports as under TYPE_CHECKING above).
 _SOURCES = {
+    "HTTPAPI": ".api",
     "Gobstopper": ".app",
     **dict.fromkeys(
         ("Broker", "BrokerHealth", "MemoryBroker", "MemoryHub", "broker_from_url"), ".brokers"

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .admission import Admission, AuthHook
+from .api import HTTPAPI
 from .brokers import Broker, broker_from_url
 from .errors import CloseCode, ConnectionClosed, HTTPError, RouteError
 from .http import PlainTextResponse, Request, Response, to_response
@@ -95,6 +96,13 @@ class Gobstopper:
         self.metrics.extra = self._more_metrics
         if metrics_path is not None:
             self.get(metrics_path)(self._metrics_route)
+        #: The HTTP API (``POST`` at ``GOBSTOPPER_API_PATH``) when ``GOBSTOPPER_API_KEY``
+        #: is set; None otherwise, and the path is then an ordinary unknown one (404).
+        self.api: HTTPAPI | None = None
+        key = self.config.api_key
+        if key is not None:
+            self.api = HTTPAPI(self.manager, key, self.config.api_max_bytes)
+            self.post(self.config.api_path)(self.api.handle)
 
     # -- registration -------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from .datastructures import Scope
 from .errors import HTTPError
-from .transport.base import HTTPExchange, ScopeInfo
+from .transport.base import HTTPExchange, ScopeInfo, body_too_large
 
 __all__ = ["HTMLResponse", "JSONResponse", "PlainTextResponse", "Request", "Response"]
 
@@ -34,10 +34,24 @@ class Request(Scope):
     def method(self) -> str:
         return self._info.method
 
-    async def body(self) -> bytes:
-        """The whole request body (read once, then cached)."""
+    async def body(self, limit: int | None = None) -> bytes:
+        """The whole request body (read once, then cached).
+
+        Args:
+            limit: the most bytes to take. A ``content-length`` over it is refused
+                before reading; a body without one is read until it goes over.
+
+        Raises:
+            HTTPError: 413, the body is over ``limit`` (the client gets a 413 answer).
+        """
         if self._body is None:
-            self._body = await self._exchange.body()
+            if limit is not None:
+                declared = self.headers.get("content-length")
+                if declared is not None and declared.isdigit() and int(declared) > limit:
+                    raise body_too_large(limit)
+            self._body = await self._exchange.body(limit)
+        elif limit is not None and len(self._body) > limit:
+            raise body_too_large(limit)
         return self._body
 
     async def text(self) -> str:

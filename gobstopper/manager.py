@@ -27,6 +27,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from ._util import Throttle
 from .brokers.base import Broker, BrokerHealth
@@ -120,6 +121,10 @@ class WebSocketManager:
         self._room_snapshots: dict[str, tuple[Connection, ...]] = {}
         self._all_snapshot: tuple[Connection, ...] | None = None
         self.cluster.on_topic(CONTROL, self._on_control)
+        #: The message layer's endpoints on this manager, by name: each ``RPC`` adds
+        #: itself, so that what addresses one from outside (the HTTP API) finds it. Typed
+        #: loosely because the manager sits below the message layer and never imports it.
+        self.endpoints: dict[str, Any] = {}
 
     # -- cluster --------------------------------------------------------------------------
 

@@ -153,6 +153,35 @@ def _origins(name: str, raw: object) -> tuple[str, ...] | None:
     return entries
 
 
+#: The shortest API key taken: a guessable key would open the whole API.
+MIN_API_KEY_CHARS = 16
+
+
+def _api_key(name: str, raw: object) -> str | None:
+    """A secret: never put in an error message. Empty means "no key": the API is off."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise ConfigError(f"{name} is not a string")
+    if not raw:
+        return None
+    if len(raw) < MIN_API_KEY_CHARS:
+        raise ConfigError(
+            f"{name} is {len(raw)} characters long: an API key needs at least "
+            f"{MIN_API_KEY_CHARS} (e.g. the output of `openssl rand -hex 32`)"
+        )
+    return raw
+
+
+def _api_path(name: str, raw: object) -> str:
+    if not isinstance(raw, str) or not raw.startswith("/"):
+        raise ConfigError(f"{name}={raw!r} must be a path starting with '/'")
+    if any(c in raw for c in "<>?# ") or len(raw) != len(raw.strip()):
+        # A plain path: no route parameter, query, fragment or space.
+        raise ConfigError(f"{name}={raw!r} must be a plain path, e.g. /api")
+    return raw
+
+
 def _rate_policy(name: str, raw: object) -> RateLimitPolicy:
     try:
         return RateLimitPolicy(raw.strip().lower() if isinstance(raw, str) else raw)
@@ -208,11 +237,14 @@ class Setting:
 _KEY = "gobstopper.setting"
 
 
-def _setting(env: str, default: T, parse: Callable[[str, object], T], doc: str) -> T:
-    """Declare a ``Config`` field: its variable, default, parser and doc, in one place."""
+def _setting(
+    env: str, default: T, parse: Callable[[str, object], T], doc: str, *, secret: bool = False
+) -> T:
+    """Declare a ``Config`` field: its variable, default, parser and doc, in one place.
+    A ``secret`` one is left out of the config's ``repr`` (which ends up in logs)."""
     declared = Setting(env, default, parse, doc)
     # The declaration rides along as field metadata; the annotation stays the field's type.
-    return dataclasses.field(default=default, metadata={_KEY: declared})
+    return dataclasses.field(default=default, repr=not secret, metadata={_KEY: declared})
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +382,26 @@ class Config:
         _text,
         "the answer to `WS_HEARTBEAT_MESSAGE`",
     )
+    api_key: str | None = _setting(
+        "GOBSTOPPER_API_KEY",
+        None,
+        _api_key,
+        "the key of the HTTP API (`Authorization: Bearer <key>`), at least 16 characters; "
+        "unset or empty: the API is off",
+        secret=True,
+    )
+    api_path: str = _setting(
+        "GOBSTOPPER_API_PATH",
+        "/api",
+        _api_path,
+        "where the HTTP API takes its commands (`POST`), when `GOBSTOPPER_API_KEY` is set",
+    )
+    api_max_bytes: int = _setting(
+        "GOBSTOPPER_API_MAX_BYTES",
+        1 * MiB,
+        _int,
+        "the largest request body the HTTP API reads, in bytes; past it the answer is 413",
+    )
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -439,6 +491,9 @@ class SettingsArgs(TypedDict, total=False):
     idle_timeout: float | None
     heartbeat_message: str | None
     heartbeat_reply: str | None
+    api_key: str | None
+    api_path: str | None
+    api_max_bytes: int | None
 
 
 # -- documentation ----------------------------------------------------------------------

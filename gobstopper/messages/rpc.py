@@ -87,7 +87,9 @@ class RPC:
     Args:
         manager: the connection manager (``app.manager``) whose rooms and broker carry
             events and channel messages to every node. A private one when None.
-        name: distinguishes several endpoints on one manager.
+        name: distinguishes several endpoints on one manager (a second endpoint with
+            the same name on one manager is a ``ValueError``); the HTTP API finds the
+            endpoint by it.
         max_subscriptions: channels and patterns one connection may subscribe to.
         max_tasks: streams and concurrent calls one connection may have running; past
             it a new one is answered ``TOO_MANY_TASKS``.
@@ -109,6 +111,10 @@ class RPC:
         encodings: Iterable[str] = ("json", "msgpack"),
     ) -> None:
         self.manager = manager if manager is not None else WebSocketManager()
+        if name in self.manager.endpoints:
+            raise ValueError(f"this manager has an endpoint named {name!r} already")
+        #: The endpoint's name: what the HTTP API's commands call it (``"endpoint"``).
+        self.name = name
         self.max_subscriptions = max_subscriptions
         self.can_subscribe = can_subscribe
         self.client_publish = client_publish
@@ -141,6 +147,7 @@ class RPC:
         ]
         for key, fn, hints in builtins:
             self._dispatcher.register_builtin(key, fn, hints)
+        self.manager.endpoints[name] = self
 
     @property
     def max_tasks(self) -> int:

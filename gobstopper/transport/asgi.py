@@ -13,7 +13,16 @@ from collections.abc import Awaitable, Callable, Coroutine, MutableMapping, Sequ
 from typing import Any
 
 from ..errors import CloseCode
-from .base import BYTES, CLOSE, TEXT, HTTPExchange, ScopeInfo, TransportClosed, WebSocketTransport
+from .base import (
+    BYTES,
+    CLOSE,
+    TEXT,
+    HTTPExchange,
+    ScopeInfo,
+    TransportClosed,
+    WebSocketTransport,
+    body_too_large,
+)
 
 __all__ = ["ASGIHTTPExchange", "ASGIWebSocketTransport", "scope_info"]
 
@@ -207,13 +216,18 @@ class ASGIHTTPExchange(HTTPExchange):
         self._receive = receive
         self._send = send
 
-    async def body(self) -> bytes:
+    async def body(self, limit: int | None = None) -> bytes:
         chunks: list[bytes] = []
+        size = 0
         while True:
             msg = await self._receive()
             if msg["type"] != "http.request":
                 break
-            chunks.append(msg.get("body", b""))
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise body_too_large(limit)
+            chunks.append(chunk)
             if not msg.get("more_body", False):
                 break
         return b"".join(chunks)

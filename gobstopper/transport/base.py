@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import HTTPError
+
 __all__ = [
     "BYTES",
     "CLOSE",
@@ -20,6 +22,7 @@ __all__ = [
     "ScopeInfo",
     "TransportClosed",
     "WebSocketTransport",
+    "body_too_large",
 ]
 
 # Message kinds, numbered as RSGI numbers them so the RSGI adapter maps for free.
@@ -135,9 +138,19 @@ class HTTPExchange(abc.ABC):
     __slots__ = ()
 
     @abc.abstractmethod
-    async def body(self) -> bytes:
-        """Read the whole request body."""
+    async def body(self, limit: int | None = None) -> bytes:
+        """Read the whole request body.
+
+        Raises:
+            HTTPError: 413, the body is over ``limit`` bytes; reading stops there, so
+                a client cannot make the server hold more than that.
+        """
 
     @abc.abstractmethod
     async def respond(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         """Send the whole response."""
+
+
+def body_too_large(limit: int) -> HTTPError:
+    """The error of a request body over ``limit`` bytes (the client gets a 413)."""
+    return HTTPError(413, f"the request body is over the limit of {limit} bytes")

@@ -15,7 +15,14 @@ from typing import Any
 from granian.rsgi import ProtocolClosed, ProtocolError  # type: ignore[attr-defined]
 
 from ..errors import CloseCode, UnsupportedByServer
-from .base import CLOSE, HTTPExchange, ScopeInfo, TransportClosed, WebSocketTransport
+from .base import (
+    CLOSE,
+    HTTPExchange,
+    ScopeInfo,
+    TransportClosed,
+    WebSocketTransport,
+    body_too_large,
+)
 
 logger = logging.getLogger("gobstopper.transport")
 
@@ -141,9 +148,19 @@ class RSGIHTTPExchange(HTTPExchange):
     def __init__(self, protocol: Any) -> None:
         self._protocol = protocol
 
-    async def body(self) -> bytes:
-        data: bytes = await self._protocol()
-        return data
+    async def body(self, limit: int | None = None) -> bytes:
+        if limit is None:
+            data: bytes = await self._protocol()
+            return data
+        # Chunk by chunk, so that an oversized body is refused without being held.
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in self._protocol:
+            size += len(chunk)
+            if size > limit:
+                raise body_too_large(limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def respond(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         self._protocol.response_bytes(status, headers, body)

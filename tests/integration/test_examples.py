@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
+import os
 import random
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -403,3 +407,42 @@ def test_feed_example_tick_period_from_the_environment() -> None:
     for bad in ("-1", "soon", "nan", ""):
         with pytest.raises(ValueError, match="FEED_TICK"):
             tick_period({"FEED_TICK": bad})
+
+
+async def test_api_publish_example() -> None:
+    """The documented commands: the server with a key, clients on their channels, and
+    the module's publisher reaching them from another process."""
+    key = "example-key-" + "0" * 20
+    server = start("examples.api_publish:app", "rsgi", {"GOBSTOPPER_API_KEY": key})
+    try:
+        async with connect(f"{server.ws}/rpc?user=ann") as ws:
+            ann = RpcPeer(ws)
+            for channel in ("news", "user.ann"):
+                await ann.result("rpc.subscribe", {"channel": channel})
+            denied = await ann.call("rpc.subscribe", {"channel": "user.ben"})
+            assert denied["error"]["message"] == "Access denied"
+            url = f"{server.http}/api"
+            for channel, data in (("news", '{"title": "hello"}'), ("user.ann", '"for ann"')):
+                run = await asyncio.to_thread(
+                    subprocess.run,
+                    [sys.executable, "-m", "examples.api_publish", channel, data, "--url", url],
+                    cwd=ROOT,
+                    env={**os.environ, "GOBSTOPPER_API_KEY": key},
+                    capture_output=True,
+                    text=True,
+                    timeout=WAIT * 2,
+                )
+                assert run.returncode == 0, run.stderr
+                assert json.loads(run.stdout) == {"delivered": 1, "published": False}
+                assert await ann.push("rpc.message") == {
+                    "channel": channel,
+                    "data": json.loads(data),
+                }
+    finally:
+        server.stop()
+
+
+def test_api_publish_example_needs_a_key() -> None:
+    # start() reports a server that exits at once, with its log.
+    with pytest.raises(RuntimeError, match="set GOBSTOPPER_API_KEY"):
+        start("examples.api_publish:app", "rsgi").stop()

@@ -103,6 +103,12 @@ class Disconnect(_Command):
     reason: str = ""
 
 
+class DisconnectUser(_Command):
+    user: str
+    code: _CloseCode = 1000
+    reason: str = ""
+
+
 class Subscription(_Command):
     id: str
     channel: str
@@ -182,6 +188,15 @@ async def _emit(api: HTTPAPI, c: Emit) -> dict[str, Any]:
 @_command("disconnect", Disconnect)
 async def _disconnect(api: HTTPAPI, c: Disconnect) -> dict[str, Any]:
     return {"found": await api.manager.disconnect(c.id, c.code, c.reason)}
+
+
+@_command("disconnect_user", DisconnectUser)
+async def _disconnect_user(api: HTTPAPI, c: DisconnectUser) -> dict[str, Any]:
+    delivery = await api.manager.disconnect_user(c.user, c.code, c.reason)
+    answer: dict[str, Any] = {"closed": int(delivery), "published": delivery.published}
+    if delivery.error is not None:
+        answer["error"] = delivery.error  # this server's were closed; the others' were not
+    return answer
 
 
 @_command("subscribe", Subscription)

@@ -1,7 +1,7 @@
 """The HTTP API's test app: run it with ``GOBSTOPPER_API_KEY`` set (and a broker URL for
 several workers).
 
-- ``/rpc?id=<id>``: the message layer (endpoint ``rpc``), with the methods ``join(room)``
+- ``/rpc?id=<id>&user=<user>``: the message layer (endpoint ``rpc``), with ``join(room)``
   and ``node()`` (the id of the node, i.e. worker, that serves the connection). Channels
   ``kept.*`` keep their last 100 publications.
 - ``/ws/<room>?id=<id>``: a plain WebSocket in ``room``: it gets ``joined`` once in it,
@@ -29,7 +29,7 @@ async def node() -> str:
 
 @app.websocket("/rpc")
 async def endpoint(ws: WebSocket) -> None:
-    await rpc.serve(ws, id=ws.query_params.get("id"))
+    await rpc.serve(ws, id=ws.query_params.get("id"), user=ws.query_params.get("user"))
 
 
 @app.websocket("/ws/<room>")

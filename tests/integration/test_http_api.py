@@ -155,6 +155,22 @@ async def test_disconnect_closes_the_connection(api_server: Server) -> None:
     await wait_until(forgotten, what="the closed connection is no longer found")
 
 
+async def test_disconnect_user_closes_each_of_their_connections(api_server: Server) -> None:
+    url = f"{api_server.ws}/rpc?user="
+    async with (
+        connect(url + "ann") as ann1,
+        connect(url + "ann") as ann2,
+        connect(url + "ben") as ben,
+    ):
+        for peer in (RpcPeer(ann1), RpcPeer(ann2), RpcPeer(ben)):
+            await peer.result("rpc.info")  # served, and registered as its user's
+        answer = await command(api_server, {"command": "disconnect_user", "user": "ann"})
+        assert answer == {"closed": 2, "published": False}  # one server: nobody else to tell
+        for ws in (ann1, ann2):
+            await asyncio.wait_for(ws.wait_closed(), WAIT)
+        assert await RpcPeer(ben).result("rpc.info")  # another user's stays
+
+
 async def test_subscribe_and_unsubscribe_a_connection(api_server: Server) -> None:
     async with rpc_peer(api_server, "eve") as eve:
         sub = {"command": "subscribe", "id": "eve", "channel": "alerts"}

@@ -32,11 +32,14 @@ TICK_S = 0.02
 
 
 @contextlib.contextmanager
-def two_hosts(env_a: dict[str, str], env_b: dict[str, str]) -> Iterator[tuple[Server, Server]]:
-    """Host A and host B (RSGI), each with its own environment, stopped afterwards."""
-    a = start(APP, "rsgi", env_a)
+def two_hosts(
+    env_a: dict[str, str], env_b: dict[str, str], app: str = APP
+) -> Iterator[tuple[Server, Server]]:
+    """Host A and host B (RSGI) serving ``app``, each with its own environment, stopped
+    afterwards."""
+    a = start(app, "rsgi", env_a)
     try:
-        b = start(APP, "rsgi", env_b)
+        b = start(app, "rsgi", env_b)
         try:
             yield a, b
         finally:

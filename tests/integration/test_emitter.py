@@ -17,6 +17,7 @@ import pytest
 from gobstopper import ConfigError, Emitter, SyncEmitter
 
 from .helpers import WAIT, wait_until
+from .hosts import two_hosts
 from .nats_server import NatsServer, require_nats
 from .redis_server import RedisServer, require_redis
 from .rpc_peer import rpc_peers
@@ -48,15 +49,7 @@ def broker_url(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture
 def hosts(broker_url: str) -> Iterator[tuple[Server, Server]]:
     env = {"GOBSTOPPER_BROKER_URL": broker_url}
-    a = start(APP, "rsgi", env)
-    try:
-        b = start(APP, "rsgi", env)
-        try:
-            yield a, b
-        finally:
-            b.stop()
-    finally:
-        a.stop()
+    yield from two_hosts(env, env, APP)
 
 
 def run_python(script: str, *args: str) -> subprocess.CompletedProcess[str]:

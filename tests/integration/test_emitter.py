@@ -49,7 +49,8 @@ def broker_url(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture
 def hosts(broker_url: str) -> Iterator[tuple[Server, Server]]:
     env = {"GOBSTOPPER_BROKER_URL": broker_url}
-    yield from two_hosts(env, env, APP)
+    with two_hosts(env, env, APP) as both:
+        yield both
 
 
 def run_python(script: str, *args: str) -> subprocess.CompletedProcess[str]:

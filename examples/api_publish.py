@@ -13,7 +13,9 @@ cron job, a web backend or a shell publishes to them::
          -d '{"command": "publish", "channel": "news", "data": {"title": "hello"}}' \\
          http://127.0.0.1:8000/api
 
-or, with this module as the publisher (the standard library only)::
+or, with this module as the publisher (its `publish` uses only `urllib` from the
+standard library, so it can be copied into any program; run here, the module also
+builds the app, which needs ``GOBSTOPPER_API_KEY`` set)::
 
     python -m examples.api_publish news '{"title": "hello"}'
     python -m examples.api_publish user.ann '"just for you"'

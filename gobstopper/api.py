@@ -298,7 +298,7 @@ class HTTPAPI:
 
     def authorised(self, headers: Headers) -> bool:
         """Whether ``headers`` carry the key."""
-        given = headers.get("x-api-key")
+        given = headers.get("x-api-key") or None  # empty: look at Authorization
         if given is None:
             scheme, _, token = (headers.get("authorization") or "").partition(" ")
             if scheme.lower() != "bearer":
@@ -318,6 +318,8 @@ class HTTPAPI:
                 commands = msgspec.json.decode(raw)
             except msgspec.DecodeError as exc:
                 raise HTTPError(400, f"the body is not valid JSON: {exc}") from None
+            except RecursionError:  # nested deeper than the decoder goes
+                raise HTTPError(400, "the body is not valid JSON: nested too deep") from None
             if not isinstance(commands, list):
                 return JSONResponse(await self._checked(commands))
             if not commands:

@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
 import time
@@ -37,12 +38,12 @@ from . import envelope
 from .brokers import Broker, broker_from_url, check_broker_url
 from .cluster import ALL, CONNS, room_channel
 from .envelope import Envelope
-from .errors import BrokerUnavailable, ConfigError
+from .errors import BrokerUnavailable, ConfigError, MessageTooBig
 from .history.base import Position
-from .manager import CONTROL, USER_ROOM, control_command
+from .manager import CONTROL, LIMITS, USER_ROOM, control_command
 from .messages import channels, protocol
 from .messages.codec import json_bytes
-from .messages.history import POLICIES, parse_policies
+from .messages.history import POLICIES, POSITION_ROOM, parse_policies
 from .messages.pushes import CHANNEL_ROOM, SUBSCRIBERS_ROOM
 
 __all__ = ["Emitter", "SyncEmitter"]
@@ -50,7 +51,8 @@ __all__ = ["Emitter", "SyncEmitter"]
 T = TypeVar("T")
 
 _VAR = "GOBSTOPPER_BROKER_URL"
-# How long the channels' history policies read from the cluster are trusted.
+# How long the channels' history policies and the servers' limits read from the cluster
+# are trusted.
 _POLICIES_FOR_S = 5.0
 
 
@@ -92,6 +94,8 @@ class Emitter:
         self._broker: Broker = broker_from_url(self.url, prefix=prefix)
         self._started = False
         self._policies: dict[str, tuple[float, list[tuple[str, int, float]]]] = {}
+        self._limits: int | None = None
+        self._limits_at = float("-inf")
 
     async def start(self) -> None:
         """Connect to the broker (an unreachable one is retried in the background:
@@ -124,6 +128,7 @@ class Emitter:
             BrokerUnavailable: the broker cannot take it; nobody got it.
         """
         note = self._envelope(data, room=room, exclude=exclude)
+        await self._checked(note.payload)
         await self._publish(ALL if room is None else room_channel(room), note)
 
     async def send(self, conn_id: str, data: str | bytes) -> bool:
@@ -131,7 +136,9 @@ class Emitter:
         node = await self._node_of(conn_id)
         if node is None:
             return False
-        await self._publish("node:" + node, self._envelope(data, target=conn_id))
+        note = self._envelope(data, target=conn_id)
+        await self._checked(note.payload)
+        await self._publish("node:" + node, note)
         return True
 
     async def disconnect(self, conn_id: str, code: int = 1000, reason: str = "") -> bool:
@@ -187,12 +194,17 @@ class Emitter:
         Raises:
             ValueError: not a channel name (a pattern, an empty segment).
             TypeError: ``data`` JSON cannot carry.
+            MessageTooBig: over the smallest ``MAX_WS_MESSAGE_BYTES`` of the servers.
             BrokerUnavailable: not published (nor kept).
         """
         if not channels.valid_channel(channel):
             raise ValueError(f"not a channel name: {channel!r}")
         topic = self._topic(endpoint)
-        raw = json_bytes(protocol.channel_message(channel, data))
+        policy = await self._policy(topic, channel)
+        # A kept publication that the servers would skip as too big would read to every
+        # subscriber as a gap: refused here, as a server refuses its own.
+        spare = POSITION_ROOM if policy is not None else 0
+        raw = await self._checked(json_bytes(protocol.channel_message(channel, data)), spare)
         route = "chan:" + channel if self._broker.wildcards else room_channel(SUBSCRIBERS_ROOM)
         note = Envelope(
             self._origin,
@@ -202,7 +214,6 @@ class Emitter:
             channel=channel,
             exclude=tuple(sorted(exclude)),
         )
-        policy = await self._policy(topic, channel)
         if policy is None:
             await self._publish(route, note)
             return None
@@ -226,7 +237,9 @@ class Emitter:
     ) -> bool:
         """The named event to one connection (``to``), a room's members or everyone, as
         ``rpc.emit`` would; False when ``to`` is on no node."""
-        raw = json_bytes(protocol.event_push(event, data, None))
+        if room is not None and to is not None:
+            raise ValueError("pass room or to, not both")
+        raw = await self._checked(json_bytes(protocol.event_push(event, data, None)))
         note = Envelope(
             self._origin,
             raw,
@@ -307,6 +320,27 @@ class Emitter:
         )
         return True
 
+    async def _checked(self, payload: bytes, spare: int = 0) -> bytes:
+        """``payload``, if every server takes messages of its size (and ``spare`` more:
+        a position); the servers' limits are read from the cluster, as the policies."""
+        limit = await self._limit()
+        if limit is not None and len(payload) + spare > limit:
+            raise MessageTooBig(len(payload) + spare, limit)
+        return payload
+
+    async def _limit(self) -> int | None:
+        """The smallest ``MAX_WS_MESSAGE_BYTES`` of the servers (None: none runs)."""
+        now = time.monotonic()
+        if now - self._limits_at > _POLICIES_FOR_S:
+            limits = [
+                int(entry.rsplit(" ", 1)[1])
+                for entry in await self._broker.presence(LIMITS)
+                if entry.split(" ")[1:2] == ["max_message_bytes"]
+            ]
+            self._limits = min(limits, default=None)
+            self._limits_at = now
+        return self._limits
+
     async def _policy(self, topic: str, channel: str) -> tuple[int, float] | None:
         """How ``channel`` keeps history on the servers (the first of their patterns that
         matches it decides, as there), read from the cluster at most every few seconds."""
@@ -325,7 +359,8 @@ class Emitter:
 
 class SyncEmitter:
     """``Emitter`` for code without an event loop (a Django view, a Celery task): each
-    method blocks until done, at most ``timeout`` seconds. Safe to share between threads.
+    method blocks until done, at most ``timeout`` seconds (then ``BrokerUnavailable``,
+    the command abandoned). Safe to share between threads; ``close()`` once done.
 
     Example::
 
@@ -344,26 +379,51 @@ class SyncEmitter:
     ) -> None:
         self._emitter = Emitter(url, prefix=prefix, endpoint=endpoint)
         self.timeout = timeout
+        self._closing = threading.Lock()
+        self._closed = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="gobstopper-emitter", daemon=True
         )
         self._thread.start()
-        self._run(self._emitter.start())
+        try:
+            # Never fails for an unreachable broker (it is retried in the background),
+            # but a timeout shorter than the first attempt must not leave a thread.
+            self._run(self._emitter.start())
+        except BaseException:
+            self.close()
+            raise
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self.timeout)
+        if self._closed:
+            coro.close()
+            raise RuntimeError("the emitter is closed")
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(self.timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()  # abandoned, not left to happen later
+            raise BrokerUnavailable(
+                self._emitter.url, f"no answer within {self.timeout}s"
+            ) from None
 
     def close(self) -> None:
-        """Disconnect and stop the thread (idempotent)."""
-        if self._loop.is_closed():
-            return
-        try:
-            self._run(self._emitter.stop())
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(self.timeout)
-            self._loop.close()
+        """Disconnect and stop the thread. Idempotent; a second caller waits for the
+        first."""
+        with self._closing:
+            if self._closed:
+                return
+            try:
+                stop = asyncio.run_coroutine_threadsafe(self._emitter.stop(), self._loop)
+                stop.result(self.timeout)
+            except (concurrent.futures.TimeoutError, BrokerUnavailable):
+                pass  # the broker hung: the thread goes anyway
+            finally:
+                self._closed = True
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join(self.timeout)
+                if not self._thread.is_alive():
+                    self._loop.close()
 
     def __enter__(self) -> SyncEmitter:
         return self

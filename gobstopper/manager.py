@@ -121,6 +121,8 @@ class WebSocketManager:
         self._room_snapshots: dict[str, tuple[Connection, ...]] = {}
         self._all_snapshot: tuple[Connection, ...] | None = None
         self.cluster.on_topic(CONTROL, self._on_control)
+        # Publishers from outside (an emitter) keep within every node's message limit.
+        self.cluster.advertise(LIMITS, f"max_message_bytes {self.config.max_message_bytes}")
         #: The message layer's endpoints on this manager, by name: each ``RPC`` adds
         #: itself, so that what addresses one from outside (the HTTP API) finds it. Typed
         #: loosely because the manager sits below the message layer and never imports it.
@@ -224,9 +226,17 @@ class WebSocketManager:
     # -- rooms ----------------------------------------------------------------------------
 
     async def join(self, conn: Connection, room: str) -> None:
-        """Add ``conn`` to ``room`` (created on first join). Joining twice is harmless."""
+        """Add ``conn`` to ``room`` (created on first join). Joining twice is harmless.
+
+        Raises:
+            ValueError: ``conn`` is not managed here, or ``room`` is another user's room
+                (``user:<user>`` belongs to the connections of that user).
+        """
         if self._connections.get(conn.id) is not conn:
             raise ValueError(f"connection {conn.id!r} is not managed here (closed?)")
+        if room.startswith(USER_ROOM) and room != USER_ROOM + (conn.user or ""):
+            # What is sent to a user's room must reach that user's connections only.
+            raise ValueError(f"{room!r} is the room of a user's connections: connect(user=)")
         members = self._rooms.setdefault(room, {})
         if conn.id in members:
             return
@@ -445,11 +455,13 @@ class WebSocketManager:
         try:
             command = json.loads(note.payload)
             if command.get("op") == "disconnect":
-                code, reason = int(command.get("code", 1000)), str(command.get("reason", ""))
+                code, reason = command.get("code", 1000), command.get("reason", "")
+                if type(code) is not int or not isinstance(reason, str):
+                    raise TypeError(f"code {code!r}, reason {reason!r}")
                 control_command(code, reason)  # checked as a local call would be
                 for conn in conns:
                     conn.ws.fail(code, reason)
-        except (ValueError, TypeError, AttributeError) as exc:
+        except Exception as exc:  # whatever another process sent, this node goes on
             self._throttle.warning("skipped a control command: %s", exc)
 
     def audience(
@@ -552,8 +564,11 @@ def _channel(room: str | None) -> str:
 
 #: The topic of commands between nodes (and from other processes) for connections.
 CONTROL = "control"
-#: The room of a user's connections: ``USER_ROOM + user``.
+#: The room of a user's connections: ``USER_ROOM + user``, joined only by ``connect(...,
+#: user=...)``.
 USER_ROOM = "user:"
+#: The presence key under which each node lists its limits (``max_message_bytes <n>``).
+LIMITS = "limits"
 
 
 def control_command(code: int, reason: str) -> bytes:

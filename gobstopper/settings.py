@@ -163,8 +163,12 @@ def _api_key(name: str, raw: object) -> str | None:
         return None
     if not isinstance(raw, str):
         raise ConfigError(f"{name} is not a string")
+    # A key read from a file often ends in a newline, which no header can carry.
+    raw = raw.strip()
     if not raw:
         return None
+    if any(c.isspace() or not c.isprintable() for c in raw):
+        raise ConfigError(f"{name} holds spaces or control characters, which no header can carry")
     if len(raw) < MIN_API_KEY_CHARS:
         raise ConfigError(
             f"{name} is {len(raw)} characters long: an API key needs at least "

@@ -9,6 +9,7 @@ is imported only when its broker is chosen.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
@@ -28,6 +29,12 @@ __all__ = [
 ]
 
 _VAR = "GOBSTOPPER_BROKER_URL"
+_PASSWORD = re.compile(r"(://[^:/@,]*:)[^@/,]*@|(,[^:/@,]*:)[^@/,]*@")
+
+
+def shown(url: str) -> str:
+    """``url`` with its passwords masked, for error messages and logs."""
+    return _PASSWORD.sub(lambda m: (m.group(1) or m.group(2)) + "***@", url)
 
 
 def check_broker_url(url: str, variable: str = _VAR) -> str:
@@ -44,29 +51,29 @@ def check_broker_url(url: str, variable: str = _VAR) -> str:
         try:
             parse_cluster_url(url)
         except ValueError as exc:
-            raise ConfigError(f"{variable}={url!r}: {exc}") from None
+            raise ConfigError(f"{variable}={shown(url)!r}: {exc}") from None
         return _require_redis(url, variable)
     try:
         parts = urlsplit(url)
         port = parts.port  # raises on a port that is not a number or out of range
     except ValueError as exc:
-        raise ConfigError(f"{variable}={url!r} is not a valid URL: {exc}") from None
+        raise ConfigError(f"{variable}={shown(url)!r} is not a valid URL: {exc}") from None
     if parts.scheme == "memory":
         if parts.netloc or parts.path not in ("", "/"):
-            raise ConfigError(f"{variable}={url!r}: the memory broker takes no address")
+            raise ConfigError(f"{variable}={shown(url)!r}: the memory broker takes no address")
         return url
     if parts.scheme not in ("redis", "rediss"):
         raise ConfigError(
-            f"{variable}={url!r}: unknown broker {parts.scheme!r}; use memory://, "
+            f"{variable}={shown(url)!r}: unknown broker {parts.scheme!r}; use memory://, "
             "redis://host:port/db (rediss:// for TLS) or nats://host:port[,host:port]"
         )
     if not parts.hostname:
         raise ConfigError(
-            f"{variable}={url!r}: a Redis URL needs a host, e.g. redis://127.0.0.1:6379/0"
+            f"{variable}={shown(url)!r}: a Redis URL needs a host, e.g. redis://127.0.0.1:6379/0"
         )
     db = parts.path.lstrip("/")
     if db and not db.isdigit():
-        raise ConfigError(f"{variable}={url!r}: the database must be a number, e.g. /0")
+        raise ConfigError(f"{variable}={shown(url)!r}: the database must be a number, e.g. /0")
     del port
     return _require_redis(url, variable)
 
@@ -76,7 +83,7 @@ def _require_redis(url: str, variable: str) -> str:
         import redis.asyncio  # noqa: F401
     except ImportError:
         raise ConfigError(
-            f"{variable}={url!r} needs the redis client: pip install 'gobstopper[redis]'"
+            f"{variable}={shown(url)!r} needs the redis client: pip install 'gobstopper[redis]'"
         ) from None
     return url
 
@@ -86,7 +93,7 @@ def _check_nats(url: str, variable: str) -> str:
         import nats  # noqa: F401
     except ImportError:
         raise ConfigError(
-            f"{variable}={url!r} needs the NATS client: pip install 'gobstopper[nats]'"
+            f"{variable}={shown(url)!r} needs the NATS client: pip install 'gobstopper[nats]'"
         ) from None
     from .nats import parse_url
 

@@ -26,13 +26,14 @@ and emit, on this node and the others).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import typing
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from .._util import TaskSet
+from .._util import TaskSet, Throttle
 from ..delivery import Exclude
 from ..envelope import Envelope
 from ..errors import BrokerUnavailable, CloseCode, ConnectionClosed, MessageTooBig
@@ -136,6 +137,8 @@ class RPC:
         #: nodes and processes (an emitter, the HTTP API).
         self._control_topic = f"messages:{name} control"
         self._background = TaskSet(logger, "control command", throttle=True)
+        self._control_locks: dict[str, tuple[asyncio.Lock, int]] = {}  # lock, commands
+        self._throttle = Throttle(logger)
         self.manager.cluster.on_topic(self._control_topic, self._on_control)
         builtins: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
             (protocol.SUBSCRIBE, self._subscribe, {"channel": str, "since": Any}),
@@ -530,6 +533,22 @@ class RPC:
         return remote.published
 
     async def _run_control(self, conn_id: str, op: str, channel: str) -> None:
+        # One connection's commands run one after the other, in the order they came: an
+        # unsubscribe right after a subscribe waits for the subscription (which may be
+        # reading history) rather than finding nothing to undo.
+        lock, waiting = self._control_locks.get(conn_id, (asyncio.Lock(), 0))
+        self._control_locks[conn_id] = (lock, waiting + 1)
+        try:
+            async with lock:
+                await self._apply_control(conn_id, op, channel)
+        finally:
+            lock, waiting = self._control_locks[conn_id]
+            if waiting == 1:
+                del self._control_locks[conn_id]  # none queued behind: forgotten
+            else:
+                self._control_locks[conn_id] = (lock, waiting - 1)
+
+    async def _apply_control(self, conn_id: str, op: str, channel: str) -> None:
         conn = self._connections.get(conn_id)
         if conn is None:
             return
@@ -553,8 +572,8 @@ class RPC:
             op, channel = command["op"], command["channel"]
             if op not in ("subscribe", "unsubscribe") or not channels.valid_pattern(channel):
                 raise ValueError(f"{op!r} {channel!r}")
-        except (ValueError, TypeError, KeyError) as exc:
-            logger.warning("skipped a control command: %s", exc)
+        except Exception as exc:  # whatever another process sent, this node goes on
+            self._throttle.warning("skipped a control command: %s", exc)
             return
         self._background.spawn(self._run_control(note.target or "", op, channel))
 

@@ -231,3 +231,46 @@ async def test_every_connection_of_a_user_is_closed_across_hosts(
             await asyncio.wait_for(peer.ws.wait_closed(), WAIT)
         assert await ben.result("rpc.info")  # another user's connection is untouched
         assert await emitter.disconnect_user("nobody") == 0
+
+
+async def test_a_message_the_servers_would_skip_is_refused_here(
+    hosts: tuple[Server, Server], broker_url: str
+) -> None:
+    from gobstopper import MessageTooBig
+
+    big = "x" * ((1 << 20) + 1)  # the servers' MAX_WS_MESSAGE_BYTES: 1 MiB by default
+    async with Emitter(broker_url) as emitter:
+        for publishing in (
+            lambda: emitter.publish("kept.x", big),  # kept: it would read as a gap everywhere
+            lambda: emitter.publish("news.x", big),
+            lambda: emitter.broadcast(big),
+            lambda: emitter.emit("big", big),
+        ):
+            with pytest.raises(MessageTooBig):
+                await publishing()
+        with pytest.raises(ValueError, match="room or to"):
+            await emitter.emit("e", room="r", to="x")
+        assert await emitter.publish("kept.x", "small") is not None  # the stream goes on
+
+
+def test_a_sync_emitter_that_gets_no_answer_says_so_and_closes_cleanly() -> None:
+    import threading
+
+    from gobstopper import BrokerUnavailable
+
+    from .servers import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    with pytest.raises(BrokerUnavailable):
+        SyncEmitter(url, timeout=0.2)  # shorter than a first connection attempt
+    emitter = SyncEmitter(url, timeout=5)
+    with pytest.raises(BrokerUnavailable):
+        emitter.presence()
+    closers = [threading.Thread(target=emitter.close) for _ in range(3)]
+    for closer in closers:
+        closer.start()
+    for closer in closers:
+        closer.join(10)
+    with pytest.raises(RuntimeError, match="closed"):
+        emitter.presence()
+    assert not [t for t in threading.enumerate() if t.name == "gobstopper-emitter"]

@@ -61,3 +61,29 @@ async def test_every_node_tells_the_cluster_which_channels_keep_history() -> Non
     entries = await a.manager.broker.presence(POLICIES + "messages:rpc")  # type: ignore[union-attr]
     assert parse_policies(entries) == [("feed.*", 10, 60.0), ("feed.slow", 5, 30.0)]
     await a.manager.stop()
+
+
+async def test_one_connections_commands_run_in_the_order_they_came() -> None:
+    hub = MemoryHub()
+    a, b = await node(hub), await node(hub)
+    async with served(a) as peer:
+        conn_id = (await peer.call("rpc.info"))["result"]["id"]
+        # feed.x keeps history: subscribing reads the store, and the unsubscribe sent
+        # right behind it must wait for it rather than find nothing to undo.
+        await b.subscribe_connection(conn_id, "feed.x")
+        await b.unsubscribe_connection(conn_id, "feed.x")
+        await b.subscribe_connection(conn_id, "marker")
+        await wait_until(lambda: "marker" in a.subscriptions(conn_id), 2)
+        assert a.subscriptions(conn_id) == {"marker"}
+    for rpc in (a, b):
+        await rpc.manager.stop()
+
+
+async def test_a_users_room_is_only_that_users() -> None:
+    manager = WebSocketManager(Config.load({}))
+    async with served(RPC(manager)) as peer:
+        conn = manager.get((await peer.call("rpc.info"))["result"]["id"])
+        assert conn is not None and conn.user is None
+        with pytest.raises(ValueError, match="room of a user's connections"):
+            await conn.join("user:ann")
+        await conn.join("users")  # a name that merely starts alike is a room like any

@@ -156,3 +156,13 @@ async def test_an_unexpected_failure_is_logged_and_answered_without_detail(
         {"members": [], "count": 0},
     ]
     assert "secret detail" in caplog.text  # in the server's log, with the traceback
+
+
+async def test_a_key_read_with_its_newline_works_and_deep_nesting_is_a_400() -> None:
+    app = Gobstopper(environ={"GOBSTOPPER_API_KEY": KEY + "\n"})
+    assert app.config.api_key == KEY
+    with pytest.raises(ConfigError, match="spaces or control characters"):
+        Config.load({"GOBSTOPPER_API_KEY": "a key with spaces inside"})
+    auth = {"x-api-key": "", "authorization": f"Bearer {KEY}"}  # an empty one: the other
+    status, body, _ = await asgi_post(app, [b"[" * 100_000 + b"]" * 100_000], auth)
+    assert status == 400 and "nested too deep" in body["error"]["message"]

@@ -96,23 +96,31 @@ def parse_url(url: str, variable: str = _VAR) -> tuple[list[str], dict[str, str]
             parts = urlsplit(part)
             parts.port  # noqa: B018 - raises on a port that is not a number
         except ValueError as exc:
-            raise ConfigError(f"{variable}={url!r} is not a valid URL: {exc}") from None
+            raise ConfigError(f"{variable}={_shown(url)!r} is not a valid URL: {exc}") from None
         if parts.scheme not in ("nats", "tls") or not parts.hostname:
             raise ConfigError(
-                f"{variable}={url!r}: each NATS server needs a host, e.g. "
+                f"{variable}={_shown(url)!r}: each NATS server needs a host, e.g. "
                 "nats://127.0.0.1:4222,nats://127.0.0.1:4223"
             )
         if parts.path not in ("", "/"):
-            raise ConfigError(f"{variable}={url!r}: a NATS URL has no path ({parts.path!r})")
+            raise ConfigError(
+                f"{variable}={_shown(url)!r}: a NATS URL has no path ({parts.path!r})"
+            )
         servers.append(part)
     options = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
     unknown = sorted(set(options) - {"replicas"})
     if unknown:
-        raise ConfigError(f"{variable}={url!r}: unknown option(s) {', '.join(unknown)}")
+        raise ConfigError(f"{variable}={_shown(url)!r}: unknown option(s) {', '.join(unknown)}")
     replicas = options.get("replicas", "1")
     if not replicas.isdigit() or not 1 <= int(replicas) <= 5:
-        raise ConfigError(f"{variable}={url!r}: replicas must be 1 to 5, not {replicas!r}")
+        raise ConfigError(f"{variable}={_shown(url)!r}: replicas must be 1 to 5, not {replicas!r}")
     return servers, options
+
+
+def _shown(url: str) -> str:
+    from .. import shown
+
+    return shown(url)
 
 
 def redact(url: str) -> str:

@@ -275,7 +275,10 @@ def test_broker_urls_are_checked_at_start_up() -> None:
     ]:
         with pytest.raises(ConfigError) as info:
             check_broker_url(bad)
-        assert "GOBSTOPPER_BROKER_URL" in str(info.value) and bad in str(info.value)
+        # The value is named, its password masked.
+        shown = bad.replace(":pw@", ":***@")
+        assert "GOBSTOPPER_BROKER_URL" in str(info.value) and shown in str(info.value)
+        assert ":pw@" not in str(info.value)
         assert words in str(info.value)
 
 

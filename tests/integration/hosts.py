@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
+from gobstopper._util import cancel_and_wait
+
 from .helpers import WAIT, wait_until
 from .rpc_peer import RpcPeer, rpc_peers
 from .servers import Server, start
@@ -197,9 +199,9 @@ class Ticks:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Cancelled again until they stop: a reader's wait_for may swallow one
+        # cancellation (before Python 3.12) and go round its loop once more.
+        await cancel_and_wait(self._tasks)
 
     async def _publish(self) -> None:
         while True:

@@ -43,7 +43,7 @@ from .history.base import Position
 from .manager import CONTROL, LIMITS, USER_ROOM, control_command
 from .messages import channels, protocol
 from .messages.codec import json_bytes
-from .messages.history import POLICIES, POSITION_ROOM, parse_policies
+from .messages.history import POLICIES, POSITION_ROOM, history_stream, parse_policies
 from .messages.pushes import CHANNEL_ROOM, SUBSCRIBERS_ROOM
 
 __all__ = ["Emitter", "SyncEmitter"]
@@ -220,7 +220,7 @@ class Emitter:
         size, ttl = policy
         head = envelope.encode_open(note)
         position = await self._broker.publish_with_history(
-            route, head, f"{topic}:{channel}", raw, size, ttl, wait=True
+            route, head, history_stream(topic, channel), raw, size, ttl, wait=True
         )
         assert position is not None  # waited for
         return position

@@ -39,6 +39,7 @@ __all__ = [
     "History",
     "HistoryPolicy",
     "KeptMessage",
+    "history_stream",
     "parse_policies",
     "parse_since",
     "policy_entry",
@@ -66,6 +67,12 @@ POLICIES = "history policies:"
 def policy_entry(index: int, pattern: str, size: int, ttl: float) -> str:
     """A history policy as a presence entry: ``<index> <pattern> <size> <ttl>``."""
     return f"{index} {pattern} {size} {ttl!r}"
+
+
+def history_stream(topic: str, channel: str) -> str:
+    """The history stream of ``channel`` of the endpoint whose topic is ``topic`` (what
+    every publisher, a server's or an emitter's, appends to)."""
+    return f"{topic}:{channel}"
 
 
 def parse_policies(entries: Iterable[str]) -> list[tuple[str, int, float]]:
@@ -218,7 +225,7 @@ class ChannelHistory:
         return found
 
     def stream(self, channel: str) -> str:
-        return f"{self.topic}:{channel}"
+        return history_stream(self.topic, channel)
 
     # -- positioned pushes --------------------------------------------------------------
 

@@ -119,7 +119,10 @@ class NatsHistory(HistoryStore):
         except NotFoundError:
             # Never published: a position to start from, in the epoch the stream will
             # have (made only by a publication, which knows where to republish).
-            return Window([], Position(0, await self._next_epoch(channel)), 1)
+            epoch = await self._next_epoch(channel)
+            if epoch is not None:
+                return Window([], Position(0, epoch), 1)
+            info = await self._call(lambda js: js.stream_info(name))  # made meanwhile
         epoch = info.config.description or ""
         self._epochs[name] = epoch
         first, last = info.state.first_seq, info.state.last_seq
@@ -212,10 +215,13 @@ class NatsHistory(HistoryStore):
             info = await self._call(lambda js: js.stream_info(name), NotFoundError)
         except NotFoundError:
             info = None
+        epoch = None if info is not None else await self._next_epoch(channel)
+        if info is None and epoch is None:
+            info = await self._call(lambda js: js.stream_info(name))  # made meanwhile
         if info is None:
             config = StreamConfig(
                 name=name,
-                description=await self._next_epoch(channel),
+                description=epoch,
                 subjects=[subject],
                 max_msgs=size,
                 max_age=ttl,
@@ -262,10 +268,11 @@ class NatsHistory(HistoryStore):
         await self._call(lambda js: js.update_stream(config))
         return StreamState(name, subject, state.epoch, size, ttl, made)
 
-    async def _next_epoch(self, channel: str) -> str:
+    async def _next_epoch(self, channel: str) -> str | None:
         """The epoch ``channel``'s stream will have when it is made: drawn by the first
         node that asks, kept for an hour in a key-value bucket, so that a position
-        handed out before the first publication stays valid."""
+        handed out before the first publication stays valid. None: another node made
+        the stream meanwhile (its epoch is the stream's)."""
         from nats.js.errors import APIError, KeyNotFoundError
 
         kv = await self._epochs_bucket()
@@ -279,7 +286,10 @@ class NatsHistory(HistoryStore):
         try:
             await self._call(lambda js: kv.create(key, epoch.encode()), APIError)
         except APIError:  # drawn by another node meanwhile
-            entry = await self._call(lambda js: kv.get(key))
+            try:
+                entry = await self._call(lambda js: kv.get(key), KeyNotFoundError)
+            except KeyNotFoundError:
+                return None  # ... and taken by the stream it made since
             return bytes(entry.value or b"").decode()
         return epoch
 

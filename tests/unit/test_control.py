@@ -57,7 +57,6 @@ async def test_every_node_tells_the_cluster_which_channels_keep_history() -> Non
     entries = await a.manager.broker.presence(POLICIES + "messages:rpc")  # type: ignore[union-attr]
     assert parse_policies(entries) == [("feed.*", 10, 60.0), ("feed.slow", 5, 30.0)]
     await b.manager.stop()
-    await asyncio.sleep(0)
     entries = await a.manager.broker.presence(POLICIES + "messages:rpc")  # type: ignore[union-attr]
     assert parse_policies(entries) == [("feed.*", 10, 60.0), ("feed.slow", 5, 30.0)]
     await a.manager.stop()

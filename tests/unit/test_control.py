@@ -3,8 +3,6 @@ and the history policies every node tells the cluster (two nodes on one memory h
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from gobstopper import Config, WebSocketManager

@@ -45,6 +45,7 @@ from .messages import channels, protocol
 from .messages.codec import json_bytes
 from .messages.history import POLICIES, POSITION_ROOM, history_stream, parse_policies
 from .messages.pushes import CHANNEL_ROOM, SUBSCRIBERS_ROOM
+from .settings import SETTINGS
 
 __all__ = ["Emitter", "SyncEmitter"]
 
@@ -91,7 +92,12 @@ class Emitter:
     ) -> None:
         self.url = _url(url)
         self.endpoint = endpoint
-        self._broker: Broker = broker_from_url(self.url, prefix=prefix)
+        # The servers' presence TTL: on NATS, the first node to make the liveness bucket
+        # sets its expiry, and an emitter may be that node.
+        ttl = SETTINGS["presence_ttl"]
+        raw = os.environ.get(ttl.env)
+        presence_ttl = ttl.default if raw is None else ttl.parse(ttl.env, raw)
+        self._broker: Broker = broker_from_url(self.url, prefix=prefix, presence_ttl=presence_ttl)
         self._started = False
         self._policies: dict[str, tuple[float, list[tuple[str, int, float]]]] = {}
         self._limits: int | None = None

@@ -174,6 +174,16 @@ async def test_the_command_line_publishes_and_reads_presence(
         assert done.returncode == 1 and json.loads(done.stdout) == {"found": False}
 
 
+def test_an_emitter_reads_the_servers_presence_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On NATS the first node to make the liveness bucket sets its expiry: an emitter
+    # that comes first must set the servers' one.
+    monkeypatch.setenv("GOBSTOPPER_PRESENCE_TTL", "x")
+    with pytest.raises(ConfigError, match="GOBSTOPPER_PRESENCE_TTL='x'"):
+        Emitter("nats://127.0.0.1:4222")
+    monkeypatch.setenv("GOBSTOPPER_PRESENCE_TTL", "3")
+    assert Emitter("nats://127.0.0.1:4222")._broker.presence_ttl == 3.0
+
+
 def test_an_emitter_needs_a_shared_broker() -> None:
     for url, words in [
         ("memory://", "reaches only its own process"),

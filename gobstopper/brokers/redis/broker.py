@@ -23,6 +23,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -415,33 +416,10 @@ class RedisBroker(Broker):
             await backoff.wait()
 
     async def _read(self, pubsub: Any) -> None:
-        handler = self._handler
-        prefix_len = len(self.prefix)
-        loop = asyncio.get_running_loop()
-        heard = loop.time()
-        ping_sent: float | None = None
-        while True:
-            message = await pubsub.get_message(timeout=1.0)
-            now = loop.time()
-            if message is None:
-                # Quiet: ask for a pong now and then; no answer in time means the
-                # connection is gone, even if the network never said so.
-                if ping_sent is not None and now - ping_sent > self._timeout + 1.0:
-                    raise ConnectionError("no answer from Redis to a ping")
-                if ping_sent is None and now - heard > _IDLE_PING_S:
-                    ping_sent = now
-                    await asyncio.wait_for(pubsub.ping(), self._timeout)
-                continue
-            heard, ping_sent = now, None
+        async for message in listen(pubsub, self._timeout):
             kind = message["type"]
             if kind == "message":
-                channel = _text(message["channel"])
-                if handler is not None:
-                    try:
-                        handler(channel[prefix_len:], message["data"])
-                    except Exception:
-                        # One bad message never stops the listener.
-                        logger.exception("broker: message handler failed on %s", channel)
+                deliver(self._handler, len(self.prefix), message)
             elif kind == "subscribe":
                 waiter = self._confirm.pop(_text(message["channel"]), None)
                 if waiter is not None and not waiter.done():
@@ -477,6 +455,39 @@ class RedisBroker(Broker):
             last_error=self._last_error,
             dropped=self._dropped + self._writer.dropped,
         )
+
+
+async def listen(pubsub: Any, timeout: float) -> AsyncIterator[dict[str, Any]]:
+    """The messages of a pub/sub connection, as they come. While it is quiet, a ping
+    now and then: no answer in time means the connection is gone, even if the network
+    never said so (``ConnectionError``)."""
+    loop = asyncio.get_running_loop()
+    heard = loop.time()
+    ping_sent: float | None = None
+    while True:
+        message = await pubsub.get_message(timeout=1.0)
+        now = loop.time()
+        if message is None:
+            if ping_sent is not None and now - ping_sent > timeout + 1.0:
+                raise ConnectionError("no answer from Redis to a ping")
+            if ping_sent is None and now - heard > _IDLE_PING_S:
+                ping_sent = now
+                await asyncio.wait_for(pubsub.ping(), timeout)
+            continue
+        heard, ping_sent = now, None
+        yield message
+
+
+def deliver(handler: MessageHandler | None, prefix_len: int, message: dict[str, Any]) -> None:
+    """Hand a pub/sub message to ``handler``, its channel without the prefix."""
+    channel = _text(message["channel"])
+    if handler is None:
+        return
+    try:
+        handler(channel[prefix_len:], message["data"])
+    except Exception:
+        # One bad message never stops the listener.
+        logger.exception("broker: message handler failed on %s", channel)
 
 
 def _text(value: bytes | str) -> str:

@@ -60,7 +60,7 @@ from ...errors import BrokerUnavailable
 from ...history.base import Position
 from ..base import Broker, BrokerHealth, MessageHandler
 from ..cluster_url import parse_cluster_url
-from .broker import _retrieved, _text
+from .broker import _retrieved, _text, deliver, listen
 from .history import DEFAULT_META_TTL, RedisHistory
 from .slots import Router, Shard, SlotMap, read_slot_map, tag_for
 from .writer import HDEL_IF_OWNER, Writer
@@ -71,7 +71,6 @@ logger = logging.getLogger("gobstopper.broker")
 
 _BACKOFF_FIRST_S = 0.1
 _BACKOFF_MAX_S = 5.0
-_IDLE_PING_S = 5.0
 _SUBSCRIBE_WAIT_S = 2.0
 # The slot table is read again at most this often (a lost master makes every node ask).
 _REFRESH_EVERY_S = 1.0
@@ -629,30 +628,10 @@ class RedisClusterBroker(Broker):
             await pubsub.subscribe(*sorted(channels))
 
     async def _read(self, pubsub: Any) -> None:
-        handler = self._handler
-        prefix_len = len(self.prefix)
-        loop = asyncio.get_running_loop()
-        heard = loop.time()
-        ping_sent: float | None = None
-        while True:
-            message = await pubsub.get_message(timeout=1.0)
-            now = loop.time()
-            if message is None:
-                if ping_sent is not None and now - ping_sent > self._timeout + 1.0:
-                    raise ConnectionError("no answer from Redis to a ping")
-                if ping_sent is None and now - heard > _IDLE_PING_S:
-                    ping_sent = now
-                    await asyncio.wait_for(pubsub.ping(), self._timeout)
-                continue
-            heard, ping_sent = now, None
+        async for message in listen(pubsub, self._timeout):
             kind = message["type"]
             if kind in ("smessage", "message"):
-                channel = _text(message["channel"])
-                if handler is not None:
-                    try:
-                        handler(channel[prefix_len:], message["data"])
-                    except Exception:
-                        logger.exception("broker: message handler failed on %s", channel)
+                deliver(self._handler, len(self.prefix), message)
             elif kind == "subscribe":
                 full = _text(message["channel"])
                 sent, waiter = self._confirm.get(full, (None, None))

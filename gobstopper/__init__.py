@@ -26,6 +26,7 @@ from .errors import (  # pure and small: imported at once, by clients too
 if TYPE_CHECKING:
     from .api import HTTPAPI
     from .app import Gobstopper
+    from .auth import Identity
     from .brokers import Broker, BrokerHealth, MemoryBroker, MemoryHub, broker_from_url
     from .config import Config, SlowConsumerPolicy
     from .datastructures import Address, Headers, QueryParams
@@ -59,6 +60,7 @@ __all__ = [
     "HTMLResponse",
     "HTTPError",
     "Headers",
+    "Identity",
     "JSONResponse",
     "MemoryBroker",
     "MemoryHub",
@@ -88,6 +90,7 @@ __version__ = "0.1.0"
 _SOURCES = {
     "HTTPAPI": ".api",
     "Gobstopper": ".app",
+    "Identity": ".auth",
     **dict.fromkeys(
         ("Broker", "BrokerHealth", "MemoryBroker", "MemoryHub", "broker_from_url"), ".brokers"
     ),

@@ -51,6 +51,9 @@ class CloseCode(enum.IntEnum):
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012
     TRY_AGAIN_LATER = 1013
+    # Application codes (4000-4999) gobstopper itself sends:
+    UNAUTHORIZED = 4001  # the credential expired, or a refresh was refused
+    FORBIDDEN = 4003  # a refresh named another user
 
 
 # Codes that mean "the conversation ended as intended". 1005 is included because

@@ -329,6 +329,20 @@ class Config:
         "seconds after which the members of a worker that died without a word leave the "
         "cluster-wide presence",
     )
+    presence_meta_bytes: int = _setting(
+        "GOBSTOPPER_PRESENCE_META_BYTES",
+        1 * KiB,
+        _int,
+        "the largest presence metadata of one connection, as JSON bytes (`Identity.meta`, "
+        "`set_meta()`); over it raises `ValueError`",
+    )
+    refresh_window: float = _setting(
+        "GOBSTOPPER_REFRESH_WINDOW",
+        30.0,
+        _seconds,
+        "seconds before a credential expires that the server asks the client to refresh it "
+        "(`rpc.refresh_due`); half the remaining lifetime when that is shorter",
+    )
     allowed_origins: tuple[str, ...] | None = _setting(
         "WS_ALLOWED_ORIGINS",
         None,
@@ -486,6 +500,8 @@ class SettingsArgs(TypedDict, total=False):
     shutdown_grace: float | None
     broker_url: str | None
     presence_ttl: float | None
+    presence_meta_bytes: int | None
+    refresh_window: float | None
     allowed_origins: Iterable[str] | str | None
     max_connections: int | None
     max_connections_per_ip: int | None

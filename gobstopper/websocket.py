@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Sequence
 from typing import Any
 
+from .auth import Identity
 from .config import Config
 from .connection import CLOSE_TIMEOUT_S, ServerConnection, WebSocketState, sendable
 from .errors import CloseCode, ConnectionClosed, ConnectionClosedOK, MessageTooBig
@@ -54,6 +55,9 @@ class WebSocket(ServerConnection):
         self.path_params: dict[str, Any] = path_params or {}
         self.state = State()
         self.subprotocol: str | None = None
+        #: Who the connection belongs to, as the auth hook said (an ``Identity``
+        #: returned by it; replaced by a refresh), or None.
+        self.identity: Identity | None = None
 
     # -- connection info --------------------------------------------------------------
 

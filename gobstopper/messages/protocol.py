@@ -24,6 +24,7 @@ from typing import Any
 __all__ = [
     "ACCESS_DENIED",
     "CANCEL",
+    "CLOSING_EVENT",
     "EVENT",
     "HISTORY",
     "INFO",
@@ -34,14 +35,19 @@ __all__ = [
     "MESSAGE",
     "METHOD_NOT_FOUND",
     "PARSE_ERROR",
+    "PRESENCE",
+    "PRESENCE_DIFF",
     "PUBLISH",
     "RATE_LIMITED",
+    "REFRESH",
+    "REFRESH_DUE",
     "REQUEST_CANCELLED",
     "RESERVED_PREFIX",
     "STREAM",
     "SUBSCRIBE",
     "TOO_MANY_SUBSCRIPTIONS",
     "TOO_MANY_TASKS",
+    "UNAUTHORIZED",
     "UNSUBSCRIBE",
     "VERSION",
     "ErrorCode",
@@ -81,10 +87,20 @@ PUBLISH = "rpc.publish"
 CANCEL = "rpc.cancel"
 INFO = "rpc.info"
 HISTORY = "rpc.history"  # a channel's kept publications (channels with history only)
+PRESENCE = "rpc.presence"  # who is subscribed to a channel: users, their metas, counts
+REFRESH = "rpc.refresh"  # a new credential for this connection: {"token"}
 # The notifications the server pushes.
 MESSAGE = "rpc.message"  # params: {"channel", "data"} (+ "offset", "epoch" with history)
 EVENT = "rpc.event"  # params: {"event", "data", "from"}
 STREAM = "rpc.stream"  # params: {"id", "item"}
+#: params: {"channel", "event": "join" | "update" | "leave", "user", "metas"}
+PRESENCE_DIFF = "rpc.presence_diff"
+#: params: {"expires_at", "in"}: the credential expires soon; answer with ``rpc.refresh``.
+REFRESH_DUE = "rpc.refresh_due"
+#: The event (an ``rpc.event``, from the server) sent just before the server closes a
+#: connection for a reason the client must know: data {"code", "reason"}. Under RSGI it
+#: is the only way the code reaches the client.
+CLOSING_EVENT = "rpc.close"
 
 
 class ErrorCode(enum.IntEnum):
@@ -99,6 +115,7 @@ class ErrorCode(enum.IntEnum):
     RATE_LIMITED = -32002  # the caller is over the method's rate limit
     TOO_MANY_SUBSCRIPTIONS = -32003  # the connection holds max_subscriptions already
     TOO_MANY_TASKS = -32004  # the connection runs max_tasks streams and concurrent calls
+    UNAUTHORIZED = -32005  # a refresh's credential was refused (the connection closes)
     REQUEST_CANCELLED = -32800  # the caller cancelled a stream or a concurrent call
 
 
@@ -112,6 +129,7 @@ ACCESS_DENIED = int(ErrorCode.ACCESS_DENIED)
 RATE_LIMITED = int(ErrorCode.RATE_LIMITED)
 TOO_MANY_SUBSCRIPTIONS = int(ErrorCode.TOO_MANY_SUBSCRIPTIONS)
 TOO_MANY_TASKS = int(ErrorCode.TOO_MANY_TASKS)
+UNAUTHORIZED = int(ErrorCode.UNAUTHORIZED)
 REQUEST_CANCELLED = int(ErrorCode.REQUEST_CANCELLED)
 
 

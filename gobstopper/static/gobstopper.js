@@ -23,10 +23,15 @@
     CANCEL: "rpc.cancel",
     INFO: "rpc.info",
     HISTORY: "rpc.history",
+    PRESENCE: "rpc.presence",
+    REFRESH: "rpc.refresh",
     // Notifications the server pushes.
     MESSAGE: "rpc.message",
     EVENT: "rpc.event",
     STREAM: "rpc.stream",
+    PRESENCE_DIFF: "rpc.presence_diff",
+    REFRESH_DUE: "rpc.refresh_due",
+    CLOSING_EVENT: "rpc.close",
     // Error codes: JSON-RPC's, then gobstopper's.
     PARSE_ERROR: -32700,
     INVALID_REQUEST: -32600,
@@ -37,6 +42,7 @@
     RATE_LIMITED: -32002,
     TOO_MANY_SUBSCRIPTIONS: -32003,
     TOO_MANY_TASKS: -32004,
+    UNAUTHORIZED: -32005,
     REQUEST_CANCELLED: -32800,
   });
 

@@ -32,6 +32,7 @@ def test_every_constant_equals_the_protocols() -> None:
     for name, value in js.items():
         assert getattr(protocol, name) == value, name
     names = {"VERSION", "SUBSCRIBE", "UNSUBSCRIBE", "PUBLISH", "CANCEL", "INFO", "HISTORY"}
+    names |= {"PRESENCE", "REFRESH", "PRESENCE_DIFF", "REFRESH_DUE", "CLOSING_EVENT"}
     names |= {"MESSAGE", "EVENT", "STREAM"} | {code.name for code in protocol.ErrorCode}
     assert set(js) == names
 

@@ -34,6 +34,7 @@ from .delivery import Delivery
 from .envelope import Envelope, EnvelopeError
 from .errors import BrokerUnavailable
 from .history import HistoryStore, MemoryHistory, Position
+from .presence import member_id
 
 __all__ = ["ALL", "CONNS", "Cluster", "Published", "Receiver", "TopicHandler", "room_channel"]
 
@@ -136,9 +137,10 @@ class Cluster:
     def health(self) -> BrokerHealth | None:
         return None if self.broker is None else self.broker.health()
 
-    async def start(self, members: Callable[[], Iterable[tuple[str, Iterable[str]]]]) -> None:
+    async def start(self, members: Callable[[], Iterable[tuple[str, str, Iterable[str]]]]) -> None:
         """Start the broker; with other nodes to reach, subscribe and record the presence
-        of the connections already here (``members()``: ``(connection id, its rooms)``,
+        of the connections already here (``members()``: ``(connection id, its presence
+        entry, its rooms)``,
         asked once this node counts as clustered, so that none added meanwhile is
         missed)."""
         broker = self.broker
@@ -155,11 +157,11 @@ class Cluster:
         self._clustered = True
         for key, member in self._advertised:
             broker.presence_add(key, f"{self.node} {member}")
-        for conn_id, rooms in members():
+        for conn_id, entry, rooms in members():
             broker.presence_add(CONNS, conn_id)
             for room in rooms:
                 await self._subscribe_room(broker, room)
-                broker.presence_add(room_channel(room), conn_id)
+                broker.presence_add(room_channel(room), entry)
 
     async def stop(self) -> None:
         """Withdraw this node and stop the broker."""
@@ -179,9 +181,10 @@ class Cluster:
         if self._clustered and self.broker is not None:
             self.broker.presence_remove(CONNS, conn_id)
 
-    async def joined(self, room: str, conn_id: str, first: bool, still: Callable[[], bool]) -> None:
-        """``conn_id`` joined ``room`` (``first``: the room's first member here); ``still``
-        says whether it is still a member once the subscription is confirmed."""
+    async def joined(self, room: str, first: bool, current: Callable[[], str | None]) -> None:
+        """A connection joined ``room`` (``first``: the room's first member here);
+        ``current()`` is its presence entry once the subscription is confirmed, or None
+        if it is no longer a member."""
         broker = self.broker
         if not self._clustered or broker is None:
             return
@@ -189,19 +192,27 @@ class Cluster:
             # Returns once the broker confirms: from then on, nothing published to the
             # room by another node is missed here.
             await self._subscribe_room(broker, room)
-        if still():  # it may have left while we waited
-            broker.presence_add(room_channel(room), conn_id)
+        entry = current()  # it may have left (or changed its meta) while we waited
+        if entry is not None:
+            broker.presence_add(room_channel(room), entry)
 
-    async def left(self, room: str, conn_id: str) -> None:
-        """``conn_id`` left ``room``; the room's channel goes if nobody here is left."""
+    async def left(self, room: str, entry: str) -> None:
+        """The connection whose presence entry is ``entry`` left ``room``; the room's
+        channel goes if nobody here is left."""
         if self._clustered and self.broker is not None:
-            self.broker.presence_remove(room_channel(room), conn_id)
+            self.broker.presence_remove(room_channel(room), entry)
             await self._unsubscribe_if_empty(room)
 
-    def departed(self, room: str, conn_id: str) -> None:
+    def rewritten(self, room: str, old: str, new: str) -> None:
+        """A member of ``room`` changed its presence entry (its meta) from ``old`` to ``new``."""
+        if self._clustered and self.broker is not None:
+            self.broker.presence_remove(room_channel(room), old)
+            self.broker.presence_add(room_channel(room), new)
+
+    def departed(self, room: str, entry: str) -> None:
         """Like ``left``, without waiting (a connection that closed)."""
         if self._clustered and self.broker is not None:
-            self.broker.presence_remove(room_channel(room), conn_id)
+            self.broker.presence_remove(room_channel(room), entry)
             if not self._occupied(room):
                 self._background.spawn(self._unsubscribe_if_empty(room))
 
@@ -220,7 +231,8 @@ class Cluster:
             BrokerUnavailable: the broker cannot be asked now.
         """
         assert self.broker is not None
-        return sorted(await self.broker.presence(CONNS if room is None else room_channel(room)))
+        found = await self.broker.presence(CONNS if room is None else room_channel(room))
+        return sorted(member_id(entry) for entry in found)
 
     async def node_of(self, conn_id: str) -> str | None:
         """The node that has ``conn_id``, if any.

@@ -45,6 +45,7 @@ from .messages import channels, protocol
 from .messages.codec import json_bytes
 from .messages.history import POLICIES, POSITION_ROOM, history_stream, parse_policies
 from .messages.pushes import CHANNEL_ROOM, SUBSCRIBERS_ROOM
+from .presence import member_id
 from .settings import SETTINGS
 
 __all__ = ["Emitter", "SyncEmitter"]
@@ -181,7 +182,7 @@ class Emitter:
     async def presence(self, room: str | None = None) -> list[str]:
         """Ids of a room's members (every connection when None), on every node."""
         key = CONNS if room is None else room_channel(room)
-        return sorted(await self._broker.presence(key))
+        return sorted(member_id(found) for found in await self._broker.presence(key))
 
     # -- the message layer's commands ------------------------------------------------------------
 
@@ -274,7 +275,8 @@ class Emitter:
 
     async def subscribers(self, channel: str) -> list[str]:
         """Ids of the connections subscribed to ``channel`` (that exact name or pattern)."""
-        return sorted(await self._broker.presence(room_channel(CHANNEL_ROOM + channel)))
+        found = await self._broker.presence(room_channel(CHANNEL_ROOM + channel))
+        return sorted(member_id(entry) for entry in found)
 
     # -- inside -----------------------------------------------------------------------------------
 

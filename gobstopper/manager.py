@@ -25,8 +25,9 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
+from types import MappingProxyType
 from typing import Any
 
 from ._util import Throttle
@@ -37,6 +38,7 @@ from .delivery import Delivery, Exclude, Payload, Push, connection_ids, deliver,
 from .envelope import Envelope
 from .errors import BrokerUnavailable, CloseCode
 from .outbox import DeliveryStats, Outbox
+from .presence import check_meta, entry
 from .websocket import State, WebSocket, WebSocketState
 
 __all__ = ["Connection", "Delivery", "Push", "TopicHandler", "WebSocketManager"]
@@ -53,11 +55,25 @@ class Connection:
             pushes (``Push.binary``), e.g. a client that chose msgpack.
     """
 
-    __slots__ = ("_manager", "binary_pushes", "id", "outbox", "rooms", "user", "ws")
+    __slots__ = (
+        "_manager",
+        "_meta",
+        "binary_pushes",
+        "entry",
+        "id",
+        "outbox",
+        "rooms",
+        "user",
+        "ws",
+    )
 
     def __init__(self, conn_id: str, ws: WebSocket, manager: WebSocketManager) -> None:
         self.id = conn_id
         self.user: str | None = None
+        self._meta: dict[str, Any] = {}
+        #: What this connection writes under a room's presence key: its id, or with a
+        #: user or a meta, ``presence.entry(id, user, meta)``.
+        self.entry = conn_id
         self.ws = ws
         self.rooms: set[str] = set()
         self.binary_pushes = False
@@ -72,6 +88,16 @@ class Connection:
     @property
     def closed(self) -> bool:
         return self.ws.closed
+
+    @property
+    def meta(self) -> Mapping[str, Any]:
+        """What presence shows of this connection (``connect(meta=...)``, ``set_meta``)."""
+        return MappingProxyType(self._meta)
+
+    async def set_meta(self, meta: Mapping[str, Any]) -> None:
+        """Replace this connection's presence meta, on every node (see
+        ``WebSocketManager.set_meta``)."""
+        await self._manager.set_meta(self, meta)
 
     async def join(self, room: str) -> None:
         await self._manager.join(self, room)
@@ -133,7 +159,7 @@ class WebSocketManager:
     async def start(self) -> None:
         """Start the broker and receive other nodes' messages (the app calls this)."""
         await self.cluster.start(
-            lambda: [(c.id, tuple(c.rooms)) for c in tuple(self._connections.values())]
+            lambda: [(c.id, c.entry, tuple(c.rooms)) for c in tuple(self._connections.values())]
         )
 
     async def stop(self) -> None:
@@ -153,7 +179,12 @@ class WebSocketManager:
 
     @asynccontextmanager
     async def connect(
-        self, ws: WebSocket, id: str | None = None, *, user: str | None = None
+        self,
+        ws: WebSocket,
+        id: str | None = None,
+        *,
+        user: str | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> AsyncIterator[Connection]:
         """Manage ``ws`` for the duration of the block; it leaves every room on exit.
 
@@ -163,19 +194,30 @@ class WebSocketManager:
         Args:
             ws: the connection.
             id: its id; a random one when None.
-            user: the user it belongs to (several connections may), e.g. from an auth
-                hook: it joins the room ``user:<user>``, so that the user's connections
-                can be reached (and closed: ``disconnect_user``) on every node.
+            user: the user it belongs to (several connections may); None: the user of
+                ``ws.identity`` (an auth hook's ``Identity``), if any. It joins the room
+                ``user:<user>``, so that the user's connections can be reached (and
+                closed: ``disconnect_user``) on every node, and presence lists it
+                under that user.
+            meta: what presence shows of it (JSON-able, at most
+                ``GOBSTOPPER_PRESENCE_META_BYTES``); None: ``ws.identity``'s.
 
         Raises:
-            ValueError: ``id`` is already connected to this manager.
+            ValueError: ``id`` is already connected to this manager, holds ``\x1f``, or
+                ``meta`` is not JSON-able or too big.
         """
+        identity = ws.identity
+        if user is None and identity is not None:
+            user = identity.user
+        if meta is None and identity is not None:
+            meta = identity.meta
+        if meta:
+            check_meta(meta, self.config.presence_meta_bytes)
         if ws.connection_state is WebSocketState.CONNECTING:
             await ws.accept()
-        conn = self.add(ws, id)
+        conn = self.add(ws, id, user=user, meta=meta)
         try:
             if user is not None:
-                conn.user = user
                 await conn.join(USER_ROOM + user)
             yield conn
             if not conn.closed:
@@ -183,8 +225,18 @@ class WebSocketManager:
         finally:
             self.remove(conn)
 
-    def add(self, ws: WebSocket, id: str | None = None) -> Connection:
-        """Register an accepted ``ws`` (prefer ``connect()``, which always cleans up)."""
+    def add(
+        self,
+        ws: WebSocket,
+        id: str | None = None,
+        *,
+        user: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Connection:
+        """Register an accepted ``ws`` (prefer ``connect()``, which always cleans up and
+        joins the user's room)."""
+        if id is not None and "\x1f" in id:
+            raise ValueError(f"connection id {id!r} holds \\x1f, which presence entries use")
         if ws.closed:
             raise ws.closed_error()  # the client left first: an ordinary end
         if ws.connection_state is not WebSocketState.CONNECTED:
@@ -193,6 +245,10 @@ class WebSocketManager:
         if conn_id in self._connections:
             raise ValueError(f"connection id {conn_id!r} is already connected")
         conn = Connection(conn_id, ws, self)
+        conn.user = user
+        if meta:
+            conn._meta = dict(meta)
+        conn.entry = entry(conn_id, user, conn._meta)
         self._connections[conn_id] = conn
         self._all_snapshot = None
         self.cluster.added(conn_id)
@@ -209,7 +265,7 @@ class WebSocketManager:
         self._all_snapshot = None
         for room in conn.rooms:
             if self._discard_member(room, conn):
-                self.cluster.departed(room, conn.id)
+                self.cluster.departed(room, conn.entry)
         conn.rooms.clear()
         conn.outbox.close()
         self.cluster.removed(conn.id)
@@ -245,7 +301,7 @@ class WebSocketManager:
         conn.rooms.add(room)
         self._room_snapshots.pop(room, None)
         await self.cluster.joined(
-            room, conn.id, first, lambda: conn.id in self._rooms.get(room, ())
+            room, first, lambda: conn.entry if conn.id in self._rooms.get(room, ()) else None
         )
 
     async def leave(self, conn: Connection, room: str) -> None:
@@ -253,7 +309,7 @@ class WebSocketManager:
         if room in conn.rooms:
             conn.rooms.discard(room)
             self._discard_member(room, conn)
-            await self.cluster.left(room, conn.id)
+            await self.cluster.left(room, conn.entry)
 
     def _discard_member(self, room: str, conn: Connection) -> bool:
         """Take ``conn`` out of ``room``; whether it was there."""
@@ -264,6 +320,23 @@ class WebSocketManager:
         if not members:
             del self._rooms[room]
         return True
+
+    async def set_meta(self, conn: Connection, meta: Mapping[str, Any]) -> None:
+        """Replace ``conn``'s presence meta: its entry in every room's presence, on every
+        node, is rewritten, and rooms that watch presence see an ``update``.
+
+        Raises:
+            ValueError: not JSON-able, or over ``GOBSTOPPER_PRESENCE_META_BYTES``.
+        """
+        check_meta(meta, self.config.presence_meta_bytes)
+        if self._connections.get(conn.id) is not conn:
+            return  # gone: nothing shows it any more
+        old = conn.entry
+        conn._meta = dict(meta)
+        conn.entry = entry(conn.id, conn.user, conn._meta)
+        if conn.entry != old:
+            for room in conn.rooms:
+                self.cluster.rewritten(room, old, conn.entry)
 
     def rooms(self) -> list[str]:
         """Names of the rooms that have members."""

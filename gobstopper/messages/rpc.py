@@ -30,7 +30,7 @@ import asyncio
 import inspect
 import logging
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from .._util import TaskSet, Throttle
@@ -260,10 +260,18 @@ class RPC:
 
     # -- serving --------------------------------------------------------------------------
 
-    async def serve(self, ws: WebSocket, *, id: str | None = None, user: str | None = None) -> None:
+    async def serve(
+        self,
+        ws: WebSocket,
+        *,
+        id: str | None = None,
+        user: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
         """Serve ``ws`` until it closes: accept it if needed, register it with the manager
-        (as ``id``, or a random id, and as one of ``user``'s connections: see
-        ``WebSocketManager.connect``), answer its requests, deliver its pushes.
+        (as ``id``, or a random id, and as one of ``user``'s connections with ``meta``,
+        by default those of ``ws.identity``: see ``WebSocketManager.connect``), answer
+        its requests, deliver its pushes.
 
         The client picks the encoding with ``?encoding=msgpack`` (JSON otherwise); an
         unknown one is refused with HTTP 400 (before accept) or closed with 1003. An
@@ -282,7 +290,7 @@ class RPC:
             else:
                 await ws.close(CloseCode.POLICY_VIOLATION, "id already connected")
             return
-        async with self.manager.connect(ws, id=id, user=user) as conn:
+        async with self.manager.connect(ws, id=id, user=user, meta=meta) as conn:
             peer = Peer(conn, codec)
             conn.binary_pushes = codec.binary
             self._connections[conn.id] = conn

@@ -13,6 +13,9 @@ Example::
 
 A subscription to a channel that keeps history on the server tracks its ``Position`` and
 resumes from it on every reconnection (``docs/rpc.md``: positions and recovery).
+``presence(channel)`` is a live view of who is in a channel that tracks presence
+(``presence.py``). ``credentials`` gives a fresh token for every connection and for every
+refresh the server asks for before the current one expires.
 
 The connection's life cycle is the pure state machine of ``state.py``; this module adds
 the socket, the pending calls, and one future per transition that wakes whatever waits
@@ -26,7 +29,7 @@ import contextlib
 import inspect
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeGuard
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -37,6 +40,7 @@ from ..messages.channels import matches
 from ..messages.codec import CODECS, Codec, DecodeError
 from .channels import Channels
 from .link import Link
+from .presence import PresenceChange, PresenceView
 from .state import Phase
 from .subscription import (
     CallError,
@@ -51,14 +55,21 @@ __all__ = [
     "CallError",
     "ChannelMessage",
     "Client",
+    "Credentials",
     "History",
     "Phase",
     "Position",
+    "PresenceChange",
+    "PresenceView",
     "RecoveryFailed",
     "Subscription",
 ]
 
 logger = logging.getLogger("gobstopper.client")
+
+#: What ``Client(credentials=...)`` takes: a function, sync or async, returning a token
+#: (None: connect without one).
+Credentials = Callable[[], str | Awaitable[str | None] | None]
 
 
 class Client(Channels):
@@ -73,6 +84,11 @@ class Client(Channels):
             ``max_backoff``, with jitter.
         on_notification: called with ``(method, params)`` for every notification the
             server pushes (events, channel messages and stream items included).
+        credentials: called (sync or async) before every connection attempt for a token,
+            sent as ``Authorization: Bearer <token>`` (None: no header), and again when
+            the server says the credential is about to expire (then sent with
+            ``rpc.refresh``). An exception from it fails that attempt, which is retried
+            with the backoff.
 
     Raises:
         ValueError: an unknown encoding, or not ``0 < backoff <= max_backoff``.
@@ -93,6 +109,7 @@ class Client(Channels):
         backoff: float = 0.1,
         max_backoff: float = 5.0,
         on_notification: Callable[[str, Any], None] | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         if encoding not in CODECS:
             raise ValueError(f"unknown encoding {encoding!r}: choose from {sorted(CODECS)}")
@@ -103,12 +120,19 @@ class Client(Channels):
         self.on_notification = on_notification
         #: This connection's id on the server (``rpc.info``), None while disconnected.
         self.id: str | None = None
+        #: ``(code, reason)`` of the last ``rpc.close`` event the server sent before
+        #: closing a connection (a credential that expired, a refused refresh), or None.
+        #: Kept after the client reconnects. Under RSGI the close frame carries no code:
+        #: this is how the client learns it.
+        self.close_reason: tuple[int, str] | None = None
+        self._credentials = credentials
         self._link = Link(
             self._endpoint(),
             self._backoff,
             on_open=self._opened,
             on_frame=self._dispatch,
             on_lost=self._lost,
+            headers=None if credentials is None else self._headers,
         )
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
@@ -213,6 +237,55 @@ class Client(Channels):
         parts = urlsplit(self.url)
         query = (parts.query + "&" if parts.query else "") + urlencode({"encoding": "msgpack"})
         return urlunsplit(parts._replace(query=query))
+
+    async def _credential(self) -> str | None:
+        """A token from ``credentials`` (None without it).
+
+        Raises:
+            TypeError: it returned neither a string nor None.
+        """
+        if self._credentials is None:
+            return None
+        token = self._credentials()
+        if inspect.isawaitable(token):
+            token = await token
+        if token is not None and not isinstance(token, str):
+            raise TypeError(f"credentials returned {type(token).__name__}, not a str or None")
+        return token
+
+    async def _headers(self) -> dict[str, str] | None:
+        token = await self._credential()
+        return None if token is None else {"Authorization": f"Bearer {token}"}
+
+    async def refresh(self) -> Any:
+        """Present a fresh token from ``credentials`` on the current connection
+        (``rpc.refresh``); what the client does by itself on ``rpc.refresh_due``.
+        Returns the server's answer, ``{"user", "expires_at"}``.
+
+        Raises:
+            RuntimeError: the client has no ``credentials``, or they gave no token.
+            CallError: -32005 when the server refused it (it then closes the connection,
+                with the reason in ``close_reason``; the client reconnects with a new
+                token).
+        """
+        if self._credentials is None:
+            raise RuntimeError("refresh() needs Client(credentials=...)")
+        token = await self._credential()
+        if token is None:
+            raise RuntimeError("credentials gave no token to refresh with")
+        return await self.call(protocol.REFRESH, token=token)
+
+    async def _refresh_due(self, generation: int) -> None:
+        try:
+            token = await self._credential()
+            if token is None:
+                raise RuntimeError("credentials gave no token to refresh with")
+            if not self._link.state.current(generation):
+                return  # that connection is gone; the next one got a fresh token
+            await self.call(protocol.REFRESH, token=token)
+        except Exception as exc:
+            # The server closes the connection at expiry; the next one gets a new token.
+            logger.warning("refreshing the credential of %s failed: %r", self.url, exc)
 
     def _opened(self, generation: int) -> None:
         self._tasks.spawn(self._renew(generation))
@@ -436,7 +509,16 @@ class Client(Channels):
                 if pattern == channel or matches(pattern, channel):
                     for sub in subs:
                         sub.deliver(message)
+        elif method == protocol.PRESENCE_DIFF:
+            self._presence_diff(params)
+        elif method == protocol.REFRESH_DUE:
+            if self._credentials is not None:
+                self._tasks.spawn(self._refresh_due(self._link.state.generation))
+            else:
+                logger.warning("%s asks for a credential refresh; no credentials", self.url)
         elif method == protocol.EVENT:
+            if params.get("event") == protocol.CLOSING_EVENT:
+                self._closing(params.get("data"))
             for callback in tuple(self._handlers.get(str(params.get("event")), ())):
                 try:
                     result = callback(params.get("data"), params.get("from"))
@@ -444,6 +526,13 @@ class Client(Channels):
                         self._tasks.spawn(result)
                 except Exception:
                     logger.exception("handler of event %r failed", params.get("event"))
+
+    def _closing(self, data: Any) -> None:
+        """The server's ``rpc.close`` event: why it is about to close this connection."""
+        code = data.get("code") if isinstance(data, dict) else None
+        if isinstance(code, int) and not isinstance(code, bool):
+            self.close_reason = (code, str(data.get("reason", "")))
+            logger.info("%s closes the connection: %s %s", self.url, *self.close_reason)
 
     def _fail_pending(self, exc: Exception) -> None:
         for answer in self._pending.values():

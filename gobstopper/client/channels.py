@@ -1,5 +1,6 @@
 """The channel side of the Python client: subscriptions, their positions on channels
-with history, and subscribing again from them on every new connection.
+with history, subscribing again from them on every new connection, and the presence
+views that ride on those subscriptions (``presence.py``).
 
 ``Channels`` is a part of ``Client`` (a base class of it), kept in a module of its own:
 it holds the subscriptions by pattern and everything that asks the server about them;
@@ -17,6 +18,7 @@ from typing import Any
 from ..messages import protocol
 from ..messages.channels import is_pattern, valid_channel, valid_pattern
 from .link import Link
+from .presence import PresenceCallback, PresenceMember, PresenceView
 from .subscription import CallError, History, Position, Subscription
 
 __all__ = ["Channels"]
@@ -76,6 +78,89 @@ class Channels:
             self._unregister(sub)
             raise
         return sub
+
+    async def presence(
+        self,
+        channel: str,
+        *,
+        on_join: PresenceCallback | None = None,
+        on_update: PresenceCallback | None = None,
+        on_leave: PresenceCallback | None = None,
+        maxsize: int = 1000,
+    ) -> PresenceView:
+        """A live view of who is subscribed to ``channel`` (a channel that tracks presence
+        on the server); it subscribes to the channel, sharing the subscription with the
+        client's others of it. Close it with ``await view.close()`` or ``async with``.
+
+        Example::
+
+            async with await client.presence("room.lobby", on_join=greet) as room:
+                print(room.users, room.connections)
+
+        Raises:
+            ValueError: not a channel name (a pattern, say), or the channel does not track
+                presence (the view is closed then).
+            CallError: the server refused the subscription.
+        """
+        if not valid_channel(channel):
+            raise ValueError(f"presence needs a channel name (no pattern): {channel!r}")
+        view = PresenceView(
+            self, channel, on_join=on_join, on_update=on_update, on_leave=on_leave, maxsize=maxsize
+        )
+        sub = view.subscription
+        siblings = tuple(self._subscriptions.get(channel, ()))
+        self._subscriptions.setdefault(channel, []).append(sub)
+        try:
+            if not siblings:
+                await self._subscribe_first(channel, sub, None, first=True)
+            else:
+                if channel in self._subscribing:  # its answer brings the state
+                    await asyncio.shield(self._subscribing[channel])
+                if not view.synced and not self._copy_presence(view, siblings):
+                    # Only this connection's subscribe answer says where diffs start.
+                    await self._subscribe_call(channel, None, [sub])
+        except BaseException:
+            self._unregister(sub)
+            raise
+        if not view.synced:
+            await self.unsubscribe(sub)
+            raise ValueError(f"channel {channel!r} does not track presence on the server")
+        return view
+
+    def _copy_presence(self, view: PresenceView, siblings: Iterable[Subscription]) -> bool:
+        """Start ``view`` from another view of its channel that holds the current
+        connection's state; False when there is none."""
+        generation = self._link.state.generation
+        return any(
+            isinstance(sub, PresenceMember) and view.adopt(sub.view, generation) for sub in siblings
+        )
+
+    async def presence_state(self, channel: str) -> dict[str, Any]:
+        """The presence state of ``channel`` across the server's cluster, read once:
+        ``{"channel", "users": {user: [{"conn", "meta"}]}, "connections",
+        "unique_users"}`` (for any channel; one that does not track presence still has
+        its connections counted).
+
+        Raises:
+            ValueError: not a channel name.
+            CallError: -32001 when this client may not subscribe to ``channel``.
+        """
+        if not valid_channel(channel):
+            raise ValueError(f"not a channel name: {channel!r}")
+        state = await self.call(protocol.PRESENCE, channel=channel)
+        if not isinstance(state, dict):
+            raise ValueError(f"not an {protocol.PRESENCE} answer: {state!r}")
+        return state
+
+    def _presence_diff(self, params: dict[str, Any]) -> None:
+        """An ``rpc.presence_diff``, read on the current connection."""
+        channel = params.get("channel")
+        if not isinstance(channel, str):
+            return
+        generation = self._link.state.generation
+        for sub in tuple(self._subscriptions.get(channel, ())):
+            if isinstance(sub, PresenceMember):
+                sub.view.apply(params, generation)
 
     async def _subscribe_first(
         self, pattern: str, sub: Subscription, since: Position | None, *, first: bool
@@ -191,8 +276,16 @@ class Channels:
         """A subscribe answer, applied before the frames after it: the replayed messages
         are queued already, the live ones are not yet."""
         if is_pattern(pattern):
-            return  # positions are a channel name's
+            return  # positions and presence are a channel name's
         subs = self._subscriptions.get(pattern, [])
+        if answer.error is None:
+            # Any answer of the channel on this connection is newer than the diffs read
+            # before it: every view of the channel starts over from its state.
+            reply = answer.result if isinstance(answer.result, dict) else {}
+            generation = self._link.state.generation
+            for sub in tuple(subs):
+                if isinstance(sub, PresenceMember):
+                    sub.view.replace(reply.get("presence"), generation)
         targets = self._renewable(pattern) if asked is None else [s for s in asked if s in subs]
         if answer.error is not None:
             if since is not None and asked is None and answer.error.code == protocol.INVALID_PARAMS:

@@ -2,7 +2,8 @@
 
 ``Link`` owns the socket, the reconnection loop and the one future per transition that
 wakes whatever waits for a phase; what travels on the socket is the client's business,
-handed over through three callbacks (opened, a frame, lost).
+handed over through three callbacks (opened, a frame, lost), and the headers of each
+attempt are asked for just before it (a credential that may have expired meanwhile).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .._util import Backoff
@@ -30,6 +31,8 @@ class Link:
         on_open: called with the generation of each connection that opens.
         on_frame: called with each frame received.
         on_lost: called when the connection drops (and after each refused attempt).
+        headers: called before each attempt for the HTTP headers to send with it (None:
+            none); when it raises, the attempt fails as a refused one does.
     """
 
     def __init__(
@@ -40,6 +43,7 @@ class Link:
         on_open: Callable[[int], None],
         on_frame: Callable[[str | bytes], None],
         on_lost: Callable[[], None],
+        headers: Callable[[], Awaitable[dict[str, str] | None]] | None = None,
     ) -> None:
         self.url = url
         self.state = ConnectionState(self._changed)
@@ -47,6 +51,7 @@ class Link:
         self._on_open = on_open
         self._on_frame = on_frame
         self._on_lost = on_lost
+        self._headers = headers
         self._ws: Any = None  # the current connection's socket, while connected
         self._change: asyncio.Future[None] | None = None  # resolved at the next transition
         self._runner: asyncio.Task[None] | None = None
@@ -110,19 +115,9 @@ class Link:
             change.set_result(None)
 
     async def _run(self) -> None:
-        from websockets.asyncio.client import connect
-
         while not self.state.closed:
             try:
-                async with connect(self.url) as ws:
-                    if self.state.closed:
-                        return  # closed while the handshake ran
-                    self._ws = ws
-                    generation = self.state.opened()
-                    self._backoff.reset()
-                    self._on_open(generation)
-                    async for raw in ws:
-                        self._on_frame(raw)
+                await self._attempt()
             except Exception as exc:  # refused, dropped, or an HTTP answer (503, 409...):
                 logger.info("connection to %s lost or refused: %s", self.url, exc)  # retry
             finally:
@@ -132,3 +127,23 @@ class Link:
             if self.state.closed:
                 return
             await self._backoff.wait()
+
+    async def _attempt(self) -> None:
+        """One connection: dial, then hand over its frames until it drops."""
+        from websockets.asyncio.client import connect
+
+        try:
+            headers = None if self._headers is None else await self._headers()
+        except Exception:
+            # The application's code (a credentials callable): its traceback helps.
+            logger.exception("the headers to connect to %s could not be made", self.url)
+            return
+        async with connect(self.url, additional_headers=headers) as ws:
+            if self.state.closed:
+                return  # closed while the handshake ran
+            self._ws = ws
+            generation = self.state.opened()
+            self._backoff.reset()
+            self._on_open(generation)
+            async for raw in ws:
+                self._on_frame(raw)

@@ -16,9 +16,18 @@ from typing import Any
 
 import pytest
 
+from gobstopper.client import Client, Subscription
 from gobstopper.messages import protocol
 
-__all__ = ["FakeServer", "FakeSocket", "answer", "message"]
+__all__ = [
+    "FakeServer",
+    "FakeSocket",
+    "answer",
+    "connected",
+    "message",
+    "reconnected",
+    "subscribed",
+]
 
 _DROP = object()
 
@@ -26,7 +35,9 @@ _DROP = object()
 class FakeSocket:
     """One connection, seen from the server's side."""
 
-    def __init__(self) -> None:
+    def __init__(self, headers: dict[str, str] | None = None) -> None:
+        #: The HTTP headers the client sent with its handshake (None: none).
+        self.headers = headers
         self._incoming: asyncio.Queue[Any] = asyncio.Queue()  # frames for the client
         self._requests: asyncio.Queue[dict[str, Any]] = asyncio.Queue()  # from the client
         self.closed = False
@@ -115,8 +126,8 @@ class FakeServer:
         monkeypatch.setattr(websockets.asyncio.client, "connect", server.connect)
         return server
 
-    def connect(self, url: str) -> FakeSocket:
-        sock = FakeSocket()
+    def connect(self, url: str, *, additional_headers: dict[str, str] | None = None) -> FakeSocket:
+        sock = FakeSocket(additional_headers)
         self._accepted.put_nowait(sock)
         return sock
 
@@ -135,3 +146,37 @@ def message(channel: str, data: Any, offset: int | None = None, epoch: str | Non
     if offset is not None:
         params |= {"offset": offset, "epoch": epoch}
     return protocol.notification(protocol.MESSAGE, params)
+
+
+async def connected(client: Client, server: FakeServer, subscriptions: int = 0) -> FakeSocket:
+    """Open a connection (the first, or the next after a drop) and answer its renewal
+    (``subscriptions`` rpc.subscribe requests answered without a position)."""
+    ready = asyncio.ensure_future(
+        client.connect() if client.connections == 0 else client.ready(client.connections + 1)
+    )
+    sock = await server.accept()
+    found = await sock.renewal(subscriptions)
+    for name, request in found.items():
+        value = {"id": "c1"} if name == protocol.INFO else {"channel": name, "subscriptions": 1}
+        sock.push(answer(request, value))
+    await asyncio.wait_for(ready, 2)
+    return sock
+
+
+async def subscribed(
+    client: Client, sock: FakeSocket, channel: str, reply: dict[str, Any], **kwargs: Any
+) -> tuple[Subscription, dict[str, Any]]:
+    """Subscribe, answering with ``reply`` (channel and count added)."""
+    pending = asyncio.ensure_future(client.subscribe(channel, **kwargs))
+    request = await sock.request(protocol.SUBSCRIBE)
+    sock.push(answer(request, {"channel": channel, "subscriptions": 1} | reply))
+    return await asyncio.wait_for(pending, 2), request
+
+
+async def reconnected(
+    client: Client, server: FakeServer, sock: FakeSocket, subscriptions: int
+) -> tuple[FakeSocket, dict[str, dict[str, Any]]]:
+    """Drop ``sock``; return the next connection and its renewal requests, unanswered."""
+    sock.drop()
+    new = await server.accept()
+    return new, await new.renewal(subscriptions)

@@ -17,11 +17,10 @@ from gobstopper.client import (
     History,
     Position,
     RecoveryFailed,
-    Subscription,
 )
 from gobstopper.messages import protocol
 
-from .client_server import FakeServer, FakeSocket, answer, message
+from .client_server import FakeServer, answer, connected, message, reconnected, subscribed
 
 E = "epoch-1"
 
@@ -36,40 +35,6 @@ async def client(server: FakeServer) -> AsyncIterator[Client]:
     client = Client("ws://fake/rpc", timeout=2, backoff=0.001, max_backoff=0.002)
     yield client
     await client.close()
-
-
-async def connected(client: Client, server: FakeServer, subscriptions: int = 0) -> FakeSocket:
-    """Open a connection (the first, or the next after a drop) and answer its renewal
-    (``subscriptions`` rpc.subscribe requests answered without a position)."""
-    ready = asyncio.ensure_future(
-        client.connect() if client.connections == 0 else client.ready(client.connections + 1)
-    )
-    sock = await server.accept()
-    found = await sock.renewal(subscriptions)
-    for name, request in found.items():
-        value = {"id": "c1"} if name == protocol.INFO else {"channel": name, "subscriptions": 1}
-        sock.push(answer(request, value))
-    await asyncio.wait_for(ready, 2)
-    return sock
-
-
-async def subscribed(
-    client: Client, sock: FakeSocket, channel: str, reply: dict[str, Any], **kwargs: Any
-) -> tuple[Subscription, dict[str, Any]]:
-    """Subscribe, answering with ``reply`` (channel and count added)."""
-    pending = asyncio.ensure_future(client.subscribe(channel, **kwargs))
-    request = await sock.request(protocol.SUBSCRIBE)
-    sock.push(answer(request, {"channel": channel, "subscriptions": 1} | reply))
-    return await asyncio.wait_for(pending, 2), request
-
-
-async def reconnected(
-    client: Client, server: FakeServer, sock: FakeSocket, subscriptions: int
-) -> tuple[FakeSocket, dict[str, dict[str, Any]]]:
-    """Drop ``sock``; return the next connection and its renewal requests, unanswered."""
-    sock.drop()
-    new = await server.accept()
-    return new, await new.renewal(subscriptions)
 
 
 async def test_messages_without_positions_are_unchanged(client: Client, server: FakeServer) -> None:

@@ -4,6 +4,8 @@
 connection the client's ``Link`` opens becomes a ``FakeSocket`` the test accepts, reads
 the client's requests from, and feeds frames to. Frames pushed one after the other are
 read by the client without an event-loop turn in between, as from one network read.
+Each socket keeps the HTTP headers the client sent with its handshake (``headers``).
+``connected``, ``subscribed`` and ``reconnected`` play the usual openings.
 """
 
 from __future__ import annotations

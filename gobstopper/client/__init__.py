@@ -97,7 +97,8 @@ class Client(Channels):
     timeout). A call in flight when the connection drops fails with ``ConnectionError``:
     it may or may not have run, so the client never sends it twice. Subscriptions are
     renewed on every new connection; messages published in between are not replayed,
-    except on channels that keep history (see ``subscribe()``).
+    except on channels that keep history (see ``subscribe()``). Presence views
+    (``presence()``) start over from each renewal's answer.
     """
 
     def __init__(

@@ -27,7 +27,8 @@ logger = logging.getLogger("gobstopper.client")
 
 
 class Channels:
-    """Subscriptions of a client (see ``Client.subscribe``)."""
+    """Subscriptions of a client (see ``Client.subscribe``) and its presence views
+    (``Client.presence``), which hold subscriptions of their own among the others."""
 
     # Given by Client.
     _link: Link

@@ -40,7 +40,7 @@ from ..errors import BrokerUnavailable, CloseCode, ConnectionClosed, MessageTooB
 from ..history.base import Position
 from ..manager import Connection, Delivery, WebSocketManager
 from ..websocket import State, WebSocket, WebSocketState
-from . import channels, protocol
+from . import channels, credentials, protocol
 from .binding import Kind
 from .codec import CODECS, JSON, Codec, json_bytes, json_loads
 from .dispatch import Dispatcher, Peer
@@ -150,6 +150,11 @@ class RPC:
         ]
         for key, fn, hints in builtins:
             self._dispatcher.register_builtin(key, fn, hints)
+        # Each refresh runs the auth hooks: a few a second at most.
+        self._dispatcher.register_builtin(
+            protocol.REFRESH, credentials.refresh, {"token": str}, limit=credentials.REFRESH_LIMIT
+        )
+        self._expiries = TaskSet(logger, "closing an expired connection")
         self.manager.endpoints[name] = self
 
     @property
@@ -294,6 +299,7 @@ class RPC:
             peer = Peer(conn, codec)
             conn.binary_pushes = codec.binary
             self._connections[conn.id] = conn
+            credentials.watch(peer, self._expiries)
             receive = self._dispatcher.receive
             try:
                 async for message in ws:

@@ -282,6 +282,10 @@ class RPC:
         unknown one is refused with HTTP 400 (before accept) or closed with 1003. An
         ``id`` already connected to this worker is refused with HTTP 409 (or closed with
         1008 if the handler accepted first): give each connection its own id.
+
+        When ``ws.identity`` expires, the client is asked for a new credential first
+        (``rpc.refresh_due``, answered by ``rpc.refresh``), and told (the ``rpc.close``
+        event) before it is closed with 4001; see ``docs/auth.md``.
         """
         codec = await self._negotiate(ws)
         if codec is None:

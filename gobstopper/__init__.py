@@ -26,7 +26,8 @@ from .errors import (  # pure and small: imported at once, by clients too
 if TYPE_CHECKING:
     from .api import HTTPAPI
     from .app import Gobstopper
-    from .auth import Identity
+    from .auth import Identity, credential
+    from .auth_jwt import jwt_auth
     from .brokers import Broker, BrokerHealth, MemoryBroker, MemoryHub, broker_from_url
     from .config import Config, SlowConsumerPolicy
     from .datastructures import Address, Headers, QueryParams
@@ -81,6 +82,8 @@ __all__ = [
     "WebSocketManager",
     "WebSocketState",
     "broker_from_url",
+    "credential",
+    "jwt_auth",
     "serve_client_js",
 ]
 
@@ -90,7 +93,8 @@ __version__ = "0.1.0"
 _SOURCES = {
     "HTTPAPI": ".api",
     "Gobstopper": ".app",
-    "Identity": ".auth",
+    **dict.fromkeys(("Identity", "credential"), ".auth"),
+    "jwt_auth": ".auth_jwt",
     **dict.fromkeys(
         ("Broker", "BrokerHealth", "MemoryBroker", "MemoryHub", "broker_from_url"), ".brokers"
     ),

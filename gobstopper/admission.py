@@ -11,12 +11,10 @@ client, and status/reason or code/closed_by), so that log pipelines need no pars
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
 
+from .auth import AuthHook, Lease, run_hooks
 from .errors import CloseCode, ConnectionClosed, HTTPError
 from .metrics import Metrics
 from .security import ConnectionLimiter, OriginPolicy
@@ -31,10 +29,6 @@ logger = logging.getLogger("gobstopper")
 #: path, client, and status/reason or code/closed_by.
 access = logging.getLogger("gobstopper.access")
 
-#: ``hook(ws)`` before accept: return False (403) or raise ``HTTPError(401, ...)`` to
-#: refuse; it may set ``ws.state.user``. Sync or async.
-AuthHook = Callable[[WebSocket], Any]
-
 
 class Admission:
     """The checks and the bookkeeping around every WebSocket of an app.
@@ -47,6 +41,7 @@ class Admission:
     def __init__(self, config: Config, metrics: Metrics) -> None:
         self._metrics = metrics
         self._idle_timeout = config.idle_timeout
+        self._refresh_window = config.refresh_window
         #: The origin allow-list.
         self.origins = OriginPolicy(config.allowed_origins)
         #: The connection limits, per worker and per client address.
@@ -82,19 +77,24 @@ class Admission:
 
     async def authorise(self, ws: WebSocket, route_hook: AuthHook | None) -> bool:
         """Run the app's hooks, then the route's; refuse the handshake (and say False)
-        if one says no."""
-        hooks = [*self.hooks, route_hook] if route_hook is not None else self.hooks
-        for hook in hooks:
-            try:
-                result = hook(ws)
-                if inspect.isawaitable(result):
-                    result = await result
-            except HTTPError as exc:
-                await self.refuse(ws, exc.status, "auth", exc.detail or str(exc.status))
-                return False
-            if result is False:
-                await self.refuse(ws, 403, "auth", "refused by the auth hook")
-                return False
+        if one says no, or if the ``Identity`` one returned has expired already (401).
+        An ``Identity`` becomes ``ws.identity``, watched by a ``Lease`` (``ws.lease``)."""
+        hooks = (*self.hooks, route_hook) if route_hook is not None else tuple(self.hooks)
+        if not hooks:
+            return True
+        try:
+            identity = await run_hooks(ws, hooks)
+        except HTTPError as exc:
+            await self.refuse(ws, exc.status, "auth", exc.detail or str(exc.status))
+            return False
+        if identity is None:
+            return True
+        if identity.expired():
+            await self.refuse(ws, 401, "auth", "credential expired")
+            return False
+        ws.identity = identity
+        lease = ws.lease = Lease(ws, hooks, self._refresh_window)
+        lease.arm()
         return True
 
     async def refuse(self, ws: WebSocket, status: int, reason: str, detail: str) -> None:

@@ -16,7 +16,7 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Sequence
 from typing import Any
 
-from .auth import Identity
+from .auth import Identity, Lease
 from .config import Config
 from .connection import CLOSE_TIMEOUT_S, ServerConnection, WebSocketState, sendable
 from .errors import CloseCode, ConnectionClosed, ConnectionClosedOK, MessageTooBig
@@ -58,6 +58,9 @@ class WebSocket(ServerConnection):
         #: Who the connection belongs to, as the auth hook said (an ``Identity``
         #: returned by it; replaced by a refresh), or None.
         self.identity: Identity | None = None
+        #: The hooks that admitted it and the timer of its expiry, when an auth hook
+        #: returned an ``Identity`` (see ``gobstopper.auth``); else None.
+        self.lease: Lease | None = None
 
     # -- connection info --------------------------------------------------------------
 

@@ -62,7 +62,8 @@ class Peer:
         tasks: its running streams and concurrent calls, by request id (a
             ``NotificationKey`` for a notification's).
         buckets: its rate-limit buckets, by method name.
-        closing: it went over a rate limit that closes: close once answered.
+        closing: close with this code and reason once answered (a rate limit that
+            closes, a refused refresh).
         answer_in_queue: the answer to the frame being handled must follow the pushes
             queued for the connection before it (a subscription's replay): it goes
             through the connection's queue, not straight to the socket.
@@ -87,7 +88,7 @@ class Peer:
         self.codec = codec
         self.tasks: dict[Any, asyncio.Task[None]] = {}
         self.buckets: dict[str, RateLimiter] = {}
-        self.closing = False
+        self.closing: tuple[int, str] | None = None
         self.answer_in_queue = False
         self.after_answer: list[Callable[[], None]] = []
 
@@ -148,17 +149,19 @@ class Dispatcher:
             raise TypeError(f"RPC method or event {key!r} is already registered")
         self.methods[key] = describe(key, fn, kind, **options)
 
-    def register_builtin(self, key: str, fn: Callable[..., Any], hints: dict[str, Any]) -> None:
+    def register_builtin(
+        self, key: str, fn: Callable[..., Any], hints: dict[str, Any], **options: Any
+    ) -> None:
         """Register one of the protocol's own ``rpc.*`` methods: ``fn`` takes the caller's
-        ``Peer`` as ``peer``, and its parameters ``hints``."""
+        ``Peer`` as ``peer``, and its parameters ``hints`` (``options``: as ``register``)."""
         signature = inspect.signature(fn)
-        self.methods[key] = Method(fn, "builtin", signature, hints, frozenset(("peer",)))
+        self.methods[key] = Method(fn, "builtin", signature, hints, frozenset(("peer",)), **options)
 
     # -- one frame --------------------------------------------------------------------------
 
     async def receive(self, peer: Peer, raw: str | bytes) -> None:
-        """Answer one inbound frame; close the connection (1008) if it went over a rate
-        limit that closes."""
+        """Answer one inbound frame; then close the connection if it must (``closing``:
+        1008 over a rate limit that closes, 4001/4003 after a refused refresh)."""
         try:
             reply = await self.dispatch(peer, raw)
             in_queue, peer.answer_in_queue = peer.answer_in_queue, False
@@ -168,8 +171,8 @@ class Dispatcher:
             after, peer.after_answer = peer.after_answer, []
             for then in after:
                 then()
-        if peer.closing:
-            await peer.ws.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+        if peer.closing is not None:
+            await peer.ws.close(*peer.closing)
 
     async def dispatch(self, peer: Peer, raw: str | bytes) -> Any:
         """The answer to one inbound frame (an object, or a list for a batch), or None
@@ -257,7 +260,7 @@ class Dispatcher:
             bucket = peer.buckets[name] = RateLimiter(calls / period, calls)
         if not bucket.allow():
             if method.close_on_limit:
-                peer.closing = True
+                peer.closing = (CloseCode.POLICY_VIOLATION, "rate limit exceeded")
             raise RPCError(RATE_LIMITED, "Rate limit exceeded", name)
 
     # -- tasks: streams and concurrent calls ----------------------------------------------

@@ -40,7 +40,7 @@ from ..errors import BrokerUnavailable, CloseCode, ConnectionClosed, MessageTooB
 from ..history.base import Position
 from ..manager import Connection, Delivery, WebSocketManager
 from ..websocket import State, WebSocket, WebSocketState
-from . import channels, protocol
+from . import channels, credentials, protocol
 from .binding import Kind
 from .codec import CODECS, JSON, Codec, json_bytes, json_loads
 from .dispatch import Dispatcher, Peer
@@ -150,6 +150,11 @@ class RPC:
         ]
         for key, fn, hints in builtins:
             self._dispatcher.register_builtin(key, fn, hints)
+        # Each refresh runs the auth hooks: a few a second at most.
+        self._dispatcher.register_builtin(
+            protocol.REFRESH, credentials.refresh, {"token": str}, limit=credentials.REFRESH_LIMIT
+        )
+        self._expiries = TaskSet(logger, "closing an expired connection")
         self.manager.endpoints[name] = self
 
     @property
@@ -277,6 +282,10 @@ class RPC:
         unknown one is refused with HTTP 400 (before accept) or closed with 1003. An
         ``id`` already connected to this worker is refused with HTTP 409 (or closed with
         1008 if the handler accepted first): give each connection its own id.
+
+        When ``ws.identity`` expires, the client is asked for a new credential first
+        (``rpc.refresh_due``, answered by ``rpc.refresh``), and told (the ``rpc.close``
+        event) before it is closed with 4001; see ``docs/auth.md``.
         """
         codec = await self._negotiate(ws)
         if codec is None:
@@ -294,6 +303,7 @@ class RPC:
             peer = Peer(conn, codec)
             conn.binary_pushes = codec.binary
             self._connections[conn.id] = conn
+            credentials.watch(peer, self._expiries)
             receive = self._dispatcher.receive
             try:
                 async for message in ws:

@@ -446,3 +446,35 @@ def test_api_publish_example_needs_a_key() -> None:
     # start() reports a server that exits at once, with its log.
     with pytest.raises(RuntimeError, match="set GOBSTOPPER_API_KEY"):
         start("examples.api_publish:app", "rsgi").stop()
+
+
+@pytest.fixture(scope="module", params=["rsgi", "asgi"])
+def auth_example(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """The JWT example, with tokens that live two seconds."""
+    server = start("examples.auth:app", request.param, {"EXAMPLE_TOKEN_SECONDS": "2"})
+    yield server
+    server.stop()
+
+
+async def test_auth_example(auth_example: Server) -> None:
+    async def issue(user: str) -> str:
+        answer = await http_request(auth_example.port, "GET", f"/token?user={user}")
+        assert answer.status == 200, answer.body
+        return answer.body.decode()
+
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(f"{auth_example.ws}/rpc"):
+            pass
+    assert info.value.response.status_code == 401
+    async with connect(f"{auth_example.ws}/rpc?token={await issue('ann')}") as ws:
+        peer = RpcPeer(ws)
+        assert await peer.result("hello") == "hello ann"
+        assert (await peer.result("me"))["meta"] == {"name": "Ann"}
+        due = await peer.push("rpc.refresh_due")
+        refreshed = await peer.result("rpc.refresh", {"token": await issue("ann")})
+        assert refreshed["user"] == "ann" and refreshed["expires_at"] > due["expires_at"]
+        # Not refreshed again: told, then closed when the new token expires.
+        await peer.push("rpc.refresh_due")
+        closing = await peer.push("rpc.event", "rpc.close")
+        assert closing["data"] == {"code": 4001, "reason": "credential expired"}
+        await asyncio.wait_for(ws.wait_closed(), WAIT)

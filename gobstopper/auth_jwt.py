@@ -1,0 +1,104 @@
+"""An auth hook for JSON Web Tokens, with PyJWT (``pip install 'gobstopper[jwt]'``).
+
+``jwt_auth(key, ...)`` returns a hook that reads ``credential(ws)`` (the bearer header,
+the ``token`` query parameter, or the token a refresh presents), verifies it and answers
+with an ``Identity`` whose ``expires_at`` is the token's ``exp``: the connection is then
+asked to refresh before it, and closed at it. See ``docs/auth.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .auth import AuthHook, Identity, credential
+from .errors import HTTPError
+
+if TYPE_CHECKING:
+    from .websocket import WebSocket
+
+__all__ = ["jwt_auth"]
+
+
+def _pyjwt() -> Any:
+    try:
+        import jwt
+    except ImportError:
+        raise RuntimeError(
+            "jwt_auth needs PyJWT: pip install 'gobstopper[jwt]' "
+            "(in a checkout: pip install -e '.[jwt]')"
+        ) from None
+    return jwt
+
+
+def jwt_auth(
+    key: Any,
+    *,
+    algorithms: Iterable[str] = ("HS256",),
+    audience: str | Iterable[str] | None = None,
+    issuer: str | None = None,
+    leeway: float = 0.0,
+    user_claim: str = "sub",
+    meta: Callable[[dict[str, Any]], Mapping[str, Any]] | None = None,
+) -> AuthHook:
+    """An auth hook that admits connections presenting a valid JWT.
+
+    Example::
+
+        app = Gobstopper()
+        auth = jwt_auth(PUBLIC_KEY_PEM, algorithms=["RS256"], audience="chat")
+
+        @app.websocket("/rpc", auth=auth)
+        async def endpoint(ws: WebSocket) -> None:
+            await rpc.serve(ws)  # conn.user is the token's "sub"
+
+    Args:
+        key: the HMAC secret (HS256...), or the public key (a PEM string or a key
+            object) for RS256, ES256... (those need ``cryptography``, which the extra
+            installs).
+        algorithms: the algorithms accepted; never mix HMAC and public-key ones.
+        audience: the ``aud`` the token must name (required in the token when given).
+        issuer: the ``iss`` the token must have.
+        leeway: seconds of clock difference tolerated on ``exp`` and ``nbf``; the
+            connection's expiry is ``exp + leeway``.
+        user_claim: the claim holding the user (a non-empty string).
+        meta: ``meta(claims)``: the connection's presence meta (default: none).
+
+    Returns:
+        ``hook(ws)``: an ``Identity(claims[user_claim], meta, expires_at=exp)``, or
+        ``HTTPError(401, why)`` for a missing, invalid or expired token.
+
+    Raises:
+        RuntimeError: PyJWT is not installed.
+    """
+    pyjwt = _pyjwt()
+    accepted = list(algorithms)
+    if not accepted:
+        raise ValueError("jwt_auth needs at least one algorithm")
+    audiences = audience if audience is None or isinstance(audience, str) else list(audience)
+
+    def hook(ws: WebSocket) -> Identity:
+        token = credential(ws)
+        if token is None:
+            raise HTTPError(401, "no token")
+        try:
+            claims: dict[str, Any] = pyjwt.decode(
+                token,
+                key,
+                algorithms=accepted,
+                audience=audiences,
+                issuer=issuer,
+                leeway=leeway,
+            )
+        except pyjwt.ExpiredSignatureError:
+            raise HTTPError(401, "token expired") from None
+        except pyjwt.InvalidTokenError as exc:
+            raise HTTPError(401, f"invalid token: {exc}") from None
+        user = claims.get(user_claim)
+        if not isinstance(user, str) or not user:
+            raise HTTPError(401, f"invalid token: no {user_claim!r} string")
+        exp = claims.get("exp")
+        expires_at = float(exp) + leeway if isinstance(exp, (int, float)) else None
+        return Identity(user, dict(meta(claims)) if meta is not None else {}, expires_at)
+
+    return hook

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .auth import Identity
 from .errors import CloseCode, ConnectionClosed, HTTPError
 from .metrics import Metrics
 from .security import ConnectionLimiter, OriginPolicy
@@ -95,6 +96,8 @@ class Admission:
             if result is False:
                 await self.refuse(ws, 403, "auth", "refused by the auth hook")
                 return False
+            if isinstance(result, Identity):
+                ws.identity = result
         return True
 
     async def refuse(self, ws: WebSocket, status: int, reason: str, detail: str) -> None:

@@ -155,6 +155,8 @@ class RPC:
         self.manager.endpoints[name] = self
         self._presence_patterns: list[str] = []
         self._tracks: dict[str, bool] = {}  # by channel, bounded
+        #: Connections subscribing to a tracked channel, by room, until their answer.
+        self._joining: dict[str, set[str]] = {}
         self.manager.watch_presence(self._tracked_room, self._presence_changed)
 
     @property
@@ -343,27 +345,39 @@ class RPC:
                 limit = {"limit": self.max_subscriptions}
                 raise RPCError(TOO_MANY_SUBSCRIPTIONS, "Too many subscriptions", limit)
             self._check_access(peer, channel)
+        tracked = self.tracks_presence(channel)
+        room = CHANNEL_ROOM + channel
+        if tracked:
+            # Diffs before its answer are older than the state the answer gives: they
+            # are not sent to it.
+            self._joining.setdefault(room, set()).add(conn.id)
         try:
-            started, finish = await self._pushes.subscribe(conn, channel, position)
-        except BrokerUnavailable as exc:
-            logger.warning("subscribing to %r: history unavailable: %s", channel, exc)
-            raise RPCError(INTERNAL_ERROR, "Internal error", "history unavailable") from None
-        if finish is not None:
-            # Replayed publications were queued for it: the answer goes behind them,
-            # then what was held meanwhile, then it is live.
-            peer.answer_in_queue = True
-            peer.after_answer.append(finish)
-        answer = {"channel": channel, "subscriptions": self._count(conn), **started}
-        if self.tracks_presence(channel):
-            room = CHANNEL_ROOM + channel
-            tracker = self.manager.presence_tracker
-            await tracker.ready(room)
-            # Taken and queued with no pause between: every diff queued for it before
-            # the answer is older than this state, every one after it newer.
-            state = tracker.state(room) or PresenceState({}, 0)
-            answer["presence"] = state.as_dict(channel)
-            peer.answer_in_queue = True
-        return answer
+            try:
+                started, finish = await self._pushes.subscribe(conn, channel, position)
+            except BrokerUnavailable as exc:
+                logger.warning("subscribing to %r: history unavailable: %s", channel, exc)
+                raise RPCError(INTERNAL_ERROR, "Internal error", "history unavailable") from None
+            if finish is not None:
+                # Replayed publications were queued for it: the answer goes behind them,
+                # then what was held meanwhile, then it is live.
+                peer.answer_in_queue = True
+                peer.after_answer.append(finish)
+            answer = {"channel": channel, "subscriptions": self._count(conn), **started}
+            if tracked:
+                tracker = self.manager.presence_tracker
+                await tracker.ready(room)
+                # Taken and queued with no pause between: every diff queued for it
+                # before the answer is older than this state, every one after it newer.
+                state = tracker.state(room) or PresenceState({}, 0)
+                answer["presence"] = state.as_dict(channel)
+                peer.answer_in_queue = True
+            return answer
+        finally:
+            if tracked:
+                joining = self._joining[room]
+                joining.discard(conn.id)
+                if not joining:
+                    del self._joining[room]
 
     async def _history(
         self, peer: Peer, channel: str, limit: int | None = None, since: Any = None
@@ -667,7 +681,8 @@ class RPC:
         except (TypeError, MessageTooBig) as exc:
             self._throttle.warning("a presence change of %r was not pushed: %s", channel, exc)
             return
-        self.manager.deliver(self._pushes.event_targets(room, None), push)
+        joining = frozenset(self._joining.get(room, ()))
+        self.manager.deliver(self._pushes.event_targets(room, None), push, joining)
 
     async def presence(self, channel: str) -> PresenceState:
         """Who subscribes to ``channel`` (that exact name), across the cluster: users with

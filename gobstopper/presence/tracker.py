@@ -97,7 +97,8 @@ class PresenceTracker:
         self.period = ttl / 4
         #: How long a change made here is trusted over a broker that does not show it.
         self.grace = max(1.0, ttl / 4)
-        self._clock = clock
+        #: Monotonic seconds (tests set their own).
+        self.clock = clock
         self._watchers: list[tuple[Callable[[str], bool], Listener]] = []
         self._rooms: dict[str, _Room] = {}
         self._outgoing: deque[tuple[str, bytes]] = deque()
@@ -122,7 +123,7 @@ class PresenceTracker:
         for room in rooms:
             if room not in self._rooms and self.watched(room):
                 opened = self._open(room)
-                opened.replica.apply(dict(self._local(room)), self._clock())
+                opened.replica.apply(dict(self._local(room)), self.clock())
                 self._start_load(room, opened)
 
     def _open(self, room: str) -> _Room:
@@ -148,7 +149,7 @@ class PresenceTracker:
         at once)."""
         if not self.watched(room):
             return
-        self._notify(self._open(room).replica.put(conn_id, record, self._clock()))
+        self._notify(self._open(room).replica.put(conn_id, record, self.clock()))
 
     def subscribed(self, room: str, entry: str | None, first: bool) -> None:
         """The join of ``room`` went through the broker (``first``: the room's channel is
@@ -167,7 +168,7 @@ class PresenceTracker:
         found = self._rooms.get(room)
         if found is None:
             return
-        diffs = found.replica.put(conn_id, record, self._clock())
+        diffs = found.replica.put(conn_id, record, self.clock())
         if self.cluster.clustered:
             self._send(room, {"op": "put", "entry": entry})
         self._notify(diffs)
@@ -177,7 +178,7 @@ class PresenceTracker:
         found = self._rooms.get(room)
         if found is None:
             return
-        diffs = found.replica.drop(conn_id, self._clock())
+        diffs = found.replica.drop(conn_id, self.clock())
         if self.cluster.clustered:
             self._send(room, {"op": "drop", "conn": conn_id})
         if not self._local(room):
@@ -235,7 +236,7 @@ class PresenceTracker:
         if found.pending is not None:
             found.pending.append(item)
             return
-        self._notify(found.replica.apply(dict((item,)), self._clock()))
+        self._notify(found.replica.apply(dict((item,)), self.clock()))
 
     def _start_load(self, room: str, found: _Room) -> None:
         if found.waiting and self.cluster.clustered:
@@ -244,7 +245,7 @@ class PresenceTracker:
 
     async def _load(self, room: str, found: _Room) -> None:
         """Read the room from the broker, then apply the notes held meanwhile."""
-        now = self._clock()
+        now = self.clock()
         try:
             records = await self._read(room)
         except BrokerUnavailable as exc:
@@ -258,7 +259,7 @@ class PresenceTracker:
         diffs = replica.reconcile(records, self._local(room), self._own, now, self.grace)
         pending, found.pending = found.pending or [], None
         for conn_id, record in pending:
-            diffs += replica.apply({conn_id: record}, self._clock())
+            diffs += replica.apply({conn_id: record}, self.clock())
         found.loaded.set()
         self._notify(diffs)
 
@@ -279,7 +280,7 @@ class PresenceTracker:
         for room, found in list(self._rooms.items()):
             if found.pending is not None:
                 continue  # loading: it reads the broker itself
-            now = self._clock()
+            now = self.clock()
             records = await self._read(room)
             if self._rooms.get(room) is not found or found.pending is not None:
                 continue
@@ -290,7 +291,7 @@ class PresenceTracker:
         broker = self.cluster.broker
         assert broker is not None
         seen = broker.health().reconnects
-        due = self._clock() + self.period
+        due = self.clock() + self.period
         while True:
             await asyncio.sleep(min(CHECK_S, self.period))
             health = broker.health()
@@ -298,10 +299,10 @@ class PresenceTracker:
                 # Notes sent while the link was down are lost: look again once the
                 # other nodes have had the time to write their presence back.
                 seen = health.reconnects
-                due = min(due, self._clock() + self.grace)
-            if not health.connected or self._clock() < due:
+                due = min(due, self.clock() + self.grace)
+            if not health.connected or self.clock() < due:
                 continue
-            due = self._clock() + self.period
+            due = self.clock() + self.period
             try:
                 await self.reconcile()
             except BrokerUnavailable as exc:

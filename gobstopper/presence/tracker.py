@@ -11,8 +11,8 @@ members here, this node keeps a ``Replica``:
 - changed at once by this node's own joins, leaves and meta changes (this node's
   members see them without a round trip), each also published as a note on topic
   ``presence`` to the nodes with members in the room, which apply it to theirs;
-- reconciled with the broker every ``presence_ttl / 4`` seconds, and soon after the
-  broker connection is re-established: a connection the broker no longer has (its
+- reconciled with the broker every ``presence_ttl / 4`` seconds, and a second after the
+  broker connection is re-established (notes sent meanwhile are lost): a connection the broker no longer has (its
   node died: its entries expired) is removed, one it has and this node does not is
   added; a change made here less than ``grace`` seconds ago is left alone, so writes
   still on their way do not flap.
@@ -54,6 +54,9 @@ TOPIC = "presence"
 Listener = Callable[[str, PresenceDiff], None]
 #: How often the reconciler looks at the broker's health (a reconnection is noticed so).
 CHECK_S = 0.5
+#: How long after a reconnection the replicas are compared with the broker (the other
+#: nodes, reconnecting too, write their presence back meanwhile).
+AFTER_RECONNECT_S = 1.0
 
 
 class _Room:
@@ -299,7 +302,7 @@ class PresenceTracker:
                 # Notes sent while the link was down are lost: look again once the
                 # other nodes have had the time to write their presence back.
                 seen = health.reconnects
-                due = min(due, self.clock() + self.grace)
+                due = min(due, self.clock() + AFTER_RECONNECT_S)
             if not health.connected or self.clock() < due:
                 continue
             due = self.clock() + self.period

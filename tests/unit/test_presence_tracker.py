@@ -4,11 +4,15 @@ both nodes, second tabs, meta changes, and a node that vanishes without a word."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 from collections.abc import Callable
 from typing import Any
 
 from gobstopper import Config, Connection, WebSocketManager
 from gobstopper.brokers import MemoryBroker, MemoryHub
+from gobstopper.brokers.base import BrokerHealth
+from gobstopper.cluster import room_channel
 from gobstopper.presence import PresenceDiff
 
 from .fake_transport import make
@@ -53,6 +57,14 @@ async def until(check: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0)
     raise AssertionError("never true")
+
+
+async def wait_for_condition(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait (in real time: the reconciler runs on its own schedule) until ``check()``."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "never true"
+        await asyncio.sleep(0.02)
 
 
 async def nodes(n: int) -> list[Node]:
@@ -138,3 +150,92 @@ async def test_a_replica_loads_what_the_other_nodes_had() -> None:
     await until(lambda: b.users() == {"ann": ["ann1"], "bob": ["bob1"]})
     state = b.manager.presence_tracker.state(ROOM)
     assert state is not None and state.connections == 3
+
+
+class SlowReads(MemoryBroker):
+    """A memory broker whose presence reads answer what the hub held when asked, but
+    only once ``release`` is set: changes made meanwhile come as notes."""
+
+    def __init__(self, hub: MemoryHub) -> None:
+        super().__init__(hub)
+        self.release = asyncio.Event()
+        self.asked = asyncio.Event()
+
+    async def presence(self, key: str) -> dict[str, str]:
+        found = await super().presence(key)
+        self.asked.set()
+        await self.release.wait()
+        return found
+
+
+async def test_notes_that_arrive_while_a_replica_loads_are_applied_after_it() -> None:
+    hub = MemoryHub()
+    a = Node(hub)
+    b = Node(hub)
+    slow = SlowReads(hub)
+    b.manager = WebSocketManager(Config.load({}), slow)
+    b.manager.watch_presence(lambda room: room == ROOM, b._heard)
+    for node in (a, b):
+        await node.manager.start()
+    ann1 = await a.connect("ann1", "ann", status="here")
+    await a.connect("cat1", "cat")
+    await b.connect("bob1", "bob")  # b's first member: its replica loads, slowly
+    await slow.asked.wait()
+    await ann1.set_meta({"status": "away"})  # noted while b loads
+    a.manager.remove(a.manager.get("cat1"))  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    await a.connect("dan1", "dan")
+    await until(lambda: len(a.seen) == 6)  # ann, cat, bob (a note), ann, cat, dan
+    slow.release.set()
+    await until(lambda: b.manager.presence_tracker.state(ROOM) is not None and "dan" in b.users())
+    state = b.manager.presence_tracker.state(ROOM)
+    assert state is not None
+    assert b.users() == {"ann": ["ann1"], "bob": ["bob1"], "dan": ["dan1"]}
+    assert state.users["ann"][0].meta == {"status": "away"}
+    # Each user's changes in order, applied by assignment: the view ends where b is.
+    view: dict[str, list[str]] = {}
+    for event, user, found in b.take():
+        if event == "leave":
+            del view[user]
+        else:
+            view[user] = found
+    assert view == b.users()
+
+
+class Reconnecting(MemoryBroker):
+    """A memory broker whose health reports reconnections when told."""
+
+    reconnects = 0
+
+    def health(self) -> BrokerHealth:
+        return dataclasses.replace(super().health(), reconnects=self.reconnects)
+
+
+async def test_after_a_reconnection_the_replica_catches_up_with_what_it_missed() -> None:
+    hub = MemoryHub()
+    a, b = Node(hub), Node(hub)
+    broker = Reconnecting(hub)
+    a.manager = WebSocketManager(Config.load({}, presence_ttl=100.0), broker)
+    a.manager.presence_tracker.clock = lambda: a.now
+    a.manager.watch_presence(lambda room: room == ROOM, a._heard)
+    for node in (a, b):
+        await node.manager.start()
+    await a.connect("ann1", "ann")
+    await b.connect("bob1", "bob")
+    await until(lambda: "bob" in a.users())
+    # a's link drops: b's next member's note never reaches it.
+    await broker.unsubscribe(room_channel(ROOM))
+    await b.connect("cat1", "cat")
+    await until(lambda: not b.manager.presence_tracker._outgoing)  # its note: lost
+    await broker.subscribe(room_channel(ROOM))
+    broker.reconnects += 1
+    assert "cat" not in a.users()
+    a.take()
+
+    def caught_up() -> bool:
+        a.now += 0.1  # a's clock runs 5 times as fast: the next round is at 25 s
+        return "cat" in a.users()
+
+    await wait_for_condition(caught_up, timeout=3.0)
+    assert a.now < 10
+    assert a.take() == [("join", "cat", ["cat1"])]

@@ -12,9 +12,9 @@ members here, this node keeps a ``Replica``:
   members see them without a round trip), each also published as a note on topic
   ``presence`` to the nodes with members in the room, which apply it to theirs;
 - reconciled with the broker every ``presence_ttl / 4`` seconds, and a second after the
-  broker connection is re-established (notes sent meanwhile are lost): a connection the broker no longer has (its
-  node died: its entries expired) is removed, one it has and this node does not is
-  added; a change made here less than ``grace`` seconds ago is left alone, so writes
+  broker connection is re-established (notes sent meanwhile are lost): a connection
+  the broker no longer has (its node died: its entries expired) is removed, one it has
+  and this node does not is added; a change made here less than ``grace`` seconds ago is left alone, so writes
   still on their way do not flap.
 
 Each node computes the transitions from its own replica and hands them to its own

@@ -14,8 +14,8 @@ members here, this node keeps a ``Replica``:
 - reconciled with the broker every ``presence_ttl / 4`` seconds, and a second after the
   broker connection is re-established (notes sent meanwhile are lost): a connection
   the broker no longer has (its node died: its entries expired) is removed, one it has
-  and this node does not is added; a change made here less than ``grace`` seconds ago is left alone, so writes
-  still on their way do not flap.
+  and this node does not is added; a change made here less than ``grace`` seconds ago
+  is left alone, so writes still on their way do not flap.
 
 Each node computes the transitions from its own replica and hands them to its own
 listeners, which push to this node's members only: every member gets each change once.

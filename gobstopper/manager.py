@@ -38,7 +38,9 @@ from .delivery import Delivery, Exclude, Payload, Push, connection_ids, deliver,
 from .envelope import Envelope
 from .errors import BrokerUnavailable, CloseCode
 from .outbox import DeliveryStats, Outbox
-from .presence import check_meta, entry
+from .presence import PresenceDiff, PresenceState, Record, check_meta, entry, state_of
+from .presence import state_of_records as _state_of_records
+from .presence.tracker import PresenceTracker
 from .websocket import State, WebSocket, WebSocketState
 
 __all__ = ["Connection", "Delivery", "Push", "TopicHandler", "WebSocketManager"]
@@ -149,6 +151,13 @@ class WebSocketManager:
         self.cluster.on_topic(CONTROL, self._on_control)
         # Publishers from outside (an emitter) keep within every node's message limit.
         self.cluster.advertise(LIMITS, f"max_message_bytes {self.config.max_message_bytes}")
+        #: Live presence of the watched rooms (``watch_presence``).
+        self.presence_tracker = PresenceTracker(
+            self.cluster,
+            self._records,
+            self._connections,
+            getattr(broker, "presence_ttl", None) or self.config.presence_ttl,
+        )
         #: The message layer's endpoints on this manager, by name: each ``RPC`` adds
         #: itself, so that what addresses one from outside (the HTTP API) finds it. Typed
         #: loosely because the manager sits below the message layer and never imports it.
@@ -161,9 +170,11 @@ class WebSocketManager:
         await self.cluster.start(
             lambda: [(c.id, c.entry, tuple(c.rooms)) for c in tuple(self._connections.values())]
         )
+        await self.presence_tracker.start()
 
     async def stop(self) -> None:
         """Withdraw this node from the cluster and stop the broker (the app calls this)."""
+        await self.presence_tracker.stop()
         await self.cluster.stop()
 
     @property
@@ -266,6 +277,7 @@ class WebSocketManager:
         for room in conn.rooms:
             if self._discard_member(room, conn):
                 self.cluster.departed(room, conn.entry)
+                self.presence_tracker.left(room, conn.id)
         conn.rooms.clear()
         conn.outbox.close()
         self.cluster.removed(conn.id)
@@ -300,15 +312,24 @@ class WebSocketManager:
         members[conn.id] = conn
         conn.rooms.add(room)
         self._room_snapshots.pop(room, None)
-        await self.cluster.joined(
-            room, first, lambda: conn.entry if conn.id in self._rooms.get(room, ()) else None
-        )
+        tracker = self.presence_tracker
+        tracker.joined(room, conn.id, (conn.user, conn._meta))
+        await self.cluster.joined(room, first, lambda: self._entry_in(room, conn))
+        tracker.subscribed(room, self._entry_in(room, conn), first)
+
+    def _entry_in(self, room: str, conn: Connection) -> str | None:
+        """``conn``'s presence entry if it is a member of ``room``, else None."""
+        return conn.entry if conn.id in self._rooms.get(room, ()) else None
 
     async def leave(self, conn: Connection, room: str) -> None:
         """Remove ``conn`` from ``room``; a room left empty is deleted."""
         if room in conn.rooms:
             conn.rooms.discard(room)
             self._discard_member(room, conn)
+            # The tracker's note to the other nodes goes out after this node's presence
+            # write (its sender runs later, in order): a node that reads after the note
+            # sees the same.
+            self.presence_tracker.left(room, conn.id)
             await self.cluster.left(room, conn.entry)
 
     def _discard_member(self, room: str, conn: Connection) -> bool:
@@ -335,8 +356,46 @@ class WebSocketManager:
         conn._meta = dict(meta)
         conn.entry = entry(conn.id, conn.user, conn._meta)
         if conn.entry != old:
+            record = (conn.user, conn._meta)
             for room in conn.rooms:
                 self.cluster.rewritten(room, old, conn.entry)
+                self.presence_tracker.changed(room, conn.id, record, conn.entry)
+
+    def _records(self, room: str) -> dict[str, Record]:
+        """This node's members of ``room`` as presence records."""
+        return {c.id: (c.user, c._meta) for c in self._rooms.get(room, {}).values()}
+
+    # -- presence ---------------------------------------------------------------------------
+
+    async def presence(self, room: str) -> PresenceState:
+        """Who is in ``room`` across the cluster: its users with the metas of their
+        connections, and how many connections (with a user or not).
+
+        Read from the broker (the members of a node that died without a word are gone
+        within ``GOBSTOPPER_PRESENCE_TTL``); without a shared broker, this node's.
+
+        Raises:
+            BrokerUnavailable: the broker cannot be asked now.
+        """
+        if not self.cluster.clustered:
+            return _state_of_records(self._records(room))
+        assert self.broker is not None
+        return state_of(await self.broker.presence(room_channel(room)))
+
+    def watch_presence(
+        self, match: Callable[[str], bool], listener: Callable[[str, PresenceDiff], None]
+    ) -> None:
+        """Keep a live replica of the presence of every room ``match(room)`` accepts that
+        has members here, and call ``listener(room, diff)`` with each user-level change
+        (``join``, ``update``, ``leave``: see ``PresenceDiff``). Each node calls its own
+        listeners once per change; a listener must not block (it runs as the change is
+        seen). Rooms with members already are watched from now on.
+
+        Every node of a cluster must watch the same rooms: a node tells the others of
+        its members' changes only in the rooms it watches.
+        """
+        self.presence_tracker.watch(match, listener)
+        self.presence_tracker.rescan(self.rooms())
 
     def rooms(self) -> list[str]:
         """Names of the rooms that have members."""

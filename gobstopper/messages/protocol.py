@@ -65,6 +65,7 @@ __all__ = [
     "parse_batch",
     "parse_incoming",
     "parse_request",
+    "presence_diff",
     "read_position",
     "request",
     "result",
@@ -194,6 +195,16 @@ def event_push(event: str, data: Any, sender: str | None) -> dict[str, Any]:
     """The push of a named event (``sender``: the connection that caused it, or None)."""
     params = {"event": event, "data": data, "from": sender}
     return {"jsonrpc": VERSION, "method": EVENT, "params": params}
+
+
+def presence_diff(
+    channel: str, event: str, user: str, metas: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The push of a change in a channel's presence: ``event`` is ``join``, ``update`` or
+    ``leave``; ``metas`` the user's ``{"conn", "meta"}`` after it (before it, for a
+    leave)."""
+    params = {"channel": channel, "event": event, "user": user, "metas": metas}
+    return {"jsonrpc": VERSION, "method": PRESENCE_DIFF, "params": params}
 
 
 def stream_item(id: Any, item: Any) -> dict[str, Any]:

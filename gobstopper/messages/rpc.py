@@ -39,6 +39,7 @@ from ..envelope import Envelope
 from ..errors import BrokerUnavailable, CloseCode, ConnectionClosed, MessageTooBig
 from ..history.base import Position
 from ..manager import Connection, Delivery, WebSocketManager
+from ..presence import PresenceDiff, PresenceState
 from ..websocket import State, WebSocket, WebSocketState
 from . import channels, credentials, protocol
 from .binding import Kind
@@ -147,6 +148,7 @@ class RPC:
             (protocol.PUBLISH, self._client_publish, {"channel": str, "echo": bool}),
             (protocol.CANCEL, self._cancel, {"id": str | int | float | None}),
             (protocol.INFO, self._info, {}),
+            (protocol.PRESENCE, self._presence, {"channel": str}),
         ]
         for key, fn, hints in builtins:
             self._dispatcher.register_builtin(key, fn, hints)
@@ -156,6 +158,11 @@ class RPC:
         )
         self._expiries = TaskSet(logger, "closing an expired connection")
         self.manager.endpoints[name] = self
+        self._presence_patterns: list[str] = []
+        self._tracks: dict[str, bool] = {}  # by channel, bounded
+        #: Connections subscribing to a tracked channel, by room, until their answer.
+        self._joining: dict[str, set[str]] = {}
+        self.manager.watch_presence(self._tracked_room, self._presence_changed)
 
     @property
     def max_tasks(self) -> int:
@@ -348,17 +355,39 @@ class RPC:
                 limit = {"limit": self.max_subscriptions}
                 raise RPCError(TOO_MANY_SUBSCRIPTIONS, "Too many subscriptions", limit)
             self._check_access(peer, channel)
+        tracked = self.tracks_presence(channel)
+        room = CHANNEL_ROOM + channel
+        if tracked:
+            # Diffs before its answer are older than the state the answer gives: they
+            # are not sent to it.
+            self._joining.setdefault(room, set()).add(conn.id)
         try:
-            started, finish = await self._pushes.subscribe(conn, channel, position)
-        except BrokerUnavailable as exc:
-            logger.warning("subscribing to %r: history unavailable: %s", channel, exc)
-            raise RPCError(INTERNAL_ERROR, "Internal error", "history unavailable") from None
-        if finish is not None:
-            # Replayed publications were queued for it: the answer goes behind them,
-            # then what was held meanwhile, then it is live.
-            peer.answer_in_queue = True
-            peer.after_answer.append(finish)
-        return {"channel": channel, "subscriptions": self._count(conn), **started}
+            try:
+                started, finish = await self._pushes.subscribe(conn, channel, position)
+            except BrokerUnavailable as exc:
+                logger.warning("subscribing to %r: history unavailable: %s", channel, exc)
+                raise RPCError(INTERNAL_ERROR, "Internal error", "history unavailable") from None
+            if finish is not None:
+                # Replayed publications were queued for it: the answer goes behind them,
+                # then what was held meanwhile, then it is live.
+                peer.answer_in_queue = True
+                peer.after_answer.append(finish)
+            answer = {"channel": channel, "subscriptions": self._count(conn), **started}
+            if tracked:
+                tracker = self.manager.presence_tracker
+                await tracker.ready(room)
+                # Taken and queued with no pause between: every diff queued for it
+                # before the answer is older than this state, every one after it newer.
+                state = tracker.state(room) or PresenceState({}, 0)
+                answer["presence"] = state.as_dict(channel)
+                peer.answer_in_queue = True
+            return answer
+        finally:
+            if tracked:
+                joining = self._joining[room]
+                joining.discard(conn.id)
+                if not joining:
+                    del self._joining[room]
 
     async def _history(
         self, peer: Peer, channel: str, limit: int | None = None, since: Any = None
@@ -384,6 +413,17 @@ class RPC:
     def _check_access(self, peer: Peer, channel: str) -> None:
         if self.can_subscribe is not None and not self.can_subscribe(peer.ws.state, channel):
             raise RPCError(ACCESS_DENIED, "Access denied", channel)
+
+    async def _presence(self, peer: Peer, channel: str) -> dict[str, Any]:
+        if not channels.valid_channel(channel):
+            raise RPCError(INVALID_PARAMS, "Invalid params", f"not a channel name: {channel!r}")
+        self._check_access(peer, channel)
+        try:
+            state = await self.presence(channel)
+        except BrokerUnavailable as exc:
+            logger.warning("reading the presence of %r: %s", channel, exc)
+            raise RPCError(INTERNAL_ERROR, "Internal error", "presence unavailable") from None
+        return state.as_dict(channel)
 
     async def _unsubscribe(self, peer: Peer, channel: str) -> dict[str, Any]:
         await self._pushes.unsubscribe(peer.conn, channel)
@@ -601,6 +641,70 @@ class RPC:
         if conn is None:
             return frozenset()
         return frozenset(self._subscriptions.subscriptions(conn))
+
+    # -- presence ------------------------------------------------------------------------
+
+    def track_presence(self, pattern: str) -> None:
+        """Push the presence changes of every channel ``pattern`` matches to its
+        subscribers (``rpc.presence_diff``), and answer their ``rpc.subscribe`` with the
+        channel's presence. A subscriber with a user (``Identity``, ``serve(user=)``) is
+        listed under it; a second connection of a user is an ``update``, not a
+        ``join``. Call it the same way on every node.
+
+        Example: ``rpc.track_presence("chat.*")``
+
+        Raises:
+            ValueError: not a channel name or pattern.
+        """
+        if not channels.valid_pattern(pattern):
+            raise ValueError(f"not a channel name or pattern: {pattern!r}")
+        self._presence_patterns.append(pattern)
+        self._tracks.clear()
+        self.manager.presence_tracker.rescan(self.manager.rooms())
+
+    def tracks_presence(self, channel: str) -> bool:
+        """Whether ``channel`` (a name, not a pattern) tracks presence."""
+        if not self._presence_patterns:
+            return False
+        found = self._tracks.get(channel)
+        if found is None:
+            found = channels.valid_channel(channel) and any(
+                pattern == channel
+                or (channels.is_pattern(pattern) and channels.matches(pattern, channel))
+                for pattern in self._presence_patterns
+            )
+            if len(self._tracks) > 10_000:
+                self._tracks.clear()  # bounded: channel names may be endless
+            self._tracks[channel] = found
+        return found
+
+    def _tracked_room(self, room: str) -> bool:
+        return room.startswith(CHANNEL_ROOM) and self.tracks_presence(room[len(CHANNEL_ROOM) :])
+
+    def _presence_changed(self, room: str, diff: PresenceDiff) -> None:
+        """Push a change of a tracked channel's presence to its subscribers here."""
+        channel = room[len(CHANNEL_ROOM) :]
+        metas = [m.as_dict() for m in diff.metas]
+        message = protocol.presence_diff(channel, diff.event, diff.user, metas)
+        try:
+            _, push = self._pushes.encode(message)
+        except (TypeError, MessageTooBig) as exc:
+            self._throttle.warning("a presence change of %r was not pushed: %s", channel, exc)
+            return
+        joining = frozenset(self._joining.get(room, ()))
+        self.manager.deliver(self._pushes.event_targets(room, None), push, joining)
+
+    async def presence(self, channel: str) -> PresenceState:
+        """Who subscribes to ``channel`` (that exact name), across the cluster: users with
+        the metas of their connections, and the count of connections.
+
+        Raises:
+            ValueError: not a channel name.
+            BrokerUnavailable: the broker cannot be asked now.
+        """
+        if not channels.valid_channel(channel):
+            raise ValueError(f"not a channel name: {channel!r}")
+        return await self.manager.presence(CHANNEL_ROOM + channel)
 
     async def subscribers(self, channel: str) -> list[str]:
         """Ids of the connections subscribed to ``channel`` (that exact name or pattern),

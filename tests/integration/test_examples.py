@@ -478,3 +478,28 @@ async def test_auth_example(auth_example: Server) -> None:
         closing = await peer.push("rpc.event", "rpc.close")
         assert closing["data"] == {"code": 4001, "reason": "credential expired"}
         await asyncio.wait_for(ws.wait_closed(), WAIT)
+
+
+presence_server = server_fixture("examples.presence:app", "The presence example.", ("rsgi",))
+
+
+async def test_presence_example_lists_users_and_their_comings_and_goings(
+    presence_server: Server,
+) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(f"{presence_server.ws}/rpc"):
+            pass
+    assert refused.value.response.status_code == 401  # nobody without a ?name=
+    async with connect(f"{presence_server.ws}/rpc?name=ann") as ws:
+        ann = RpcPeer(ws)
+        state = (await ann.result("rpc.subscribe", ["chat.lobby"]))["presence"]
+        assert list(state["users"]) == ["ann"] and state["users"]["ann"][0]["meta"] == {
+            "name": "ann"
+        }
+        async with connect(f"{presence_server.ws}/rpc?name=bob") as other:
+            bob = RpcPeer(other)
+            await bob.result("rpc.subscribe", ["chat.lobby"])
+            joined = await ann.push("rpc.presence_diff")
+            assert (joined["event"], joined["user"]) == ("join", "bob")
+        left = await ann.push("rpc.presence_diff")
+        assert (left["event"], left["user"]) == ("leave", "bob")

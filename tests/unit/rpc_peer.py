@@ -121,7 +121,13 @@ class ServedPeer:
 
 @contextlib.asynccontextmanager
 async def served(
-    rpc: RPC, *, id: str | None = None, encoding: str | None = None, **config: Any
+    rpc: RPC,
+    *,
+    id: str | None = None,
+    encoding: str | None = None,
+    user: str | None = None,
+    meta: dict[str, Any] | None = None,
+    **config: Any,
 ) -> AsyncIterator[ServedPeer]:
     """Serve one connection with ``rpc`` for the duration of the block; it is closed
     by the client at the end and served to its end.
@@ -129,6 +135,7 @@ async def served(
     Args:
         id: the connection's id (a random one when None).
         encoding: the ``?encoding=`` the client asks for.
+        user, meta: who the connection belongs to, and what presence shows of it.
         config: settings of the connection (``max_message_bytes=...``).
     """
     transport = RecordingTransport()
@@ -136,7 +143,7 @@ async def served(
     info = ScopeInfo("fake", "/rpc", query, [], "127.0.0.1:1", "ws")
     ws = WebSocket(transport, info, Config.load({}, **config))
     peer = ServedPeer(ws, transport, CODECS[encoding or "json"])
-    task = asyncio.ensure_future(rpc.serve(ws, id=id))
+    task = asyncio.ensure_future(rpc.serve(ws, id=id, user=user, meta=meta))
     try:
         yield peer
     finally:

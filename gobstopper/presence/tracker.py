@@ -1,0 +1,331 @@
+"""Live presence of watched rooms: a replica per room on each node that has members in
+it, and the user-level changes (``PresenceDiff``) handed to the watchers.
+
+A room is watched when a ``watch(match, listener)`` matches its name (the message layer
+watches the rooms of the channels that track presence). For a watched room with
+members here, this node keeps a ``Replica``:
+
+- created on the room's first member here, and loaded from the broker's presence once
+  the room's broker channel is subscribed (notes that arrive while it loads are applied
+  after it, in order);
+- changed at once by this node's own joins, leaves and meta changes (this node's
+  members see them without a round trip), each also published as a note on topic
+  ``presence`` to the nodes with members in the room, which apply it to theirs;
+- reconciled with the broker every ``presence_ttl / 4`` seconds, and a second after the
+  broker connection is re-established (notes sent meanwhile are lost): a connection
+  the broker no longer has (its node died: its entries expired) is removed, one it has
+  and this node does not is added; a change made here less than ``grace`` seconds ago
+  is left alone, so writes still on their way do not flap.
+
+Each node computes the transitions from its own replica and hands them to its own
+listeners, which push to this node's members only: every member gets each change once.
+Without other nodes the replica is this node's members, and every change is immediate.
+The replica goes when the room has no member here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Container, Mapping
+from typing import TYPE_CHECKING
+
+from .._util import TaskSet, Throttle, cancel_and_wait
+from ..cluster import room_channel
+from ..errors import BrokerUnavailable
+from . import PresenceDiff, PresenceState, Record, parse_entry
+from .replica import Replica
+
+if TYPE_CHECKING:
+    from ..cluster import Cluster
+    from ..envelope import Envelope
+
+__all__ = ["TOPIC", "Listener", "PresenceTracker"]
+
+logger = logging.getLogger("gobstopper.presence")
+
+#: The topic of presence notes between nodes: ``{"op": "put", "entry": <entry>}`` or
+#: ``{"op": "drop", "conn": <id>}``, in an envelope naming the room.
+TOPIC = "presence"
+#: Called with a watched room's name and each of its user-level changes.
+Listener = Callable[[str, PresenceDiff], None]
+#: How often the reconciler looks at the broker's health (a reconnection is noticed so).
+CHECK_S = 0.5
+#: How long after a reconnection the replicas are compared with the broker (the other
+#: nodes, reconnecting too, write their presence back meanwhile).
+AFTER_RECONNECT_S = 1.0
+
+
+class _Room:
+    """A watched room with members here: its replica, and whether it is loaded."""
+
+    __slots__ = ("loaded", "pending", "replica", "waiting")
+
+    def __init__(self, name: str, clustered: bool) -> None:
+        self.replica = Replica(name)
+        self.loaded = asyncio.Event()
+        #: Notes from other nodes held while the replica loads; None once loaded.
+        self.pending: list[tuple[str, Record | None]] | None = [] if clustered else None
+        #: Loading waits for the room's broker channel to be subscribed.
+        self.waiting = clustered
+        if not clustered:
+            self.loaded.set()
+
+
+class PresenceTracker:
+    """The replicas of one manager's watched rooms (``manager.presence_tracker``).
+
+    Args:
+        cluster: this node's side of the broker.
+        local: this node's members of a room, ``conn id -> (user, meta)``.
+        own: this node's connection ids.
+        ttl: ``GOBSTOPPER_PRESENCE_TTL``: the reconciliation runs every quarter of it.
+        clock: monotonic seconds (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        local: Callable[[str], Mapping[str, Record]],
+        own: Container[str],
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cluster = cluster
+        self._local = local
+        self._own = own
+        self.period = ttl / 4
+        #: How long a change made here is trusted over a broker that does not show it.
+        self.grace = max(1.0, ttl / 4)
+        #: Monotonic seconds (tests set their own).
+        self.clock = clock
+        self._watchers: list[tuple[Callable[[str], bool], Listener]] = []
+        self._rooms: dict[str, _Room] = {}
+        self._outgoing: deque[tuple[str, bytes]] = deque()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background = TaskSet(logger, "presence load", throttle=True)
+        self._throttle = Throttle(logger)
+        cluster.on_topic(TOPIC, self._on_note)
+
+    # -- watching ------------------------------------------------------------------------
+
+    def watch(self, match: Callable[[str], bool], listener: Listener) -> None:
+        """Keep a replica of every room ``match`` accepts that has members here, and call
+        ``listener(room, diff)`` with each of its changes."""
+        self._watchers.append((match, listener))
+
+    def watched(self, room: str) -> bool:
+        return any(match(room) for match, _ in self._watchers)
+
+    def rescan(self, rooms: list[str]) -> None:
+        """Open the replicas of ``rooms`` (this node's) that a new watch matches."""
+        for room in rooms:
+            if room not in self._rooms and self.watched(room):
+                opened = self._open(room)
+                opened.replica.apply(dict(self._local(room)), self.clock())
+                self._start_load(room, opened)
+
+    def _open(self, room: str) -> _Room:
+        found = self._rooms.get(room)
+        if found is None:
+            found = self._rooms[room] = _Room(room, self.cluster.clustered)
+        return found
+
+    def _notify(self, diffs: list[PresenceDiff]) -> None:
+        for diff in diffs:
+            for match, listener in self._watchers:
+                if not match(diff.room):
+                    continue
+                try:
+                    listener(diff.room, diff)
+                except Exception:  # one listener's failure is not the others'
+                    logger.exception("presence listener failed on %r", diff.room)
+
+    # -- this node's members -----------------------------------------------------------
+
+    def joined(self, room: str, conn_id: str, record: Record) -> None:
+        """A connection here joined ``room`` (called as it joins: its change is seen here
+        at once)."""
+        if not self.watched(room):
+            return
+        self._notify(self._open(room).replica.put(conn_id, record, self.clock()))
+
+    def subscribed(self, room: str, entry: str | None, first: bool) -> None:
+        """The join of ``room`` went through the broker (``first``: the room's channel is
+        subscribed now); ``entry``: the member's presence entry, None if it left
+        meanwhile."""
+        found = self._rooms.get(room)
+        if found is None or not self.cluster.clustered:
+            return
+        if entry is not None:
+            self._send(room, {"op": "put", "entry": entry})
+        if first:
+            self._start_load(room, found)
+
+    def changed(self, room: str, conn_id: str, record: Record, entry: str) -> None:
+        """A connection here changed its meta."""
+        found = self._rooms.get(room)
+        if found is None:
+            return
+        diffs = found.replica.put(conn_id, record, self.clock())
+        if self.cluster.clustered:
+            self._send(room, {"op": "put", "entry": entry})
+        self._notify(diffs)
+
+    def left(self, room: str, conn_id: str) -> None:
+        """A connection here left ``room`` (or closed)."""
+        found = self._rooms.get(room)
+        if found is None:
+            return
+        diffs = found.replica.drop(conn_id, self.clock())
+        if self.cluster.clustered:
+            self._send(room, {"op": "drop", "conn": conn_id})
+        if not self._local(room):
+            del self._rooms[room]  # nobody here to tell any more
+            found.loaded.set()
+        self._notify(diffs)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def state(self, room: str) -> PresenceState | None:
+        """The presence of a watched room as this node has it (None: no replica here)."""
+        found = self._rooms.get(room)
+        return None if found is None else found.replica.state()
+
+    async def ready(self, room: str) -> None:
+        """Return once ``room``'s replica, if there is one, is loaded."""
+        found = self._rooms.get(room)
+        if found is not None:
+            await found.loaded.wait()
+
+    # -- the other nodes -------------------------------------------------------------------
+
+    def _send(self, room: str, note: dict[str, str]) -> None:
+        """Publish ``note`` to the room's other nodes, in order with this node's others."""
+        self._outgoing.append((room, json.dumps(note, ensure_ascii=False).encode()))
+        self._wake.set()
+
+    async def _sender(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._outgoing:
+                room, payload = self._outgoing.popleft()
+                await self.cluster.publish_topic(TOPIC, payload, room=room)
+
+    def _on_note(self, note: Envelope) -> None:
+        """A change from another node."""
+        found = self._rooms.get(note.room or "")
+        if found is None:
+            return
+        try:
+            change = json.loads(note.payload)
+            if change["op"] == "put":
+                conn_id, user, meta = parse_entry(change["entry"])
+                item: tuple[str, Record | None] = (conn_id, (user, meta))
+            elif change["op"] == "drop":
+                item = (str(change["conn"]), None)
+            else:
+                raise ValueError(f"unknown op {change['op']!r}")
+        except (ValueError, KeyError, TypeError) as exc:
+            self._throttle.warning("skipped a presence note: %s", exc)
+            return
+        if item[0] in self._own:
+            return  # this node's own connections are as it knows them
+        if found.pending is not None:
+            found.pending.append(item)
+            return
+        self._notify(found.replica.apply(dict((item,)), self.clock()))
+
+    def _start_load(self, room: str, found: _Room) -> None:
+        if found.waiting and self.cluster.clustered:
+            found.waiting = False
+            self._background.spawn(self._load(room, found))
+
+    async def _load(self, room: str, found: _Room) -> None:
+        """Read the room from the broker, then apply the notes held meanwhile."""
+        now = self.clock()
+        try:
+            records = await self._read(room)
+        except BrokerUnavailable as exc:
+            # This node's members are shown now; the others come with the next
+            # reconciliation.
+            self._throttle.warning("presence of %r not loaded: %s", room, exc)
+            records = {}
+        if self._rooms.get(room) is not found:
+            return
+        replica = found.replica
+        diffs = replica.reconcile(records, self._local(room), self._own, now, self.grace)
+        pending, found.pending = found.pending or [], None
+        for conn_id, record in pending:
+            diffs += replica.apply({conn_id: record}, self.clock())
+        found.loaded.set()
+        self._notify(diffs)
+
+    async def _read(self, room: str) -> dict[str, Record]:
+        assert self.cluster.broker is not None
+        records: dict[str, Record] = {}
+        for found in await self.cluster.broker.presence(room_channel(room)):
+            conn_id, user, meta = parse_entry(found)
+            records[conn_id] = (user, meta)
+        return records
+
+    async def reconcile(self) -> None:
+        """Bring every loaded replica to what the broker holds (see ``Replica.reconcile``).
+
+        Raises:
+            BrokerUnavailable: the broker cannot be read now.
+        """
+        for room, found in list(self._rooms.items()):
+            if found.pending is not None:
+                continue  # loading: it reads the broker itself
+            now = self.clock()
+            records = await self._read(room)
+            if self._rooms.get(room) is not found or found.pending is not None:
+                continue
+            local = self._local(room)
+            self._notify(found.replica.reconcile(records, local, self._own, now, self.grace))
+
+    async def _reconciler(self) -> None:
+        broker = self.cluster.broker
+        assert broker is not None
+        seen = broker.health().reconnects
+        due = self.clock() + self.period
+        while True:
+            await asyncio.sleep(min(CHECK_S, self.period))
+            health = broker.health()
+            if health.reconnects != seen:
+                # Notes sent while the link was down are lost: look again once the
+                # other nodes have had the time to write their presence back.
+                seen = health.reconnects
+                due = min(due, self.clock() + AFTER_RECONNECT_S)
+            if not health.connected or self.clock() < due:
+                continue
+            due = self.clock() + self.period
+            try:
+                await self.reconcile()
+            except BrokerUnavailable as exc:
+                self._throttle.warning("presence not reconciled: %s", exc)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """With other nodes: send notes, reconcile, and load the replicas opened before."""
+        if not self.cluster.clustered or self._tasks:
+            return
+        self._tasks = [asyncio.ensure_future(self._sender())]
+        self._tasks.append(asyncio.ensure_future(self._reconciler()))
+        for room, found in list(self._rooms.items()):
+            if found.pending is None:
+                found.pending, found.loaded = [], asyncio.Event()
+            found.waiting = True
+            self._start_load(room, found)
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        await cancel_and_wait(tasks)
+        self._outgoing.clear()

@@ -52,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     emit.add_argument("data", nargs="?", default="null")
     emit.add_argument("--room")
     emit.add_argument("--to", help="a connection id")
-    presence = commands.add_parser("presence", help="the ids in a room (all when no room)")
+    presence = commands.add_parser(
+        "presence", help="the ids in a room (all when no room), and its users with their metas"
+    )
     presence.add_argument("room", nargs="?")
     disconnect = commands.add_parser("disconnect", help="close a connection (or a user's)")
     disconnect.add_argument("id", help="a connection id, or with --user a user")
@@ -78,7 +80,11 @@ async def _run(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
             return (0 if sent else 1), {"published": sent}
         if args.command == "presence":
             members = await emitter.presence(args.room)
-            return 0, {"members": members, "count": len(members)}
+            answer = {"members": members, "count": len(members)}
+            if args.room is not None:
+                users = (await emitter.users(args.room)).as_dict()["users"]
+                answer.update(users=users, unique_users=len(users))
+            return 0, answer
         if args.user:
             count = await emitter.disconnect_user(args.id, args.code, args.reason)
             return (0 if count else 1), {"found": count}

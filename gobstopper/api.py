@@ -35,6 +35,7 @@ import msgspec
 from .errors import BrokerUnavailable, HTTPError, MessageTooBig
 from .http import JSONResponse, Request, Response
 from .manager import WebSocketManager
+from .messages import channels
 
 if TYPE_CHECKING:
     from .datastructures import Headers
@@ -214,10 +215,22 @@ async def _presence(api: HTTPAPI, c: Presence) -> dict[str, Any]:
     if (c.room is None) == (c.channel is None):
         raise HTTPError(400, "presence takes a room or a channel (one of them)")
     if c.channel is not None:
-        members = await api.endpoint(c.endpoint).subscribers(c.channel)
+        endpoint = api.endpoint(c.endpoint)
+        members = await endpoint.subscribers(c.channel)
+        # A pattern's subscribers are members, but no channel's presence: no users.
+        valid = channels.valid_channel(c.channel)
+        state = await endpoint.presence(c.channel) if valid else None
     else:
+        assert c.room is not None
         members = await api.manager.cluster_members(c.room)
-    return {"members": sorted(members), "count": len(members)}
+        state = await api.manager.presence(c.room)
+    users = {} if state is None else state.as_dict()["users"]
+    return {
+        "members": sorted(members),
+        "count": len(members),
+        "users": users,
+        "unique_users": len(users),
+    }
 
 
 @_command("history", HistoryQuery)

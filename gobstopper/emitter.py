@@ -45,7 +45,7 @@ from .messages import channels, protocol
 from .messages.codec import json_bytes
 from .messages.history import POLICIES, POSITION_ROOM, history_stream, parse_policies
 from .messages.pushes import CHANNEL_ROOM, SUBSCRIBERS_ROOM
-from .presence import member_id
+from .presence import PresenceState, member_id, state_of
 from .settings import SETTINGS
 
 __all__ = ["Emitter", "SyncEmitter"]
@@ -278,6 +278,22 @@ class Emitter:
         found = await self._broker.presence(room_channel(CHANNEL_ROOM + channel))
         return sorted(member_id(entry) for entry in found)
 
+    async def users(self, room: str | None = None, *, channel: str | None = None) -> PresenceState:
+        """Who is in ``room``, or subscribes to ``channel`` (one of them), on every node: the
+        users with the metas of their connections, and the count of connections (see
+        ``WebSocketManager.presence``).
+
+        Example: ``len((await emitter.users(channel="chat.lobby")).users)``
+
+        Raises:
+            ValueError: neither or both of ``room`` and ``channel``.
+            BrokerUnavailable: the broker cannot be asked now.
+        """
+        if (room is None) == (channel is None):
+            raise ValueError("users() takes a room or a channel (one of them)")
+        name = CHANNEL_ROOM + channel if channel is not None else room or ""
+        return state_of(await self._broker.presence(room_channel(name)))
+
     # -- inside -----------------------------------------------------------------------------------
 
     @property
@@ -492,3 +508,7 @@ class SyncEmitter:
     def subscribers(self, channel: str) -> list[str]:
         """See ``Emitter.subscribers``."""
         return self._run(self._emitter.subscribers(channel))
+
+    def users(self, room: str | None = None, *, channel: str | None = None) -> PresenceState:
+        """See ``Emitter.users``."""
+        return self._run(self._emitter.users(room, channel=channel))

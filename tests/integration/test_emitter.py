@@ -236,6 +236,14 @@ async def test_every_connection_of_a_user_is_closed_across_hosts(
             return len(await emitter.presence("user:ann")) == 2
 
         await wait_until(both_of_ann, WAIT)
+        # Who is on, as users: ann on two hosts is one user with two connections.
+        every = await emitter.users("user:ann")
+        assert (every.unique_users, every.connections) == (1, 2)
+        assert sorted(m.conn for m in every.users["ann"]) == sorted(
+            await emitter.presence("user:ann")
+        )
+        with pytest.raises(ValueError, match="one of them"):
+            await emitter.users()
         assert await emitter.disconnect_user("ann", 4003, "banned") == 2
         for peer in (ann_a, ann_b):
             await asyncio.wait_for(peer.ws.wait_closed(), WAIT)

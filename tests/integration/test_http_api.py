@@ -60,9 +60,10 @@ async def refused(server: Server, body: Any, status: int = 400, **kw: Any) -> st
 
 
 @contextlib.asynccontextmanager
-async def rpc_peer(server: Server, conn_id: str) -> AsyncIterator[RpcPeer]:
-    """A message-layer client with id ``conn_id``, registered once this yields."""
-    peer = await RpcPeer.open(f"{server.ws}/rpc?id={conn_id}")
+async def rpc_peer(server: Server, conn_id: str, user: str = "") -> AsyncIterator[RpcPeer]:
+    """A message-layer client with id ``conn_id`` (of ``user``), registered once this yields."""
+    query = f"&user={user}" if user else ""
+    peer = await RpcPeer.open(f"{server.ws}/rpc?id={conn_id}{query}")
     try:
         await peer.result("rpc.info")  # answered: the connection is registered
         yield peer
@@ -188,13 +189,18 @@ async def test_subscribe_and_unsubscribe_a_connection(api_server: Server) -> Non
 
 
 async def test_presence_lists_room_members_and_subscribers(api_server: Server) -> None:
-    async with plain(api_server, "hall", "fay"), rpc_peer(api_server, "gus") as gus:
+    async with plain(api_server, "hall", "fay"), rpc_peer(api_server, "gus", "gustav") as gus:
         await gus.result("join", {"room": "hall"})
         await gus.result("rpc.subscribe", {"channel": "weather"})
+        await gus.result("rpc.subscribe", {"channel": "weather.*"})
         room = await command(api_server, {"command": "presence", "room": "hall"})
-        assert room == {"members": ["fay", "gus"], "count": 2}
+        # fay has no user: a member, counted, but no user's connection.
+        gustav = {"gustav": [{"conn": "gus", "meta": {}}]}
+        assert room == {"members": ["fay", "gus"], "count": 2, "users": gustav, "unique_users": 1}
         channel = await command(api_server, {"command": "presence", "channel": "weather"})
-        assert channel == {"members": ["gus"], "count": 1}
+        assert channel == {"members": ["gus"], "count": 1, "users": gustav, "unique_users": 1}
+        pattern = await command(api_server, {"command": "presence", "channel": "weather.*"})
+        assert pattern == {"members": ["gus"], "count": 1, "users": {}, "unique_users": 0}
     assert "one of them" in await refused(api_server, {"command": "presence"})
 
 

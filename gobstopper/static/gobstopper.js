@@ -7,7 +7,9 @@
  *   await client.connect();
  *   await client.call("add", [2, 3]);          // 5
  *
- * Times (timeout, backoff, maxBackoff) are in milliseconds.
+ * Also: credentials that expire and are refreshed (`credentials`), and live presence
+ * views of channels (`client.presence(channel)`). Times (timeout, backoff, maxBackoff)
+ * are in milliseconds.
  */
 (function (root) {
   "use strict";
@@ -136,10 +138,115 @@
     return promise;
   }
 
+  // The URL of one connection attempt: `token` as its query parameter (replacing one
+  // already there); null or undefined: the URL as given.
+  function withToken(url, token) {
+    if (token == null) return url;
+    if (typeof token !== "string") {
+      throw new TypeError(`credentials() must give a string or null, not ${typeof token}`);
+    }
+    const full = new URL(url);
+    full.searchParams.set("token", token);
+    return full.href;
+  }
+
+  // A user's metas as the view compares them (apply by assignment: same list, no news).
+  function sameMetas(a, b) {
+    return JSON.stringify(a) === JSON.stringify(b);
+  }
+
+  /** A live view of the presence of one channel that tracks presence (`client.presence`):
+   * who is there, on how many connections, kept current by the server's diffs and
+   * replaced by the state of each subscribe answer (after every reconnection). */
+  class PresenceView {
+    constructor(client, channel, callbacks) {
+      this.channel = channel;
+      /** user -> metas ([{conn, meta}], sorted by conn id), as last shown. */
+      this.users = new Map();
+      /** Connections in the channel: users' and anonymous ones (the latter as of the
+       * last subscribe answer: they send no diffs). */
+      this.connections = 0;
+      this.onJoin = callbacks.onJoin || null;
+      this.onLeave = callbacks.onLeave || null;
+      this.onUpdate = callbacks.onUpdate || null;
+      this.onSync = callbacks.onSync || null;
+      this._client = client;
+      this._syncedOn = null; // the socket whose subscribe answer the state comes from
+      this._closed = false;
+      this.ready = quiet(
+        new Promise((resolve, reject) => {
+          this._resolve = resolve;
+          this._reject = reject;
+        }),
+      );
+    }
+
+    /** Users present (each once, whatever its number of connections). */
+    get uniqueUsers() {
+      return this.users.size;
+    }
+
+    /** Whether the state is live: it came with the current connection's answer. */
+    get synced() {
+      return this._syncedOn !== null && this._syncedOn === this._client._ws;
+    }
+
+    /** Stop the view (and its subscription, unless something else holds the channel). */
+    close() {
+      if (this._closed) return;
+      this._closed = true;
+      this._client._dropView(this);
+      this._forget();
+      this._reject(new ConnectionError("presence view closed"));
+    }
+
+    // A subscribe answer's state replaces the shown one; what differs is told.
+    _reset(state, ws) {
+      const before = this.users;
+      this.users = new Map(Object.entries(state.users || {}));
+      this.connections = state.connections ?? 0;
+      this._syncedOn = ws;
+      for (const [user, metas] of before) {
+        if (!this.users.has(user)) this._tell(this.onLeave, user, metas);
+      }
+      for (const [user, metas] of this.users) {
+        if (!before.has(user)) this._tell(this.onJoin, user, metas);
+        else if (!sameMetas(before.get(user), metas)) this._tell(this.onUpdate, user, metas);
+      }
+      if (this.onSync) safely(this.onSync, this);
+      this._resolve(this);
+    }
+
+    // A diff, newer than the state: by assignment, whatever its event says, so that a
+    // repeated one changes nothing.
+    _apply({ event, user, metas }) {
+      const had = this.users.get(user);
+      if (event === "leave") {
+        if (!had) return;
+        this.users.delete(user);
+        this.connections -= had.length;
+        this._tell(this.onLeave, user, had);
+        return;
+      }
+      if (had && sameMetas(had, metas)) return;
+      this.users.set(user, metas);
+      this.connections += metas.length - (had ? had.length : 0);
+      this._tell(had ? this.onUpdate : this.onJoin, user, metas);
+    }
+
+    _tell(callback, user, metas) {
+      if (callback) safely(callback, user, metas);
+    }
+  }
+
   class Client {
     /**
      * @param {string} url  ws://, wss://, or a path ("/rpc") on the page's own host.
-     * @param {{timeout?: number, backoff?: number, maxBackoff?: number}} options
+     * @param {{timeout?: number, backoff?: number, maxBackoff?: number,
+     *   credentials?: () => (string|null|Promise<string|null>)}} options
+     *   credentials: called before every connection attempt (its token goes as the
+     *   `token` query parameter) and when the server says the credential is due for
+     *   renewal (then sent with rpc.refresh).
      */
     constructor(url, options = {}) {
       const base = root.location ? root.location.href : undefined;
@@ -150,6 +257,7 @@
       this.timeout = options.timeout ?? 10000;
       this.backoff = options.backoff ?? 500;
       this.maxBackoff = options.maxBackoff ?? 8000;
+      this._credentials = options.credentials ?? null;
       /** This connection's id (from rpc.info), null while disconnected. */
       this.id = null;
       /** "idle", "connecting", "open", "reconnecting" or "closed". */
@@ -158,11 +266,17 @@
       this.connections = 0;
       /** Called with rpc.info's result after every (re)connection. */
       this.onopen = null;
-      /** Called with {code, reason, attempt, delay} when a connection drops or an attempt
-       * fails; delay is the wait (ms) before the next attempt. */
+      /** Called with {code, reason, attempt, delay, closeReason} when a connection drops
+       * or an attempt fails; delay is the wait (ms) before the next attempt. */
       this.onclose = null;
-      /** Called with the new status whenever it changes. */
+      /** Called with (status, closeReason) whenever the status changes. */
       this.onstatus = null;
+      /** {code, reason} the server gave when it closed the last connection that dropped
+       * (its rpc.close event, or a close code of 4000-4999), else null. */
+      this.closeReason = null;
+      /** Called with (error, stage) when getting a credential ("credentials") or
+       * renewing one ("refresh") failed; without it, a warning on the console. */
+      this.onerror = null;
       /** rpc.info's result for the current connection. */
       this.info = null;
       /** Called with (method, params) for pushes other than rpc.event/message/stream. */
@@ -173,6 +287,9 @@
       this._queue = []; // entries not sent yet, in order
       this._events = new Map(); // event name -> Set of callbacks
       this._subs = new Map(); // channel pattern -> Set of {callback, position, onRecoveryFailed}
+      this._views = new Map(); // channel -> Set of PresenceView
+      this._opening = null; // the attempt waiting for its credential
+      this._serverClose = null; // rpc.close's {code, reason} on the current connection
       this._waiters = new Set(); // connect() promises waiting for the next open
       this._attempt = 0;
       this._timer = null;
@@ -201,6 +318,7 @@
     /** Close the connection and stop reconnecting; whatever waits fails. */
     close() {
       this._stopped = true;
+      this._opening = null;
       clearTimeout(this._timer);
       const ws = this._ws;
       this._ws = null;
@@ -344,7 +462,70 @@
       return promise;
     }
 
+    /** A live view of the presence of `channel` (a name that tracks presence on the
+     * server): subscribes to it (sharing the subscription with `subscribe`), keeps
+     * `view.users` (user -> [{conn, meta}]), `connections` and `uniqueUsers` current,
+     * and calls `onJoin(user, metas)`, `onLeave(user, metas)`, `onUpdate(user, metas)`
+     * for each change, `onSync(view)` after each full state (every (re)subscription).
+     * `view.ready` resolves with the view once it holds a state; `view.close()` stops it. */
+    presence(channel, { onJoin, onLeave, onUpdate, onSync } = {}) {
+      if (isPattern(channel)) {
+        throw new TypeError(`presence needs a channel name, not a pattern: ${channel}`);
+      }
+      const view = new PresenceView(this, channel, { onJoin, onLeave, onUpdate, onSync });
+      if (!this._views.has(channel)) this._views.set(channel, new Set());
+      this._views.get(channel).add(view);
+      view._forget = this.subscribe(channel, () => {});
+      view._forget.ready.then(
+        (answer) => {
+          if (!answer || !answer.presence) {
+            console.warn(`gobstopper: ${channel} does not track presence on the server`);
+          }
+        },
+        (err) => {
+          // Refused: the view ends with it (a lost connection only delays it).
+          if (!(err instanceof CallError)) return;
+          this._dropView(view);
+          view._reject(err);
+        },
+      );
+      return view;
+    }
+
+    /** The presence of `channel` now, across the server's nodes (rpc.presence): resolves
+     * with {channel, users: {user: [{conn, meta}]}, connections, unique_users}. */
+    presenceState(channel) {
+      return this.call(RPC.PRESENCE, { channel });
+    }
+
+    /** Present a new credential (from the `credentials` option) to the server now
+     * (rpc.refresh); resolves with {user, expires_at}. The client does it by itself
+     * when the server says the credential is due. A refusal rejects with CallError
+     * RPC.UNAUTHORIZED, and the server then closes the connection (the client comes
+     * back with a fresh credential). */
+    async refresh() {
+      if (!this._credentials) throw new TypeError("refresh() needs the credentials option");
+      const ws = this._ws;
+      if (!ws || ws.readyState !== 1) throw new ConnectionError(`not connected: ${this.url}`);
+      const token = await this._credentials();
+      if (this._ws !== ws) throw new ConnectionError("the connection changed meanwhile");
+      if (typeof token !== "string") {
+        throw new TypeError(`credentials() must give a string to refresh, not ${token}`);
+      }
+      return this.call(RPC.REFRESH, { token });
+    }
+
     // -- internals ----------------------------------------------------------------------
+
+    _dropView(view) {
+      const set = this._views.get(view.channel);
+      if (set && set.delete(view) && !set.size) this._views.delete(view.channel);
+    }
+
+    _failed(error, stage) {
+      if (this.onerror) safely(this.onerror, error, stage);
+      else console.warn(`gobstopper: ${stage} failed`, error);
+    }
 
     _entry(message, onItem) {
       const entry = { message, onItem, sent: false, done: false };
@@ -376,7 +557,12 @@
     }
 
     _subscribed(pattern, since, asked, m) {
-      if (isPattern(pattern)) return; // positions are a channel name's
+      if (isPattern(pattern)) return; // positions and presence are a channel name's
+      const state = m.result && m.result.presence;
+      if (state) {
+        // Newer than every diff before it on this connection, older than those after.
+        for (const view of [...(this._views.get(pattern) || [])]) view._reset(state, this._ws);
+      }
       const subs = [...(this._subs.get(pattern) || [])];
       const targets = asked ? asked.filter((sub) => subs.includes(sub)) : renewable(subs);
       if (m.error) {
@@ -450,15 +636,43 @@
       else entry.resolve(result);
     }
 
-    _setStatus(status) {
+    _setStatus(status, closeReason = null) {
       if (status === this.status) return;
       this.status = status;
-      if (this.onstatus) safely(this.onstatus, status);
+      if (this.onstatus) safely(this.onstatus, status, closeReason);
     }
 
     _open() {
-      this._setStatus(this._attempt ? "reconnecting" : "connecting");
-      const ws = new WebSocket(this.url);
+      this._setStatus(this._attempt ? "reconnecting" : "connecting", this.closeReason);
+      if (!this._credentials) {
+        this._dial(this.url);
+        return;
+      }
+      // A fresh credential for every attempt; close() (or a new connect()) meanwhile
+      // makes this attempt stale.
+      const attempt = {};
+      this._opening = attempt;
+      new Promise((resolve) => resolve(this._credentials()))
+        .then((token) => withToken(this.url, token))
+        .then(
+          (url) => {
+            if (this._opening !== attempt) return;
+            this._opening = null;
+            this._dial(url);
+          },
+          (err) => {
+            if (this._opening !== attempt) return;
+            this._opening = null;
+            this._failed(err, "credentials");
+            if (this._stopped || this._opening) return; // onerror closed or restarted it
+            this._retry({ code: null, reason: "no credentials" });
+          },
+        );
+    }
+
+    _dial(url) {
+      this._serverClose = null;
+      const ws = new WebSocket(url);
       this._ws = ws;
       ws.onopen = () => this._opened(ws);
       ws.onmessage = (event) => {
@@ -539,16 +753,24 @@
       for (const entry of [...this._pending.values()]) {
         if (entry.sent) this._settle(entry, new ConnectionError(`connection lost: ${this.url}`));
       }
+      // The server's own word (RSGI servers close without a code the browser sees).
+      const { code, reason } = event;
+      const own = code >= 4000 && code < 5000 ? { code, reason } : null;
+      this.closeReason = this._serverClose || own;
+      this._retry(event);
+    }
+
+    _retry({ code, reason }) {
       // Backoff with jitter, so that many pages do not come back at the same instant
       // after a server restart: 0.5 s, 1 s, 2 s ... up to maxBackoff, times 0.5 to 1.
       const ceiling = Math.min(this.maxBackoff, this.backoff * 2 ** this._attempt);
       const delay = ceiling * (0.5 + Math.random() / 2);
       this._attempt += 1;
-      this._setStatus("reconnecting");
+      this._setStatus("reconnecting", this.closeReason);
       this._timer = setTimeout(() => this._open(), delay);
       if (this.onclose) {
-        const { code, reason } = event;
-        safely(this.onclose, { code, reason, attempt: this._attempt, delay });
+        const closeReason = this.closeReason;
+        safely(this.onclose, { code, reason, attempt: this._attempt, delay, closeReason });
       }
     }
 
@@ -581,6 +803,12 @@
 
     _push(method, params) {
       if (method === RPC.EVENT) {
+        if (params.event === RPC.CLOSING_EVENT) {
+          // The server closes next, with this code and reason.
+          const data = params.data || {};
+          this._serverClose = { code: data.code, reason: data.reason };
+          this.closeReason = this._serverClose;
+        }
         for (const callback of [...(this._events.get(params.event) || [])]) {
           safely(callback, params.data, params.from);
         }
@@ -606,13 +834,21 @@
         if (!entry) return;
         this._arm(entry);
         if (entry.onItem) safely(entry.onItem, params.item);
+      } else if (method === RPC.PRESENCE_DIFF) {
+        for (const view of [...(this._views.get(params.channel) || [])]) {
+          // Before this connection's subscribe answer: older than its state.
+          if (view.synced) view._apply(params);
+        }
+      } else if (method === RPC.REFRESH_DUE) {
+        if (this._credentials) this.refresh().catch((err) => this._failed(err, "refresh"));
+        else console.warn("gobstopper: the credential expires soon, and no credentials option");
       } else if (this.onnotification) {
         safely(this.onnotification, method, params);
       }
     }
   }
 
-  const api = { Client, CallError, ConnectionError, TimeoutError, RPC, matches };
+  const api = { Client, PresenceView, CallError, ConnectionError, TimeoutError, RPC, matches };
   if (typeof module === "object" && module.exports) module.exports = api;
   else root.Gobstopper = api;
 })(typeof window !== "undefined" ? window : globalThis);

@@ -1,32 +1,38 @@
 """Chat rooms on the message layer (JSON-RPC, see docs/protocol.md) and the browser
-client (/gobstopper.js): members get join/leave notices with the member list (across
-workers with the Redis broker), typing notices and messages; every page sees how many
-people are in each room through the ``rooms.*`` channels.
+client (/gobstopper.js), with user-keyed presence: every page sees who is in its room and
+on how many devices, and gets a notice when a user comes or goes (not when one of their
+tabs does), across workers with the Redis broker; typing notices and messages too.
 
 Run:  granian --interface rsgi examples.chat:app
-Open: http://127.0.0.1:8000/ (two tabs, same room); the page reconnects by itself.
+Open: http://127.0.0.1:8000/ (several tabs, same room; one name in two tabs is one user on
+two devices); the page reconnects by itself.
 
 Across two workers (or hosts), through Redis (pip install 'gobstopper[redis]'):
-      GOBSTOPPER_BROKER_URL=redis://127.0.0.1:6379/0 \
+      GOBSTOPPER_BROKER_URL=redis://127.0.0.1:6379/0 \\
       granian --interface rsgi --workers 2 examples.chat:app
 
-Protocol, on ws://host/ws/chat?name=<name> (the name is required: 400 without it):
+Protocol, on ws://host/ws/chat?name=<name>[&device=<device>] (400 without a name):
+  The connection belongs to the user <name>, with the presence meta {"name": <name>,
+  "device": <device>} (without ?device=, a short form of the User-Agent: "Chrome on
+  Linux").
+  Rooms are the channels room.<room>, which track presence:
+    rpc.subscribe {"channel": "room.<r>"} enters the room; its answer carries the room's
+      presence: {"users": {user: [{"conn": id, "meta": {...}}]}, "connections": n, ...};
+    rpc.presence_diff {"channel", "event": "join"|"update"|"leave", "user", "metas"}
+      follows each change (a second tab of a user present is an "update");
+    rpc.unsubscribe {"channel": "room.<r>"} leaves it.
+    Only room.<r> channels, by name, may be subscribed to (-32001 otherwise).
   client -> server (events; sent as requests they are answered, errors included):
-    join {"room": r}   -> {"room": r, "members": [names]}; leaves the previous room
-    say {"text": t}    -> null; the room gets "said"
-    typing             -> null; the others in the room get "typing"
-    leave              -> null
-  server -> client (rpc.event):
-    joined / left {"name": n, "room": r, "members": [names]}   (to the room)
-    said {"name": n, "text": t}                                (to the room)
-    typing {"name": n}                                         (to the others)
-  channel rooms.<room> (rpc.message): {"room": r, "count": n} when its members change.
-  Bad input: JSON-RPC errors (-32602 with the reason; 4001 when not in a room).
+    say {"room": r, "text": t} -> null; the room's channel gets
+      {"kind": "said", "name": n, "text": t}
+    typing {"room": r}         -> null; the others in the room get
+      {"kind": "typing", "name": n}
+  Bad input: JSON-RPC errors (-32602 with the reason; 4001 when not in that room).
 """
 
 from __future__ import annotations
 
-import uuid
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -34,111 +40,113 @@ import msgspec
 
 from gobstopper import (
     RPC,
-    BrokerUnavailable,
     Event,
     Gobstopper,
     HTMLResponse,
+    HTTPError,
+    Identity,
     RPCError,
+    State,
     WebSocket,
     serve_client_js,
 )
 
+NOT_IN_THE_ROOM = 4001
+
+# A room's name is a channel segment (room.<room>): no dots, stars or spaces.
+ROOM_PATTERN = r"^[^.*\s]{1,64}$"
+_ROOM = re.compile(ROOM_PATTERN)
+RoomName = Annotated[str, msgspec.Meta(pattern=ROOM_PATTERN)]
+
+# What a User-Agent says, shortened: the first token found of each list.
+_BROWSERS = (
+    ("Edg/", "Edge"),
+    ("Firefox/", "Firefox"),
+    ("Chrome/", "Chrome"),
+    ("Safari/", "Safari"),
+)
+_SYSTEMS = (
+    ("Android", "Android"),
+    ("iPhone", "iPhone"),
+    ("iPad", "iPad"),
+    ("Windows", "Windows"),
+    ("Mac OS", "macOS"),
+    ("Linux", "Linux"),
+)
+
+
+def device_name(user_agent: str) -> str:
+    """A short name for the device a User-Agent header describes ("Chrome on Linux");
+    for a program, its first word ("Python")."""
+    browser = next((name for token, name in _BROWSERS if token in user_agent), None)
+    system = next((name for token, name in _SYSTEMS if token in user_agent), None)
+    if browser is None:
+        return user_agent.split("/", 1)[0].strip()[:32] or "unknown"
+    return f"{browser} on {system}" if system else browser
+
+
+def may_subscribe(state: State, channel: str) -> bool:
+    """Rooms only, by name: a pattern would read every room without being in one."""
+    kind, _, room = channel.partition(".")
+    return kind == "room" and _ROOM.match(room) is not None
+
+
 app = Gobstopper()
 manager = app.manager
-rpc = RPC(manager, name="chat")
+rpc = RPC(manager, name="chat", can_subscribe=may_subscribe)
+rpc.track_presence("room.*")
 serve_client_js(app)  # the browser client, at /gobstopper.js
 
-NOT_IN_A_ROOM = 4001
 
-# A room's name is also a channel segment (rooms.<room>): no dots, stars or spaces.
-RoomName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^.*\s]+$")]
+def identify(ws: WebSocket) -> Identity:
+    """Who connects: the user named by ``?name=``, on the device ``?device=`` (or the
+    one its User-Agent names).
 
-
-class Join(msgspec.Struct, forbid_unknown_fields=True):
-    room: RoomName
+    Raises:
+        HTTPError: 400 without a name (the handshake is refused).
+    """
+    name = ws.query_params.get("name", "").strip()[:32]
+    if not name:
+        raise HTTPError(400, "a name is required")
+    device = ws.query_params.get("device", "").strip()[:32]
+    device = device or device_name(ws.headers.get("user-agent") or "")
+    return Identity(name, {"name": name, "device": device})
 
 
 class Say(msgspec.Struct, forbid_unknown_fields=True):
+    room: RoomName
     text: Annotated[str, msgspec.Meta(min_length=1)]
 
 
-def _name(conn_id: str) -> str:
-    """A connection's id is ``name#random``: the name travels with it to every worker."""
-    return conn_id.rsplit("#", 1)[0]
+class Typing(msgspec.Struct, forbid_unknown_fields=True):
+    room: RoomName
 
 
-async def _names(room: str) -> list[str]:
-    """Everyone in the room, on every worker."""
-    try:
-        ids = await manager.cluster_members(room)
-    except BrokerUnavailable:
-        ids = manager.members(room)  # Redis is away: this worker's members only
-    return sorted(_name(conn_id) for conn_id in ids)
-
-
-async def _announce(event: str, name: str, room: str) -> None:
-    """``joined`` or ``left`` to the room, and the room's new count on its channel."""
-    members = await _names(room)
-    await rpc.emit(event, {"name": name, "room": room, "members": members}, room=room)
-    await rpc.publish(f"rooms.{room}", {"room": room, "count": len(members)})
-
-
-async def _leave(event: Event) -> None:
-    room = event.state.room
-    if room is not None:
-        event.state.room = None
-        await event.conn.leave(room)
-        await _announce("left", event.state.name, room)
-
-
-@rpc.on("join")
-async def join(event: Event, params: Join) -> dict[str, object]:
-    if event.state.room == params.room:
-        return {"room": params.room, "members": await _names(params.room)}
-    await _leave(event)
-    await event.conn.join(params.room)
-    event.state.room = params.room
-    await _announce("joined", event.state.name, params.room)
-    return {"room": params.room, "members": await _names(params.room)}
-
-
-@rpc.on("leave")
-async def leave(event: Event) -> None:
-    await _leave(event)
-
-
-def _room(event: Event) -> str:
-    room: str | None = event.state.room
-    if room is None:
-        raise RPCError(NOT_IN_A_ROOM, "join a room first")
-    return room
+def _channel(event: Event, room: str) -> str:
+    """The room's channel, if the sender is in the room (subscribed to it)."""
+    channel = f"room.{room}"
+    if channel not in rpc.subscriptions(event.conn.id):
+        raise RPCError(NOT_IN_THE_ROOM, "join the room first", room)
+    return channel
 
 
 @rpc.on("say")
 async def say(event: Event, params: Say) -> None:
-    room = _room(event)
-    await event.to_room(room, "said", {"name": event.state.name, "text": params.text[:2000]})
+    channel = _channel(event, params.room)
+    said = {"kind": "said", "name": event.conn.user, "text": params.text[:2000]}
+    await rpc.publish(channel, said)
 
 
 @rpc.on("typing")
-async def typing(event: Event) -> None:
-    await event.to_others("typing", {"name": event.state.name}, room=_room(event))
+async def typing(event: Event, params: Typing) -> None:
+    channel = _channel(event, params.room)
+    notice = {"kind": "typing", "name": event.conn.user}
+    await rpc.publish(channel, notice, exclude=event.conn.id)
 
 
-@app.websocket("/ws/chat")
+@app.websocket("/ws/chat", auth=identify)
 async def chat(ws: WebSocket) -> None:
-    name = ws.query_params.get("name", "").strip()[:32]
-    if not name:
-        await ws.close(400)  # refuse the handshake: a name is required
-        return
-    ws.state.name = name
-    ws.state.room = None
-    try:
-        await rpc.serve(ws, id=f"{name}#{uuid.uuid4().hex[:8]}")
-    finally:
-        # The connection has left its room by now: tell the others.
-        if ws.state.room is not None:
-            await _announce("left", name, ws.state.room)
+    await rpc.serve(ws)  # as the user (and meta) identify() gave
 
 
 @app.get("/health")

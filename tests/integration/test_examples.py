@@ -58,88 +58,132 @@ async def test_readme_example_runs_as_written(tmp_path: Path) -> None:
 chat_server = server_fixture("examples.chat:app", "The chat example under granian.")
 
 
-async def open_chat(server: Server, name: str) -> RpcPeer:
-    return await RpcPeer.open(f"{server.ws}/ws/chat?name={name}")
+async def open_chat(server: Server, name: str, device: str | None = None) -> RpcPeer:
+    query = f"name={name}" + (f"&device={device}" if device else "")
+    return await RpcPeer.open(f"{server.ws}/ws/chat?{query}")
 
 
-async def pushed(peer: RpcPeer) -> dict[str, Any]:
-    """The next push, as ``{"event": ..., "data": ...}`` or ``{"channel": ..., "data": ...}``
-    (who sent it aside)."""
-    params = dict(await peer.push())
-    params.pop("from", None)
-    return params
+async def conn_id(peer: RpcPeer) -> str:
+    return str((await peer.result("rpc.info"))["id"])
 
 
-def event(name: str, data: Any) -> dict[str, Any]:
-    return {"event": name, "data": data}
+def metas(*conns: tuple[str, str, str]) -> list[dict[str, Any]]:
+    """A user's presence metas from (conn id, name, device), sorted by conn id."""
+    return [{"conn": c, "meta": {"name": n, "device": d}} for c, n, d in sorted(conns)]
+
+
+async def enter(peer: RpcPeer, room: str) -> dict[str, Any]:
+    """Subscribe to the room's channel; its presence as the answer gave it."""
+    answer = await peer.result("rpc.subscribe", {"channel": f"room.{room}"})
+    presence: dict[str, Any] = answer["presence"]
+    assert presence["channel"] == f"room.{room}", answer
+    return presence
+
+
+async def presence_diff(peer: RpcPeer, event: str, user: str) -> list[dict[str, Any]]:
+    """The metas of the next ``event`` diff about ``user`` (a diff of the peer's own
+    entrance, which may follow its answer, is skipped: it repeats the answer's state)."""
+    while True:
+        diff = await peer.push("rpc.presence_diff")
+        if diff["event"] == event and diff["user"] == user:
+            return diff["metas"]  # type: ignore[no-any-return]
+
+
+async def said(peer: RpcPeer) -> dict[str, Any]:
+    """The next message on a room's channel."""
+    return await peer.push("rpc.message")
+
+
+def state(room: str, users: dict[str, list[dict[str, Any]]], connections: int) -> dict[str, Any]:
+    return {
+        "channel": f"room.{room}",
+        "users": users,
+        "connections": connections,
+        "unique_users": len(users),
+    }
 
 
 async def test_chat_example(chat_server: Server) -> None:
-    ann = await open_chat(chat_server, "ann")
-    ben = await open_chat(chat_server, "ben")
-    cat = await open_chat(chat_server, "cat")
+    """Users by name with a device each: the room's presence lists each user once with
+    their connections; a second tab is an update, the last one going a leave; messages
+    and typing notices on the room's channel."""
+    ann = await open_chat(chat_server, "ann", "laptop")
+    ben = await open_chat(chat_server, "ben", "phone")
+    ann2 = await open_chat(chat_server, "ann", "phone")
+    cat = await open_chat(chat_server, "cat")  # no device: named after its User-Agent
+    peers = (ann, ben, ann2, cat)
     try:
-        await ann.result("rpc.subscribe", {"channel": "rooms.*"})
-        joined = {"room": "lobby", "members": ["ann"]}
-        assert await ann.result("join", {"room": "lobby"}) == joined
-        assert await pushed(ann) == event("joined", {"name": "ann", **joined})
-        assert await pushed(ann) == {
-            "channel": "rooms.lobby",
-            "data": {"room": "lobby", "count": 1},
-        }
+        a, b, a2, c = [await conn_id(p) for p in peers]
+        ann_1 = (a, "ann", "laptop")
+        ben_1 = (b, "ben", "phone")
+        ann_2 = (a2, "ann", "phone")
+        assert await enter(ann, "lobby") == state("lobby", {"ann": metas(ann_1)}, 1)
+        assert await enter(ben, "lobby") == state(
+            "lobby", {"ann": metas(ann_1), "ben": metas(ben_1)}, 2
+        )
+        assert await presence_diff(ann, "join", "ben") == metas(ben_1)
+        # ann's second tab: ann is there already, an update (with both connections).
+        both = metas(ann_1, ann_2)
+        assert await enter(ann2, "lobby") == state("lobby", {"ann": both, "ben": metas(ben_1)}, 3)
+        assert await presence_diff(ann, "update", "ann") == both
+        assert await presence_diff(ben, "update", "ann") == both
+        cat_1 = (c, "cat", "Python")  # the device named after its User-Agent
+        assert await enter(cat, "elsewhere") == state("elsewhere", {"cat": metas(cat_1)}, 1)
 
-        joined = {"room": "lobby", "members": ["ann", "ben"]}
-        assert await ben.result("join", {"room": "lobby"}) == joined
-        for peer in (ann, ben):
-            assert await pushed(peer) == event("joined", {"name": "ben", **joined})
-        assert await pushed(ann) == {
-            "channel": "rooms.lobby",
-            "data": {"room": "lobby", "count": 2},
-        }
+        assert await ann.result("say", {"room": "lobby", "text": "hello"}) is None
+        hello = {"channel": "room.lobby", "data": {"kind": "said", "name": "ann", "text": "hello"}}
+        for peer in (ann, ben, ann2):
+            assert await said(peer) == hello
+        assert await ben.result("typing", {"room": "lobby"}) is None
+        for peer in (ann, ann2):
+            assert (await said(peer))["data"] == {"kind": "typing", "name": "ben"}
+        assert await ben.result("say", {"room": "lobby", "text": "hi"}) is None
+        assert (await said(ben))["data"]["text"] == "hi"  # not its own typing notice
+        # What is said in another room stays there; a room one is not in is refused.
+        assert await cat.result("say", {"room": "elsewhere", "text": "only here"}) is None
+        assert (await said(cat))["data"]["text"] == "only here"
+        reply = await cat.call("say", {"room": "lobby", "text": "sneaking in"})
+        assert reply["error"] == {"code": 4001, "message": "join the room first", "data": "lobby"}
+        for channel in ("room.*", "room.**", "rooms.lobby", "room.a.b"):
+            reply = await cat.call("rpc.subscribe", {"channel": channel})
+            assert reply["error"]["code"] == -32001, (channel, reply)
 
-        assert await cat.result("join", {"room": "elsewhere"}) == {
-            "room": "elsewhere",
-            "members": ["cat"],
-        }
-        await pushed(cat)  # cat's own join notice, in another room
-        # ann sees the other room's count on the channel, not what is said there.
-        assert await pushed(ann) == {
-            "channel": "rooms.elsewhere",
-            "data": {"room": "elsewhere", "count": 1},
-        }
-        assert await cat.result("say", {"text": "only here"}) is None
-
-        assert await ann.result("say", {"text": "hello"}) is None
-        said = event("said", {"name": "ann", "text": "hello"})
-        assert await pushed(ann) == said
-        assert await pushed(ben) == said
-
-        await ben.send({"jsonrpc": "2.0", "method": "typing"})  # an emit
-        assert await pushed(ann) == event("typing", {"name": "ben"})
-        assert await ben.result("say", {"text": "hi"}) is None
-        said = event("said", {"name": "ben", "text": "hi"})
-        assert await pushed(ben) == said  # not its own typing notice
-        assert await pushed(ann) == said
-
+        # One of ann's two tabs goes: ann is still there (an update); then ben goes.
+        await ann2.ws.close()
+        assert await presence_diff(ben, "update", "ann") == metas(ann_1)
+        assert await presence_diff(ann, "update", "ann") == metas(ann_1)
         health = await http_request(chat_server.port, "GET", "/health")
         assert health.json()["connections"] == 3
         await ben.ws.close()
-        left = {"name": "ben", "room": "lobby", "members": ["ann"]}
-        assert await pushed(ann) == event("left", left)
-        assert await pushed(ann) == {
-            "channel": "rooms.lobby",
-            "data": {"room": "lobby", "count": 1},
-        }
-        assert not ann.pushes  # nothing from cat's room reached ann
+        assert await presence_diff(ann, "leave", "ben") == metas(ben_1)
+        for peer in (ann, cat):
+            for p in peer.pushes:
+                assert p["method"] == "rpc.presence_diff", p
+                assert p["params"]["event"] != "leave", p  # no leave but ben's
     finally:
-        for peer in (ann, ben, cat):
+        for peer in peers:
             await peer.ws.close()
     with pytest.raises(InvalidStatus) as info:
         async with connect(f"{chat_server.ws}/ws/chat"):  # no name
             pass
     assert info.value.response.status_code == 400
     page = await http_request(chat_server.port, "GET", "/")
-    assert b'<script src="/gobstopper.js">' in page.body and b"/ws/chat?name=" in page.body
+    assert b'<script src="/gobstopper.js">' in page.body and b"/ws/chat?" in page.body
+    assert b"client.presence(" in page.body
+
+
+def test_chat_example_names_devices() -> None:
+    from examples.chat.app import device_name
+
+    firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+    assert device_name(firefox) == "Firefox on Linux"
+    iphone = (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+        "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+    )
+    assert device_name(iphone) == "Safari on iPhone"
+    assert device_name("Python/3.12 websockets/15.0") == "Python"
+    assert device_name("") == "unknown"
 
 
 async def test_chat_example_serves_the_browser_client(chat_server: Server) -> None:
@@ -164,28 +208,26 @@ async def test_chat_example_answers_garbage_and_nobody_else_notices(chat_server:
     garbage += ["{not json", "[" * 50_000, "9" * 10_000, "[]", "null", '"just a string"']
     garbage += ['{"jsonrpc": "2.0", "method": 5, "id": "g"}', '{"method": "say", "id": "g"}']
     bad_params = [
-        ("say", {"text": 5}),
-        ("say", {"text": ""}),
-        ("say", {"text": None}),
-        ("say", {"text": ["x"]}),
-        ("say", {}),
+        ("say", {"room": "fuzz", "text": 5}),
+        ("say", {"room": "fuzz", "text": ""}),
+        ("say", {"room": "fuzz", "text": None}),
+        ("say", {"room": "fuzz", "text": ["x"]}),
+        ("say", {"room": "fuzz"}),
+        ("say", {"text": "x"}),
         ("say", ["x"]),
-        ("join", {"room": ""}),
-        ("join", {"room": "a.b"}),
-        ("join", {"room": "with space"}),
-        ("join", {"room": "x" * 65}),
-        ("join", {"room": "x", "extra": 1}),
-        ("join", None),
+        ("say", {"room": "", "text": "x"}),
+        ("say", {"room": "a.b", "text": "x"}),
+        ("say", {"room": "with space", "text": "x"}),
+        ("say", {"room": "x" * 65, "text": "x"}),
+        ("say", {"room": "fuzz", "text": "x", "extra": 1}),
+        ("typing", None),
         ("nope", {"text": "x"}),
     ]
     ann = await open_chat(chat_server, "ann")
     ben = await open_chat(chat_server, "ben")
     try:
-        await ann.result("join", {"room": "fuzz"})
-        await ben.result("join", {"room": "fuzz"})
-        await pushed(ann)
-        await pushed(ann)
-        await pushed(ben)
+        await enter(ann, "fuzz")
+        await enter(ben, "fuzz")
         for payload in garbage:
             await ann.ws.send(payload)
             reply = await ann.answer("g" if '"id": "g"' in str(payload) else None)
@@ -194,15 +236,19 @@ async def test_chat_example_answers_garbage_and_nobody_else_notices(chat_server:
             reply = await ann.call(method, params)
             assert reply["error"]["code"] in (-32602, -32601), (method, params, reply)
             assert reply["error"].get("data"), reply  # the reason
-        # Not in a room: an application error.
+        # Not in the room: an application error.
         async with connect(f"{chat_server.ws}/ws/chat?name=dan") as ws:
             dan = RpcPeer(ws)
-            reply = await dan.call("say", {"text": "anyone?"})
-            assert reply["error"] == {"code": 4001, "message": "join a room first"}
-        assert await ann.result("say", {"text": "still fine"}) is None
-        said = event("said", {"name": "ann", "text": "still fine"})
-        assert await pushed(ben) == said  # ben saw none of the garbage
-        assert await pushed(ann) == said
+            reply = await dan.call("say", {"room": "fuzz", "text": "anyone?"})
+            assert reply["error"] == {
+                "code": 4001,
+                "message": "join the room first",
+                "data": "fuzz",
+            }
+        assert await ann.result("say", {"room": "fuzz", "text": "still fine"}) is None
+        still_fine = {"kind": "said", "name": "ann", "text": "still fine"}
+        assert (await said(ben))["data"] == still_fine  # ben saw none of the garbage
+        assert (await said(ann))["data"] == still_fine
     finally:
         await ann.ws.close()
         await ben.ws.close()
@@ -261,7 +307,7 @@ async def worker_counts(server: Server, asks: int = 8) -> set[int]:
 @pytest.mark.parametrize("kind", ["redis", "redis-cluster", "nats"])
 async def test_chat_example_on_two_workers(kind: str) -> None:
     """The documented command: GOBSTOPPER_BROKER_URL=... granian --workers 2; users on
-    either worker see each other join, talk and leave."""
+    either worker see each other in the room's presence, come, talk and go."""
     argv = granian_command("examples.chat:app", "rsgi", 0)
     argv[argv.index("--workers") + 1] = "2"
     with broker(kind) as url:
@@ -282,27 +328,24 @@ async def test_chat_example_on_two_workers(kind: str) -> None:
                     # Granian listens once one worker is up: wait for the other (one
                     # connection open, its worker counts 1, the other 0).
                     await wait_until(both_workers_answer)
-                # Each join notice lists everyone so far, whichever worker they are on.
-                members = sorted(names)
-                assert await peer.result("join", {"room": "lobby"}) == {
-                    "room": "lobby",
-                    "members": members,
-                }
-                joined = event("joined", {"name": name, "room": "lobby", "members": members})
-                for each in peers:
-                    assert await pushed(each) == joined
+                # The answer lists everyone so far, whichever worker they are on; each
+                # of them is told of the newcomer.
+                presence = await enter(peer, "lobby")
+                assert sorted(presence["users"]) == names, presence
+                for each in peers[:-1]:
+                    joined = await presence_diff(each, "join", name)
+                    assert [m["meta"]["name"] for m in joined] == [name]
                 # Enough users, some on each worker (the count of neither is all or none).
                 if i >= 7 and any(0 < n < len(peers) for n in await worker_counts(server)):
                     break
                 assert i < 24, "every user landed on the same worker"
-            assert await peers[3].result("say", {"text": "across workers"}) is None
-            said = event("said", {"name": "user3", "text": "across workers"})
+            assert await peers[3].result("say", {"room": "lobby", "text": "across workers"}) is None
+            across = {"kind": "said", "name": "user3", "text": "across workers"}
             for peer in peers:
-                assert await pushed(peer) == said
+                assert (await said(peer))["data"] == across
             await peers[0].ws.close()
-            left = event("left", {"name": "user0", "room": "lobby", "members": sorted(names[1:])})
             for peer in peers[1:]:
-                assert await pushed(peer) == left
+                assert len(await presence_diff(peer, "leave", "user0")) == 1
             health = (await http_request(server.port, "GET", "/health")).json()
             assert health["status"] == "ok" and health["broker"]["connected"] is True
         finally:

@@ -1,10 +1,13 @@
 """The chat and feed examples and the browser client (/gobstopper.js) in a real headless
 Chromium (Debian's chromium and chromedriver, driven by Selenium): two pages in one room,
 messages, typing, presence, both pages reconnecting by themselves after the server
-restarts (room and channel subscription restored), and the client's calls, errors and
-wildcard subscriptions driven from the page; the feed page, through a proxy that cuts
-its connection, missing nothing published meanwhile, resuming after a reload, and
-saying so when it cannot recover.
+restarts (room restored), and the client's calls and errors driven from the page; a
+user's three tabs and another user on two hosts sharing a Redis, each user shown once
+with their number of devices, and one leave notice when the user's last tab goes; a page
+whose credentials expire every two seconds staying connected by refreshing them; the
+feed page, through a proxy that cuts its connection, missing nothing published
+meanwhile, resuming after a reload, saying so when it cannot recover, and overlapping
+wildcard subscriptions.
 
 Without chromium, chromedriver or selenium the test is skipped with the reason, except in
 CI (``CI`` set), where it fails: ``.ci/run`` installs them.
@@ -112,10 +115,11 @@ def wait_text(page: Any, element: str, predicate: Any, what: str) -> str:
         raise AssertionError(f"{what}: #{element} is {now!r}") from exc
 
 
-def join(page: Any, server: Server, room: str, name: str) -> None:
+def join(page: Any, server: Server, room: str, name: str, device: str = "") -> None:
+    """Open the chat page (as ``device``), enter ``room`` as ``name``."""
     from selenium.webdriver.common.by import By
 
-    page.get(f"{server.http}/")
+    page.get(f"{server.http}/" + (f"?device={device}" if device else ""))
     page.find_element(By.ID, "room").clear()
     page.find_element(By.ID, "room").send_keys(room)
     page.find_element(By.ID, "name").send_keys(name)
@@ -153,12 +157,10 @@ def wait_js(page: Any, expression: str, what: str) -> Any:
         raise AssertionError(f"{what}: {expression} stayed false") from exc
 
 
-def check_the_client(page: Any, server: Server) -> None:
-    """The page's client: errors from call(), a wildcard subscription, publish refused,
-    a timeout."""
-    from websockets.sync.client import connect
-
-    error = run_js(page, 'client.call("say", {text: ""}).then(done, failed);')
+def check_the_client(page: Any) -> None:
+    """The page's client: errors from call(), subscriptions refused, publish refused, a
+    timeout, presence views only of channel names."""
+    error = run_js(page, 'client.call("say", {room: "e2e", text: ""}).then(done, failed);')
     assert error["name"] == "CallError" and error["code"] == -32602, error
     assert "text" in error["data"], error  # the reason names the field
     error = run_js(page, 'client.call("nope", [1]).then(done, failed);')
@@ -168,40 +170,28 @@ def check_the_client(page: Any, server: Server) -> None:
         "message": "Method not found",
         "data": "nope",
     }
-    error = run_js(page, 'client.publish("rooms.x", 1).then(done, failed);')
+    error = run_js(page, 'client.publish("room.e2e", 1).then(done, failed);')
     assert error["code"] == -32001, error  # the chat does not let clients publish
     error = run_js(
         page,
         'new Gobstopper.Client("/ws/chat?name=late", {timeout: 200})'
-        '.call("join", {room: "x"}).then(done, failed);',  # never connected
+        '.call("say", {room: "x", text: "x"}).then(done, failed);',  # never connected
     )
     assert error["name"] == "TimeoutError", error
-
-    # A pattern with "**" beside the page's own "rooms.*": both get each message once.
-    answer = run_js(
-        page,
-        "window.deep = []; window.shallow = [];\n"
-        'const off = client.subscribe("rooms.**", (data, channel) => deep.push([channel, data]));\n'
-        'client.subscribe("rooms.*", (data, channel) => shallow.push(channel));\n'
-        "off.ready.then(done, failed);",
-    )
-    assert answer["channel"] == "rooms.**", answer
-    # Someone else joins another room: its count reaches the page on rooms.side.
-    with connect(f"{server.ws}/ws/chat?name=cat") as cat:
-        cat.send('{"jsonrpc": "2.0", "method": "join", "params": {"room": "side"}, "id": 1}')
-        wait_js(page, "deep.some(([c]) => c === 'rooms.side')", "no message on rooms.**")
-    wait_js(page, "deep.filter(([c]) => c === 'rooms.side').length === 2", "no leave count")
-    got = page.execute_script("return [deep, shallow];")
-    side = [{"room": "side", "count": 1}, {"room": "side", "count": 0}]
-    assert [d for c, d in got[0] if c == "rooms.side"] == side, got
-    assert got[1].count("rooms.side") == 2, got
+    # A pattern would read every room: refused, and dropped by the client.
+    error = run_js(page, 'client.subscribe("room.*", () => {}).ready.then(done, failed);')
+    assert error["code"] == -32001, error
+    error = run_js(page, 'try { client.presence("room.*"); } catch (e) { failed(e); }')
+    assert error["name"] == "TypeError", error
+    state = run_js(page, 'client.presenceState("room.e2e").then(done, failed);')
+    assert sorted(state["users"]) == ["ann", "ben"] and state["connections"] == 2, state
 
     # Subscribed and unsubscribed before the connection is open: nothing left on the server.
     left = run_js(
         page,
         'const fresh = new Gobstopper.Client("/ws/chat?name=fresh");\n'
         "fresh.connect();\n"
-        'fresh.subscribe("rooms.*", () => {})();\n'
+        'fresh.subscribe("room.x", () => {})();\n'
         'fresh.connect().then(() => fresh.call("rpc.info"))'
         ".then((info) => { fresh.close(); done(info.subscriptions); }, failed);",
     )
@@ -216,8 +206,8 @@ def test_chat_in_two_browser_pages_survives_a_server_restart(browser: Any, tmp_p
         ann, ben = browser(), browser()
         join(ann, server, "e2e", "ann")
         join(ben, server, "e2e", "ben")
-        wait_text(ann, "members", lambda t: t.endswith("ann, ben"), "ann does not see ben")
-        wait_text(ann, "rooms", lambda t: "e2e (2)" in t, "no room count on rooms.*")
+        wait_text(ann, "members", lambda t: t == "online (2): ann, ben", "ann does not see ben")
+        wait_text(ann, "log", lambda t: "* ben joined" in t, "no join notice")
 
         say(ann, "hello from ann")
         wait_text(ben, "log", lambda t: "ann: hello from ann" in t, "ben never got it")
@@ -228,27 +218,28 @@ def test_chat_in_two_browser_pages_survives_a_server_restart(browser: Any, tmp_p
         ben.save_screenshot(str(tmp_path / "chat-ben.png"))
 
         # An empty message: the server's error answer shows on the page.
-        run_js(ann, 'client.call("say", {text: ""}).catch(showError).then(() => done());')
+        run_js(
+            ann,
+            'client.call("say", {room, text: ""}).catch(showError).then(() => done());',
+        )
         wait_text(ann, "log", lambda t: "! Invalid params" in t, "no error shown")
 
-        check_the_client(ann, server)
+        check_the_client(ann)
         first_ids = [page.execute_script("return client.id;") for page in (ann, ben)]
         assert all(first_ids), first_ids
 
         # The server restarts on the same port: both pages notice, back off, reconnect,
-        # subscribe to rooms.* again and rejoin their room by themselves.
+        # and subscribe to their room again by themselves.
         port = server.port
         server.stop()
         for page in (ann, ben):
             wait_text(page, "status", lambda t: not t.startswith("online"), "no disconnect")
-            wait_text(page, "rooms", lambda t: t == "rooms: none", "stale room counts")
         # A call made while disconnected waits for the next connection.
         run_js(ann, 'window.queued = client.call("rpc.info").then((r) => r.id); done();')
         server = start("examples.chat:app", "rsgi", port=port)
         for page in (ann, ben):
             wait_text(page, "status", lambda t: t.startswith("online"), "no reconnection")
-            wait_text(page, "rooms", lambda t: "e2e (2)" in t, "rooms.* not resubscribed")
-        wait_text(ann, "members", lambda t: t.endswith("(2): ann, ben"), "ben not back")
+        wait_text(ann, "members", lambda t: t == "online (2): ann, ben", "ben not back")
         ids = [
             page.execute_script("return [client.id, client.connections];") for page in (ann, ben)
         ]
@@ -259,14 +250,120 @@ def test_chat_in_two_browser_pages_survives_a_server_restart(browser: Any, tmp_p
 
         # Ben leaves: ann's member list shows it.
         ben.quit()
-        wait_text(ann, "members", lambda t: t.endswith("(1): ann"), "ben still listed")
-        wait_text(ann, "log", lambda t: "* ben left" in t, "no leave notice")
-        wait_text(ann, "rooms", lambda t: "e2e (1)" in t, "no count after ben left")
+        wait_text(ann, "members", lambda t: t == "online (1): ann", "ben still listed")
+        wait_text(ann, "log", lambda t: t.endswith("* ben left"), "no leave notice")
         ann.save_screenshot(str(tmp_path / "chat-after.png"))
     finally:
         server.stop()
     assert (tmp_path / "chat-ann.png").stat().st_size > 0
     print(f"\nscreenshots in {tmp_path}")
+
+
+class Tabs:
+    """The tabs of one browser, each with the chat page of one host, and the one shown."""
+
+    def __init__(self, driver: Any) -> None:
+        self.driver = driver
+        self.handles: list[str] = []
+
+    def open(self, server: Server, room: str, name: str, device: str) -> str:
+        if self.handles:
+            self.driver.switch_to.new_window("tab")
+        self.handles.append(self.driver.current_window_handle)
+        join(self.driver, server, room, name, device)
+        return self.driver.current_window_handle
+
+    def show(self, handle: str) -> Any:
+        self.driver.switch_to.window(handle)
+        return self.driver
+
+    def close(self, handle: str) -> None:
+        self.show(handle).close()
+        self.handles.remove(handle)
+        if self.handles:
+            self.show(self.handles[0])
+
+
+def test_a_user_in_three_tabs_on_two_hosts_is_one_user(browser: Any) -> None:
+    """ann in three tabs (two on host A, one on host B), bob on host B, one Redis: every
+    page shows two users, ann on three devices; closing two of ann's tabs is no leave on
+    bob's page, closing the third is one."""
+    from selenium.webdriver.common.by import By
+
+    from .hosts import two_hosts
+    from .redis_server import RedisServer, require_redis
+
+    redis = RedisServer(require_redis())
+    redis.start()
+    env = {"GOBSTOPPER_BROKER_URL": redis.url}
+    try:
+        with two_hosts(env, env, app="examples.chat:app") as (a, b):
+            bob = browser()
+            join(bob, b, "team", "bob", "desk")
+            ann = Tabs(browser())
+            first = ann.open(a, "team", "ann", "tab1")
+            wait_text(bob, "log", lambda t: "* ann joined" in t, "bob never saw ann come")
+            second = ann.open(b, "team", "ann", "tab2")
+            third = ann.open(a, "team", "ann", "tab3")
+            everyone = "online (2): ann (3 devices), bob"
+            wait_text(bob, "members", lambda t: t == everyone, "bob's page")
+            for handle in (first, second, third):
+                wait_text(ann.show(handle), "members", lambda t: t == everyone, "ann's page")
+            assert bob.find_element(By.ID, "log").text.count("* ann joined") == 1
+
+            # Two of ann's tabs go, one on each host: ann is still there, on one device.
+            ann.close(second)
+            ann.close(third)
+            wait_text(bob, "members", lambda t: t == "online (2): ann, bob", "bob's page")
+            wait_text(ann.show(first), "members", lambda t: t == "online (2): ann, bob", "ann's")
+            assert "ann left" not in bob.find_element(By.ID, "log").text
+
+            # The last one goes: one leave notice (what bob says next shows after it).
+            ann.close(first)
+            wait_text(bob, "members", lambda t: t == "online (1): bob", "ann still listed")
+            say(bob, "alone now")
+            wait_text(bob, "log", lambda t: "bob: alone now" in t, "bob's own message")
+            assert bob.find_element(By.ID, "log").text.count("* ann left") == 1
+    finally:
+        redis.cleanup()
+
+
+def test_a_page_stays_connected_across_expiring_credentials(browser: Any) -> None:
+    """Tokens valid two seconds: the page fetches a new one before each expires and
+    presents it (rpc.refresh) on the same connection; a refused refresh closes the
+    connection with 4001, which the page is told of, and it comes back with a fresh
+    token; a connection that never refreshes is closed when its token expires."""
+    server = start("tests.apps.tokens:app", "rsgi", {"TOKEN_TTL": "2"})
+    try:
+        page = browser()
+        page.get(f"{server.http}/")
+        wait_js(page, "client.status === 'open'", "the page never connected")
+        # Three refreshes (each a token fetched on the same connection): past the first
+        # token's expiry, and the connection still answers as ann.
+        wait_js(page, "fetched - client.connections >= 3", "no refreshes")
+        assert page.execute_script("return [client.connections, errors, closes];") == [1, [], []]
+        assert run_js(page, 'client.call("whoami").then(done, failed);') == "ann"
+
+        # A token the server does not know: refused, closed with 4001, back again.
+        error = run_js(page, "bad = true; client.refresh().then(done, failed);")
+        assert (error["name"], error["code"]) == ("CallError", -32005), error
+        wait_js(page, "client.connections === 2 && client.status === 'open'", "not back")
+        refused = {"code": 4001, "reason": "refresh refused"}
+        assert page.execute_script("return [client.closeReason, closes];") == [refused, [refused]]
+        assert run_js(page, 'client.call("whoami").then(done, failed);') == "ann"
+
+        # Without the credentials option: no refresh, closed when the token expires.
+        reason = run_js(
+            page,
+            'fetch("/token?user=bob").then((r) => r.text()).then((token) => {\n'
+            '  const late = new Gobstopper.Client("/rpc?token=" + token);\n'
+            "  late.onclose = ({closeReason}) => { late.close(); done(closeReason); };\n"
+            "  late.connect();\n"
+            "}, failed);",
+        )
+        assert reason == {"code": 4001, "reason": "credential expired"}
+    finally:
+        server.stop()
 
 
 class Background:
@@ -388,6 +485,23 @@ def test_feed_page_misses_nothing_across_a_cut_connection(browser: Any) -> None:
         publish(range(103, 105))
         wait_items(page, lambda items: len(items) >= 5, "live items after the reload")
         assert feed_items(page) == [(1 + i, 100 + i) for i in range(5)]
+
+        # Overlapping patterns beside the page's own "feed": each gets each message once;
+        # one that does not match gets none.
+        answer = run_js(
+            page,
+            "window.deep = []; window.shallow = []; window.under = [];\n"
+            'client.subscribe("feed.**", (data) => under.push(data));\n'
+            'client.subscribe("*", (data, channel) => shallow.push(channel));\n'
+            'const off = client.subscribe("**", (data, channel) => deep.push([channel, data]));\n'
+            "off.ready.then(done, failed);",
+        )
+        assert answer["channel"] == "**", answer
+        publish(range(105, 106))
+        wait_js(page, "deep.length === 1 && shallow.length === 1", "no message on * and **")
+        wait_items(page, lambda items: len(items) >= 6, "the page's own subscription")
+        got = page.execute_script("return [deep, shallow, under];")
+        assert got == [[["feed", {"n": 105}]], ["feed"], []], got
     finally:
         with contextlib.suppress(Exception):
             background.run(client.close())

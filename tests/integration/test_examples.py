@@ -138,7 +138,10 @@ async def test_chat_example(chat_server: Server) -> None:
         for peer in (ann, ann2):
             assert (await said(peer))["data"] == {"kind": "typing", "name": "ben"}
         assert await ben.result("say", {"room": "lobby", "text": "hi"}) is None
-        assert (await said(ben))["data"]["text"] == "hi"  # not its own typing notice
+        hi = {"kind": "said", "name": "ben", "text": "hi"}
+        assert (await said(ben))["data"] == hi  # not its own typing notice
+        for peer in (ann, ann2):
+            assert (await said(peer))["data"] == hi
         # What is said in another room stays there; a room one is not in is refused.
         assert await cat.result("say", {"room": "elsewhere", "text": "only here"}) is None
         assert (await said(cat))["data"]["text"] == "only here"

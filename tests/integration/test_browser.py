@@ -271,7 +271,7 @@ class Tabs:
             self.driver.switch_to.new_window("tab")
         self.handles.append(self.driver.current_window_handle)
         join(self.driver, server, room, name, device)
-        return self.driver.current_window_handle
+        return str(self.driver.current_window_handle)
 
     def show(self, handle: str) -> Any:
         self.driver.switch_to.window(handle)

@@ -153,7 +153,7 @@ async def test_an_unexpected_failure_is_logged_and_answered_without_detail(
     assert status == 200
     assert body == [
         {"error": {"code": 500, "message": "internal error"}},
-        {"members": [], "count": 0},
+        {"members": [], "count": 0, "users": {}, "unique_users": 0},
     ]
     assert "secret detail" in caplog.text  # in the server's log, with the traceback
 

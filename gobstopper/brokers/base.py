@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from ..envelope import position_fields
@@ -168,6 +168,17 @@ class Broker(abc.ABC):
         Raises:
             BrokerUnavailable: the broker cannot be asked now.
         """
+
+    async def live_nodes(self, nodes: Collection[str]) -> set[str]:
+        """Which of ``nodes`` are live now (their presence has not expired), in one cheap
+        read: a node's members can be dropped everywhere as soon as it is dead, without
+        reading every key. A broker that cannot tell answers that every node is live
+        (the members of a dead one then go as the keys are read).
+
+        Raises:
+            BrokerUnavailable: the broker cannot be asked now.
+        """
+        return set(nodes)
 
     @abc.abstractmethod
     def health(self) -> BrokerHealth:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Collection
 
 from ..errors import BrokerUnavailable
 from ..history.memory import MemoryHistory
@@ -27,6 +28,7 @@ class MemoryHub:
         self.subscribers: dict[str, dict[str, MemoryBroker]] = {}  # channel -> node -> broker
         self.presence: dict[str, dict[str, str]] = {}  # key -> member -> node
         self.history = MemoryHistory()  # channel history, as one store for every node
+        self.live: set[str] = set()  # the nodes started, not stopped
 
 
 class MemoryBroker(Broker):
@@ -51,12 +53,14 @@ class MemoryBroker(Broker):
     async def start(self, handler: MessageHandler) -> None:
         self._handler = handler
         self._since = time.time()
+        self.hub.live.add(self.node_id)
 
     async def stop(self) -> None:
         for channel in list(self._channels):
             await self.unsubscribe(channel)
         for key, member in list(self._members):
             self.presence_remove(key, member)
+        self.hub.live.discard(self.node_id)
         self._handler = None
         self._since = time.time()
 
@@ -102,6 +106,9 @@ class MemoryBroker(Broker):
 
     async def presence(self, key: str) -> dict[str, str]:
         return dict(self.hub.presence.get(key, {}))
+
+    async def live_nodes(self, nodes: Collection[str]) -> set[str]:
+        return {node for node in nodes if node in self.hub.live}
 
     def health(self) -> BrokerHealth:
         return BrokerHealth(

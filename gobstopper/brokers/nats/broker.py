@@ -27,7 +27,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -573,6 +573,9 @@ class NatsBroker(Broker):
 
     async def presence_of(self, key: str, member: str) -> str | None:
         return await self._presence.node_of(key, member)
+
+    async def live_nodes(self, nodes: Collection[str]) -> set[str]:
+        return await self._presence.live_nodes(nodes)
 
     async def _restore(self) -> None:
         await self._presence.restore()

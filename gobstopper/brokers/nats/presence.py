@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from nats.errors import Error as NatsError
@@ -244,6 +244,13 @@ class KvPresence:
                 return None
             node = _owner(entry.value)
             return node if await self._alive({node}) else None
+        except _ERRORS as exc:
+            raise BrokerUnavailable(self._url, str(exc) or type(exc).__name__) from exc
+
+    async def live_nodes(self, nodes: Collection[str]) -> set[str]:
+        """``Broker.live_nodes``."""
+        try:
+            return await self._alive(set(nodes))
         except _ERRORS as exc:
             raise BrokerUnavailable(self._url, str(exc) or type(exc).__name__) from exc
 

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -273,6 +273,18 @@ class RedisBroker(Broker):
             return members
         except _ERRORS as exc:
             raise BrokerUnavailable(redact(self.url), str(exc) or type(exc).__name__) from exc
+
+    async def live_nodes(self, nodes: Collection[str]) -> set[str]:
+        names = sorted(set(nodes))
+        if not names:
+            return set()
+        try:
+            alive = await asyncio.wait_for(
+                self._client.mget([self._node_key(n) for n in names]), self._timeout
+            )
+        except _ERRORS as exc:
+            raise BrokerUnavailable(redact(self.url), str(exc) or type(exc).__name__) from exc
+        return {n for n, flag in zip(names, alive, strict=True) if flag is not None}
 
     async def presence_of(self, key: str, member: str) -> str | None:
         await self._writer.written()

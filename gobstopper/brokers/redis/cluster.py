@@ -48,6 +48,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -367,6 +368,21 @@ class RedisClusterBroker(Broker):
             return {m: n for m, n in members.items() if n not in dead}
         except _ERRORS as exc:
             raise BrokerUnavailable(redact_cluster(self.url), _reason(exc)) from exc
+
+    async def live_nodes(self, nodes: Collection[str]) -> set[str]:
+        names = sorted(set(nodes))
+        if not names:
+            return set()
+        # Every node keeps its liveness on every master: one MGET on any that is up.
+        shard = next((s for s in self._shards.values() if s.connected), None)
+        if shard is None:
+            raise BrokerUnavailable(redact_cluster(self.url), self._last_error or "not connected")
+        try:
+            keys = [self._node_key(shard, n) for n in names]
+            alive = await asyncio.wait_for(shard.client.mget(keys), self._timeout)
+        except _ERRORS as exc:
+            raise BrokerUnavailable(redact_cluster(self.url), _reason(exc)) from exc
+        return {n for n, flag in zip(names, alive, strict=True) if flag is not None}
 
     async def presence_of(self, key: str, member: str) -> str | None:
         await self._writer.written()

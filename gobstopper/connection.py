@@ -148,6 +148,11 @@ class ServerConnection(Scope):
         return self._life.state
 
     @property
+    def max_message_bytes(self) -> int:
+        """The largest message it sends or takes (``MAX_WS_MESSAGE_BYTES``)."""
+        return self._limit
+
+    @property
     def closed(self) -> bool:
         return self._life.closed
 

@@ -23,7 +23,7 @@ import contextlib
 import inspect
 import logging
 import typing
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .._util import TaskSet
@@ -69,16 +69,24 @@ class Peer:
             through the connection's queue, not straight to the socket.
         after_answer: called once that answer is queued (or would have been: a
             notification): what must come after it (a subscription going live).
+        before_answer: called right before that answer is encoded, with no pause
+            between (or once it is known there is none): what the answer must show as
+            of the moment it is queued (a presence state).
+        unanswered: awaited when the answer could not be queued (over the message
+            limit, answered with an error instead): what must be undone (a
+            subscription the client is told it does not have).
     """
 
     __slots__ = (
         "after_answer",
         "answer_in_queue",
+        "before_answer",
         "buckets",
         "closing",
         "codec",
         "conn",
         "tasks",
+        "unanswered",
         "ws",
     )
 
@@ -91,6 +99,8 @@ class Peer:
         self.closing: tuple[int, str] | None = None
         self.answer_in_queue = False
         self.after_answer: list[Callable[[], None]] = []
+        self.before_answer: list[Callable[[], None]] = []
+        self.unanswered: list[Callable[[], Awaitable[None]]] = []
 
     async def send(self, frame: str | bytes) -> None:
         """Send one encoded frame (str: text, bytes: binary).
@@ -165,12 +175,13 @@ class Dispatcher:
         try:
             reply = await self.dispatch(peer, raw)
             in_queue, peer.answer_in_queue = peer.answer_in_queue, False
+            _run(peer.before_answer)  # no pause from here until it is queued
             if reply is not None:
                 await self.send_reply(peer, reply, in_queue)
         finally:
-            after, peer.after_answer = peer.after_answer, []
-            for then in after:
-                then()
+            _run(peer.before_answer)
+            peer.unanswered = []
+            _run(peer.after_answer)
         if peer.closing is not None:
             await peer.ws.close(*peer.closing)
 
@@ -241,6 +252,16 @@ class Dispatcher:
             frame = peer.codec.encode(reply)
         if in_queue:
             size = len(frame) if isinstance(frame, bytes) else len(frame.encode())
+            if size > peer.ws.max_message_bytes:
+                # The outbox would send it anyway, and the client close over it.
+                logger.warning("an answer of %d bytes is over the message limit", size)
+                frame = peer.codec.encode(protocol.error(_id_of(reply), _too_big()))
+                size = len(frame) if isinstance(frame, bytes) else len(frame.encode())
+                peer.conn.outbox.put(frame, size)
+                undo, peer.unanswered = peer.unanswered, []
+                for then in undo:
+                    await then()
+                return
             # Behind the replay, in order; a queue too full takes the slow-consumer path.
             peer.conn.outbox.put(frame, size)
             return
@@ -248,9 +269,7 @@ class Dispatcher:
             await peer.send(frame)
         except MessageTooBig as exc:
             logger.warning("an answer of %d bytes is over the message limit", exc.size)
-            rid = reply.get("id") if isinstance(reply, dict) else None
-            too_big = RPCError(INTERNAL_ERROR, "Internal error", "answer over the message limit")
-            await peer.send(peer.codec.encode(protocol.error(rid, too_big)))
+            await peer.send(peer.codec.encode(protocol.error(_id_of(reply), _too_big())))
 
     def _take_token(self, peer: Peer, name: str, method: Method) -> None:
         assert method.limit is not None
@@ -366,6 +385,21 @@ class Dispatcher:
 
 def _internal_error() -> RPCError:
     return RPCError(INTERNAL_ERROR, "Internal error")
+
+
+def _too_big() -> RPCError:
+    return RPCError(INTERNAL_ERROR, "Internal error", "answer over the message limit")
+
+
+def _id_of(reply: Any) -> Any:
+    """The request id an answer replacing ``reply`` takes (None for a batch's)."""
+    return reply.get("id") if isinstance(reply, dict) else None
+
+
+def _run(hooks: list[Callable[[], None]]) -> None:
+    """Call and empty ``hooks`` (in place: each runs once, whichever caller gets there)."""
+    while hooks:
+        hooks.pop(0)()
 
 
 def _encodable(reply: Any, codec: Codec) -> Any:

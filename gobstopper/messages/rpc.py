@@ -361,6 +361,7 @@ class RPC:
             # Diffs before its answer are older than the state the answer gives: they
             # are not sent to it.
             self._joining.setdefault(room, set()).add(conn.id)
+        answered = False
         try:
             try:
                 started, finish = await self._pushes.subscribe(conn, channel, position)
@@ -374,20 +375,33 @@ class RPC:
                 peer.after_answer.append(finish)
             answer = {"channel": channel, "subscriptions": self._count(conn), **started}
             if tracked:
-                tracker = self.manager.presence_tracker
-                await tracker.ready(room)
-                # Taken and queued with no pause between: every diff queued for it
-                # before the answer is older than this state, every one after it newer.
-                state = tracker.state(room) or PresenceState({}, 0)
-                answer["presence"] = state.as_dict(channel)
+                await self.manager.presence_tracker.ready(room)
+                # The state is taken as the answer is queued (the rest of a batch may
+                # run first), and diffs go to this connection from then on: every one
+                # queued before the answer is older than its state, every one after newer.
                 peer.answer_in_queue = True
+                peer.before_answer.append(lambda: self._presence_answer(answer, room, conn.id))
+                peer.unanswered.append(lambda: self._pushes.unsubscribe(conn, channel))
+                answered = True
             return answer
         finally:
-            if tracked:
-                joining = self._joining[room]
-                joining.discard(conn.id)
-                if not joining:
-                    del self._joining[room]
+            if tracked and not answered:
+                self._joined(room, conn.id)
+
+    def _presence_answer(self, answer: dict[str, Any], room: str, conn_id: str) -> None:
+        """Put ``room``'s presence as it is now in a subscribe ``answer`` about to be
+        queued, and let the diffs reach the connection from now on."""
+        state = self.manager.presence_tracker.state(room) or PresenceState({}, 0)
+        answer["presence"] = state.as_dict(room[len(CHANNEL_ROOM) :])
+        self._joined(room, conn_id)
+
+    def _joined(self, room: str, conn_id: str) -> None:
+        """``conn_id`` gets ``room``'s diffs from now on."""
+        joining = self._joining.get(room)
+        if joining is not None:
+            joining.discard(conn_id)
+            if not joining:
+                del self._joining[room]
 
     async def _history(
         self, peer: Peer, channel: str, limit: int | None = None, since: Any = None

@@ -3,6 +3,8 @@ the diffs pushed to subscribers, ``rpc.presence``, and what is not tracked."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from gobstopper.messages import RPC
 
 from .rpc_peer import ServedPeer, served
+from .test_presence_tracker import until
 
 
 def endpoint() -> RPC:
@@ -107,3 +110,62 @@ async def test_presence_is_checked_like_a_subscription() -> None:
         "connections": 0,
         "unique_users": 0,
     }
+
+
+async def test_a_state_over_the_message_limit_is_an_error_and_no_subscription() -> None:
+    rpc = endpoint()
+    big = {"pad": "x" * 900}
+    async with contextlib.AsyncExitStack() as stack:
+        for i in range(4):
+            peer = await stack.enter_async_context(
+                served(rpc, id=f"u{i}", user=f"u{i}", meta=big, max_message_bytes=4096)
+            )
+            answer = await peer.call("rpc.subscribe", ["room.1"])
+            assert "result" in answer, i  # 1, 2, 3 members of ~1 KiB: it fits
+        last = await stack.enter_async_context(
+            served(rpc, id="u4", user="u4", meta=big, max_message_bytes=4096)
+        )
+        answer = await last.call("rpc.subscribe", ["room.1"])
+        # Five members' metas do not fit: the client is told, and is not subscribed
+        # (it would otherwise close on a message over its limit, come back, and again).
+        assert answer["error"] == {
+            "code": -32603,
+            "message": "Internal error",
+            "data": "answer over the message limit",
+        }
+        assert all(len(raw) <= 4096 for raw in last.transport.sent)
+        assert "room.1" not in rpc.subscriptions("u4")
+        state = await rpc.presence("room.1")
+        assert sorted(state.users) == ["u0", "u1", "u2", "u3"]
+        assert last.transport.closed is None  # still connected
+
+
+async def test_a_batch_answers_with_the_state_as_it_is_queued() -> None:
+    rpc = endpoint()
+    go = asyncio.Event()
+
+    @rpc.method("hold")
+    async def hold() -> str:
+        await go.wait()
+        return "ok"
+
+    async with served(rpc, id="b1", user="bob") as bob:
+        bob.send_obj(
+            [
+                {"jsonrpc": "2.0", "method": "rpc.subscribe", "params": ["room.1"], "id": 1},
+                {"jsonrpc": "2.0", "method": "hold", "id": 2},
+            ]
+        )
+        # bob's subscription is made; its answer waits for the rest of the batch.
+        await until(lambda: "b1" in rpc.manager.members("channel:room.1"))
+        async with served(rpc, id="a1", user="ann") as ann:
+            await ann.call("rpc.subscribe", ["room.1"])
+            go.set()
+            batch = await bob.frame()
+            # ann joined before bob's answer was queued: the answer shows her, and no
+            # older diff came before it (a client drops those, and would never show ann).
+            assert isinstance(batch, list), batch
+            state = next(r for r in batch if r["id"] == 1)["result"]["presence"]
+            assert sorted(state["users"]) == ["ann", "bob"]
+        left = await diff(bob)
+        assert (left["event"], left["user"]) == ("leave", "ann")

@@ -138,12 +138,8 @@ class TaskSet:
             await asyncio.gather(*tuple(self._tasks), return_exceptions=True)
 
     async def cancel(self) -> None:
-        """Cancel every task and wait until they have stopped."""
-        tasks = tuple(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        """Cancel every task and wait until they have stopped (``cancel_and_wait``)."""
+        await cancel_and_wait(tuple(self._tasks))
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]], again_s: float = 0.5) -> None:

@@ -206,8 +206,10 @@ class Cluster:
     def rewritten(self, room: str, old: str, new: str) -> None:
         """A member of ``room`` changed its presence entry (its meta) from ``old`` to ``new``."""
         if self._clustered and self.broker is not None:
-            self.broker.presence_remove(room_channel(room), old)
+            # The new entry first: a read between the two writes sees the connection
+            # twice (readers keep one per id), never not at all.
             self.broker.presence_add(room_channel(room), new)
+            self.broker.presence_remove(room_channel(room), old)
 
     def departed(self, room: str, entry: str) -> None:
         """Like ``left``, without waiting (a connection that closed)."""
@@ -232,7 +234,8 @@ class Cluster:
         """
         assert self.broker is not None
         found = await self.broker.presence(CONNS if room is None else room_channel(room))
-        return sorted(member_id(entry) for entry in found)
+        # A connection whose meta is being rewritten may have both its entries there.
+        return sorted({member_id(entry) for entry in found})
 
     async def node_of(self, conn_id: str) -> str | None:
         """The node that has ``conn_id``, if any.

@@ -182,7 +182,7 @@ class Emitter:
     async def presence(self, room: str | None = None) -> list[str]:
         """Ids of a room's members (every connection when None), on every node."""
         key = CONNS if room is None else room_channel(room)
-        return sorted(member_id(found) for found in await self._broker.presence(key))
+        return sorted({member_id(found) for found in await self._broker.presence(key)})
 
     # -- the message layer's commands ------------------------------------------------------------
 
@@ -276,7 +276,7 @@ class Emitter:
     async def subscribers(self, channel: str) -> list[str]:
         """Ids of the connections subscribed to ``channel`` (that exact name or pattern)."""
         found = await self._broker.presence(room_channel(CHANNEL_ROOM + channel))
-        return sorted(member_id(entry) for entry in found)
+        return sorted({member_id(entry) for entry in found})
 
     async def users(self, room: str | None = None, *, channel: str | None = None) -> PresenceState:
         """Who is in ``room``, or subscribes to ``channel`` (one of them), on every node: the

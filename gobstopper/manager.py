@@ -258,7 +258,7 @@ class WebSocketManager:
         conn = Connection(conn_id, ws, self)
         conn.user = user
         if meta:
-            conn._meta = dict(meta)
+            conn._meta = _normal(meta, self.config.presence_meta_bytes)
         conn.entry = entry(conn_id, user, conn._meta)
         self._connections[conn_id] = conn
         self._all_snapshot = None
@@ -313,9 +313,14 @@ class WebSocketManager:
         conn.rooms.add(room)
         self._room_snapshots.pop(room, None)
         tracker = self.presence_tracker
-        tracker.joined(room, conn.id, (conn.user, conn._meta))
-        await self.cluster.joined(room, first, lambda: self._entry_in(room, conn))
-        tracker.subscribed(room, self._entry_in(room, conn), first)
+        opened = tracker.joined(room, conn.id, (conn.user, conn._meta))
+        try:
+            await self.cluster.joined(room, first, lambda: self._entry_in(room, conn))
+        finally:
+            # Cancelled too (a handler stopped, a timeout): a first join that never tells
+            # the tracker would leave the room's replica unloaded, and every later
+            # subscriber here waiting for it.
+            tracker.subscribed(opened, self._entry_in(room, conn), first)
 
     def _entry_in(self, room: str, conn: Connection) -> str | None:
         """``conn``'s presence entry if it is a member of ``room``, else None."""
@@ -349,11 +354,11 @@ class WebSocketManager:
         Raises:
             ValueError: not JSON-able, or over ``GOBSTOPPER_PRESENCE_META_BYTES``.
         """
-        check_meta(meta, self.config.presence_meta_bytes)
+        normal = _normal(meta, self.config.presence_meta_bytes)
         if self._connections.get(conn.id) is not conn:
             return  # gone: nothing shows it any more
         old = conn.entry
-        conn._meta = dict(meta)
+        conn._meta = normal
         conn.entry = entry(conn.id, conn.user, conn._meta)
         if conn.entry != old:
             record = (conn.user, conn._meta)
@@ -692,6 +697,17 @@ class WebSocketManager:
 
 def _channel(room: str | None) -> str:
     return ALL if room is None else room_channel(room)
+
+
+def _normal(meta: Mapping[str, Any], limit: int) -> dict[str, Any]:
+    """``meta`` as every node reads it: through JSON (keys are strings, tuples lists),
+    so that this node shows what the others do.
+
+    Raises:
+        ValueError: as ``check_meta``.
+    """
+    found: dict[str, Any] = json.loads(check_meta(meta, limit))
+    return found
 
 
 #: The topic of commands between nodes (and from other processes) for connections.

@@ -59,19 +59,45 @@ def transitions(
 
 
 class Replica:
-    """The members of one room (``conn id -> (user, meta)``) and when each last changed.
+    """The members of one room (``conn id -> (user, meta)``), the node each is on, and
+    when each last changed.
 
     Every change returns its ``PresenceDiff`` list. Times are monotonic seconds.
+
+    Args:
+        room: the room.
+        grace: how long a change made here is trusted over a broker that does not show
+            it yet (see ``reconcile``).
+        clustered: other nodes write the room too. Alone, the replica is exactly this
+            node's members: it keeps no trace of removed connections.
     """
 
-    __slots__ = ("_by_user", "_removed", "_since", "records", "room")
+    __slots__ = (
+        "_by_user",
+        "_missing",
+        "_removed",
+        "_since",
+        "clustered",
+        "grace",
+        "nodes",
+        "records",
+        "room",
+    )
 
-    def __init__(self, room: str) -> None:
+    def __init__(self, room: str, grace: float = 1.0, clustered: bool = True) -> None:
         self.room = room
+        self.grace = grace
+        self.clustered = clustered
         self.records: dict[str, Record] = {}
+        #: The node of each record, when known ("" when not).
+        self.nodes: dict[str, str] = {}
         self._by_user: dict[str, dict[str, Mapping[str, Any]]] = {}
         self._since: dict[str, float] = {}  # when each record last changed here
-        self._removed: dict[str, float] = {}  # connections removed here, and when
+        # Connections removed here, and when, oldest first (times only grow): a broker
+        # read that still has one does not bring it back for a grace.
+        self._removed: dict[str, float] = {}
+        # Since when each remote record has been missing from the broker's reads.
+        self._missing: dict[str, float] = {}
 
     def metas(self, user: str) -> list[Meta]:
         """``user``'s connections here, sorted by id."""
@@ -81,16 +107,26 @@ class Replica:
     def state(self) -> PresenceState:
         return state_of_records(self.records)
 
-    def put(self, conn_id: str, record: Record, now: float) -> list[PresenceDiff]:
-        """A connection joined, or changed its user or meta."""
-        return self.apply({conn_id: record}, now)
+    def put(self, conn_id: str, record: Record, now: float, node: str = "") -> list[PresenceDiff]:
+        """A connection (on ``node``) joined, or changed its user or meta."""
+        return self.apply({conn_id: record}, now, {conn_id: node})
 
-    def drop(self, conn_id: str, now: float) -> list[PresenceDiff]:
-        """A connection left."""
+    def drop(self, conn_id: str, now: float, node: str = "") -> list[PresenceDiff]:
+        """A connection left. With ``node``: only if its record is of that node (a
+        connection id used again on another node is that node's now, whatever the
+        order the notes of both nodes arrive in)."""
+        if node and self.nodes.get(conn_id, node) not in ("", node):
+            return []
         return self.apply({conn_id: None}, now)
 
-    def apply(self, changes: Mapping[str, Record | None], now: float) -> list[PresenceDiff]:
-        """Put (a record) or drop (None) each connection of ``changes``."""
+    def apply(
+        self,
+        changes: Mapping[str, Record | None],
+        now: float,
+        nodes: Mapping[str, str] | None = None,
+    ) -> list[PresenceDiff]:
+        """Put (a record) or drop (None) each connection of ``changes`` (``nodes``: the
+        node of the records put, where known)."""
         users: set[str] = set()
         for conn_id, record in changes.items():
             old = self.records.get(conn_id)
@@ -99,6 +135,11 @@ class Replica:
                     users.add(found[0])
         before = {user: self.metas(user) for user in users}
         for conn_id, record in changes.items():
+            self._missing.pop(conn_id, None)
+            if record is not None and nodes:
+                node = nodes.get(conn_id, "")
+                if node or conn_id not in self.nodes:
+                    self.nodes[conn_id] = node
             old = self.records.get(conn_id)
             if old == record:
                 continue
@@ -108,11 +149,13 @@ class Replica:
                 if not conns:
                     del self._by_user[old[0]]
             if record is None:
-                del self.records[conn_id]
+                self.records.pop(conn_id, None)
+                self.nodes.pop(conn_id, None)
                 self._since.pop(conn_id, None)
-                self._removed[conn_id] = now
+                self._tombstone(conn_id, now)
                 continue
             self.records[conn_id] = record
+            self.nodes.setdefault(conn_id, "")
             self._since[conn_id] = now
             self._removed.pop(conn_id, None)
             if record[0] is not None:
@@ -120,13 +163,43 @@ class Replica:
         after = {user: self.metas(user) for user in users}
         return _diffs(self.room, before, after, sorted(users))
 
+    def _tombstone(self, conn_id: str, now: float) -> None:
+        """Remember that ``conn_id`` was removed, and forget the removals older than the
+        grace (the oldest come first): what is kept stays bounded by the churn of one
+        grace, reconciled or not."""
+        removed = self._removed
+        while removed:
+            oldest = next(iter(removed))
+            if now - removed[oldest] < self.grace:
+                break
+            del removed[oldest]
+        if self.clustered:
+            removed.pop(conn_id, None)  # to the end: the order is the times'
+            removed[conn_id] = now
+
+    def drop_nodes(
+        self, dead: Container[str], own: Container[str], now: float
+    ) -> list[PresenceDiff]:
+        """Remove at once the records of the ``dead`` nodes (their presence expired),
+        except this node's own connections (``own``)."""
+        gone: dict[str, Record | None] = {
+            conn_id: None
+            for conn_id, node in self.nodes.items()
+            if node and node in dead and conn_id not in own
+        }
+        return self.apply(gone, now) if gone else []
+
+    def remote_nodes(self) -> set[str]:
+        """The nodes the records are known to be on."""
+        return {node for node in self.nodes.values() if node}
+
     def reconcile(
         self,
         found: Mapping[str, Record],
         local: Mapping[str, Record],
         own: Container[str],
         now: float,
-        grace: float,
+        nodes: Mapping[str, str] | None = None,
     ) -> list[PresenceDiff]:
         """Bring the replica to what the broker holds (``found``) and this node knows.
 
@@ -137,10 +210,17 @@ class Replica:
             own: this node's connections: the broker's entry of one that is not in
                 ``local`` is stale (its removal is on its way) and is not taken.
             now: the time now.
-            grace: a record that changed here less than ``grace`` seconds ago is kept
-                as it is (the broker may not have the write yet), and one removed that
-                recently is not taken back from the broker.
+            nodes: the node of each member of ``found``.
+
+        A record that changed here less than a grace ago is kept as it is (the broker
+        may not have the write yet), and one removed that recently is not taken back
+        from the broker. A record the broker does not have is removed only once the
+        reads have missed it for a grace: one read between the two writes of a meta
+        change, or before a restarted broker has every node's presence back, is not
+        a departure.
         """
+        grace = self.grace
+        nodes = nodes or {}
         changes: dict[str, Record | None] = {}
         for conn_id, record in local.items():
             if self.records.get(conn_id) != record:
@@ -151,20 +231,28 @@ class Replica:
             if conn_id in own:
                 changes[conn_id] = None
                 continue
-            if now - self._since.get(conn_id, _NEVER) < grace:
-                continue
             there = found.get(conn_id)
             if there is None:
-                changes[conn_id] = None  # its node stopped, or its removal never came
-            elif there != record:
+                missing = self._missing.setdefault(conn_id, now)
+                young = now - self._since.get(conn_id, _NEVER) < grace
+                if not young and now - missing >= grace:
+                    changes[conn_id] = None  # its node stopped, or its removal never came
+                continue
+            self._missing.pop(conn_id, None)
+            if now - self._since.get(conn_id, _NEVER) < grace:
+                continue
+            if there != record:
                 changes[conn_id] = there  # a change whose note never came
+            elif nodes.get(conn_id):
+                self.nodes[conn_id] = nodes[conn_id]
         for conn_id, record in found.items():
             if conn_id in self.records or conn_id in local or conn_id in own:
                 continue
             if now - self._removed.get(conn_id, _NEVER) < grace:
                 continue
             changes[conn_id] = record
-        for conn_id, when in list(self._removed.items()):
-            if now - when >= grace:
-                del self._removed[conn_id]
-        return self.apply(changes, now)
+        for conn_id in list(self._removed):
+            if now - self._removed[conn_id] < grace:
+                break  # oldest first: the rest are younger
+            del self._removed[conn_id]
+        return self.apply(changes, now, nodes) if changes else []

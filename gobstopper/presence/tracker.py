@@ -11,11 +11,15 @@ members here, this node keeps a ``Replica``:
 - changed at once by this node's own joins, leaves and meta changes (this node's
   members see them without a round trip), each also published as a note on topic
   ``presence`` to the nodes with members in the room, which apply it to theirs;
-- reconciled with the broker every ``presence_ttl / 4`` seconds, and a second after the
-  broker connection is re-established (notes sent meanwhile are lost): a connection
-  the broker no longer has (its node died: its entries expired) is removed, one it has
-  and this node does not is added; a change made here less than ``grace`` seconds ago
-  is left alone, so writes still on their way do not flap.
+- every ``presence_ttl / 4`` seconds, one read of the liveness of the nodes its
+  records are on (``Broker.live_nodes``): the records of a node found dead (its
+  presence expired) for a grace are removed at once, in every room;
+- reconciled with the broker's presence of the room about once per ``presence_ttl``
+  (at a jittered time, so that the rooms' reads spread), and a second after the broker
+  connection is re-established (notes sent meanwhile are lost): a connection the
+  broker has missed for a grace is removed, one it has and this node does not is
+  added; a change made here less than a grace ago is left alone, so writes still on
+  their way do not flap.
 
 Each node computes the transitions from its own replica and hands them to its own
 listeners, which push to this node's members only: every member gets each change once.
@@ -28,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Callable, Container, Mapping
@@ -59,18 +64,25 @@ CHECK_S = 0.5
 AFTER_RECONNECT_S = 1.0
 
 
+#: A note from another node: ``(conn id, its record or None for a drop, the node)``.
+_Note = tuple[str, "Record | None", str]
+
+
 class _Room:
     """A watched room with members here: its replica, and whether it is loaded."""
 
-    __slots__ = ("loaded", "pending", "replica", "waiting")
+    __slots__ = ("loaded", "name", "next_read", "pending", "replica", "waiting")
 
-    def __init__(self, name: str, clustered: bool) -> None:
-        self.replica = Replica(name)
+    def __init__(self, name: str, clustered: bool, grace: float) -> None:
+        self.name = name
+        self.replica = Replica(name, grace, clustered)
         self.loaded = asyncio.Event()
         #: Notes from other nodes held while the replica loads; None once loaded.
-        self.pending: list[tuple[str, Record | None]] | None = [] if clustered else None
+        self.pending: list[_Note] | None = [] if clustered else None
         #: Loading waits for the room's broker channel to be subscribed.
         self.waiting = clustered
+        #: When the reconciler reads the room's presence next (monotonic seconds).
+        self.next_read = 0.0
         if not clustered:
             self.loaded.set()
 
@@ -98,6 +110,8 @@ class PresenceTracker:
         self._local = local
         self._own = own
         self.period = ttl / 4
+        #: How often, on average, a room's presence is read whole.
+        self.full_period = ttl
         #: How long a change made here is trusted over a broker that does not show it.
         self.grace = max(1.0, ttl / 4)
         #: Monotonic seconds (tests set their own).
@@ -109,6 +123,7 @@ class PresenceTracker:
         self._tasks: list[asyncio.Task[None]] = []
         self._background = TaskSet(logger, "presence load", throttle=True)
         self._throttle = Throttle(logger)
+        self._dead_since: dict[str, float] = {}  # nodes found dead, and since when
         cluster.on_topic(TOPIC, self._on_note)
 
     # -- watching ------------------------------------------------------------------------
@@ -126,13 +141,14 @@ class PresenceTracker:
         for room in rooms:
             if room not in self._rooms and self.watched(room):
                 opened = self._open(room)
-                opened.replica.apply(dict(self._local(room)), self.clock())
+                local = self._local(room)
+                opened.replica.apply(local, self.clock(), dict.fromkeys(local, self.cluster.node))
                 self._start_load(room, opened)
 
     def _open(self, room: str) -> _Room:
         found = self._rooms.get(room)
         if found is None:
-            found = self._rooms[room] = _Room(room, self.cluster.clustered)
+            found = self._rooms[room] = _Room(room, self.cluster.clustered, self.grace)
         return found
 
     def _notify(self, diffs: list[PresenceDiff]) -> None:
@@ -147,31 +163,38 @@ class PresenceTracker:
 
     # -- this node's members -----------------------------------------------------------
 
-    def joined(self, room: str, conn_id: str, record: Record) -> None:
+    def joined(self, room: str, conn_id: str, record: Record) -> _Room | None:
         """A connection here joined ``room`` (called as it joins: its change is seen here
-        at once)."""
+        at once). Returns what ``subscribed`` takes once the join went through the
+        broker."""
         if not self.watched(room):
-            return
-        self._notify(self._open(room).replica.put(conn_id, record, self.clock()))
+            return None
+        opened = self._open(room)
+        self._notify(opened.replica.put(conn_id, record, self.clock(), self.cluster.node))
+        return opened
 
-    def subscribed(self, room: str, entry: str | None, first: bool) -> None:
-        """The join of ``room`` went through the broker (``first``: the room's channel is
-        subscribed now); ``entry``: the member's presence entry, None if it left
-        meanwhile."""
-        found = self._rooms.get(room)
-        if found is None or not self.cluster.clustered:
+    def subscribed(self, joined: _Room | None, entry: str | None, first: bool) -> None:
+        """The join ``joined()`` returned ``joined`` for went through the broker, or was
+        abandoned (cancelled: the load starts all the same, or the room's later
+        members would wait for it for ever). ``first``: it subscribed the room's
+        channel; ``entry``: the member's presence entry, None if it left meanwhile.
+        A join of a room that has emptied since (and has another replica now) is
+        nothing to that replica."""
+        if joined is None or not self.cluster.clustered:
+            return
+        if self._rooms.get(joined.name) is not joined:
             return
         if entry is not None:
-            self._send(room, {"op": "put", "entry": entry})
+            self._send(joined.name, {"op": "put", "entry": entry})
         if first:
-            self._start_load(room, found)
+            self._start_load(joined.name, joined)
 
     def changed(self, room: str, conn_id: str, record: Record, entry: str) -> None:
         """A connection here changed its meta."""
         found = self._rooms.get(room)
         if found is None:
             return
-        diffs = found.replica.put(conn_id, record, self.clock())
+        diffs = found.replica.put(conn_id, record, self.clock(), self.cluster.node)
         if self.cluster.clustered:
             self._send(room, {"op": "put", "entry": entry})
         self._notify(diffs)
@@ -226,9 +249,9 @@ class PresenceTracker:
             change = json.loads(note.payload)
             if change["op"] == "put":
                 conn_id, user, meta = parse_entry(change["entry"])
-                item: tuple[str, Record | None] = (conn_id, (user, meta))
+                item: _Note = (conn_id, (user, meta), note.origin)
             elif change["op"] == "drop":
-                item = (str(change["conn"]), None)
+                item = (str(change["conn"]), None, note.origin)
             else:
                 raise ValueError(f"unknown op {change['op']!r}")
         except (ValueError, KeyError, TypeError) as exc:
@@ -239,7 +262,13 @@ class PresenceTracker:
         if found.pending is not None:
             found.pending.append(item)
             return
-        self._notify(found.replica.apply(dict((item,)), self.clock()))
+        self._notify(self._apply_note(found.replica, item))
+
+    def _apply_note(self, replica: Replica, item: _Note) -> list[PresenceDiff]:
+        conn_id, record, node = item
+        if record is None:
+            return replica.drop(conn_id, self.clock(), node)
+        return replica.put(conn_id, record, self.clock(), node)
 
     def _start_load(self, room: str, found: _Room) -> None:
         if found.waiting and self.cluster.clustered:
@@ -247,54 +276,104 @@ class PresenceTracker:
             self._background.spawn(self._load(room, found))
 
     async def _load(self, room: str, found: _Room) -> None:
-        """Read the room from the broker, then apply the notes held meanwhile."""
-        now = self.clock()
+        """Read the room from the broker, then apply the notes held meanwhile. However
+        it ends, the replica counts as loaded: nothing waits for it for ever."""
+        diffs: list[PresenceDiff] = []
         try:
-            records = await self._read(room)
-        except BrokerUnavailable as exc:
-            # This node's members are shown now; the others come with the next
-            # reconciliation.
-            self._throttle.warning("presence of %r not loaded: %s", room, exc)
-            records = {}
-        if self._rooms.get(room) is not found:
-            return
-        replica = found.replica
-        diffs = replica.reconcile(records, self._local(room), self._own, now, self.grace)
-        pending, found.pending = found.pending or [], None
-        for conn_id, record in pending:
-            diffs += replica.apply({conn_id: record}, self.clock())
-        found.loaded.set()
-        self._notify(diffs)
+            now = self.clock()
+            try:
+                records, nodes = await self._read(room)
+            except BrokerUnavailable as exc:
+                # This node's members are shown now; the others come with the next
+                # reconciliation.
+                self._throttle.warning("presence of %r not loaded: %s", room, exc)
+                records, nodes = {}, {}
+                found.next_read = 0.0  # read it at the next round
+            else:
+                found.next_read = self._next_read()
+            if self._rooms.get(room) is found:
+                local = self._local(room)
+                diffs = found.replica.reconcile(records, local, self._own, now, nodes)
+        finally:
+            pending, found.pending = found.pending or [], None
+            for item in pending:
+                diffs += self._apply_note(found.replica, item)
+            found.loaded.set()
+            if self._rooms.get(room) is found:
+                self._notify(diffs)
 
-    async def _read(self, room: str) -> dict[str, Record]:
+    def _next_read(self) -> float:
+        """When a room just read is read whole again: about once per ``full_period``,
+        jittered so that the rooms' reads spread over it."""
+        return self.clock() + self.full_period * (0.75 + random.random() / 2)
+
+    async def _read(self, room: str) -> tuple[dict[str, Record], dict[str, str]]:
+        """The room's members as the broker has them, and the node of each."""
         assert self.cluster.broker is not None
         records: dict[str, Record] = {}
-        for found in await self.cluster.broker.presence(room_channel(room)):
-            conn_id, user, meta = parse_entry(found)
+        nodes: dict[str, str] = {}
+        found = await self.cluster.broker.presence(room_channel(room))
+        for member, node in found.items():
+            conn_id, user, meta = parse_entry(member)
             records[conn_id] = (user, meta)
-        return records
+            nodes[conn_id] = node
+        return records, nodes
 
-    async def reconcile(self) -> None:
-        """Bring every loaded replica to what the broker holds (see ``Replica.reconcile``).
+    async def check_nodes(self) -> None:
+        """Remove at once, from every replica, the records of the nodes found dead (for
+        a grace: a broker that restarted has not every node's liveness back yet), in
+        one read of their liveness.
+
+        Raises:
+            BrokerUnavailable: the broker cannot be asked now.
+        """
+        assert self.cluster.broker is not None
+        nodes: set[str] = set()
+        for found in self._rooms.values():
+            if found.pending is None:
+                nodes |= found.replica.remote_nodes()
+        nodes.discard(self.cluster.node)
+        if not nodes:
+            self._dead_since.clear()
+            return
+        alive = await self.cluster.broker.live_nodes(nodes)
+        now = self.clock()
+        self._dead_since = {n: self._dead_since.get(n, now) for n in nodes - alive}
+        dead = {n for n, since in self._dead_since.items() if now - since >= self.grace}
+        if not dead:
+            return
+        for found in list(self._rooms.values()):
+            if found.pending is None:
+                self._notify(found.replica.drop_nodes(dead, self._own, now))
+
+    async def reconcile(self, due_only: bool = False) -> None:
+        """Check the nodes' liveness (``check_nodes``), and bring the loaded replicas to
+        what the broker holds (see ``Replica.reconcile``): every one, or with
+        ``due_only`` those whose time has come.
 
         Raises:
             BrokerUnavailable: the broker cannot be read now.
         """
+        await self.check_nodes()
         for room, found in list(self._rooms.items()):
             if found.pending is not None:
                 continue  # loading: it reads the broker itself
+            if due_only and self.clock() < found.next_read:
+                continue
             now = self.clock()
-            records = await self._read(room)
+            records, nodes = await self._read(room)
             if self._rooms.get(room) is not found or found.pending is not None:
                 continue
+            found.next_read = self._next_read()
             local = self._local(room)
-            self._notify(found.replica.reconcile(records, local, self._own, now, self.grace))
+            self._notify(found.replica.reconcile(records, local, self._own, now, nodes))
 
     async def _reconciler(self) -> None:
         broker = self.cluster.broker
         assert broker is not None
         seen = broker.health().reconnects
         due = self.clock() + self.period
+        every = False  # read every room at the next round (after a reconnection)
         while True:
             await asyncio.sleep(min(CHECK_S, self.period))
             health = broker.health()
@@ -303,13 +382,17 @@ class PresenceTracker:
                 # other nodes have had the time to write their presence back.
                 seen = health.reconnects
                 due = min(due, self.clock() + AFTER_RECONNECT_S)
+                every = True
             if not health.connected or self.clock() < due:
                 continue
             due = self.clock() + self.period
             try:
-                await self.reconcile()
+                await self.reconcile(due_only=not every)
+                every = False
             except BrokerUnavailable as exc:
                 self._throttle.warning("presence not reconciled: %s", exc)
+            except Exception as exc:  # a bug here must not end the reconciliation
+                self._throttle.warning("presence reconciliation failed: %r", exc)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -328,4 +411,5 @@ class PresenceTracker:
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
         await cancel_and_wait(tasks)
+        await self._background.cancel()
         self._outgoing.clear()

@@ -104,16 +104,16 @@ def test_reconcile_removes_the_missing_after_the_grace_and_adds_the_unknown() ->
     replica.put("mine", ("bob", {}), 0.0)
     local = {"mine": ("bob", {})}
     # Young: the broker may not have it yet.
-    assert replica.reconcile({}, local, {"mine"}, 0.5, grace=1.0) == []
-    [leave] = replica.reconcile({}, local, {"mine"}, 1.5, grace=1.0)
+    assert replica.reconcile({}, local, {"mine"}, 0.5) == []
+    [leave] = replica.reconcile({}, local, {"mine"}, 1.5)
     assert (leave.event, leave.user) == ("leave", "ann")
     # This node's own members stay whatever the broker says.
     assert _users(replica) == {"bob": ["mine"]}
     # Unknown here, in the broker: added.
-    [join] = replica.reconcile({"new": ("cat", {"x": 1})}, local, {"mine"}, 2.0, grace=1.0)
+    [join] = replica.reconcile({"new": ("cat", {"x": 1})}, local, {"mine"}, 2.0)
     assert (join.event, join.user) == ("join", "cat")
     # A change whose note never came: the broker's record wins once it is old.
-    [update] = replica.reconcile({"new": ("cat", {"x": 2})}, local, {"mine"}, 3.5, grace=1.0)
+    [update] = replica.reconcile({"new": ("cat", {"x": 2})}, local, {"mine"}, 3.5)
     assert update.event == "update" and update.metas == [Meta("new", {"x": 2})]
 
 
@@ -121,11 +121,11 @@ def test_reconcile_does_not_take_back_what_was_just_removed() -> None:
     replica = Replica("r")
     replica.put("remote", ("ann", {}), 0.0)
     replica.drop("remote", 5.0)  # a note said it left; the broker may lag
-    assert replica.reconcile({"remote": ("ann", {})}, {}, (), 5.5, grace=1.0) == []
+    assert replica.reconcile({"remote": ("ann", {})}, {}, (), 5.5) == []
     # A stale entry of this node's own connection is never taken either.
-    assert replica.reconcile({"gone": ("bob", {})}, {}, {"gone"}, 9.0, grace=1.0) == []
+    assert replica.reconcile({"gone": ("bob", {})}, {}, {"gone"}, 9.0) == []
     # Long after, the broker is right: it is back.
-    [join] = replica.reconcile({"remote": ("ann", {})}, {}, (), 7.0, grace=1.0)
+    [join] = replica.reconcile({"remote": ("ann", {})}, {}, (), 7.0)
     assert join.event == "join"
 
 
@@ -135,3 +135,50 @@ def test_state_counts_connections_without_users() -> None:
     state: Any = replica.state()
     assert isinstance(state, PresenceState)
     assert (state.connections, state.unique_users) == (3, 1)
+
+
+def test_one_read_without_a_connection_is_not_a_departure() -> None:
+    replica = Replica("lobby", grace=2.5)
+    replica.put("b1", ("bob", {}), now=0.0)  # a remote member, there for a long time
+    # A read between the two writes of bob's meta change, or before a restarted broker
+    # has bob's node back: missing once is not gone.
+    assert replica.reconcile({}, {}, (), now=100.0) == []
+    assert replica.reconcile({"b1": ("bob", {})}, {}, (), now=101.0) == []  # seen: cleared
+    assert replica.reconcile({}, {}, (), now=102.0) == []
+    assert replica.reconcile({}, {}, (), now=104.0) == []  # missing for 2 s only
+    [leave] = replica.reconcile({}, {}, (), now=104.5)
+    assert (leave.event, leave.user) == ("leave", "bob")
+
+
+def test_removals_are_remembered_for_a_grace_only_and_not_at_all_alone() -> None:
+    clustered = Replica("r", grace=1.0)
+    for i in range(500):
+        clustered.put(f"c{i}", ("bob", {}), float(i))
+        clustered.drop(f"c{i}", float(i))
+    assert len(clustered._removed) <= 2  # those of the last second, reconciled or not
+    alone = Replica("r", grace=1.0, clustered=False)
+    alone.put("c", ("bob", {}), 0.0)
+    alone.drop("c", 0.0)
+    assert alone._removed == {}
+
+
+def test_a_drop_from_a_node_that_no_longer_has_the_connection_is_ignored() -> None:
+    replica = Replica("r")
+    replica.put("ann#1", ("ann", {}), 0.0, node="A")
+    # ann#1 reconnected on node B; B's put comes here before A's drop.
+    replica.put("ann#1", ("ann", {"device": "phone"}), 1.0, node="B")
+    assert replica.drop("ann#1", 1.0, node="A") == []
+    assert [m.conn for m in replica.state().users["ann"]] == ["ann#1"]
+    [leave] = replica.drop("ann#1", 2.0, node="B")
+    assert leave.event == "leave"
+
+
+def test_the_records_of_dead_nodes_go_at_once() -> None:
+    replica = Replica("r")
+    found = {"a1": ("ann", {}), "b1": ("bob", {}), "mine": ("cat", {})}
+    nodes = {"a1": "A", "b1": "B", "mine": "me"}
+    replica.reconcile(found, {"mine": ("cat", {})}, {"mine"}, 0.0, nodes)
+    assert replica.remote_nodes() == {"A", "B", "me"}
+    [leave] = replica.drop_nodes({"B", "me"}, {"mine"}, 0.5)
+    assert (leave.event, leave.user) == ("leave", "bob")
+    assert sorted(replica.records) == ["a1", "mine"]

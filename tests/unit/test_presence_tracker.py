@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from gobstopper import Config, Connection, WebSocketManager
@@ -239,3 +239,215 @@ async def test_after_a_reconnection_the_replica_catches_up_with_what_it_missed()
     await wait_for_condition(caught_up, timeout=3.0)
     assert a.now < 10
     assert a.take() == [("join", "cat", ["cat1"])]
+
+
+async def test_alone_a_room_remembers_no_removed_connection() -> None:
+    node = Node(None)
+    await node.manager.start()
+    await node.connect("keep", "ann")
+    for i in range(500):
+        node.manager.remove(await node.connect(f"c{i}", "bob"))
+        node.now += 100.0
+    assert node.manager.presence_tracker._rooms[ROOM].replica._removed == {}
+    assert node.users() == {"ann": ["keep"]}
+
+
+class Gated(MemoryBroker):
+    """A memory broker whose room subscriptions each wait for a gate of their own."""
+
+    def __init__(self, hub: MemoryHub) -> None:
+        super().__init__(hub)
+        self.gates: list[asyncio.Event] = []
+
+    async def subscribe(self, channel: str) -> None:
+        if channel.startswith("room:"):
+            gate = asyncio.Event()
+            self.gates.append(gate)
+            await gate.wait()
+        await super().subscribe(channel)
+
+
+async def gated_nodes() -> tuple[Node, Node, Gated]:
+    hub = MemoryHub()
+    a, b = Node(hub), Node(hub)
+    gated = Gated(hub)
+    a.manager = WebSocketManager(Config.load({}), gated)
+    a.manager.watch_presence(lambda room: room == ROOM, a._heard)
+    for node in (a, b):
+        await node.manager.start()
+    return a, b, gated
+
+
+async def test_a_cancelled_first_join_does_not_leave_the_room_unloaded() -> None:
+    a, b, gated = await gated_nodes()
+    await b.connect("b1", "bob")
+    first = asyncio.ensure_future(a.connect("x", "xena"))
+    await until(lambda: len(gated.gates) == 1)
+    await a.connect("y", "yann")  # not the first: no subscription of its own
+    first.cancel()  # its handler stopped, a timeout...
+    await asyncio.gather(first, return_exceptions=True)
+    # Every later subscriber here waits for the replica: it is loaded all the same.
+    await asyncio.wait_for(a.manager.presence_tracker.ready(ROOM), 2.0)
+    assert a.users() == {"bob": ["b1"], "xena": ["x"], "yann": ["y"]}
+
+
+async def test_a_stale_first_join_does_not_load_the_next_replica_early() -> None:
+    a, _, gated = await gated_nodes()
+    x = asyncio.ensure_future(a.connect("x", "xena"))
+    await until(lambda: len(gated.gates) == 1)
+    a.manager.remove(a.manager.get("x"))  # type: ignore[arg-type]  # x closes meanwhile
+    y = asyncio.ensure_future(a.connect("y", "yann"))  # the first again: a new replica
+    await until(lambda: len(gated.gates) == 2)
+    gated.gates[0].set()  # x's subscription is confirmed, late
+    await x
+    room = a.manager.presence_tracker._rooms[ROOM]
+    # y's subscription is still on its way: the replica is not read before it (notes
+    # sent meanwhile would be missed until the next reconciliation).
+    assert room.waiting and not room.loaded.is_set()
+    gated.gates[1].set()
+    await y
+    await asyncio.wait_for(room.loaded.wait(), 2.0)
+
+
+async def test_a_connection_that_moves_to_another_node_stays() -> None:
+    a, b, c = await nodes(3)
+    await a.connect("ann1", "ann")
+    await b.connect("x", "xena")
+    await until(lambda: "xena" in a.users())
+    a.take()
+    # x comes back on c (a reused id) before b has seen it go: c's put reaches a
+    # before b's drop.
+    await c.connect("x", "xena", device="phone")
+    b.manager.remove(b.manager.get("x"))  # type: ignore[arg-type]
+    trackers = [n.manager.presence_tracker for n in (a, b, c)]
+    await until(lambda: not any(t._outgoing for t in trackers))
+    assert a.users() == {"ann": ["ann1"], "xena": ["x"]}
+    assert [event for event, _, _ in a.take()] == ["update"]  # the new meta; no leave
+
+
+class Counting(MemoryBroker):
+    """A memory broker that counts presence and liveness reads (the first ``fail``
+    liveness reads fail with an unexpected error)."""
+
+    def __init__(self, hub: MemoryHub, fail: int = 0) -> None:
+        super().__init__(hub)
+        self.reads = 0
+        self.liveness = 0
+        self.fail = fail
+
+    async def presence(self, key: str) -> dict[str, str]:
+        self.reads += 1
+        return await super().presence(key)
+
+    async def live_nodes(self, nodes: Collection[str]) -> set[str]:
+        self.liveness += 1
+        if self.fail:
+            self.fail -= 1
+            raise RuntimeError("a bug")
+        return await super().live_nodes(nodes)
+
+
+async def test_dead_nodes_are_found_with_one_read_and_rooms_are_read_once_per_ttl() -> None:
+    hub = MemoryHub()
+    a, b = Node(hub), Node(hub)
+    counting = Counting(hub)
+    a.manager = WebSocketManager(Config.load({}), counting)
+    tracker = a.manager.presence_tracker
+    tracker.clock = lambda: a.now
+    a.manager.watch_presence(lambda room: room.startswith("r"), a._heard)
+    b.manager.watch_presence(lambda room: room.startswith("r"), b._heard)
+    for node in (a, b):
+        await node.manager.start()
+    for i in range(20):
+        for node in (a, b):
+            ws, _ = make()
+            await ws.accept()
+            name = f"{'a' if node is a else 'b'}{i}"
+            conn = node.manager.add(ws, name, user=name)
+            await conn.join(f"r{i}")
+
+    def full() -> bool:
+        states = [tracker.state(f"r{i}") for i in range(20)]
+        return all(state is not None and state.unique_users == 2 for state in states)
+
+    await wait_for_condition(full)
+    counting.reads = 0
+    a.take()
+    # A round a quarter of the TTL later: one liveness read, no room read yet.
+    a.now += tracker.period
+    await tracker.reconcile(due_only=True)
+    assert (counting.liveness, counting.reads) == (1, 0)
+    # Over one TTL, each room is read about once (at jittered times).
+    for _ in range(5):
+        a.now += tracker.period
+        await tracker.reconcile(due_only=True)
+    assert 20 <= counting.reads <= 40
+    # b dies: its users leave every room at once, a grace after its liveness is gone.
+    await b.manager.presence_tracker.stop()
+    await b.manager.broker.stop()  # type: ignore[union-attr]
+    reads = counting.reads
+    await tracker.reconcile(due_only=True)
+    a.now += tracker.grace
+    await tracker.reconcile(due_only=True)
+    assert sorted(user for event, user, _ in a.take() if event == "leave") == sorted(
+        f"b{i}" for i in range(20)
+    )
+    assert counting.reads - reads <= 10
+
+
+async def test_stopping_ends_the_loads_and_a_failed_load_keeps_no_one_waiting() -> None:
+    hub = MemoryHub()
+    a, b = Node(hub), Node(hub)
+    slow = SlowReads(hub)
+    b.manager = WebSocketManager(Config.load({}), slow)
+    b.manager.watch_presence(lambda room: room == ROOM, b._heard)
+    for node in (a, b):
+        await node.manager.start()
+    await a.connect("ann1", "ann")
+    await b.connect("bob1", "bob")
+    await slow.asked.wait()
+    tracker = b.manager.presence_tracker
+    assert len(tracker._background) == 1
+    await asyncio.wait_for(b.manager.stop(), 2.0)
+    assert len(tracker._background) == 0
+    await asyncio.wait_for(tracker.ready(ROOM), 1.0)
+
+    class Broken(MemoryBroker):
+        async def presence(self, key: str) -> dict[str, str]:
+            raise RuntimeError("a bug")
+
+    c = Node(hub)
+    c.manager = WebSocketManager(Config.load({}), Broken(hub))
+    c.manager.watch_presence(lambda room: room == ROOM, c._heard)
+    await c.manager.start()
+    await c.connect("cat1", "cat")
+    await asyncio.wait_for(c.manager.presence_tracker.ready(ROOM), 1.0)
+    assert c.users() == {"cat": ["cat1"]}
+
+
+async def test_the_reconciler_goes_on_after_an_unexpected_error() -> None:
+    hub = MemoryHub()
+    counting = Counting(hub, fail=1)
+    a, b = Node(hub), Node(hub)
+    a.manager = WebSocketManager(Config.load({}, presence_ttl=0.4), counting)
+    a.manager.watch_presence(lambda room: room == ROOM, a._heard)
+    for node in (a, b):
+        await node.manager.start()
+    await a.connect("ann1", "ann")
+    await b.connect("bob1", "bob")
+    await until(lambda: "bob" in a.users())
+    await wait_for_condition(lambda: counting.liveness >= 2, timeout=3.0)
+    await a.manager.stop()
+
+
+async def test_a_meta_shows_the_same_here_as_on_the_other_nodes() -> None:
+    a, b = await nodes(2)
+    odd: dict[Any, Any] = {2: True, False: "no", "pair": (1, 2)}
+    conn = await a.connect("ann1", "ann", **{"x": 0})
+    await conn.set_meta(odd)
+    await b.connect("bob1", "bob")
+    await until(lambda: "ann" in b.users())
+    here, there = a.manager.presence_tracker.state(ROOM), b.manager.presence_tracker.state(ROOM)
+    assert here is not None and there is not None
+    assert dict(conn.meta) == {"2": True, "false": "no", "pair": [1, 2]}
+    assert here.users["ann"] == there.users["ann"]

@@ -211,6 +211,19 @@ async def test_presence_across_nodes(nodes: Any) -> None:
     assert await a.presence("room:y") == {}
 
 
+async def test_live_nodes_are_read_at_once(nodes: Any) -> None:
+    a, b = await nodes(), await nodes()
+    ids = {a.node_id, b.node_id, "a-node-that-never-was"}
+    await wait_until(lambda: _is(a.live_nodes(ids), {a.node_id, b.node_id}), WAIT)
+    await b.stop()  # a node that stops is dead at once
+    assert await a.live_nodes(ids) == {a.node_id}
+    assert await a.live_nodes(()) == set()
+
+
+async def _is(coro: Any, expected: set[str]) -> bool:
+    return bool(await coro == expected)
+
+
 async def _has(coro: Any, expected: dict[str, str]) -> bool:
     return bool(await coro == expected)
 

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
+
 from gobstopper import Config, Identity, WebSocket, credential
 from gobstopper.admission import Admission
 from gobstopper.messages import RPC
@@ -206,3 +208,10 @@ async def test_a_refresh_that_keeps_the_expiry_is_not_asked_for_again() -> None:
         await peer.until(peer.closing_events)
         assert time.time() >= expires_at
         assert len(peer.pushes("rpc.refresh_due")) == 1
+
+
+async def test_an_application_cannot_emit_the_protocols_events() -> None:
+    # Relaying a name a client chose must not fake the server's rpc.close.
+    for event in ("rpc.close", "rpc.anything"):
+        with pytest.raises(ValueError, match="reserved"):
+            await rpc.emit(event, {"code": 4001, "reason": "credential expired"})

@@ -2,6 +2,7 @@
 it expires, and is closed (4001) if it does not.
 
 Run:  pip install 'gobstopper[jwt]'
+      export EXAMPLE_JWT_SECRET=$(openssl rand -hex 32)
       granian --interface rsgi examples.auth:app
 Try:  TOKEN=$(curl -s 'http://127.0.0.1:8000/token?user=ann')
       python -m websockets "ws://127.0.0.1:8000/rpc?token=$TOKEN"
@@ -25,8 +26,11 @@ import jwt
 
 from gobstopper import RPC, Connection, Gobstopper, HTTPError, Request, WebSocket, jwt_auth
 
-# Your identity provider signs the tokens; here the app does, with a shared secret.
-SECRET = os.environ.get("EXAMPLE_JWT_SECRET", "change me: a secret of 32 bytes or more")
+# Your identity provider signs the tokens; here the app does, with a shared secret. No
+# default: a secret written in the source signs tokens anyone can forge.
+SECRET = os.environ.get("EXAMPLE_JWT_SECRET", "")
+if len(SECRET) < 32:
+    raise RuntimeError("set EXAMPLE_JWT_SECRET (32 characters or more) to sign the tokens")
 LIFETIME = float(os.environ.get("EXAMPLE_TOKEN_SECONDS", "30"))
 
 app = Gobstopper()

@@ -24,12 +24,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._util import Throttle
 from .errors import CloseCode, GobstopperError, HTTPError
 
 if TYPE_CHECKING:
@@ -47,6 +49,9 @@ __all__ = [
 ]
 
 access = logging.getLogger("gobstopper.access")
+logger = logging.getLogger("gobstopper")
+# A hook that fails on every refresh must not flood the log.
+_hook_failures = Throttle(logger)
 
 #: ``hook(ws)`` before accept (and on every refresh): return False (403) or raise
 #: ``HTTPError(401, ...)`` to refuse, an ``Identity`` to say whose connection it is,
@@ -70,7 +75,7 @@ class Identity:
         meta: JSON-able facts presence shows about this connection; at most
             ``GOBSTOPPER_PRESENCE_META_BYTES`` as JSON.
         expires_at: when the credential expires (``time.time()`` seconds, a JWT's
-            ``exp``); None: never.
+            ``exp``); None: never. A finite number.
     """
 
     user: str
@@ -87,6 +92,9 @@ class Identity:
             isinstance(expires, bool) or not isinstance(expires, (int, float))
         ):
             raise TypeError(f"Identity.expires_at must be a number of seconds, not {expires!r}")
+        if expires is not None and not math.isfinite(expires):
+            # inf would be a credential for ever, NaN one that never compares as expired.
+            raise ValueError(f"Identity.expires_at must be finite, not {expires!r}")
 
     def expired(self, now: float | None = None) -> bool:
         """Whether ``expires_at`` has passed (at ``now``, ``time.time()`` by default)."""
@@ -162,6 +170,9 @@ class Lease:
     seconds_left)`` at ``expires_at - min(window, left / 2)``, and ``on_expired()``
     instead of the plain close.
 
+    Once expired the lease has ``ended``: it never renews again (a refresh then is
+    refused with 4001 "credential expired"), whatever is still on its way.
+
     Args:
         ws: the connection; ``ws.identity`` is the Identity watched.
         hooks: the auth hooks that admitted it, app-wide then the route's.
@@ -169,7 +180,7 @@ class Lease:
             (``GOBSTOPPER_REFRESH_WINDOW``).
     """
 
-    __slots__ = ("_handle", "_on_due", "_on_expired", "_window", "_ws", "hooks")
+    __slots__ = ("_handle", "_on_due", "_on_expired", "_window", "_ws", "ended", "hooks")
 
     def __init__(self, ws: WebSocket, hooks: tuple[AuthHook, ...], window: float) -> None:
         self._ws = ws
@@ -178,13 +189,15 @@ class Lease:
         self._handle: asyncio.TimerHandle | None = None
         self._on_due: Callable[[float, float], None] | None = None
         self._on_expired: Callable[[], None] | None = None
+        #: The credential expired: the connection is being closed, nothing renews it.
+        self.ended = False
         ws.add_close_callback(self._closed)
 
     def arm(self) -> None:
         """(Re)start the timer for ``ws.identity``'s expiry (none when it has none)."""
         self.cancel()
         identity = self._ws.identity
-        if identity is None or identity.expires_at is None or self._ws.closed:
+        if self.ended or identity is None or identity.expires_at is None or self._ws.closed:
             return
         expires = identity.expires_at
         loop = asyncio.get_running_loop()
@@ -193,7 +206,7 @@ class Lease:
             lead = min(self._window, left / 2)
             self._handle = loop.call_at(loop.time() + left - lead, self._due, expires)
         else:
-            self._handle = loop.call_at(loop.time() + left, self._expire)
+            self._handle = loop.call_at(loop.time() + left, self.expire)
 
     def watch(self, on_due: Callable[[float, float], None], on_expired: Callable[[], None]) -> None:
         """Call ``on_due`` before the expiry and ``on_expired`` at it, instead of closing."""
@@ -212,46 +225,71 @@ class Lease:
 
     async def check(self, token: str) -> Identity:
         """Run the hooks that admitted the connection with ``credential(ws)`` returning
-        ``token``; the new ``Identity`` for the same user (nothing is changed yet).
+        ``token``; the new ``Identity`` for the same user. Nothing else is changed, and
+        on a refusal what the hooks set on ``ws.state`` is undone (its attributes are
+        put back as they were).
 
         Raises:
-            RefreshRefused: a hook refused, none returned an ``Identity``, or it has
-                expired already (4001); it is another user's (4003).
+            RefreshRefused: a hook refused or failed, none returned an ``Identity``, it
+                has expired already, it has no expiry where the connection's had one, or
+                the connection's credential expired meanwhile (4001); it is another
+                user's (4003).
         """
         ws = self._ws
+        if self.ended:
+            raise RefreshRefused(CloseCode.UNAUTHORIZED, EXPIRED)
+        state = vars(ws.state)
+        before = dict(state)
         presented = _presented.set((ws, token))
         try:
             identity = await run_hooks(ws, self.hooks)
-        except HTTPError as exc:
-            raise RefreshRefused(CloseCode.UNAUTHORIZED, REFUSED, exc.detail) from None
+            current = ws.identity
+            if identity is None:
+                raise RefreshRefused(CloseCode.UNAUTHORIZED, REFUSED, "no identity")
+            if identity.expired():
+                raise RefreshRefused(CloseCode.UNAUTHORIZED, REFUSED, "expired already")
+            if current is None or identity.user != current.user:
+                raise RefreshRefused(CloseCode.FORBIDDEN, OTHER_USER, f"user {identity.user!r}")
+            if identity.expires_at is None and current.expires_at is not None:
+                # An expiring credential cannot be traded for one that lasts for ever.
+                raise RefreshRefused(CloseCode.UNAUTHORIZED, REFUSED, "no expiry")
+            if self.ended:
+                raise RefreshRefused(CloseCode.UNAUTHORIZED, EXPIRED)
+        except BaseException as exc:
+            # Guards read ws.state: a refused credential must leave nothing there.
+            state.clear()
+            state.update(before)
+            if isinstance(exc, HTTPError):
+                raise RefreshRefused(CloseCode.UNAUTHORIZED, REFUSED, exc.detail) from None
+            if isinstance(exc, Exception) and not isinstance(exc, RefreshRefused):
+                # A hook that fails is a refusal, not a crash of the connection.
+                _hook_failures.error("an auth hook failed on a refresh of %s: %r", ws.path, exc)
+                raise RefreshRefused(CloseCode.UNAUTHORIZED, REFUSED, "hook failed") from None
+            raise
         finally:
             _presented.reset(presented)
-        if identity is None:
-            raise RefreshRefused(CloseCode.UNAUTHORIZED, REFUSED, "no identity")
-        if identity.expired():
-            raise RefreshRefused(CloseCode.UNAUTHORIZED, REFUSED, "expired already")
-        current = ws.identity
-        if current is None or identity.user != current.user:
-            raise RefreshRefused(CloseCode.FORBIDDEN, OTHER_USER, f"user {identity.user!r}")
         return identity
 
     def renew(self, identity: Identity) -> None:
-        """Make ``identity`` (from ``check``) the connection's, and restart the timer."""
+        """Make ``identity`` (from ``check``) the connection's, and restart the timer.
+
+        Raises:
+            RefreshRefused: the credential expired before (4001 "credential expired").
+        """
+        if self.ended:
+            raise RefreshRefused(CloseCode.UNAUTHORIZED, EXPIRED)
         self._ws.identity = identity
         self.arm()
 
-    def _due(self, expires: float) -> None:
-        loop = asyncio.get_running_loop()
-        left = expires - time.time()
-        self._handle = loop.call_at(loop.time() + left, self._expire)
-        if self._on_due is not None:
-            self._on_due(expires, max(left, 0.0))
-
-    def _expire(self) -> None:
-        self._handle = None
+    def expire(self) -> None:
+        """End the lease now: its credential has expired (the timer calls it; so may
+        whoever notices first that it is late). The watcher's ``on_expired``, or the
+        plain close. Once only."""
+        self.cancel()
         ws = self._ws
-        if ws.closed:
+        if self.ended or ws.closed:
             return
+        self.ended = True  # before anything else: nothing may renew or be served now
         access.info(
             "websocket %s: %s, closing",
             ws.path,
@@ -262,6 +300,13 @@ class Lease:
             self._on_expired()
         else:
             ws.fail(CloseCode.UNAUTHORIZED, EXPIRED)
+
+    def _due(self, expires: float) -> None:
+        loop = asyncio.get_running_loop()
+        left = expires - time.time()
+        self._handle = loop.call_at(loop.time() + left, self.expire)
+        if self._on_due is not None:
+            self._on_due(expires, max(left, 0.0))
 
     def _closed(self, _conn: ServerConnection) -> None:
         self.cancel()
@@ -286,7 +331,7 @@ async def refresh(ws: WebSocket, token: str) -> Identity:
 
     Raises:
         RefreshRefused: not accepted (its ``code`` and ``reason`` say how to close);
-            ``ws.identity`` and its expiry are unchanged.
+            ``ws.identity``, its expiry and ``ws.state`` are as they were.
     """
     lease = ws.lease
     if lease is None:

@@ -243,7 +243,12 @@ class Emitter:
         endpoint: str | None = None,
     ) -> bool:
         """The named event to one connection (``to``), a room's members or everyone, as
-        ``rpc.emit`` would; False when ``to`` is on no node."""
+        ``rpc.emit`` would; False when ``to`` is on no node.
+
+        Raises:
+            ValueError: both ``room`` and ``to``, or an event named ``rpc.*``.
+        """
+        protocol.check_event_name(event)
         if room is not None and to is not None:
             raise ValueError("pass room or to, not both")
         raw = await self._checked(json_bytes(protocol.event_push(event, data, None)))

@@ -62,6 +62,7 @@ class Outbox:
         "_messages",
         "_on_slow",
         "_policy",
+        "_sealed",
         "_send_bytes",
         "_send_errors",
         "_send_text",
@@ -94,6 +95,7 @@ class Outbox:
         self._drainer: asyncio.Task[None] | None = None
         self._flushing = 0
         self._closed = False
+        self._sealed = False
         self._on_slow = on_slow
         self._stats = stats
         self._throttle = throttle
@@ -126,9 +128,16 @@ class Outbox:
         self.settle()
         return self._messages
 
+    def seal(self) -> None:
+        """Queue nothing more (``put`` says False); what is queued still goes, and
+        ``flush`` waits for it. For a connection being closed that must get no more
+        pushes than the last one queued."""
+        self._sealed = True
+
     def put(self, data: str | bytes, size: int) -> bool:
-        """Queue one message (``size`` bytes); never blocks. Returns False if it was not queued."""
-        if self._closed:
+        """Queue one message (``size`` bytes); never blocks. Returns False if it was not
+        queued (a full queue, a closed or sealed one)."""
+        if self._closed or self._sealed:
             return False
         inflight = self._inflight
         # The fast path, taken by every connection that keeps up: credit left, nothing

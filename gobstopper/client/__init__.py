@@ -271,19 +271,24 @@ class Client(Channels):
         """
         if self._credentials is None:
             raise RuntimeError("refresh() needs Client(credentials=...)")
+        return await self._refresh_on(self._link.state.generation)
+
+    async def _refresh_on(self, generation: int) -> Any:
+        """``rpc.refresh`` on connection ``generation`` only: never on a later one, which
+        got a fresh token when it connected (and would be closed for a refused one).
+
+        Raises:
+            ConnectionError: that connection is not the current one (any more).
+        """
         token = await self._credential()
         if token is None:
             raise RuntimeError("credentials gave no token to refresh with")
-        return await self.call(protocol.REFRESH, token=token)
+        message = protocol.request(protocol.REFRESH, {"token": token}, next(self._ids))
+        return await self._ask(message, generation=generation)
 
     async def _refresh_due(self, generation: int) -> None:
         try:
-            token = await self._credential()
-            if token is None:
-                raise RuntimeError("credentials gave no token to refresh with")
-            if not self._link.state.current(generation):
-                return  # that connection is gone; the next one got a fresh token
-            await self.call(protocol.REFRESH, token=token)
+            await self._refresh_on(generation)
         except Exception as exc:
             # The server closes the connection at expiry; the next one gets a new token.
             logger.warning("refreshing the credential of %s failed: %r", self.url, exc)
@@ -344,25 +349,38 @@ class Client(Channels):
         self,
         message: dict[str, Any],
         on_answer: Callable[[protocol.Response], None] | None = None,
+        generation: int | None = None,
     ) -> Any:
         """Send a request and wait (``timeout``) for its answer; ``on_answer`` is called
-        with the answer as soon as it is read, before any later frame."""
+        with the answer as soon as it is read, before any later frame. With
+        ``generation``: on that connection only (see ``_exchange``)."""
         request_id = message["id"]
         if on_answer is not None:
             self._on_answer[request_id] = on_answer
         try:
-            return await asyncio.wait_for(self._exchange(request_id, message), self.timeout)
+            exchange = self._exchange(request_id, message, generation)
+            return await asyncio.wait_for(exchange, self.timeout)
         finally:
             self._pending.pop(request_id, None)
             self._on_answer.pop(request_id, None)
 
-    async def _exchange(self, request_id: int, message: dict[str, Any]) -> Any:
+    async def _exchange(
+        self, request_id: int, message: dict[str, Any], pinned: int | None = None
+    ) -> Any:
         """Send a request on the current connection and wait for its answer. A request
         that could not be sent waits for the next connection; one that was sent fails
-        with its connection (it may have run: it is never sent twice)."""
+        with its connection (it may have run: it is never sent twice).
+
+        Args:
+            pinned: send it on connection ``pinned`` or not at all (``ConnectionError``).
+        """
         frame = self.codec.encode(message)
         while True:
+            if pinned is not None and not self._link.state.current(pinned):
+                raise ConnectionError(f"connection {pinned} to {self.url} is gone")
             ws, generation = await self._link.socket()
+            if pinned is not None and generation != pinned:
+                raise ConnectionError(f"connection {pinned} to {self.url} is gone")
             answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             self._pending[request_id] = answer  # before sending: the answer may come fast
             try:
@@ -518,7 +536,8 @@ class Client(Channels):
             else:
                 logger.warning("%s asks for a credential refresh; no credentials", self.url)
         elif method == protocol.EVENT:
-            if params.get("event") == protocol.CLOSING_EVENT:
+            # Only the server's own (from null): no connection's event can pass for it.
+            if params.get("event") == protocol.CLOSING_EVENT and params.get("from") is None:
                 self._closing(params.get("data"))
             for callback in tuple(self._handlers.get(str(params.get("event")), ())):
                 try:

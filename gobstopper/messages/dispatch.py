@@ -14,6 +14,11 @@ them, and ``rpc.cancel`` (``cancel``) stops one by its request id.
 What a connection needs between messages lives on its ``Peer``: the codec, the running
 tasks and the rate-limit buckets. Errors are always answered as JSON-RPC errors; an
 unexpected exception is logged and answered ``INTERNAL_ERROR`` without its details.
+
+A connection whose credential expired or was refused has ``ended``: from then on no
+frame of it is dispatched (nothing runs, nothing is answered), the rest of a batch is
+answered ``UNAUTHORIZED`` without running, and only the ``rpc.close`` event is still
+sent before the close.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .._util import TaskSet
+from ..auth import EXPIRED
+from ..connection import CLOSE_TIMEOUT_S
 from ..errors import CloseCode, ConnectionClosed, MessageTooBig
 from ..manager import Connection
 from ..security import RateLimiter
@@ -42,15 +49,20 @@ from .protocol import (
     RATE_LIMITED,
     REQUEST_CANCELLED,
     TOO_MANY_TASKS,
+    UNAUTHORIZED,
     RPCError,
 )
 
 if TYPE_CHECKING:
     from .rpc import RPC
 
-__all__ = ["Dispatcher", "NotificationKey", "Peer"]
+__all__ = ["CLOSE_FLUSH", "Dispatcher", "NotificationKey", "Peer"]
 
 logger = logging.getLogger("gobstopper.rpc")
+
+#: Seconds an ended connection's queue (its ``rpc.close`` event last) may take to go out
+#: before it is closed anyway: a client that does not read is not served meanwhile.
+CLOSE_FLUSH = 1.0
 
 
 class Peer:
@@ -75,6 +87,8 @@ class Peer:
         unanswered: awaited when the answer could not be queued (over the message
             limit, answered with an error instead): what must be undone (a
             subscription the client is told it does not have).
+        ended: its credential expired or was refused (``end``): nothing more of it is
+            dispatched, and nothing more is sent to it but the ``rpc.close`` event.
     """
 
     __slots__ = (
@@ -85,6 +99,7 @@ class Peer:
         "closing",
         "codec",
         "conn",
+        "ended",
         "tasks",
         "unanswered",
         "ws",
@@ -101,6 +116,7 @@ class Peer:
         self.after_answer: list[Callable[[], None]] = []
         self.before_answer: list[Callable[[], None]] = []
         self.unanswered: list[Callable[[], Awaitable[None]]] = []
+        self.ended = False
 
     async def send(self, frame: str | bytes) -> None:
         """Send one encoded frame (str: text, bytes: binary).
@@ -113,6 +129,27 @@ class Peer:
             await self.ws.send_text(frame)
         else:
             await self.ws.send_bytes(frame)
+
+    def end(self, code: int, reason: str) -> None:
+        """Serve this connection no more, at once: queue the ``rpc.close`` event (``code``,
+        ``reason``) as the last thing it is sent (pushes after it are dropped), and cancel
+        its streams and concurrent calls. Then ``close_ended``. Once only."""
+        if self.ended:
+            return
+        self.ended = True
+        data = {"code": code, "reason": reason}
+        frame = self.codec.encode(protocol.event_push(protocol.CLOSING_EVENT, data, None))
+        size = len(frame) if isinstance(frame, bytes) else len(frame.encode())
+        self.conn.outbox.put(frame, size)
+        self.conn.outbox.seal()
+        for task in tuple(self.tasks.values()):
+            task.cancel()
+
+    async def close_ended(self, code: int, reason: str) -> None:
+        """Close an ended connection once its queue is sent, ``CLOSE_FLUSH`` seconds at most
+        (not the shutdown grace a normal close waits: it is no longer entitled to it)."""
+        await self.conn.outbox.flush(CLOSE_FLUSH)
+        await self.ws.close_within(code, reason, CLOSE_TIMEOUT_S)
 
     def __repr__(self) -> str:
         return f"<Peer {self.conn.id} {self.codec.name}>"
@@ -171,18 +208,25 @@ class Dispatcher:
 
     async def receive(self, peer: Peer, raw: str | bytes) -> None:
         """Answer one inbound frame; then close the connection if it must (``closing``:
-        1008 over a rate limit that closes, 4001/4003 after a refused refresh)."""
+        1008 over a rate limit that closes, 4001/4003 after a refused refresh). An ended
+        connection's frames are dropped unread, and so is an answer due when it ended."""
+        if peer.ended or _expired(peer):
+            return
         try:
             reply = await self.dispatch(peer, raw)
             in_queue, peer.answer_in_queue = peer.answer_in_queue, False
             _run(peer.before_answer)  # no pause from here until it is queued
-            if reply is not None:
+            if reply is not None and not peer.ended:
                 await self.send_reply(peer, reply, in_queue)
         finally:
             _run(peer.before_answer)
             peer.unanswered = []
             _run(peer.after_answer)
-        if peer.closing is not None:
+        if peer.closing is None:
+            return
+        if peer.ended:
+            await peer.close_ended(*peer.closing)
+        else:
             await peer.ws.close(*peer.closing)
 
     async def dispatch(self, peer: Peer, raw: str | bytes) -> Any:
@@ -198,7 +242,15 @@ class Dispatcher:
             return protocol.error(None, exc)
         if batch is None:
             return await self.call(peer, payload)
-        replies = [r for r in [await self.call(peer, item) for item in batch] if r]
+        replies = []
+        for item in batch:
+            if peer.ended or peer.closing is not None:
+                # What a refused refresh (or a closing limit) decided holds for the rest.
+                reply = _not_run(peer, item)
+            else:
+                reply = await self.call(peer, item)
+            if reply:
+                replies.append(reply)
         return replies or None
 
     async def call(self, peer: Peer, request: Any) -> Any:
@@ -400,6 +452,28 @@ def _run(hooks: list[Callable[[], None]]) -> None:
     """Call and empty ``hooks`` (in place: each runs once, whichever caller gets there)."""
     while hooks:
         hooks.pop(0)()
+
+
+def _expired(peer: Peer) -> bool:
+    """Whether the credential has expired, though its timer has not fired yet (a paused
+    VM, a busy loop): then it ends now (a cheap look at every frame)."""
+    identity = peer.ws.identity
+    if identity is None or identity.expires_at is None or not identity.expired():
+        return False
+    lease = peer.ws.lease
+    if lease is not None:
+        lease.expire()
+    return True
+
+
+def _not_run(peer: Peer, request: Any) -> Any:
+    """The answer to a batch item left unrun because the connection is closing."""
+    if not protocol.is_request(request) or "id" not in request:
+        return None
+    code, reason = peer.closing or (CloseCode.UNAUTHORIZED, EXPIRED)
+    if code == CloseCode.POLICY_VIOLATION:
+        return protocol.error(request["id"], RPCError(RATE_LIMITED, "Rate limit exceeded"))
+    return protocol.error(request["id"], RPCError(UNAUTHORIZED, "Unauthorized", reason))
 
 
 def _encodable(reply: Any, codec: Codec) -> Any:

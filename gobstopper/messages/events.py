@@ -17,6 +17,10 @@ __all__ = ["Event"]
 class Event:
     """A named event a client sent, as its ``@rpc.on(...)`` handler gets it.
 
+    Its helpers send through ``rpc.emit``: an event name starting with ``rpc.`` (the
+    protocol's own) raises ``ValueError``, so relaying a name a client chose cannot
+    fake the server's ``rpc.close``.
+
     Attributes:
         name: the event's name.
         data: its data (the request's ``params``), None when it had none.

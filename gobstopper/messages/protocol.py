@@ -56,6 +56,7 @@ __all__ = [
     "Request",
     "Response",
     "channel_message",
+    "check_event_name",
     "error",
     "event_push",
     "history_params",
@@ -189,6 +190,18 @@ def error(id: Any, exc: RPCError) -> dict[str, Any]:
 def channel_message(channel: str, data: Any) -> dict[str, Any]:
     """The push of a channel publication."""
     return {"jsonrpc": VERSION, "method": MESSAGE, "params": {"channel": channel, "data": data}}
+
+
+def check_event_name(event: str) -> None:
+    """Refuse to push an event named ``rpc.*``: those are the protocol's (``rpc.close``
+    tells the client why it is closed), and an app relaying a name it was sent must not
+    be able to fake one.
+
+    Raises:
+        ValueError: the name starts with ``rpc.``.
+    """
+    if event.startswith(RESERVED_PREFIX):
+        raise ValueError(f"{event!r}: event names starting with 'rpc.' are reserved")
 
 
 def event_push(event: str, data: Any, sender: str | None) -> dict[str, Any]:

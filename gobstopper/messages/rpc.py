@@ -532,9 +532,11 @@ class RPC:
             local: this node's connections only.
 
         Raises:
-            ValueError: both ``room`` and ``to``, or a predicate that cannot travel.
+            ValueError: both ``room`` and ``to``, a predicate that cannot travel, or an
+                event name starting with ``rpc.`` (the protocol's own: ``rpc.close``).
             MessageTooBig: over ``MAX_WS_MESSAGE_BYTES``.
         """
+        protocol.check_event_name(event)
         if room is not None and to is not None:
             raise ValueError("pass room or to, not both")
         ids, clustered = self.manager.audience(exclude, predicate, local)

@@ -803,7 +803,7 @@
 
     _push(method, params) {
       if (method === RPC.EVENT) {
-        if (params.event === RPC.CLOSING_EVENT) {
+        if (params.event === RPC.CLOSING_EVENT && params.from === null) {
           // The server closes next, with this code and reason.
           const data = params.data || {};
           this._serverClose = { code: data.code, reason: data.reason };

@@ -494,10 +494,17 @@ def test_api_publish_example_needs_a_key() -> None:
         start("examples.api_publish:app", "rsgi").stop()
 
 
+def test_auth_example_needs_a_secret() -> None:
+    # No secret written in the source to fall back on: it says which variable to set.
+    with pytest.raises(RuntimeError, match="set EXAMPLE_JWT_SECRET"):
+        start("examples.auth:app", "rsgi", {"EXAMPLE_JWT_SECRET": ""}).stop()
+
+
 @pytest.fixture(scope="module", params=["rsgi", "asgi"])
 def auth_example(request: pytest.FixtureRequest) -> Iterator[Server]:
     """The JWT example, with tokens that live two seconds."""
-    server = start("examples.auth:app", request.param, {"EXAMPLE_TOKEN_SECONDS": "2"})
+    env = {"EXAMPLE_TOKEN_SECONDS": "2", "EXAMPLE_JWT_SECRET": "an example secret " * 2}
+    server = start("examples.auth:app", request.param, env)
     yield server
     server.stop()
 

@@ -4,6 +4,8 @@ timer, ``refresh()`` and ``jwt_auth`` (HS256, RS256, audience, issuer, leeway)."
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import sys
 import time
 from typing import Any
@@ -11,9 +13,10 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from gobstopper import Config, HTTPError, Identity, WebSocket, credential, jwt_auth
+from gobstopper import Config, HTTPError, Identity, WebSocket, auth, credential, jwt_auth
+from gobstopper._util import Throttle
 from gobstopper.admission import Admission
 from gobstopper.auth import RefreshRefused, refresh, run_hooks
 from gobstopper.metrics import Metrics
@@ -52,6 +55,13 @@ def test_the_credential_is_the_bearer_token_else_the_query_parameter() -> None:
     assert credential(websocket()) is None
     assert credential(websocket("token=")) is None
     assert credential(websocket(headers=[("authorization", "Bearer ")])) is None
+
+
+@pytest.mark.parametrize("expires_at", [math.inf, -math.inf, math.nan])
+def test_an_identity_expires_at_a_finite_time(expires_at: float) -> None:
+    # inf would never expire; NaN compares false with every time, so it would not either.
+    with pytest.raises(ValueError, match="finite"):
+        Identity("ann", expires_at=expires_at)
 
 
 # -- the hooks at admission ------------------------------------------------------------
@@ -180,15 +190,21 @@ async def test_the_refresh_window_bounds_the_lead() -> None:
 
 async def refreshable(presented: list[str | None]) -> WebSocket:
     """A connection whose hook maps the token it reads to an Identity: ``user:name:secs``
-    (``bad`` refuses, ``none`` lets in without an Identity)."""
+    (``bad`` refuses, ``none`` lets in without an Identity, ``forever`` gives one without
+    an expiry, ``boom`` fails). Like many hooks it sets ``ws.state`` first."""
 
     def hook(ws: WebSocket) -> Any:
         token = credential(ws)
         presented.append(token)
+        ws.state.token = token
         if token == "bad":
             raise HTTPError(401, "bad token")
         if token == "none":
             return True
+        if token == "forever":
+            return Identity("ann", {"name": "Ann"})
+        if token == "boom":
+            raise KeyError("the session store broke")
         user, name, seconds = (token or "ann:Ann:60").split(":")
         return Identity(user, {"name": name}, time.time() + float(seconds))
 
@@ -216,15 +232,44 @@ async def test_refresh_runs_the_hooks_with_the_new_token() -> None:
         ("none", 4001, "refresh refused"),
         ("ann:Ann:-1", 4001, "refresh refused"),
         ("bob:Bob:60", 4003, "refresh for another user"),
+        ("forever", 4001, "refresh refused"),  # an expiring credential stays one
+        ("boom", 4001, "refresh refused"),  # a hook that fails refuses
     ],
 )
 async def test_a_refused_refresh_changes_nothing(token: str, code: int, reason: str) -> None:
     ws = await refreshable([])
     before = ws.identity
+    ws.state.role = "user"
     with pytest.raises(RefreshRefused) as info:
         await refresh(ws, token)
     assert (info.value.code, info.value.reason) == (code, reason)
     assert ws.identity is before
+    # What the hooks set on ws.state for the refused token is undone.
+    assert vars(ws.state) == {"token": "ann:Ann:60", "role": "user"}
+
+
+async def test_a_failing_hook_is_logged_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auth, "_hook_failures", Throttle(auth.logger))  # none logged yet
+    ws = await refreshable([])
+    with caplog.at_level(logging.ERROR, "gobstopper"):
+        for _ in range(3):
+            with pytest.raises(RefreshRefused):
+                await refresh(ws, "boom")
+    failed = [r for r in caplog.records if "auth hook failed" in r.getMessage()]
+    assert len(failed) == 1 and "the session store broke" in failed[0].getMessage()
+
+
+async def test_no_refresh_once_the_credential_has_expired() -> None:
+    ws = await refreshable([])
+    assert ws.lease is not None
+    ws.lease.expire()  # as its timer does
+    with pytest.raises(RefreshRefused) as info:
+        await refresh(ws, "ann:Ann:60")
+    assert (info.value.code, info.value.reason) == (4001, "credential expired")
+    await asyncio.wait_for(transport(ws).closed_event.wait(), WAIT)
+    assert transport(ws).closed == (4001, "credential expired")
 
 
 async def test_a_connection_without_an_identity_cannot_refresh() -> None:
@@ -254,8 +299,41 @@ def test_jwt_auth_hs256() -> None:
     exp = int(time.time()) + 60
     identity = hook(bearer(hs256({"sub": "ann", "name": "Ann", "exp": exp})))
     assert identity == Identity("ann", {"name": "Ann"}, float(exp))
-    forever = jwt_auth(SECRET)(bearer(hs256({"sub": "ann"})))
+
+
+def test_jwt_auth_requires_exp_unless_told_not_to() -> None:
+    # A token without exp would be a credential for ever.
+    assert "exp" in refusal(jwt_auth(SECRET), hs256({"sub": "ann"}))
+    forever = jwt_auth(SECRET, require_exp=False)(bearer(hs256({"sub": "ann"})))
     assert forever == Identity("ann", {}, None)
+
+
+def test_jwt_auth_reads_exp_as_pyjwt_does() -> None:
+    exp = int(time.time()) + 60
+    hook = jwt_auth(SECRET, leeway=5)
+    for given in (exp, str(exp), exp + 0.75):  # a numeric string, a fraction
+        assert hook(bearer(hs256({"sub": "ann", "exp": given}))).expires_at == exp + 5
+    assert refusal(hook, hs256({"sub": "ann", "exp": "soon"})).startswith("invalid token")
+
+
+@pytest.mark.parametrize("algorithms", [["RS256", "HS256"], ["HS256", "none"], ["None"], []])
+def test_jwt_auth_refuses_dangerous_algorithm_lists(algorithms: list[str]) -> None:
+    with pytest.raises(ValueError):
+        jwt_auth(SECRET, algorithms=algorithms)
+
+
+def test_jwt_auth_a_token_the_key_cannot_check_is_a_401() -> None:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_token = jwt.encode(
+        {"sub": "ann", "exp": time.time() + 60},
+        ec.generate_private_key(ec.SECP256R1()),
+        algorithm="ES256",
+    )
+    assert refusal(jwt_auth(private.public_key(), algorithms=["RS256", "ES256"]), ec_token)
+    # A key of the wrong kind for its algorithm: every token is refused, none crashes.
+    assert refusal(jwt_auth(private.public_key()), hs256({"sub": "ann", "exp": time.time() + 60}))
+    rs_token = jwt.encode({"sub": "ann", "exp": time.time() + 60}, private, algorithm="RS256")
+    assert refusal(jwt_auth(SECRET, algorithms=["RS256"]), rs_token)
 
 
 def test_jwt_auth_refuses_missing_invalid_expired_and_foreign_tokens() -> None:
@@ -263,26 +341,30 @@ def test_jwt_auth_refuses_missing_invalid_expired_and_foreign_tokens() -> None:
     assert refusal(hook, None) == "no token"
     assert refusal(hook, "garbage").startswith("invalid token")
     assert refusal(hook, hs256({"sub": "ann", "exp": time.time() - 5})) == "token expired"
-    wrong_key = hs256({"sub": "ann"}, "another secret, also long enough!!")
+    exp = time.time() + 60
+    wrong_key = hs256({"sub": "ann", "exp": exp}, "another secret, also long enough!!")
     assert refusal(hook, wrong_key).startswith("invalid token")
-    assert "'sub'" in refusal(hook, hs256({"user": "ann"}))
-    assert "'sub'" in refusal(hook, hs256({"sub": ""}))
+    assert "'sub'" in refusal(hook, hs256({"user": "ann", "exp": exp}))
+    assert "'sub'" in refusal(hook, hs256({"sub": "", "exp": exp}))
 
 
 def test_jwt_auth_other_user_claim() -> None:
     hook = jwt_auth(SECRET, user_claim="email")
-    assert hook(bearer(hs256({"email": "ann@example.com"}))).user == "ann@example.com"
+    claims = {"email": "ann@example.com", "exp": time.time() + 60}
+    assert hook(bearer(hs256(claims))).user == "ann@example.com"
 
 
 def test_jwt_auth_audience_and_issuer() -> None:
     hook = jwt_auth(SECRET, audience="chat", issuer="https://id.example.com")
-    good = {"sub": "ann", "aud": "chat", "iss": "https://id.example.com"}
+    exp = time.time() + 60
+    good = {"sub": "ann", "aud": "chat", "iss": "https://id.example.com", "exp": exp}
     assert hook(bearer(hs256(good))).user == "ann"
     assert refusal(hook, hs256({**good, "aud": "billing"})).startswith("invalid token")
-    assert refusal(hook, hs256({"sub": "ann", "iss": good["iss"]})).startswith("invalid token")
+    no_aud = {"sub": "ann", "iss": good["iss"], "exp": exp}
+    assert refusal(hook, hs256(no_aud)).startswith("invalid token")
     assert refusal(hook, hs256({**good, "iss": "https://evil.example"})).startswith("invalid")
     several = jwt_auth(SECRET, audience=["chat", "admin"])
-    assert several(bearer(hs256({"sub": "ann", "aud": "admin"}))).user == "ann"
+    assert several(bearer(hs256({"sub": "ann", "aud": "admin", "exp": exp}))).user == "ann"
 
 
 def test_jwt_auth_leeway_extends_the_expiry() -> None:

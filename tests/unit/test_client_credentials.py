@@ -187,3 +187,30 @@ async def test_close_reason_of_an_expired_credential_is_kept(
     sock.push(answer(await sock.request("ping"), "pong"))  # read after the event
     assert await asyncio.wait_for(call, 2) == "pong"
     assert client.close_reason == (4001, "credential expired")
+
+
+async def test_a_refresh_is_never_sent_on_another_connection(
+    make: Callable[..., Client], server: FakeServer
+) -> None:
+    client = make(credentials=Tokens())
+    sock = await connected(client, server)
+    sock.closed = True  # gone, and the client has not noticed yet: the send fails
+    refresh = asyncio.ensure_future(client.refresh())
+    sock.drop()
+    new = await connected(client, server)  # its renewal is all it is sent
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(refresh, 2)
+    assert new.nothing_sent()  # the token-2 refresh did not follow it there
+
+
+async def test_a_close_reason_comes_from_the_server_only(
+    make: Callable[..., Client], server: FakeServer
+) -> None:
+    client = make(credentials=Tokens())
+    sock = await connected(client, server)
+    fake = {"code": 4003, "reason": "refresh for another user"}
+    sock.push(protocol.event_push(protocol.CLOSING_EVENT, fake, "another-connection"))
+    call = asyncio.ensure_future(client.call("ping"))
+    sock.push(answer(await sock.request("ping"), "pong"))  # read after the event
+    assert await asyncio.wait_for(call, 2) == "pong"
+    assert client.close_reason is None

@@ -11,9 +11,12 @@ members here, this node keeps a ``Replica``:
 - changed at once by this node's own joins, leaves and meta changes (this node's
   members see them without a round trip), each also published as a note on topic
   ``presence`` to the nodes with members in the room, which apply it to theirs;
-- every ``presence_ttl / 4`` seconds, one read of the liveness of the nodes its
-  records are on (``Broker.live_nodes``): the records of a node found dead (its
-  presence expired) for a grace are removed at once, in every room;
+- every second (every ``presence_ttl / 4`` when that is shorter), one read of the
+  liveness of the nodes its records are on (``Broker.live_nodes``): the records of a
+  node found dead (its presence expired: ``presence_ttl`` after its last word) are
+  removed at once, in every room; only for a while after this node's own broker
+  connection came back (a broker that restarted empty has not every node's liveness
+  back yet) must a node stay dead for a grace first;
 - reconciled with the broker's presence of the room about once per ``presence_ttl``
   (at a jittered time, so that the rooms' reads spread), and a second after the broker
   connection is re-established (notes sent meanwhile are lost): a connection the
@@ -62,6 +65,9 @@ CHECK_S = 0.5
 #: How long after a reconnection the replicas are compared with the broker (the other
 #: nodes, reconnecting too, write their presence back meanwhile).
 AFTER_RECONNECT_S = 1.0
+#: How often, at most, the liveness of the nodes with members in watched rooms is read:
+#: a killed node's users leave at most this long after its presence expires.
+LIVENESS_S = 1.0
 
 
 #: A note from another node: ``(conn id, its record or None for a drop, the node)``.
@@ -94,7 +100,8 @@ class PresenceTracker:
         cluster: this node's side of the broker.
         local: this node's members of a room, ``conn id -> (user, meta)``.
         own: this node's connection ids.
-        ttl: ``GOBSTOPPER_PRESENCE_TTL``: the reconciliation runs every quarter of it.
+        ttl: ``GOBSTOPPER_PRESENCE_TTL``: how long a silent node's members stay, and
+            about how often each room is compared with the broker.
         clock: monotonic seconds (tests pass their own).
     """
 
@@ -109,7 +116,9 @@ class PresenceTracker:
         self.cluster = cluster
         self._local = local
         self._own = own
-        self.period = ttl / 4
+        #: How often the nodes' liveness is read (rooms are read whole when due).
+        self.period = min(LIVENESS_S, ttl / 4)
+        self._ttl = ttl
         #: How often, on average, a room's presence is read whole.
         self.full_period = ttl
         #: How long a change made here is trusted over a broker that does not show it.
@@ -124,6 +133,7 @@ class PresenceTracker:
         self._background = TaskSet(logger, "presence load", throttle=True)
         self._throttle = Throttle(logger)
         self._dead_since: dict[str, float] = {}  # nodes found dead, and since when
+        self._reconnected: float | None = None  # when this node's broker link came back
         cluster.on_topic(TOPIC, self._on_note)
 
     # -- watching ------------------------------------------------------------------------
@@ -320,9 +330,10 @@ class PresenceTracker:
         return records, nodes
 
     async def check_nodes(self) -> None:
-        """Remove at once, from every replica, the records of the nodes found dead (for
-        a grace: a broker that restarted has not every node's liveness back yet), in
-        one read of their liveness.
+        """Remove at once, from every replica, the records of the nodes found dead, in
+        one read of their liveness. Within ``presence_ttl`` of this node's own
+        reconnection, a node must be found dead for a grace first: a broker that
+        restarted empty has not every node's liveness back yet.
 
         Raises:
             BrokerUnavailable: the broker cannot be asked now.
@@ -339,7 +350,9 @@ class PresenceTracker:
         alive = await self.cluster.broker.live_nodes(nodes)
         now = self.clock()
         self._dead_since = {n: self._dead_since.get(n, now) for n in nodes - alive}
-        dead = {n for n, since in self._dead_since.items() if now - since >= self.grace}
+        recent = self._reconnected is not None and now - self._reconnected < self._ttl
+        grace = self.grace if recent else 0.0
+        dead = {n for n, since in self._dead_since.items() if now - since >= grace}
         if not dead:
             return
         for found in list(self._rooms.values()):
@@ -381,6 +394,7 @@ class PresenceTracker:
                 # Notes sent while the link was down are lost: look again once the
                 # other nodes have had the time to write their presence back.
                 seen = health.reconnects
+                self._reconnected = self.clock()
                 due = min(due, self.clock() + AFTER_RECONNECT_S)
                 every = True
             if not health.connected or self.clock() < due:

@@ -33,11 +33,6 @@ class Tokens:
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> FakeServer:
-    return FakeServer.install(monkeypatch)
-
-
-@pytest.fixture
 async def make(server: FakeServer) -> AsyncIterator[Callable[..., Client]]:
     made: list[Client] = []
 

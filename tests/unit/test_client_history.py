@@ -5,7 +5,6 @@ messages in order, ``RecoveryFailed`` where the stream broke, and ``history()``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -23,18 +22,6 @@ from gobstopper.messages import protocol
 from .client_server import FakeServer, answer, connected, message, reconnected, subscribed
 
 E = "epoch-1"
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> FakeServer:
-    return FakeServer.install(monkeypatch)
-
-
-@pytest.fixture
-async def client(server: FakeServer) -> AsyncIterator[Client]:
-    client = Client("ws://fake/rpc", timeout=2, backoff=0.001, max_backoff=0.002)
-    yield client
-    await client.close()
 
 
 async def test_messages_without_positions_are_unchanged(client: Client, server: FakeServer) -> None:

@@ -5,7 +5,6 @@ ignored before it, reconnections that announce only what changed, and closing.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,18 +15,6 @@ from gobstopper.messages import protocol
 from .client_server import FakeServer, FakeSocket, answer, connected, message, reconnected
 
 ROOM = "room.lobby"
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> FakeServer:
-    return FakeServer.install(monkeypatch)
-
-
-@pytest.fixture
-async def client(server: FakeServer) -> AsyncIterator[Client]:
-    client = Client("ws://fake/rpc", timeout=2, backoff=0.001, max_backoff=0.002)
-    yield client
-    await client.close()
 
 
 def metas(*conns: str, **meta: Any) -> list[dict[str, Any]]:

@@ -26,28 +26,28 @@ and emit, on this node and the others).
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from .._util import TaskSet, Throttle
+from .._util import TaskSet
 from ..delivery import Exclude
-from ..envelope import Envelope
 from ..errors import BrokerUnavailable, CloseCode, ConnectionClosed, MessageTooBig
 from ..history.base import Position
 from ..manager import Connection, Delivery, WebSocketManager
-from ..presence import PresenceDiff, PresenceState
+from ..presence import PresenceState
 from ..websocket import State, WebSocket, WebSocketState
 from . import channels, credentials, protocol
 from .binding import Kind
-from .codec import CODECS, JSON, Codec, json_bytes, json_loads
+from .codec import CODECS, JSON, Codec
+from .control import ConnectionControl
 from .dispatch import Dispatcher, Peer
 from .events import Event
 from .guards import Guard, all_of, any_of, equals, has
 from .history import History, parse_since
+from .presence import ChannelPresence
 from .protocol import (
     ACCESS_DENIED,
     INTERNAL_ERROR,
@@ -134,13 +134,9 @@ class RPC:
             self._connections,
         )
         self._dispatcher = Dispatcher(self, max_tasks)
-        #: Subscribe and unsubscribe commands for this endpoint's connections, from other
-        #: nodes and processes (an emitter, the HTTP API).
-        self._control_topic = f"messages:{name} control"
-        self._background = TaskSet(logger, "control command", throttle=True)
-        self._control_locks: dict[str, tuple[asyncio.Lock, int]] = {}  # lock, commands
-        self._throttle = Throttle(logger)
-        self.manager.cluster.on_topic(self._control_topic, self._on_control)
+        #: Subscribe and unsubscribe commands for this endpoint's connections, from here,
+        #: other nodes and processes (an emitter, the HTTP API).
+        self._control = ConnectionControl(self.manager, name, self._pushes, self._connections)
         builtins: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
             (protocol.SUBSCRIBE, self._subscribe, {"channel": str, "since": Any}),
             (protocol.HISTORY, self._history, {"channel": str, "limit": int | None, "since": Any}),
@@ -148,7 +144,7 @@ class RPC:
             (protocol.PUBLISH, self._client_publish, {"channel": str, "echo": bool}),
             (protocol.CANCEL, self._cancel, {"id": str | int | float | None}),
             (protocol.INFO, self._info, {}),
-            (protocol.PRESENCE, self._presence, {"channel": str}),
+            (protocol.PRESENCE, self._read_presence, {"channel": str}),
         ]
         for key, fn, hints in builtins:
             self._dispatcher.register_builtin(key, fn, hints)
@@ -158,11 +154,7 @@ class RPC:
         )
         self._expiries = TaskSet(logger, "closing an expired connection")
         self.manager.endpoints[name] = self
-        self._presence_patterns: list[str] = []
-        self._tracks: dict[str, bool] = {}  # by channel, bounded
-        #: Connections subscribing to a tracked channel, by room, until their answer.
-        self._joining: dict[str, set[str]] = {}
-        self.manager.watch_presence(self._tracked_room, self._presence_changed)
+        self._presence = ChannelPresence(self.manager, self._pushes)
 
     @property
     def max_tasks(self) -> int:
@@ -355,12 +347,12 @@ class RPC:
                 limit = {"limit": self.max_subscriptions}
                 raise RPCError(TOO_MANY_SUBSCRIPTIONS, "Too many subscriptions", limit)
             self._check_access(peer, channel)
-        tracked = self.tracks_presence(channel)
-        room = CHANNEL_ROOM + channel
+        presence = self._presence
+        tracked = presence.tracks(channel)
         if tracked:
             # Diffs before its answer are older than the state the answer gives: they
             # are not sent to it.
-            self._joining.setdefault(room, set()).add(conn.id)
+            presence.joining(channel, conn.id)
         answered = False
         try:
             try:
@@ -375,33 +367,18 @@ class RPC:
                 peer.after_answer.append(finish)
             answer = {"channel": channel, "subscriptions": self._count(conn), **started}
             if tracked:
-                await self.manager.presence_tracker.ready(room)
+                await presence.ready(channel)
                 # The state is taken as the answer is queued (the rest of a batch may
                 # run first), and diffs go to this connection from then on: every one
                 # queued before the answer is older than its state, every one after newer.
                 peer.answer_in_queue = True
-                peer.before_answer.append(lambda: self._presence_answer(answer, room, conn.id))
+                peer.before_answer.append(lambda: presence.answer(answer, channel, conn.id))
                 peer.unanswered.append(lambda: self._pushes.unsubscribe(conn, channel))
                 answered = True
             return answer
         finally:
             if tracked and not answered:
-                self._joined(room, conn.id)
-
-    def _presence_answer(self, answer: dict[str, Any], room: str, conn_id: str) -> None:
-        """Put ``room``'s presence as it is now in a subscribe ``answer`` about to be
-        queued, and let the diffs reach the connection from now on."""
-        state = self.manager.presence_tracker.state(room) or PresenceState({}, 0)
-        answer["presence"] = state.as_dict(room[len(CHANNEL_ROOM) :])
-        self._joined(room, conn_id)
-
-    def _joined(self, room: str, conn_id: str) -> None:
-        """``conn_id`` gets ``room``'s diffs from now on."""
-        joining = self._joining.get(room)
-        if joining is not None:
-            joining.discard(conn_id)
-            if not joining:
-                del self._joining[room]
+                presence.joined(channel, conn.id)
 
     async def _history(
         self, peer: Peer, channel: str, limit: int | None = None, since: Any = None
@@ -428,7 +405,7 @@ class RPC:
         if self.can_subscribe is not None and not self.can_subscribe(peer.ws.state, channel):
             raise RPCError(ACCESS_DENIED, "Access denied", channel)
 
-    async def _presence(self, peer: Peer, channel: str) -> dict[str, Any]:
+    async def _read_presence(self, peer: Peer, channel: str) -> dict[str, Any]:
         if not channels.valid_channel(channel):
             raise RPCError(INVALID_PARAMS, "Invalid params", f"not a channel name: {channel!r}")
         self._check_access(peer, channel)
@@ -584,72 +561,12 @@ class RPC:
             ValueError: not a channel name or pattern.
             BrokerUnavailable: it is not here and the broker cannot be reached.
         """
-        return await self._control(conn_id, "subscribe", channel)
+        return await self._control.command(conn_id, "subscribe", channel)
 
     async def unsubscribe_connection(self, conn_id: str, channel: str) -> bool:
         """Undo ``subscribe_connection`` (or the client's own subscription), wherever the
         connection is. Returns and raises as ``subscribe_connection``."""
-        return await self._control(conn_id, "unsubscribe", channel)
-
-    async def _control(self, conn_id: str, op: str, channel: str) -> bool:
-        if not channels.valid_pattern(channel):
-            raise ValueError(f"not a channel name or pattern: {channel!r}")
-        if conn_id in self._connections:
-            await self._run_control(conn_id, op, channel)
-            return True
-        if not self.manager.clustered:
-            return False
-        command = json_bytes({"op": op, "channel": channel})
-        remote = await self.manager.cluster.publish_topic(self._control_topic, command, to=conn_id)
-        if remote.error is not None:
-            health = self.manager.broker_health()
-            raise BrokerUnavailable(health.url if health else "", remote.error)
-        return remote.published
-
-    async def _run_control(self, conn_id: str, op: str, channel: str) -> None:
-        # One connection's commands run one after the other, in the order they came: an
-        # unsubscribe right after a subscribe waits for the subscription (which may be
-        # reading history) rather than finding nothing to undo.
-        lock, waiting = self._control_locks.get(conn_id, (asyncio.Lock(), 0))
-        self._control_locks[conn_id] = (lock, waiting + 1)
-        try:
-            async with lock:
-                await self._apply_control(conn_id, op, channel)
-        finally:
-            lock, waiting = self._control_locks[conn_id]
-            if waiting == 1:
-                del self._control_locks[conn_id]  # none queued behind: forgotten
-            else:
-                self._control_locks[conn_id] = (lock, waiting - 1)
-
-    async def _apply_control(self, conn_id: str, op: str, channel: str) -> None:
-        conn = self._connections.get(conn_id)
-        if conn is None:
-            return
-        if op == "subscribe":
-            try:
-                _, finish = await self._pushes.subscribe(conn, channel)
-            except BrokerUnavailable as exc:
-                logger.warning(
-                    "subscribing %s to %r: history unavailable: %s", conn_id, channel, exc
-                )
-                return
-            if finish is not None:
-                finish()
-        elif op == "unsubscribe":
-            await self._pushes.unsubscribe(conn, channel)
-
-    def _on_control(self, note: Envelope) -> None:
-        """A subscribe or unsubscribe command from another node or process."""
-        try:
-            command = json_loads(note.payload)
-            op, channel = command["op"], command["channel"]
-            if op not in ("subscribe", "unsubscribe") or not channels.valid_pattern(channel):
-                raise ValueError(f"{op!r} {channel!r}")
-        except Exception as exc:  # whatever another process sent, this node goes on
-            self._throttle.warning("skipped a control command: %s", exc)
-            return
-        self._background.spawn(self._run_control(note.target or "", op, channel))
+        return await self._control.command(conn_id, "unsubscribe", channel)
 
     def subscriptions(self, conn_id: str) -> frozenset[str]:
         """The channels and patterns a connection of this node subscribes to."""
@@ -672,43 +589,11 @@ class RPC:
         Raises:
             ValueError: not a channel name or pattern.
         """
-        if not channels.valid_pattern(pattern):
-            raise ValueError(f"not a channel name or pattern: {pattern!r}")
-        self._presence_patterns.append(pattern)
-        self._tracks.clear()
-        self.manager.presence_tracker.rescan(self.manager.rooms())
+        self._presence.track(pattern)
 
     def tracks_presence(self, channel: str) -> bool:
         """Whether ``channel`` (a name, not a pattern) tracks presence."""
-        if not self._presence_patterns:
-            return False
-        found = self._tracks.get(channel)
-        if found is None:
-            found = channels.valid_channel(channel) and any(
-                pattern == channel
-                or (channels.is_pattern(pattern) and channels.matches(pattern, channel))
-                for pattern in self._presence_patterns
-            )
-            if len(self._tracks) > 10_000:
-                self._tracks.clear()  # bounded: channel names may be endless
-            self._tracks[channel] = found
-        return found
-
-    def _tracked_room(self, room: str) -> bool:
-        return room.startswith(CHANNEL_ROOM) and self.tracks_presence(room[len(CHANNEL_ROOM) :])
-
-    def _presence_changed(self, room: str, diff: PresenceDiff) -> None:
-        """Push a change of a tracked channel's presence to its subscribers here."""
-        channel = room[len(CHANNEL_ROOM) :]
-        metas = [m.as_dict() for m in diff.metas]
-        message = protocol.presence_diff(channel, diff.event, diff.user, metas)
-        try:
-            _, push = self._pushes.encode(message)
-        except (TypeError, MessageTooBig) as exc:
-            self._throttle.warning("a presence change of %r was not pushed: %s", channel, exc)
-            return
-        joining = frozenset(self._joining.get(room, ()))
-        self.manager.deliver(self._pushes.event_targets(room, None), push, joining)
+        return self._presence.tracks(channel)
 
     async def presence(self, channel: str) -> PresenceState:
         """Who subscribes to ``channel`` (that exact name), across the cluster: users with
@@ -718,9 +603,7 @@ class RPC:
             ValueError: not a channel name.
             BrokerUnavailable: the broker cannot be asked now.
         """
-        if not channels.valid_channel(channel):
-            raise ValueError(f"not a channel name: {channel!r}")
-        return await self.manager.presence(CHANNEL_ROOM + channel)
+        return await self._presence.read(channel)
 
     async def subscribers(self, channel: str) -> list[str]:
         """Ids of the connections subscribed to ``channel`` (that exact name or pattern),

@@ -131,11 +131,11 @@ def server_specs(workload: str) -> dict[str, ServerSpec]:
         # Three raw baselines (``raw_fanout.py``), the ceiling first: never-awaited sends.
         raw = raw.removesuffix("app")
         specs = {
-            "raw-never": ServerSpec("raw, never awaited", _granian(raw + "never_app", "rsgi")),
-            "raw-credit": ServerSpec("raw, credit window", _granian(raw + "credit_app", "rsgi")),
+            "raw-never": ServerSpec("raw never-awaited", _granian(raw + "never_app", "rsgi")),
+            "raw-credit": ServerSpec("raw credit", _granian(raw + "credit_app", "rsgi")),
             **specs,
         }
-        specs["raw"] = replace(specs["raw"], name="raw, start then await")
+        specs["raw"] = replace(specs["raw"], name="raw await-all")
     return specs
 
 

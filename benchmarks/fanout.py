@@ -1,11 +1,13 @@
-"""Fan-out benchmark: one sender, one room of N receivers, six servers.
+"""Fan-out benchmark: one sender, one room of N receivers, eight servers.
 
-For each server (raw RSGI; gobstopper under granian RSGI, granian ASGI and uvicorn;
-Starlette on uvicorn; the ``websockets`` library's server), each room size, and each
-share of stalled receivers (0 and 5 % by default), this starts the server (one worker,
-uvloop, pinned to core 1 when it can), connects N receivers and one sender with picows
-from this process (pinned to core 0), and measures how many messages per second reach
-the receivers that read, summed over all of them.
+For each server (three raw RSGI apps: never-awaited sends, the ceiling and the ratios'
+baseline, a credit window, and start-then-await; gobstopper under granian RSGI, granian
+ASGI and uvicorn; Starlette on uvicorn; the ``websockets`` library's server), each room
+size, and each share of stalled receivers (0 and 5 % by default), this starts the server
+(one worker, uvloop, pinned to core 1 when it can), connects N receivers and one sender
+with picows from this process (pinned to core 0), and measures how many messages per
+second reach the receivers that read, summed over all of them, and which side's core
+was saturated.
 
 The load generator (``loadgen.py``) keeps a bounded window of messages in flight and
 checks every receiver's order; ``servers.py`` starts and stops granian; ``report.py``

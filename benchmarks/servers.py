@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -119,7 +119,7 @@ def server_specs(workload: str) -> dict[str, ServerSpec]:
     ``gob_fanout.py``, ...); the Starlette and ``websockets`` apps serve every workload.
     """
     raw, gob = f"benchmarks.apps.raw_{workload}:app", f"benchmarks.apps.gob_{workload}:app"
-    return {
+    specs = {
         "raw": ServerSpec("raw RSGI", _granian(raw, "rsgi")),
         "gob-rsgi": ServerSpec("gobstopper RSGI", _granian(gob, "rsgi")),
         "gob-asgi": ServerSpec("gobstopper ASGI", _granian(gob, "asgi")),
@@ -127,6 +127,16 @@ def server_specs(workload: str) -> dict[str, ServerSpec]:
         "starlette": ServerSpec("Starlette uvicorn", _uvicorn("benchmarks.apps.starlette_app:app")),
         "websockets": ServerSpec("websockets", _websockets),
     }
+    if workload == "fanout":
+        # Three raw baselines (``raw_fanout.py``), the ceiling first: never-awaited sends.
+        raw = raw.removesuffix("app")
+        specs = {
+            "raw-never": ServerSpec("raw never-awaited", _granian(raw + "never_app", "rsgi")),
+            "raw-credit": ServerSpec("raw credit", _granian(raw + "credit_app", "rsgi")),
+            **specs,
+        }
+        specs["raw"] = replace(specs["raw"], name="raw await-all")
+    return specs
 
 
 def raise_open_files_limit(wanted: int) -> int:

@@ -1,7 +1,7 @@
-"""Every benchmark in one run: echo, fan-out, connections, the message layer, and (with
-redis-server installed) cluster fan-out, channel routing across nodes, channel history
-and what one broker carries (NATS too where nats-server is installed); then the goals,
-side by side.
+"""Every benchmark in one run: echo, fan-out, connections, the reconnect storm, the
+message layer, and (with redis-server installed) cluster fan-out, channel routing
+across nodes, channel history and what one broker carries (NATS too where nats-server
+is installed); then the goals, side by side.
 
     python -m benchmarks            # full run (about 26 minutes on 2 cores)
     python -m benchmarks --quick    # shorter runs, one repeat (a few minutes)
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import broker_rate, cluster, conns, echo, fanout, history, routing, rpc
+from . import broker_rate, cluster, conns, echo, fanout, history, routing, rpc, storm
 from .conns import ConnSummary, memory_goal
 from .echo_report import EchoSummary, goal_verdicts
 from .history import HistorySummary, history_goals
@@ -98,7 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = args.json_dir or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         codes = []
-        modules = [("echo", echo), ("fanout", fanout), ("conns", conns), ("rpc", rpc)]
+        modules = [
+            ("echo", echo),
+            ("fanout", fanout),
+            ("conns", conns),
+            ("storm", storm),
+            ("rpc", rpc),
+        ]
         if shutil.which("redis-server") is not None:
             modules += [("cluster", cluster), ("routing", routing), ("history", history)]
             modules += [("broker_rate", broker_rate)]

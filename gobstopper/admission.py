@@ -57,8 +57,8 @@ class Admission:
     async def enter(self, ws: WebSocket) -> bool:
         """Check the origin and the limits; True if ``ws`` may go on (call ``leave``
         once it is done), else it has been refused and finished."""
-        origin = ws.headers.get("origin")
-        if not self.origins.allows(origin, ws.headers.get("host")):
+        origin = ws.header("origin")
+        if origin is not None and not self.origins.allows(origin, ws.header("host")):
             await self._refuse_now(ws, 403, "origin", f"origin {origin!r}")
             return False
         refused = self.limiter.acquire(client_ip(ws.client_address))

@@ -96,7 +96,39 @@ def _retrieve(fut: Any) -> None:
 
 
 class ServerConnection(Scope):
-    """What the code serving a WebSocket may call on it (see the module docstring)."""
+    """What the code serving a WebSocket may call on it (see the module docstring).
+
+    Slotted, and what an idle connection may never need (the read-ahead buffer, the
+    receive callback, the close callbacks, the task set of a close from a callback) is
+    made on first use: thousands of idle connections cost only their fields.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_background",
+        "_before_close",
+        "_buffer",
+        "_buffer_max",
+        "_close_callbacks",
+        "_closed_future",
+        "_closing",
+        "_config",
+        "_handshake_waiter",
+        "_heartbeat",
+        "_keep_reading",
+        "_life",
+        "_limit",
+        "_metrics",
+        "_on_demand",
+        "_pending",
+        "_pong",
+        "_rate",
+        "_reading_now",
+        "_receive_callback",
+        "_transport",
+        "_waiter",
+        "last_received",
+    )
 
     def __init__(
         self,
@@ -119,13 +151,14 @@ class ServerConnection(Scope):
         )
         self._rate = RateLimiter(config.rate_limit, burst) if config.rate_limit > 0 else None
         self._pong: Any = None
-        # What the server's receive futures call back: it holds this connection only
-        # weakly, because granian keeps some callbacks after their connection is gone,
-        # and a bound method would keep the whole connection (handler, queues) alive.
-        self._receive_callback = _weak_receive_callback(self)
+        # What the server's receive futures call back (made by the first ``_arm``): it
+        # holds this connection only weakly, because granian keeps some callbacks after
+        # their connection is gone, and a bound method would keep the whole connection
+        # (handler, queues) alive.
+        self._receive_callback: Callable[[Any], None] | None = None
         #: When the last message arrived (``time.monotonic()``), for idle timeouts.
         self.last_received = _now()
-        self._buffer: deque[Message] = deque()
+        self._buffer: deque[Message] | None = None  # made by the first message read ahead
         self._buffer_max = config.receive_queue_messages
         self._pending: Any = None
         # With a transport that reads on demand, a receive is kept pending only once
@@ -137,9 +170,9 @@ class ServerConnection(Scope):
         self._closed_future: asyncio.Future[int] | None = None
         self._closing: asyncio.Future[None] | None = None
         self._handshake_waiter: asyncio.Future[None] | None = None
-        self._background = TaskSet(logger, "closing a connection")
-        self._close_callbacks: list[Callable[[ServerConnection], None]] = []
-        self._before_close: list[Callable[[], Awaitable[object]]] = []
+        self._background: TaskSet | None = None  # a close started from a callback
+        self._close_callbacks: list[Callable[[ServerConnection], None]] | None = None
+        self._before_close: list[Callable[[], Awaitable[object]]] | None = None
 
     # -- views of the life cycle ------------------------------------------------------------
 
@@ -188,7 +221,7 @@ class ServerConnection(Scope):
     @property
     def has_unread(self) -> bool:
         """Whether received messages wait for a busy handler (so the client is not idle)."""
-        return bool(self._buffer)
+        return bool(self._buffer)  # None (never used) or empty: False
 
     @property
     def reads_ahead(self) -> bool:
@@ -231,19 +264,27 @@ class ServerConnection(Scope):
         (at once if it is already)."""
         if self._life.closed:
             callback(self)
+        elif self._close_callbacks is None:
+            self._close_callbacks = [callback]
         else:
             self._close_callbacks.append(callback)
 
     def add_before_close(self, hook: Callable[[], Awaitable[object]]) -> None:
         """Await ``hook()`` before the close frame when the handler closes the connection
         itself (e.g. flush what a manager queued); not when the client or a limit closed it."""
-        if not self._life.closed:
+        if self._life.closed:
+            return
+        if self._before_close is None:
+            self._before_close = [hook]
+        else:
             self._before_close.append(hook)
 
     def fail(self, code: int, reason: str) -> None:
         """Close from a callback (no await) because of a policy or a limit. The handler
         sees ``code`` at once; the close frame follows, and ``finish`` waits for it."""
         self._mark_closed(code, reason)
+        if self._background is None:
+            self._background = TaskSet(logger, "closing a connection")
         self._background.spawn(self.close_within(code, reason, CLOSE_TIMEOUT_S))
 
     async def close_within(
@@ -280,7 +321,8 @@ class ServerConnection(Scope):
             await self._refuse(403, "")
             self._transport.release()
             return
-        await self._background.wait()  # a close started from a callback (e.g. 1009) goes first
+        if self._background is not None:  # a close started from a callback (e.g. 1009) goes first
+            await self._background.wait()
         self._mark_closed(code, "")
         recorded = self._life.code
         final = recorded if recorded is not None and sendable(recorded) else code
@@ -297,13 +339,12 @@ class ServerConnection(Scope):
         self._wake()
         if self._closed_future is not None and not self._closed_future.done():
             self._closed_future.set_result(code)
-        for callback in self._close_callbacks:
+        callbacks, self._close_callbacks, self._before_close = self._close_callbacks, None, None
+        for callback in callbacks or ():
             try:
                 callback(self)
             except Exception:
                 logger.exception("close callback %r failed", callback)
-        self._close_callbacks.clear()
-        self._before_close.clear()
 
     async def _send_close(self, code: int, reason: str, timeout: float, handshake: float) -> None:
         if self._transport.cancel_receive_before_close:
@@ -335,11 +376,14 @@ class ServerConnection(Scope):
             self._pending is None
             and self._keep_reading
             and not self._life.closed
-            and len(self._buffer) < self._buffer_max
+            and (self._buffer is None or len(self._buffer) < self._buffer_max)
         ):
             fut = self._transport.receive()
             self._pending = fut
-            fut.add_done_callback(self._receive_callback)
+            callback = self._receive_callback
+            if callback is None:
+                callback = self._receive_callback = _weak_receive_callback(self)
+            fut.add_done_callback(callback)
 
     def _on_receive(self, fut: Any) -> None:
         self._pending = None
@@ -361,6 +405,8 @@ class ServerConnection(Scope):
             return
         msg = self._take(kind, data)
         if msg is not None:
+            if self._buffer is None:
+                self._buffer = deque()
             self._buffer.append(msg)
             self._wake()
         elif life.closed:
@@ -450,7 +496,7 @@ class ServerConnection(Scope):
         if kind != CLOSE and waiter is not None and not waiter.done():
             nxt = self._transport.receive()  # a message sent before our close: dropped
             self._pending = nxt
-            nxt.add_done_callback(self._receive_callback)
+            nxt.add_done_callback(_weak_receive_callback(self))
             return
         self._reader_stopped()
 

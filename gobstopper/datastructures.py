@@ -113,6 +113,8 @@ class Scope:
     """What an HTTP request and a WebSocket both say about where they come from: the
     path, the query, the headers and cookies, the client and the scheme."""
 
+    __slots__ = ("_headers", "_info", "_query")
+
     def __init__(self, info: ScopeInfo) -> None:
         self._info = info
         self._headers: Headers | None = None
@@ -138,6 +140,13 @@ class Scope:
         if self._headers is None:
             self._headers = Headers(self._info.headers)
         return self._headers
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (any case), or None: one lookup, without
+        building ``headers``."""
+        if self._headers is not None:
+            return self._headers.get(name)
+        return self._info.header(name.lower())
 
     @property
     def cookies(self) -> dict[str, str]:

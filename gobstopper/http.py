@@ -22,6 +22,8 @@ class Request(Scope):
             return {"id": id}
     """
 
+    __slots__ = ("_body", "_exchange", "path_params")
+
     def __init__(
         self, info: ScopeInfo, exchange: HTTPExchange, path_params: dict[str, Any] | None = None
     ) -> None:

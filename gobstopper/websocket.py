@@ -43,6 +43,8 @@ class WebSocket(ServerConnection):
                 await ws.send_text(message.text)
     """
 
+    __slots__ = ("_state", "identity", "lease", "path_params", "subprotocol")
+
     def __init__(
         self,
         transport: WebSocketTransport,
@@ -52,8 +54,8 @@ class WebSocket(ServerConnection):
         metrics: Metrics | None = None,
     ) -> None:
         super().__init__(transport, info, config, metrics)
-        self.path_params: dict[str, Any] = path_params or {}
-        self.state = State()
+        self.path_params: dict[str, Any] = path_params if path_params is not None else {}
+        self._state: State | None = None
         self.subprotocol: str | None = None
         #: Who the connection belongs to, as the auth hook said (an ``Identity``
         #: returned by it; replaced by a refresh), or None.
@@ -63,6 +65,13 @@ class WebSocket(ServerConnection):
         self.lease: Lease | None = None
 
     # -- connection info --------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """A free namespace for the application (``ws.state.user = ...``)."""
+        if self._state is None:
+            self._state = State()
+        return self._state
 
     @property
     def interface(self) -> str:
@@ -176,7 +185,9 @@ class WebSocket(ServerConnection):
         """Yield messages; end on a normal close, raise ``ConnectionClosedError`` otherwise."""
         while True:
             try:
-                msg = await self._receive_data()
+                msg = await self.receive()  # not _receive_data: one frame less per idle handler
+                if msg.type is MessageType.CLOSE:
+                    raise self.closed_error()
             except ConnectionClosedOK:
                 return
             yield msg
@@ -338,7 +349,9 @@ class WebSocket(ServerConnection):
         if len(reason.encode()) > _MAX_REASON_BYTES:
             raise ValueError(f"close reason is over {_MAX_REASON_BYTES} bytes")
         if not self._life.closed:
-            for before in self._before_close:  # e.g. flush what a manager has queued
+            for before in tuple(self._before_close or ()):  # e.g. flush a manager's queue
+                if self._life.closed:
+                    break  # closed meanwhile: the rest no longer apply
                 await before()
         await self.close_within(code, reason, CLOSE_TIMEOUT_S)
 

@@ -24,7 +24,7 @@ from .base import (
     body_too_large,
 )
 
-__all__ = ["ASGIHTTPExchange", "ASGIWebSocketTransport", "scope_info"]
+__all__ = ["ASGIHTTPExchange", "ASGIScopeInfo", "ASGIWebSocketTransport", "scope_info"]
 
 logger = logging.getLogger("gobstopper.transport")
 
@@ -38,17 +38,34 @@ Send = Callable[[Message], Awaitable[None]]
 _SEND_FAILED = OSError
 
 
+class ASGIScopeInfo(ScopeInfo):
+    """Holds the scope's raw header list; decodes nothing until asked."""
+
+    __slots__ = ()
+
+    def _decode_headers(self, raw: Any) -> list[tuple[str, str]]:
+        return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+
+    def _find_header(self, raw: Any, name: str) -> str | None:
+        key = name.encode("latin-1")
+        for k, v in raw:
+            if k == key:
+                return str(v.decode("latin-1"))
+        return None
+
+
 def scope_info(scope: Scope) -> ScopeInfo:
     client = scope.get("client")
-    return ScopeInfo(
-        interface="asgi",
-        path=scope["path"],
-        query_string=scope.get("query_string", b"").decode("utf-8", "replace"),
-        headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())],
-        client=f"{client[0]}:{client[1]}" if client else None,
-        scheme=scope.get("scheme", "ws"),
-        method=scope.get("method", "GET"),
-        subprotocols=list(scope.get("subprotocols", ())),
+    subprotocols = scope.get("subprotocols")
+    return ASGIScopeInfo(
+        "asgi",
+        scope["path"],
+        scope.get("query_string", b"").decode("utf-8", "replace"),
+        scope.get("headers", ()),
+        f"{client[0]}:{client[1]}" if client else None,
+        scope.get("scheme", "ws"),
+        scope.get("method", "GET"),
+        list(subprotocols) if subprotocols else None,
     )
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import HTTPError
@@ -31,18 +30,83 @@ BYTES = 1
 TEXT = 2
 
 
-@dataclass(slots=True)
 class ScopeInfo:
-    """What the server told us about a request or WebSocket handshake."""
+    """What the server told us about a request or WebSocket handshake.
 
-    interface: str  # "rsgi" or "asgi"
-    path: str
-    query_string: str
-    headers: list[tuple[str, str]]
-    client: str | None  # "host:port"
-    scheme: str
-    method: str = "GET"
-    subprotocols: list[str] = field(default_factory=list)
+    The headers stay in the server's form until they are asked for: ``header(name)``
+    looks one up without decoding the others, ``headers`` decodes them all once (most
+    connections never need them). The adapters subclass it for their server's form.
+    """
+
+    __slots__ = (
+        "_headers",
+        "_raw_headers",
+        "_subprotocols",
+        "client",
+        "interface",
+        "method",
+        "path",
+        "query_string",
+        "scheme",
+    )
+
+    def __init__(
+        self,
+        interface: str,  # "rsgi" or "asgi"
+        path: str,
+        query_string: str,
+        headers: Any,  # (name, value) pairs, names in lower case; or the server's form
+        client: str | None,  # "host:port"
+        scheme: str,
+        method: str = "GET",
+        subprotocols: list[str] | None = None,
+    ) -> None:
+        self.interface = interface
+        self.path = path
+        self.query_string = query_string
+        self._raw_headers = headers
+        self._headers: list[tuple[str, str]] | None = None
+        self.client = client
+        self.scheme = scheme
+        self.method = method
+        self._subprotocols = subprotocols
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """Every (name, value) pair, names in lower case, in the order they came."""
+        if self._headers is None:
+            self._headers = self._decode_headers(self._raw_headers)
+            self._raw_headers = None
+        return self._headers
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (lower case), or None."""
+        if self._headers is None:
+            return self._find_header(self._raw_headers, name)
+        for key, value in self._headers:
+            if key == name:
+                return value
+        return None
+
+    @property
+    def subprotocols(self) -> list[str]:
+        """The subprotocols the client asked for, in its order."""
+        if self._subprotocols is None:
+            protocols = self.header("sec-websocket-protocol")
+            self._subprotocols = [p.strip() for p in protocols.split(",")] if protocols else []
+        return self._subprotocols
+
+    def _decode_headers(self, raw: Any) -> list[tuple[str, str]]:
+        return list(raw)
+
+    def _find_header(self, raw: Any, name: str) -> str | None:
+        for key, value in raw:
+            if key == name:
+                return str(value)
+        return None
+
+    def __repr__(self) -> str:
+        return f"<ScopeInfo {self.interface} {self.method} {self.path}>"
 
 
 class TransportClosed(Exception):

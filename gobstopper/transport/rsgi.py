@@ -26,25 +26,36 @@ from .base import (
 
 logger = logging.getLogger("gobstopper.transport")
 
-__all__ = ["RSGIHTTPExchange", "RSGIWebSocketTransport", "scope_info"]
+__all__ = ["RSGIHTTPExchange", "RSGIScopeInfo", "RSGIWebSocketTransport", "scope_info"]
 
 _CLOSED = (ProtocolClosed, ProtocolError)
 _WS_SCHEMES = {"http": "ws", "https": "wss"}
 
 
+class RSGIScopeInfo(ScopeInfo):
+    """Holds granian's headers object; decodes nothing until asked."""
+
+    __slots__ = ()
+
+    def _decode_headers(self, raw: Any) -> list[tuple[str, str]]:
+        return list(raw.items())
+
+    def _find_header(self, raw: Any, name: str) -> str | None:
+        value: str | None = raw.get(name)
+        return value
+
+
 def scope_info(scope: Any) -> ScopeInfo:
-    headers = scope.headers
-    protocols = headers.get("sec-websocket-protocol")
-    return ScopeInfo(
-        interface="rsgi",
-        path=scope.path,
-        query_string=scope.query_string,
-        headers=list(headers.items()),
-        client=scope.client,
+    scheme = scope.scheme
+    return RSGIScopeInfo(
+        "rsgi",
+        scope.path,
+        scope.query_string,
+        scope.headers,
+        scope.client,
         # RSGI says http/https for a WebSocket too; ASGI says ws/wss: speak ASGI's way.
-        scheme=_WS_SCHEMES.get(scope.scheme, scope.scheme) if scope.proto == "ws" else scope.scheme,
-        method=scope.method,
-        subprotocols=[p.strip() for p in protocols.split(",")] if protocols else [],
+        _WS_SCHEMES.get(scheme, scheme) if scope.proto == "ws" else scheme,
+        scope.method,
     )
 
 

@@ -143,6 +143,28 @@ def test_connection_benchmark_runs(tmp_path: Path) -> None:
     assert "memory per idle connection: best gobstopper" in section
 
 
+def test_storm_benchmark_runs(tmp_path: Path) -> None:
+    require_picows()
+    out, runs = run_benchmark(
+        "benchmarks.storm",
+        ["--clients", "20", "--timeout", "20", "--repeat", "1"],
+        tmp_path,
+        timeout=80,
+    )
+    assert {r["server"] for r in runs} == {
+        "gobstopper RSGI",
+        "gobstopper uvicorn",
+        "Starlette uvicorn",
+    }
+    for run in runs:
+        assert run["error"] is None, run
+        assert run["clients"] == 20, run
+        assert run["recovery_s"] > 0 and run["peak_rss"] > 0, run
+        assert run["attempts"] >= 20, run
+    assert out.read_text().count("<!-- storm:begin -->") == 1
+    assert "| gobstopper RSGI | 20 |" in out.read_text()
+
+
 def test_report_replaces_only_its_section(tmp_path: Path) -> None:
     require_picows()
     from benchmarks.report import BEGIN, END, write_report

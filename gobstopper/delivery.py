@@ -19,7 +19,7 @@ from .errors import MessageTooBig
 
 if TYPE_CHECKING:
     from .cluster import Published
-    from .outbox import Outbox
+    from .outbox import DeliveryStats, Outbox
 
 __all__ = [
     "Delivery",
@@ -122,22 +122,28 @@ def deliver(
     push: Push,
     exclude: frozenset[str] = frozenset(),
     predicate: Callable[[R], bool] | None = None,
+    stats: DeliveryStats | None = None,
 ) -> int:
     """Queue ``push`` for each of ``members`` not in ``exclude`` and passing ``predicate``;
-    return how many it was queued for."""
-    sent = 0
+    return how many it was queued for, counted in ``stats`` (once, not per member)."""
+    if exclude or predicate is not None:
+        members = [conn for conn in members if chosen(conn, exclude, predicate)]
     data, size = push.data, push.size
-    filtered = bool(exclude) or predicate is not None
+    sent = binary = binary_size = 0
+    # The loop every broadcast runs once per member: nothing in it but the choice of
+    # form and the outbox's own fast path.
     for conn in members:
-        if filtered and not chosen(conn, exclude, predicate):
-            continue
         if conn.binary_pushes:
             framed = push.binary()
-            if framed is not None and conn.outbox.put(*framed):
-                sent += 1
-        elif conn.outbox.put(data, size):
+            if framed is not None and conn.outbox.offer(*framed):
+                binary += 1
+                binary_size = framed[1]
+        elif conn.outbox.offer(data, size):
             sent += 1
-    return sent
+    if stats is not None:
+        stats.queued += sent + binary
+        stats.queued_bytes += sent * size + binary * binary_size
+    return sent + binary
 
 
 def chosen(conn: R, exclude: frozenset[str], predicate: Callable[[R], bool] | None) -> bool:

@@ -143,7 +143,9 @@ class WebSocketManager:
         )
         # Slow consumers and the outboxes' drops, on the logger the docs name for them.
         self._throttle = Throttle(logging.getLogger("gobstopper.outbox"))
-        self.stats = DeliveryStats()
+        self.stats = DeliveryStats(
+            lambda: (c.outbox.held_bytes for c in self._connections.values())
+        )
         # Members as tuples, rebuilt only after a change: a broadcast iterates a
         # snapshot, so joins, leaves and departures during it are safe and cheap.
         self._room_snapshots: dict[str, tuple[Connection, ...]] = {}
@@ -646,7 +648,7 @@ class WebSocketManager:
         predicate: Callable[[Connection], bool] | None = None,
     ) -> int:
         """Queue ``push`` for ``members`` (see ``delivery.deliver``); how many took it."""
-        return deliver(members, push, exclude, predicate)
+        return deliver(members, push, exclude, predicate, self.stats)
 
     def _slow(self, outbox: Outbox, why: str) -> None:
         """Close a connection as a slow consumer."""

@@ -7,6 +7,11 @@ started only for that connection and only while it is backlogged, drains in orde
 Started sends and the backlog together are limited in messages and bytes; a message that
 does not fit triggers the slow-consumer policy. A send blocked for longer than the send
 timeout marks the connection slow too.
+
+The fast path (credit left, nothing backlogged, room in the queue) is a length check, a
+byte check and the server's send call: finished sends are retired in bulk, from the
+front, only once the credit is used up (or when a figure is read), and the totals of
+``DeliveryStats`` are counted once per broadcast by ``delivery.deliver``.
 """
 
 from __future__ import annotations
@@ -14,8 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._util import Throttle
@@ -29,17 +33,67 @@ __all__ = ["DeliveryStats", "Outbox"]
 logger = logging.getLogger("gobstopper.outbox")
 
 
-@dataclass(slots=True)
-class DeliveryStats:
-    """Totals shared by every outbox of a manager."""
+def _nothing_held() -> Iterable[int]:
+    return ()
 
-    dropped: int = 0
-    slow_closed: int = 0
-    #: Messages (and their bytes) handed to the server for managed connections.
-    sent: int = 0
-    sent_bytes: int = 0
-    #: The most bytes any one connection has had queued (a check on the bound).
-    peak_queued_bytes: int = 0
+
+class DeliveryStats:
+    """Totals shared by every outbox of a manager.
+
+    Attributes:
+        dropped: messages dropped by the slow-consumer policy.
+        slow_closed: connections closed as slow consumers.
+        queued, queued_bytes: messages (and bytes) accepted for managed connections.
+    """
+
+    __slots__ = (
+        "_held",
+        "_peak",
+        "backlogged",
+        "backlogged_bytes",
+        "discarded",
+        "discarded_bytes",
+        "dropped",
+        "queued",
+        "queued_bytes",
+        "slow_closed",
+    )
+
+    def __init__(self, held: Callable[[], Iterable[int]] = _nothing_held) -> None:
+        self.dropped = 0
+        self.slow_closed = 0
+        self.queued = 0
+        self.queued_bytes = 0
+        #: In backlogs now (accepted, not yet handed to the server).
+        self.backlogged = 0
+        self.backlogged_bytes = 0
+        #: Left a backlog without being sent (dropped, or their connection closed).
+        self.discarded = 0
+        self.discarded_bytes = 0
+        self._peak = 0
+        # What each live outbox holds now: the peak is the most of these and of what
+        # outboxes held before they retired sends or closed.
+        self._held = held
+
+    @property
+    def sent(self) -> int:
+        """Messages handed to the server for managed connections."""
+        return self.queued - self.backlogged - self.discarded
+
+    @property
+    def sent_bytes(self) -> int:
+        """The bytes of ``sent``."""
+        return self.queued_bytes - self.backlogged_bytes - self.discarded_bytes
+
+    @property
+    def peak_queued_bytes(self) -> int:
+        """The most bytes any one connection has had queued (a check on the bound)."""
+        return max(self._peak, max(self._held(), default=0))
+
+    def note_held(self, held: int) -> None:
+        """An outbox held ``held`` bytes just before holding fewer."""
+        if held > self._peak:
+            self._peak = held
 
 
 def _closed_sender(data: object) -> object:
@@ -53,13 +107,14 @@ class Outbox:
         "_backlog",
         "_bytes",
         "_closed",
+        "_credit",
         "_drainer",
         "_flushing",
         "_inflight",
         "_inflight_sizes",
+        "_limit",
         "_max_bytes",
         "_max_messages",
-        "_messages",
         "_on_slow",
         "_policy",
         "_sealed",
@@ -87,6 +142,11 @@ class Outbox:
         self._window = ws.send_window
         self._max_messages = config.send_queue_messages
         self._max_bytes = config.send_queue_bytes
+        #: Sends that may be started with nothing backlogged: the window, within the
+        #: message bound.
+        self._limit = min(self._window, self._max_messages)
+        #: ``_limit`` while the fast path is open; 0 once backlogged, sealed or closed.
+        self._credit = self._limit
         self._policy = config.slow_consumer_policy
         self._send_timeout = config.send_timeout
         self._inflight: deque[Any] = deque()
@@ -102,7 +162,6 @@ class Outbox:
         # Accepted for this connection and not known to be sent (finished sends are
         # retired lazily: read them through queued_bytes / queued_messages).
         self._bytes = 0
-        self._messages = 0
         #: Messages dropped by the slow-consumer policy.
         self.dropped = 0
 
@@ -112,8 +171,7 @@ class Outbox:
 
     def settle(self) -> None:
         """Retire the sends that have finished, so that the counts are current."""
-        inflight = self._inflight
-        while inflight and inflight[0].done() and not self._closed:
+        if not self._closed:
             self._retire()
 
     @property
@@ -126,25 +184,39 @@ class Outbox:
     def queued_messages(self) -> int:
         """Messages accepted for this connection and not yet sent."""
         self.settle()
-        return self._messages
+        return len(self._inflight) + len(self._backlog)
+
+    @property
+    def held_bytes(self) -> int:
+        """``queued_bytes`` without retiring finished sends first: what is held now."""
+        return self._bytes
 
     def seal(self) -> None:
         """Queue nothing more (``put`` says False); what is queued still goes, and
         ``flush`` waits for it. For a connection being closed that must get no more
         pushes than the last one queued."""
         self._sealed = True
+        self._credit = 0
 
     def put(self, data: str | bytes, size: int) -> bool:
         """Queue one message (``size`` bytes); never blocks. Returns False if it was not
         queued (a full queue, a closed or sealed one)."""
-        if self._closed or self._sealed:
-            return False
+        if self.offer(data, size):
+            stats = self._stats
+            stats.queued += 1
+            stats.queued_bytes += size
+            return True
+        return False
+
+    def offer(self, data: str | bytes, size: int) -> bool:
+        """``put``, leaving the manager's totals (``DeliveryStats.queued``) to the caller,
+        which counts a whole broadcast at once."""
         inflight = self._inflight
-        # The fast path, taken by every connection that keeps up: credit left, nothing
-        # backlogged, room in the queue. Finished sends are retired later, in batches.
-        if len(inflight) < self._window and not self._backlog:
+        # The fast path, taken by every connection that keeps up: credit left (nothing
+        # backlogged, not sealed or closed), room in the queue.
+        if len(inflight) < self._credit:
             queued = self._bytes + size
-            if self._messages < self._max_messages and queued <= self._max_bytes:
+            if queued <= self._max_bytes:
                 try:
                     fut = (self._send_text if type(data) is str else self._send_bytes)(data)  # type: ignore[arg-type]
                 except self._send_errors as exc:
@@ -152,30 +224,35 @@ class Outbox:
                     return False
                 inflight.append(fut)
                 self._inflight_sizes.append(size)
-                self._messages += 1
                 self._bytes = queued
-                stats = self._stats
-                stats.sent += 1
-                stats.sent_bytes += size
-                if queued > self._stats.peak_queued_bytes:
-                    self._stats.peak_queued_bytes = queued
                 return True
-        while inflight and inflight[0].done():
-            self._retire()
-            if self._closed:
-                return False
-        if self._messages >= self._max_messages or self._bytes + size > self._max_bytes:
+        return self._put_slowly(data, size)
+
+    def _put_slowly(self, data: str | bytes, size: int) -> bool:
+        if self._closed or self._sealed:
+            return False
+        self._retire()
+        if self._closed:
+            return False
+        inflight = self._inflight
+        backlog = self._backlog
+        full = len(inflight) + len(backlog) >= self._max_messages
+        if full or self._bytes + size > self._max_bytes:
             return self._overflow(data, size)
-        self._messages += 1
         self._bytes += size
-        if self._bytes > self._stats.peak_queued_bytes:
-            self._stats.peak_queued_bytes = self._bytes
-        if not self._backlog and len(inflight) < self._window:
+        if not backlog and len(inflight) < self._window:
             return self._send_now(data, size)
-        else:
-            self._backlog.append((data, size))
-            self._ensure_drainer()
+        self._hold(data, size)
         return True
+
+    def _hold(self, data: str | bytes, size: int) -> None:
+        """Put a message in the backlog (its bytes are counted already)."""
+        self._backlog.append((data, size))
+        self._credit = 0
+        stats = self._stats
+        stats.backlogged += 1
+        stats.backlogged_bytes += size
+        self._ensure_drainer()
 
     def _send_now(self, data: str | bytes, size: int) -> bool:
         try:
@@ -185,18 +262,30 @@ class Outbox:
             return False
         self._inflight.append(fut)
         self._inflight_sizes.append(size)
-        self._stats.sent += 1
-        self._stats.sent_bytes += size
         return True
 
     def _retire(self) -> None:
-        fut = self._inflight.popleft()
-        self._bytes -= self._inflight_sizes.popleft()
-        self._messages -= 1
-        if not fut.cancelled():
-            exc = fut.exception()
-            if exc is not None:
-                self._broken(exc)
+        """Retire the finished sends at the front, all at once; a failed one means the
+        client is gone. Every outcome is read, so that none goes unretrieved."""
+        inflight = self._inflight
+        if not inflight or not inflight[0].done():
+            return
+        self._stats.note_held(self._bytes)
+        sizes = self._inflight_sizes
+        freed = 0
+        failed: BaseException | None = None
+        while inflight and inflight[0].done():
+            fut = inflight.popleft()
+            freed += sizes.popleft()
+            try:
+                exc = fut.exception()
+            except asyncio.CancelledError:
+                continue
+            if exc is not None and failed is None:
+                failed = exc
+        self._bytes -= freed
+        if failed is not None:
+            self._broken(failed)
 
     def _broken(self, exc: BaseException) -> None:
         """A send failed: the client is gone."""
@@ -211,26 +300,47 @@ class Outbox:
             return False
         if policy is SlowConsumerPolicy.DROP_OLDEST:
             backlog = self._backlog
-            dropped = 0
+            inflight = self._inflight
+            dropped = freed = 0
             while backlog and (
-                self._messages >= self._max_messages or self._bytes + size > self._max_bytes
+                len(inflight) + len(backlog) >= self._max_messages
+                or self._bytes - freed + size > self._max_bytes
             ):
                 _, old_size = backlog.popleft()
-                self._messages -= 1
-                self._bytes -= old_size
+                freed += old_size
                 dropped += 1
-            if self._messages < self._max_messages and self._bytes + size <= self._max_bytes:
+            self._unsent(dropped, freed)
+            if (
+                len(inflight) + len(backlog) < self._max_messages
+                and self._bytes + size <= self._max_bytes
+            ):
                 self._count_drops(dropped)
-                self._messages += 1
                 self._bytes += size
-                backlog.append((data, size))
-                self._ensure_drainer()
+                self._hold(data, size)
                 return True
             # Everything queued is already being sent: the new message is the one to go.
             self._count_drops(dropped + 1)
+            if not backlog:
+                self._reopen()
             return False
         self._count_drops(1)
         return False
+
+    def _unsent(self, n: int, size: int) -> None:
+        """``n`` backlogged messages (``size`` bytes) leave the backlog unsent."""
+        if n:
+            self._stats.note_held(self._bytes)
+            self._bytes -= size
+            stats = self._stats
+            stats.backlogged -= n
+            stats.backlogged_bytes -= size
+            stats.discarded += n
+            stats.discarded_bytes += size
+
+    def _reopen(self) -> None:
+        """The backlog is empty: broadcasts may start sends directly again."""
+        if not self._closed and not self._sealed:
+            self._credit = self._limit
 
     def _count_drops(self, n: int) -> None:
         if n:
@@ -253,15 +363,22 @@ class Outbox:
         # done-callback (a second one replaces the first), so nothing else may wait on
         # them. A flush asks this task to wait for the in-flight sends too.
         inflight = self._inflight
+        backlog = self._backlog
+        stats = self._stats
         try:
-            while not self._closed and (self._backlog or (self._flushing and inflight)):
-                while inflight and inflight[0].done():
-                    self._retire()
-                    if self._closed:
-                        return
-                if self._backlog and len(inflight) < self._window:
-                    data, size = self._backlog.popleft()
-                    self._send_now(data, size)
+            while not self._closed and (backlog or (self._flushing and inflight)):
+                self._retire()
+                if self._closed:
+                    return
+                if backlog and len(inflight) < self._window:
+                    data, size = backlog.popleft()
+                    stats.backlogged -= 1
+                    stats.backlogged_bytes -= size
+                    if not backlog:
+                        self._reopen()
+                    if not self._send_now(data, size):
+                        stats.discarded += 1
+                        stats.discarded_bytes += size
                     continue
                 if not inflight:
                     continue
@@ -297,6 +414,7 @@ class Outbox:
         if self._closed:
             return
         self._closed = True
+        self._credit = 0
         if self._drainer is not None:
             self._drainer.cancel()
         while self._inflight:
@@ -306,8 +424,9 @@ class Outbox:
             elif not fut.cancelled():
                 fut.exception()  # retrieved, so that no "never retrieved" warning follows
         self._inflight_sizes.clear()
+        self._unsent(len(self._backlog), sum(size for _, size in self._backlog))
         self._backlog.clear()
+        self._stats.note_held(self._bytes)
         # Hold nothing of the server's: a lingering Connection must not keep its socket.
         self._send_text = self._send_bytes = _closed_sender
         self._bytes = 0
-        self._messages = 0

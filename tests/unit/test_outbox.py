@@ -221,3 +221,23 @@ async def test_close_drops_the_queue_and_nothing_goes_afterwards() -> None:
     assert transport.sent == []
     conn.outbox.close()  # twice is harmless
     assert mgr.stats.dropped == 0 and conn.outbox.dropped == 0
+
+
+async def test_the_totals_count_what_was_handed_to_the_server() -> None:
+    mgr, conn, transport = await stalled(
+        4, send_queue_messages=6, slow_consumer_policy="drop_oldest"
+    )
+    other, _ = await connected(mgr, "d")
+    # A broadcast counts its members at once; a backlogged message counts once started.
+    assert await mgr.broadcast("ab") == 2
+    assert put(conn, *(f"m{i}" for i in range(5))) == [True] * 5
+    stats = mgr.stats
+    assert (stats.sent, stats.sent_bytes) == (5, 10)  # "ab" twice, m0-m2; m3, m4 wait
+    assert put(conn, "m5") == [True]  # drops m3, the oldest not started
+    assert (stats.sent, stats.sent_bytes, stats.dropped) == (5, 10, 1)
+    assert stats.peak_queued_bytes == 12  # "ab" and m0-m4, before m3 was dropped
+    await release_until(transport, 6)
+    assert (stats.sent, stats.sent_bytes) == (7, 14)
+    assert conn.outbox.queued_bytes == 0 and stats.peak_queued_bytes == 12
+    await mgr.shutdown(grace=0)
+    assert other.closed and stats.peak_queued_bytes == 12

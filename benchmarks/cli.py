@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
-__all__ = ["add_retry_options", "check_retry_options", "positive_ints", "server_keys"]
+__all__ = ["add_retry_options", "check_retry_options", "in_turns", "positive_ints", "server_keys"]
+
+C = TypeVar("C")
+R = TypeVar("R")
+
+
+def in_turns(
+    repeats: int, cases: Sequence[C], run: Callable[[C, int], R], progress: Callable[[R], str]
+) -> list[R]:
+    """Run every case once per repeat (``run(case, repeat)``, repeats from 1), the cases
+    taking turns so that a disturbance spreads over all of them; print each result."""
+    results: list[R] = []
+    for repeat in range(1, repeats + 1):
+        for case in cases:
+            result = run(case, repeat)
+            results.append(result)
+            print(progress(result), flush=True)
+    return results
 
 
 def positive_ints(

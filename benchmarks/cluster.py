@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from .brokers import BROKERS, BrokerProcess, Watched, broker_versions, missing_programs
+from .cli import in_turns
 from .loadgen import RunResult, Settings, measure
 from .report import (
     _median,
@@ -234,16 +235,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.sched_setaffinity(0, {0})
     for broker, program in args.left_out.items():
         print(f"{program} is not installed: no {broker} setup", flush=True)
-    results: list[ClusterRun] = []
     names = args.setups
     started = time.monotonic()
-    # Repeats outermost: a slow spell of a shared machine hits every setup alike.
-    for repeat in range(1, args.repeat + 1):
-        for receivers in args.room_sizes:
-            for name in names:
-                result = run_setup(name, receivers, repeat, args.settings)
-                results.append(result)
-                print(_progress(result), flush=True)
+    results = in_turns(
+        args.repeat,
+        [(receivers, name) for receivers in args.room_sizes for name in names],
+        lambda case, repeat: run_setup(case[1], case[0], repeat, args.settings),
+        _progress,
+    )
     section = cluster_report(results, names, args, command)
     replace_section(args.out, BEGIN, END, section, _INTRO + "\n" + section)
     save_json(args.json, results)

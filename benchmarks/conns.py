@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cli import server_keys
+from .cli import in_turns, server_keys
 from .conns_loadgen import ConnResult, ConnSettings, measure_churn, measure_memory
 from .report import (
     _median,
@@ -316,13 +316,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join(["python -m benchmarks.conns", *given])
     if args.pin:
         os.sched_setaffinity(0, {0})
-    results: list[ConnResult] = []
     started = time.monotonic()
-    for repeat in range(1, args.repeat + 1):
-        for key in args.server_keys:
-            result = run_server(SERVERS[key], repeat, args.settings)
-            results.append(result)
-            print(_progress(result), flush=True)
+    results = in_turns(
+        args.repeat,
+        args.server_keys,
+        lambda key, repeat: run_server(SERVERS[key], repeat, args.settings),
+        _progress,
+    )
     summaries = summarise_conns(results, args.server_names)
     write_conns_report(args.out, conns_report(summaries, results, args, command))
     save_json(args.json, results, summaries)

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from .cli import add_retry_options, check_retry_options, positive_ints, server_keys
+from .cli import add_retry_options, check_retry_options, in_turns, positive_ints, server_keys
 from .loadgen import RING, RunResult, Settings
 from .report import (
     SATURATED,
@@ -426,16 +426,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join(["python -m benchmarks.history", *given])
     if args.pin:
         os.sched_setaffinity(0, {0})
-    results: list[HistoryRun] = []
     started = time.monotonic()
-    # Repeats outermost, and each pair measured one after the other: a slow spell of a
-    # shared machine hits both sides of a ratio alike.
-    for repeat in range(1, args.repeat + 1):
-        for receivers in args.room_sizes:
-            for key in args.server_keys:
-                result = run_setup(SETUPS[key], receivers, repeat, args.settings, args)
-                results.append(result)
-                print(_progress(result), flush=True)
+    # Each pair measured one after the other: a slow spell of a shared machine hits
+    # both sides of a ratio alike.
+    results = in_turns(
+        args.repeat,
+        [(receivers, key) for receivers in args.room_sizes for key in args.server_keys],
+        lambda case, repeat: run_setup(SETUPS[case[1]], case[0], repeat, args.settings, args),
+        _progress,
+    )
     names = [SETUPS[k].name for k in args.server_keys]
     summaries = summarise_history(results, names, args.pin)
     section = history_report(results, summaries, args, command)

@@ -41,7 +41,7 @@ from typing import cast
 from picows import WSTransport, ws_connect
 
 from .brokers import BROKERS, BrokerProcess, NatsProcess, Watched, broker_versions, missing_programs
-from .cli import add_retry_options, check_retry_options, positive_ints
+from .cli import add_retry_options, check_retry_options, in_turns, positive_ints
 from .loadgen import (
     CONNECT_TIMEOUT,
     MESSAGE_BYTES,
@@ -535,15 +535,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.sched_setaffinity(0, {0})
     for broker, program in args.left_out.items():
         print(f"{program} is not installed: no {broker} runs", flush=True)
-    results: list[RoutingRun] = []
     started = time.monotonic()
-    # Repeats outermost: a slow spell of a shared machine hits every broker alike.
-    for repeat in range(1, args.repeat + 1):
-        for receivers in args.room_sizes:
-            for broker in args.brokers:
-                result = run_broker(broker, receivers, repeat, args.settings, args)
-                results.append(result)
-                print(_progress(result), flush=True)
+    results = in_turns(
+        args.repeat,
+        [(receivers, broker) for receivers in args.room_sizes for broker in args.brokers],
+        lambda case, repeat: run_broker(case[1], case[0], repeat, args.settings, args),
+        _progress,
+    )
     summaries = summarise_routing(results, args.brokers, args.pin)
     section = routing_report(results, summaries, args, command)
     replace_section(args.out, BEGIN, END, section, _INTRO + "\n" + section)

@@ -37,7 +37,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from gobstopper._util import Backoff
 
-from .cli import server_keys
+from .cli import in_turns, server_keys
 from .loadgen import Clocks, record_cpu
 from .report import (
     _median,
@@ -446,13 +446,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join(["python -m benchmarks.storm", *given])
     if args.pin:
         os.sched_setaffinity(0, {0})
-    results: list[StormResult] = []
     started = time.monotonic()
-    for repeat in range(1, args.repeat + 1):
-        for key in args.server_keys:
-            result = run_server(SERVERS[key], repeat, args)
-            results.append(result)
-            print(_progress(result), flush=True)
+    results = in_turns(
+        args.repeat,
+        args.server_keys,
+        lambda key, repeat: run_server(SERVERS[key], repeat, args),
+        _progress,
+    )
     summaries = summarise_storm(results, args.server_names)
     section = storm_report(summaries, results, args, command)
     replace_section(args.out, BEGIN, END, section, _INTRO + "\n" + section)

@@ -14,7 +14,7 @@ the code serving a connection (app, manager, outbox) may call on it:
   own close; the error for a connection that is already closed).
 - ``last_received``, ``has_unread``, ``reads_ahead``, ``reading_now``, ``read_ahead()``:
   the app's idle sweeper.
-- ``senders()``, ``send_window``, ``mark_broken(code)``: the outbox (it takes the
+- ``senders()``, ``send_window``, ``send_group``, ``mark_broken(code)``: the outbox (it takes the
   senders once; a failed send marks the connection broken).
 - ``path``, ``client_address``: logs.
 - ``connection_state``, ``closed``, ``close_code``, ``accepted``, ``closed_by``: views
@@ -251,6 +251,11 @@ class ServerConnection(Scope):
     def send_window(self) -> int:
         """How many started, unfinished sends an outbox may keep on this connection."""
         return self._transport.send_window
+
+    @property
+    def send_group(self) -> int:
+        """How many started sends may share one held future (``WebSocketTransport``)."""
+        return self._transport.send_group
 
     def mark_broken(self, code: int) -> None:
         """A send failed: the client is gone. Closed at once, with nothing sent; the

@@ -8,10 +8,19 @@ Started sends and the backlog together are limited in messages and bytes; a mess
 does not fit triggers the slow-consumer policy. A send blocked for longer than the send
 timeout marks the connection slow too.
 
-The fast path (credit left, nothing backlogged, room in the queue) is a length check, a
+The fast path (credit left, nothing backlogged, room in the queue) is a count check, a
 byte check and the server's send call: finished sends are retired in bulk, from the
 front, only once the credit is used up (or when a figure is read), and the totals of
 ``DeliveryStats`` are counted once per broadcast by ``delivery.deliver``.
+
+Started sends are kept in groups. A transport whose sends on one connection finish in
+order, and whose send futures may be dropped unread (granian's log nothing), sets a
+``send_group`` above 1: only the future of a group's last send is held, and the group is
+known finished, or failed, when that future is. A group ends after ``send_group`` sends,
+once it holds ``_GROUP_BYTES``, or when a flush or the drain task must wait for it; the
+future of the open group's latest send is kept so that it can be ended at any time.
+Holding fewer futures is what keeps the server's send call cheap: the window still
+counts every started send, and the send timeout runs on the oldest group's future.
 """
 
 from __future__ import annotations
@@ -31,6 +40,11 @@ from .websocket import WebSocket
 __all__ = ["DeliveryStats", "Outbox"]
 
 logger = logging.getLogger("gobstopper.outbox")
+
+#: A group of sends sharing one held future ends once it holds this many bytes, so that
+#: a group of big messages takes no longer to finish than about one such message: the
+#: send timeout, which waits for a whole group, then judges about one send's progress.
+_GROUP_BYTES = 64 * 1024
 
 
 def _nothing_held() -> Iterable[int]:
@@ -96,6 +110,16 @@ class DeliveryStats:
             self._peak = held
 
 
+def _failure(fut: Any) -> BaseException | None:
+    """The exception of a finished send (None if it succeeded or was cancelled), read so
+    that it is never reported as unretrieved."""
+    try:
+        exc: BaseException | None = fut.exception()
+    except asyncio.CancelledError:
+        return None
+    return exc
+
+
 def _closed_sender(data: object) -> object:
     raise TransportClosed(CloseCode.NORMAL_CLOSURE)
 
@@ -110,12 +134,17 @@ class Outbox:
         "_credit",
         "_drainer",
         "_flushing",
-        "_inflight",
-        "_inflight_sizes",
+        "_group",
+        "_held",
+        "_held_bytes",
+        "_held_counts",
+        "_last",
         "_limit",
         "_max_bytes",
         "_max_messages",
         "_on_slow",
+        "_open",
+        "_open_bytes",
         "_policy",
         "_sealed",
         "_send_bytes",
@@ -124,6 +153,7 @@ class Outbox:
         "_send_timeout",
         "_stats",
         "_throttle",
+        "_unfinished",
         "_window",
         "_ws",
         "dropped",
@@ -149,8 +179,18 @@ class Outbox:
         self._credit = self._limit
         self._policy = config.slow_consumer_policy
         self._send_timeout = config.send_timeout
-        self._inflight: deque[Any] = deque()
-        self._inflight_sizes: deque[int] = deque()
+        #: Sends started and not known finished (the window bounds them).
+        self._unfinished = 0
+        #: One send in ``_group`` has its future held: the last of its group.
+        self._group = max(1, min(ws.send_group, self._window))
+        #: The futures of ended groups, oldest first, with their sends and bytes.
+        self._held: deque[Any] = deque()
+        self._held_counts: deque[int] = deque()
+        self._held_bytes: deque[int] = deque()
+        #: The open group: its sends, its bytes, its latest send's future.
+        self._open = 0
+        self._open_bytes = 0
+        self._last: Any = None
         self._backlog: deque[tuple[str | bytes, int]] = deque()
         self._drainer: asyncio.Task[None] | None = None
         self._flushing = 0
@@ -184,7 +224,7 @@ class Outbox:
     def queued_messages(self) -> int:
         """Messages accepted for this connection and not yet sent."""
         self.settle()
-        return len(self._inflight) + len(self._backlog)
+        return self._unfinished + len(self._backlog)
 
     @property
     def held_bytes(self) -> int:
@@ -211,10 +251,10 @@ class Outbox:
     def offer(self, data: str | bytes, size: int) -> bool:
         """``put``, leaving the manager's totals (``DeliveryStats.queued``) to the caller,
         which counts a whole broadcast at once."""
-        inflight = self._inflight
         # The fast path, taken by every connection that keeps up: credit left (nothing
         # backlogged, not sealed or closed), room in the queue.
-        if len(inflight) < self._credit:
+        unfinished = self._unfinished
+        if unfinished < self._credit:
             queued = self._bytes + size
             if queued <= self._max_bytes:
                 try:
@@ -222,9 +262,20 @@ class Outbox:
                 except self._send_errors as exc:
                     self._broken(exc)
                     return False
-                inflight.append(fut)
-                self._inflight_sizes.append(size)
+                self._unfinished = unfinished + 1
                 self._bytes = queued
+                count = self._open + 1
+                group_bytes = self._open_bytes + size
+                if count < self._group and group_bytes < _GROUP_BYTES:
+                    self._open = count
+                    self._open_bytes = group_bytes
+                    self._last = fut
+                else:
+                    self._held.append(fut)
+                    self._held_counts.append(count)
+                    self._held_bytes.append(group_bytes)
+                    self._open = self._open_bytes = 0
+                    self._last = None
                 return True
         return self._put_slowly(data, size)
 
@@ -234,13 +285,12 @@ class Outbox:
         self._retire()
         if self._closed:
             return False
-        inflight = self._inflight
         backlog = self._backlog
-        full = len(inflight) + len(backlog) >= self._max_messages
+        full = self._unfinished + len(backlog) >= self._max_messages
         if full or self._bytes + size > self._max_bytes:
             return self._overflow(data, size)
         self._bytes += size
-        if not backlog and len(inflight) < self._window:
+        if not backlog and self._unfinished < self._window:
             return self._send_now(data, size)
         self._hold(data, size)
         return True
@@ -260,29 +310,61 @@ class Outbox:
         except self._send_errors as exc:
             self._broken(exc)
             return False
-        self._inflight.append(fut)
-        self._inflight_sizes.append(size)
+        self._unfinished += 1
+        count = self._open + 1
+        group_bytes = self._open_bytes + size
+        if count < self._group and group_bytes < _GROUP_BYTES:
+            self._open = count
+            self._open_bytes = group_bytes
+            self._last = fut
+        else:
+            self._end_group(fut, count, group_bytes)
         return True
 
+    def _end_group(self, fut: Any, count: int, group_bytes: int) -> None:
+        """Hold ``fut``, the future of the last of ``count`` sends (``group_bytes``)."""
+        self._held.append(fut)
+        self._held_counts.append(count)
+        self._held_bytes.append(group_bytes)
+        self._open = self._open_bytes = 0
+        self._last = None
+
+    def _end_open_group(self) -> None:
+        """End the open group now, so that its latest send's future can be waited for."""
+        if self._open:
+            self._end_group(self._last, self._open, self._open_bytes)
+
     def _retire(self) -> None:
-        """Retire the finished sends at the front, all at once; a failed one means the
-        client is gone. Every outcome is read, so that none goes unretrieved."""
-        inflight = self._inflight
-        if not inflight or not inflight[0].done():
+        """Retire the finished groups at the front, all at once; a failed one means the
+        client is gone. Every held outcome is read, so that none goes unretrieved."""
+        held = self._held
+        if held:
+            if not held[0].done():
+                return
+        elif not self._open or not self._last.done():
             return
         self._stats.note_held(self._bytes)
-        sizes = self._inflight_sizes
-        freed = 0
+        counts = self._held_counts
+        sizes = self._held_bytes
+        finished = freed = 0
         failed: BaseException | None = None
-        while inflight and inflight[0].done():
-            fut = inflight.popleft()
+        while held and held[0].done():
+            fut = held.popleft()
+            finished += counts.popleft()
             freed += sizes.popleft()
-            try:
-                exc = fut.exception()
-            except asyncio.CancelledError:
-                continue
-            if exc is not None and failed is None:
+            exc = _failure(fut)
+            if failed is None:
                 failed = exc
+        # Sends finish in order: the open group's latest send done means all of it is.
+        if not held and self._open and self._last.done():
+            finished += self._open
+            freed += self._open_bytes
+            exc = _failure(self._last)
+            if failed is None:
+                failed = exc
+            self._open = self._open_bytes = 0
+            self._last = None
+        self._unfinished -= finished
         self._bytes -= freed
         if failed is not None:
             self._broken(failed)
@@ -300,10 +382,9 @@ class Outbox:
             return False
         if policy is SlowConsumerPolicy.DROP_OLDEST:
             backlog = self._backlog
-            inflight = self._inflight
             dropped = freed = 0
             while backlog and (
-                len(inflight) + len(backlog) >= self._max_messages
+                self._unfinished + len(backlog) >= self._max_messages
                 or self._bytes - freed + size > self._max_bytes
             ):
                 _, old_size = backlog.popleft()
@@ -311,7 +392,7 @@ class Outbox:
                 dropped += 1
             self._unsent(dropped, freed)
             if (
-                len(inflight) + len(backlog) < self._max_messages
+                self._unfinished + len(backlog) < self._max_messages
                 and self._bytes + size <= self._max_bytes
             ):
                 self._count_drops(dropped)
@@ -361,16 +442,16 @@ class Outbox:
     async def _drain(self) -> None:
         # The only code that waits on started sends: granian's futures keep a single
         # done-callback (a second one replaces the first), so nothing else may wait on
-        # them. A flush asks this task to wait for the in-flight sends too.
-        inflight = self._inflight
+        # them. A flush asks this task to wait for the started sends too.
+        held = self._held
         backlog = self._backlog
         stats = self._stats
         try:
-            while not self._closed and (backlog or (self._flushing and inflight)):
+            while not self._closed and (backlog or (self._flushing and self._unfinished)):
                 self._retire()
                 if self._closed:
                     return
-                if backlog and len(inflight) < self._window:
+                if backlog and self._unfinished < self._window:
                     data, size = backlog.popleft()
                     stats.backlogged -= 1
                     stats.backlogged_bytes -= size
@@ -380,9 +461,13 @@ class Outbox:
                         stats.discarded += 1
                         stats.discarded_bytes += size
                     continue
-                if not inflight:
+                if not self._unfinished:
                     continue
-                done, _ = await asyncio.wait((inflight[0],), timeout=self._send_timeout)
+                if not held:
+                    self._end_open_group()
+                # The oldest unfinished send is in the oldest group: a group that does not
+                # finish within the timeout holds a blocked send.
+                done, _ = await asyncio.wait((held[0],), timeout=self._send_timeout)
                 if not done and not self._closed:
                     self._on_slow(self, f"a send blocked for over {self._send_timeout:g}s")
                     return
@@ -398,7 +483,7 @@ class Outbox:
         deadline = loop.time() + timeout
         self._flushing += 1
         try:
-            while not self._closed and (self._backlog or self._inflight):
+            while not self._closed and (self._backlog or self._unfinished):
                 self._ensure_drainer()
                 remaining = deadline - loop.time()
                 if remaining <= 0:
@@ -417,13 +502,17 @@ class Outbox:
         self._credit = 0
         if self._drainer is not None:
             self._drainer.cancel()
-        while self._inflight:
-            fut = self._inflight.popleft()
+        self._end_open_group()
+        held = self._held
+        while held:
+            fut = held.popleft()
             if not fut.done():
                 fut.cancel()
-            elif not fut.cancelled():
-                fut.exception()  # retrieved, so that no "never retrieved" warning follows
-        self._inflight_sizes.clear()
+            else:
+                _failure(fut)  # retrieved, so that no "never retrieved" warning follows
+        self._held_counts.clear()
+        self._held_bytes.clear()
+        self._unfinished = 0
         self._unsent(len(self._backlog), sum(size for _, size in self._backlog))
         self._backlog.clear()
         self._stats.note_held(self._bytes)

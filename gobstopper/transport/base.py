@@ -161,6 +161,11 @@ class WebSocketTransport(abc.ABC):
 
     #: How many started, unfinished sends broadcast delivery may keep per connection.
     send_window: int = 1
+    #: How many started sends may share one future that delivery holds: the future of
+    #: the group's last send, its finishing (or failing) standing for the whole group's.
+    #: Above 1 only for a server whose sends on a connection finish in order and whose
+    #: send futures may be dropped unread (nothing warns of an unretrieved exception).
+    send_group: int = 1
     #: Whether a pending receive must be cancelled before a close frame can go out.
     cancel_receive_before_close: bool = False
     #: Whether the server notices a departed client by itself (and fails sends to it),

@@ -28,13 +28,18 @@ def put(conn: Connection, *messages: str | bytes) -> list[bool]:
 
 
 async def stalled(
-    window: int | None = None, transport: FakeTransport | None = None, **settings: Any
+    window: int | None = None,
+    transport: FakeTransport | None = None,
+    group: int | None = None,
+    **settings: Any,
 ) -> tuple[WebSocketManager, Connection, FakeTransport]:
     """A managed connection whose sends stay unfinished until ``transport.release()``."""
     mgr = manager(**settings)
     transport = FakeTransport() if transport is None else transport
     if window is not None:
         transport.send_window = window
+    if group is not None:
+        transport.send_group = group
     conn, transport = await connected(mgr, "c", transport, **settings)
     transport.stalled = True
     return mgr, conn, transport
@@ -77,9 +82,12 @@ async def test_a_new_message_never_overtakes_the_backlog() -> None:
     assert transport.sent == [*(f"m{i}" for i in range(6)), "new"]
 
 
-async def test_order_survives_any_interleaving_of_puts_and_completions() -> None:
+@pytest.mark.parametrize(("window", "group"), [(4, 1), (8, 3), (8, 8)])
+async def test_order_survives_any_interleaving_of_puts_and_completions(
+    window: int, group: int
+) -> None:
     rng = random.Random(7)
-    _, conn, transport = await stalled(send_queue_messages=10_000)
+    _, conn, transport = await stalled(window, group=group, send_queue_messages=10_000)
     expected: list[str | bytes] = []
     for i in range(500):
         message: str | bytes = f"t{i}" if rng.random() < 0.5 else f"b{i}".encode()
@@ -241,3 +249,92 @@ async def test_the_totals_count_what_was_handed_to_the_server() -> None:
     assert conn.outbox.queued_bytes == 0 and stats.peak_queued_bytes == 12
     await mgr.shutdown(grace=0)
     assert other.closed and stats.peak_queued_bytes == 12
+
+
+# -- groups: one held future for several sends (servers whose sends finish in order) ------
+
+
+async def test_a_group_is_known_finished_when_its_last_send_is() -> None:
+    _, conn, transport = await stalled(8, group=4)
+    messages = [f"m{i}" for i in range(10)]
+    assert put(conn, *messages) == [True] * 10
+    assert len(transport.stalled_sends) == 8  # the window counts every send, held or not
+    transport.release(3)  # the first group's last send is still going
+    assert conn.outbox.queued_messages == 10 and conn.outbox.queued_bytes == 20
+    transport.release(1)
+    assert conn.outbox.queued_messages == 6 and conn.outbox.queued_bytes == 12
+    await release_until(transport, 10)
+    assert transport.sent == messages
+    assert await conn.outbox.flush(1)
+    assert (conn.outbox.queued_messages, conn.outbox.queued_bytes) == (0, 0)
+
+
+async def test_a_group_ends_early_once_it_holds_enough_bytes() -> None:
+    settings = {"max_message_bytes": 48 * 1024}
+    _, conn, transport = await stalled(8, group=8, **settings)
+    big = "x" * (40 * 1024)
+    assert put(conn, big, big, "a") == [True] * 3  # the first two make a group
+    transport.release(2)
+    assert conn.outbox.queued_messages == 1  # known finished with the second send
+
+
+async def test_a_failed_send_without_a_held_future_is_seen_through_the_held_one() -> None:
+    mgr, conn, transport = await stalled(group=4)
+    assert put(conn, "a", "b", "c", "d") == [True] * 4
+    # The client goes after the first send: the server fails the rest, in order.
+    transport.release(1)
+    for _, fut in transport.stalled_sends:
+        fut.set_exception(TransportClosed(1006))
+    assert conn.outbox.queued_messages == 0
+    assert conn.closed and conn.ws.close_code == CloseCode.ABNORMAL_CLOSURE
+    assert "c" not in mgr and put(conn, "more") == [False]
+
+
+async def test_a_stuck_group_times_out_as_a_send_does() -> None:
+    mgr, conn, transport = await stalled(8, group=4, send_timeout=0.05)
+    assert put(conn, *(f"m{i}" for i in range(9))) == [True] * 9  # one backlogged
+    transport.release(3)  # the fourth send, the end of the first group, stays blocked
+    assert await asyncio.wait_for(conn.ws.wait_closed(), 2) == CloseCode.TRY_AGAIN_LATER
+    assert mgr.stats.slow_closed == 1 and "c" not in mgr
+
+
+async def test_flush_waits_for_a_group_not_yet_ended() -> None:
+    _, conn, transport = await stalled(8, group=4)
+    assert put(conn, "a", "b") == [True, True]  # an open group: no future held yet
+    assert await conn.outbox.flush(0.05) is False
+    flushing = asyncio.ensure_future(conn.outbox.flush(5))
+    await asyncio.sleep(0)
+    transport.release(1)
+    await asyncio.sleep(0.01)
+    assert not flushing.done()  # "b" is still going
+    transport.release()
+    assert await asyncio.wait_for(flushing, 5) is True
+    assert transport.sent == ["a", "b"] and conn.outbox.queued_messages == 0
+    assert put(conn, "c") == [True]  # the window is whole again
+
+
+async def test_group_totals_and_peak_stay_exact() -> None:
+    mgr, conn, transport = await stalled(8, group=4, send_queue_messages=12)
+    messages = [f"m{i:02}" for i in range(11)]  # 3 bytes each: 8 started, 3 backlogged
+    assert put(conn, *messages) == [True] * 11
+    stats = mgr.stats
+    assert (stats.sent, stats.sent_bytes, stats.backlogged) == (8, 24, 3)
+    assert stats.peak_queued_bytes == 33
+    transport.release(5)  # one group known finished, one send of the next
+    assert conn.outbox.queued_bytes == 21 and stats.peak_queued_bytes == 33
+    await release_until(transport, 11)
+    assert (stats.sent, stats.sent_bytes, stats.backlogged) == (11, 33, 0)
+    assert conn.outbox.queued_bytes == 0 and stats.peak_queued_bytes == 33
+    assert transport.sent == messages
+
+
+async def test_close_reads_every_held_outcome_and_cancels_the_rest() -> None:
+    _, conn, transport = await stalled(8, group=2)
+    put(conn, "a", "b", "c", "d", "e")
+    transport.stalled_sends[1][1].set_exception(TransportClosed(1006))
+    conn.outbox.close()
+    futures = [fut for _, fut in transport.stalled_sends]
+    # The held futures: b (failed, its outcome read), d and e (cancelled); a and c are
+    # not held, and the server fails them once the connection is closed.
+    assert [f.cancelled() for f in futures] == [False, False, False, True, True]
+    assert (conn.outbox.queued_messages, conn.outbox.queued_bytes) == (0, 0)

@@ -168,7 +168,8 @@ class ServerConnection(Scope):
         self._reading_now = False
         self._waiter: asyncio.Future[None] | None = None
         self._closed_future: asyncio.Future[int] | None = None
-        self._closing: asyncio.Future[None] | None = None
+        # The close under way; True once closed at once (``closes_at_once``).
+        self._closing: asyncio.Future[None] | bool | None = None
         self._handshake_waiter: asyncio.Future[None] | None = None
         self._background: TaskSet | None = None  # a close started from a callback
         self._close_callbacks: list[Callable[[ServerConnection], None]] | None = None
@@ -303,11 +304,20 @@ class ServerConnection(Scope):
                 so that the frame is out before the server stops its sockets).
         """
         self._mark_closed(code, reason)
-        if self._closing is None:
-            self._closing = asyncio.ensure_future(
+        closing = self._closing
+        if closing is None:
+            transport = self._transport
+            if handshake <= 0 and transport.closes_at_once:
+                # Nothing to wait for (RSGI): close here, without a task or a timer.
+                self._closing = True
+                transport.close_now(code, reason)
+                self._stop_reading()
+                return
+            closing = self._closing = asyncio.ensure_future(
                 self._send_close(code, reason, timeout, handshake)
             )
-        await asyncio.shield(self._closing)
+        if isinstance(closing, asyncio.Future):  # else closed at once already
+            await asyncio.shield(closing)
 
     async def finish(self, code: int) -> None:
         """Make sure the socket is closed once the handler has returned, then release

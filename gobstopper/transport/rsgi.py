@@ -147,10 +147,16 @@ class RSGIWebSocketTransport(WebSocketTransport):
         self._protocol = None
         self._transport = None
 
-    async def close(self, code: int, reason: str) -> None:
+    # close() only hands the close to granian, which sends the frame by itself.
+    closes_at_once = True
+
+    def close_now(self, code: int, reason: str) -> None:
         if not self._closed:
             self._closed = True
             self._protocol.close(code)
+
+    async def close(self, code: int, reason: str) -> None:
+        self.close_now(code, reason)
 
 
 class RSGIHTTPExchange(HTTPExchange):

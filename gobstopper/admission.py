@@ -57,31 +57,49 @@ class Admission:
     async def enter(self, ws: WebSocket) -> bool:
         """Check the origin and the limits; True if ``ws`` may go on (call ``leave``
         once it is done), else it has been refused and finished."""
+        refusal = self.admit(ws)
+        if refusal is None:
+            return True
+        await self.refuse_now(ws, *refusal)
+        return False
+
+    def admit(self, ws: WebSocket) -> tuple[int, str, str] | None:
+        """``enter`` without the refusal: None if ``ws`` may go on (call ``leave`` once
+        it is done), else ``(status, reason, detail)`` for ``refuse_now``."""
         origin = ws.header("origin")
         if origin is not None and not self.origins.allows(origin, ws.header("host")):
-            await self._refuse_now(ws, 403, "origin", f"origin {origin!r}")
-            return False
-        refused = self.limiter.acquire(client_ip(ws.client_address))
+            return 403, "origin", f"origin {origin!r}"
+        limiter = self.limiter
+        # The address is parsed only for a per-address limit.
+        ip = client_ip(ws.client_address) if limiter.max_per_ip is not None else None
+        refused = limiter.acquire(ip)
         if refused is not None:
-            per_ip = refused.endswith("address")
-            status = 429 if per_ip else 503
-            await self._refuse_now(ws, status, "limit_per_ip" if per_ip else "limit", refused)
-            return False
+            if refused.endswith("address"):
+                return 429, "limit_per_ip", refused
+            return 503, "limit", refused
         self.connections.add(ws)
-        return True
+        return None
+
+    def needs_auth(self, route_hook: AuthHook | None) -> bool:
+        """Whether ``authorise`` has a hook to run (else it would only say True)."""
+        return route_hook is not None or bool(self.hooks)
 
     def leave(self, ws: WebSocket) -> None:
         """``ws``'s handler is done: free its place under the limits."""
         self.connections.discard(ws)
-        self.limiter.release(client_ip(ws.client_address))
+        limiter = self.limiter
+        limiter.release(client_ip(ws.client_address) if limiter.max_per_ip is not None else None)
 
     async def authorise(self, ws: WebSocket, route_hook: AuthHook | None) -> bool:
         """Run the app's hooks, then the route's; refuse the handshake (and say False)
         if one says no, or if the ``Identity`` one returned has expired already (401).
         An ``Identity`` becomes ``ws.identity``, watched by a ``Lease`` (``ws.lease``)."""
-        hooks = (*self.hooks, route_hook) if route_hook is not None else tuple(self.hooks)
-        if not hooks:
-            return True
+        if route_hook is None:
+            if not self.hooks:
+                return True
+            hooks: tuple[AuthHook, ...] = tuple(self.hooks)
+        else:
+            hooks = (*self.hooks, route_hook)
         try:
             identity = await run_hooks(ws, hooks)
         except HTTPError as exc:
@@ -118,7 +136,7 @@ class Admission:
         if ws.connection_state is WebSocketState.CONNECTING:
             await ws.close(status)
 
-    async def _refuse_now(self, ws: WebSocket, status: int, reason: str, detail: str) -> None:
+    async def refuse_now(self, ws: WebSocket, status: int, reason: str, detail: str) -> None:
         """Refuse before the handler runs; a client that left meanwhile changes nothing."""
         try:
             await self.refuse(ws, status, reason, detail)
@@ -137,19 +155,20 @@ class Admission:
         code = ws.close_code if ws.close_code is not None else CloseCode.NO_STATUS_RCVD
         metrics.open_connections -= 1
         metrics.closes[code] += 1
-        access.info(
-            "websocket closed %s %d by the %s",
-            ws.path,
-            code,
-            ws.closed_by,
-            extra={
-                "event": "close",
-                "path": ws.path,
-                "client": ws.client_address,
-                "code": code,
-                "closed_by": ws.closed_by,
-            },
-        )
+        if access.isEnabledFor(logging.INFO):
+            access.info(
+                "websocket closed %s %d by the %s",
+                ws.path,
+                code,
+                ws.closed_by,
+                extra={
+                    "event": "close",
+                    "path": ws.path,
+                    "client": ws.client_address,
+                    "code": code,
+                    "closed_by": ws.closed_by,
+                },
+            )
 
     # -- idle connections -----------------------------------------------------------------
 

@@ -266,14 +266,19 @@ class Gobstopper:
             return
         ws = WebSocket(transport, info, self.config, match.params, self.metrics)
         admission = self.admission
-        if not await admission.enter(ws):
+        refusal = admission.admit(ws)  # no coroutine: most connections are admitted
+        if refusal is not None:
+            await admission.refuse_now(ws, *refusal)
             return
         code: int = CloseCode.NORMAL_CLOSURE
         authorised = False
+        route = match.route
         try:
-            authorised = await admission.authorise(ws, match.route.auth)
+            authorised = not admission.needs_auth(route.auth) or await admission.authorise(
+                ws, route.auth
+            )
             if authorised:
-                await _call(match.route, ws, match.params)
+                await _call(route, ws, match.params)
         except asyncio.CancelledError:
             code = CloseCode.GOING_AWAY  # the server is cancelling us: say so, then go
             raise

@@ -144,12 +144,14 @@ class ServerConnection(Scope):
         self._life = Lifecycle()
         self._limit = config.max_message_bytes
         self._heartbeat = config.heartbeat_message or None
-        # The default burst covers a buffer's worth of messages read back to back after
-        # the handler was busy: the bucket sees reads, not arrivals.
-        burst = config.rate_limit_burst or max(
-            2 * config.rate_limit, config.receive_queue_messages, 1
-        )
-        self._rate = RateLimiter(config.rate_limit, burst) if config.rate_limit > 0 else None
+        self._rate: RateLimiter | None = None
+        if config.rate_limit > 0:
+            # The default burst covers a buffer's worth of messages read back to back
+            # after the handler was busy: the bucket sees reads, not arrivals.
+            burst = config.rate_limit_burst or max(
+                2 * config.rate_limit, config.receive_queue_messages, 1
+            )
+            self._rate = RateLimiter(config.rate_limit, burst)
         self._pong: Any = None
         # What the server's receive futures call back (made by the first ``_arm``): it
         # holds this connection only weakly, because granian keeps some callbacks after
@@ -168,7 +170,8 @@ class ServerConnection(Scope):
         self._reading_now = False
         self._waiter: asyncio.Future[None] | None = None
         self._closed_future: asyncio.Future[int] | None = None
-        self._closing: asyncio.Future[None] | None = None
+        # The close under way; True once closed at once (``closes_at_once``).
+        self._closing: asyncio.Future[None] | bool | None = None
         self._handshake_waiter: asyncio.Future[None] | None = None
         self._background: TaskSet | None = None  # a close started from a callback
         self._close_callbacks: list[Callable[[ServerConnection], None]] | None = None
@@ -308,11 +311,26 @@ class ServerConnection(Scope):
                 so that the frame is out before the server stops its sockets).
         """
         self._mark_closed(code, reason)
-        if self._closing is None:
-            self._closing = asyncio.ensure_future(
+        closing = self._closing
+        if closing is None:
+            if handshake <= 0 and self._close_at_once(code, reason):
+                return
+            closing = self._closing = asyncio.ensure_future(
                 self._send_close(code, reason, timeout, handshake)
             )
-        await asyncio.shield(self._closing)
+        if isinstance(closing, asyncio.Future):  # else closed at once already
+            await asyncio.shield(closing)
+
+    def _close_at_once(self, code: int, reason: str) -> bool:
+        """Close now if the transport closes without waiting (RSGI): no task, no timer.
+        False (nothing done) where a close must be awaited, or is under way."""
+        transport = self._transport
+        if not transport.closes_at_once or self._closing is not None:
+            return False
+        self._closing = True
+        transport.close_now(code, reason)
+        self._stop_reading()
+        return True
 
     async def finish(self, code: int) -> None:
         """Make sure the socket is closed once the handler has returned, then release
@@ -331,7 +349,8 @@ class ServerConnection(Scope):
         self._mark_closed(code, "")
         recorded = self._life.code
         final = recorded if recorded is not None and sendable(recorded) else code
-        await self.close_within(final, self._life.reason, CLOSE_TIMEOUT_S)
+        if not self._close_at_once(final, self._life.reason):
+            await self.close_within(final, self._life.reason, CLOSE_TIMEOUT_S)
         self._transport.release()
 
     async def _refuse(self, status: int, reason: str) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "MessageTooBig",
     "RouteError",
     "UnsupportedByServer",
+    "closed_ok",
 ]
 
 
@@ -59,6 +60,11 @@ class CloseCode(enum.IntEnum):
 # Codes that mean "the conversation ended as intended". 1005 is included because
 # under RSGI a client's close frame reaches the app without its code.
 _OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
+
+
+def closed_ok(code: int | None) -> bool:
+    """Whether ``code`` ends a connection normally (``ConnectionClosedOK``'s codes)."""
+    return code in _OK_CODES
 
 
 class GobstopperError(Exception):

@@ -139,6 +139,9 @@ class ConnectionLimiter:
         Every successful acquire must be released once."""
         if self.max_total is not None and self.total >= self.max_total:
             return "too many connections"
+        if self.max_per_ip is None:  # nothing to count per address
+            self.total += 1
+            return None
         key = ip or ""
         count = self.per_ip.get(key, 0)
         if self.max_per_ip is not None and count >= self.max_per_ip:
@@ -148,6 +151,9 @@ class ConnectionLimiter:
         return None
 
     def release(self, ip: str | None) -> None:
+        if self.max_per_ip is None and not self.per_ip:
+            self.total = max(0, self.total - 1)
+            return
         key = ip or ""
         count = self.per_ip.get(key, 0)
         if count <= 1:

@@ -19,7 +19,7 @@ from typing import Any
 from .auth import Identity, Lease
 from .config import Config
 from .connection import CLOSE_TIMEOUT_S, ServerConnection, WebSocketState, sendable
-from .errors import CloseCode, ConnectionClosed, ConnectionClosedOK, MessageTooBig
+from .errors import CloseCode, ConnectionClosed, ConnectionClosedOK, MessageTooBig, closed_ok
 from .message import Message, MessageType, State, text_size
 from .metrics import Metrics
 from .transport.base import ScopeInfo, TransportClosed, WebSocketTransport
@@ -110,11 +110,12 @@ class WebSocket(ServerConnection):
         if self._metrics is not None:
             self._metrics.accepted += 1
             self._metrics.open_connections += 1
-        access.info(
-            "websocket accepted %s",
-            self.path,
-            extra={"event": "connect", "path": self.path, "client": self.client_address},
-        )
+        if access.isEnabledFor(logging.INFO):
+            access.info(
+                "websocket accepted %s",
+                self.path,
+                extra={"event": "connect", "path": self.path, "client": self.client_address},
+            )
         self._arm()
 
     # -- receiving ----------------------------------------------------------------------
@@ -186,10 +187,12 @@ class WebSocket(ServerConnection):
         while True:
             try:
                 msg = await self.receive()  # not _receive_data: one frame less per idle handler
-                if msg.type is MessageType.CLOSE:
-                    raise self.closed_error()
             except ConnectionClosedOK:
                 return
+            if msg.type is MessageType.CLOSE:
+                if closed_ok(self._life.code):
+                    return  # the usual end: no exception to make and catch
+                raise self.closed_error()
             yield msg
 
     async def iter_text(self) -> AsyncIterator[str]:

@@ -168,6 +168,9 @@ class WebSocketTransport(abc.ABC):
     send_group: int = 1
     #: Whether a pending receive must be cancelled before a close frame can go out.
     cancel_receive_before_close: bool = False
+    #: Whether ``close_now`` closes without waiting for anything (the server takes the
+    #: close and sends the frame by itself): closing then needs no task and no timer.
+    closes_at_once: bool = False
     #: Whether the server notices a departed client by itself (and fails sends to it),
     #: so that gobstopper need not keep a receive pending: it then reads only when the
     #: handler asks (``receive_now``), without a task or a hand-off per message.
@@ -188,6 +191,10 @@ class WebSocketTransport(abc.ABC):
         """The fastest way to start sends: (text starter, bytes starter, the errors they
         raise when the connection is gone). Valid after accept."""
         return self.start_send, self.start_send, (TransportClosed,)
+
+    def close_now(self, code: int, reason: str) -> None:
+        """Close after accept without waiting, for ``closes_at_once`` transports."""
+        raise NotImplementedError(f"{type(self).__name__} does not close at once")
 
     def release(self) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Drop the server's objects once the handler is done (no-op by default)."""

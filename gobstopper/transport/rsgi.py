@@ -33,9 +33,41 @@ _WS_SCHEMES = {"http": "ws", "https": "wss"}
 
 
 class RSGIScopeInfo(ScopeInfo):
-    """Holds granian's headers object; decodes nothing until asked."""
+    """Holds granian's scope: reads the client's address, the query string, the scheme
+    and the method from it when asked (each read is a call into granian, and most
+    connections need none of them), and decodes no header until asked."""
 
-    __slots__ = ()
+    __slots__ = ("_scope",)
+
+    def __init__(self, scope: Any, path: str) -> None:
+        self.interface = "rsgi"
+        self.path = path
+        self._scope = scope
+        self._raw_headers = scope.headers
+        self._headers = None
+        self._subprotocols = None
+
+    @property
+    def client(self) -> str | None:  # type: ignore[override]
+        client: str | None = self._scope.client
+        return client
+
+    @property
+    def query_string(self) -> str:  # type: ignore[override]
+        query: str = self._scope.query_string
+        return query
+
+    @property
+    def scheme(self) -> str:  # type: ignore[override]
+        scope = self._scope
+        scheme: str = scope.scheme
+        # RSGI says http/https for a WebSocket too; ASGI says ws/wss: speak ASGI's way.
+        return _WS_SCHEMES.get(scheme, scheme) if scope.proto == "ws" else scheme
+
+    @property
+    def method(self) -> str:  # type: ignore[override]
+        method: str = self._scope.method
+        return method
 
     def _decode_headers(self, raw: Any) -> list[tuple[str, str]]:
         return list(raw.items())
@@ -46,17 +78,7 @@ class RSGIScopeInfo(ScopeInfo):
 
 
 def scope_info(scope: Any) -> ScopeInfo:
-    scheme = scope.scheme
-    return RSGIScopeInfo(
-        "rsgi",
-        scope.path,
-        scope.query_string,
-        scope.headers,
-        scope.client,
-        # RSGI says http/https for a WebSocket too; ASGI says ws/wss: speak ASGI's way.
-        _WS_SCHEMES.get(scheme, scheme) if scope.proto == "ws" else scheme,
-        scope.method,
-    )
+    return RSGIScopeInfo(scope, scope.path)
 
 
 class RSGIWebSocketTransport(WebSocketTransport):
@@ -150,10 +172,16 @@ class RSGIWebSocketTransport(WebSocketTransport):
         self._protocol = None
         self._transport = None
 
-    async def close(self, code: int, reason: str) -> None:
+    # close() only hands the close to granian, which sends the frame by itself.
+    closes_at_once = True
+
+    def close_now(self, code: int, reason: str) -> None:
         if not self._closed:
             self._closed = True
             self._protocol.close(code)
+
+    async def close(self, code: int, reason: str) -> None:
+        self.close_now(code, reason)
 
 
 class RSGIHTTPExchange(HTTPExchange):

@@ -19,7 +19,7 @@ from gobstopper.connection import (
 )
 from gobstopper.transport.base import CLOSE, TEXT
 
-from .fake_transport import make
+from .fake_transport import FakeTransport, make
 
 # -- the state machine ------------------------------------------------------------------
 
@@ -274,3 +274,49 @@ def test_no_module_reads_a_websockets_private_names() -> None:
             ):
                 found.append(f"{path.relative_to(root)}:{node.lineno}: {ast.unparse(node)}")
     assert found == []
+
+
+class AtOnceTransport(FakeTransport):
+    """A transport that closes without waiting, as granian's RSGI one does."""
+
+    closes_at_once = True
+    close_now_calls = 0
+
+    def close_now(self, code: int, reason: str) -> None:
+        self.close_now_calls += 1
+        if self.closed is None:
+            self.closed = (code, reason)
+
+    async def close(self, code: int, reason: str) -> None:
+        raise AssertionError("closes_at_once: close() must not be awaited")
+
+
+async def test_a_transport_that_closes_at_once_needs_no_task() -> None:
+    ws, t = make(AtOnceTransport())
+    await ws.accept()
+    tasks = len(asyncio.all_tasks())
+    await ws.close_within(CloseCode.GOING_AWAY, "shutdown", 1.0)
+    assert len(asyncio.all_tasks()) == tasks  # no close task was started
+    await ws.close_within(CloseCode.NORMAL_CLOSURE, "", 1.0)
+    await ws.finish(CloseCode.NORMAL_CLOSURE)
+    assert isinstance(t, AtOnceTransport) and t.close_now_calls == 1
+    assert t.closed == (CloseCode.GOING_AWAY, "shutdown") and ws.close_code == 1001
+
+
+async def test_finish_closes_at_once_after_the_client_closed() -> None:
+    ws, t = make(AtOnceTransport())
+    await ws.accept()
+    t.push(CLOSE, CloseCode.NO_STATUS_RCVD)
+    assert [m async for m in ws] == []  # the usual end: no error
+    await ws.finish(CloseCode.NORMAL_CLOSURE)
+    # 1005 cannot go in a close frame: the answer says 1000; the code seen stays 1005.
+    assert t.closed == (CloseCode.NORMAL_CLOSURE, "") and ws.close_code == 1005
+    assert ws.closed_by == "client"
+
+
+async def test_a_close_at_once_waits_for_a_handshake_when_asked() -> None:
+    ws, _ = make(AtOnceTransport())
+    await ws.accept()
+    # At shutdown the client's reply is awaited: the task path, with close() awaited.
+    with pytest.raises(AssertionError, match="must not be awaited"):
+        await ws.close_within(CloseCode.GOING_AWAY, "", 1.0, handshake=0.1)

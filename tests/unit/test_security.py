@@ -193,3 +193,13 @@ async def test_a_slow_rate_limit_gets_a_usable_default_burst() -> None:
     ws, _ = make(rate_limit=0.4)  # a burst of twice the rate would be under one message
     await ws.accept()
     assert ws._rate is not None and ws._rate.burst >= 1
+
+
+def test_without_a_per_address_limit_only_the_total_is_counted() -> None:
+    limiter = ConnectionLimiter(max_total=2)
+    assert limiter.acquire(None) is None and limiter.acquire(None) is None
+    assert limiter.acquire(None) == "too many connections"
+    assert limiter.total == 2 and limiter.per_ip == {}
+    limiter.release(None)
+    limiter.release(None)
+    assert limiter.total == 0

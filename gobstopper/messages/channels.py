@@ -15,12 +15,25 @@ __all__ = ["MAX_NAME", "is_pattern", "matches", "valid_channel", "valid_pattern"
 MAX_NAME = 256  # characters in a channel name or pattern
 _SEGMENT = re.compile(r"[^.*\s]+")
 
+#: Channel names found valid, so that a channel published to again is not parsed again;
+#: bounded (names may be endless: one per user, per document...).
+_VALID: set[str] = set()
+_VALID_KEPT = 10_000
+
 
 def valid_channel(name: object) -> bool:
     """A channel one can publish to: segments only, no wildcard."""
+    if type(name) is str and name in _VALID:
+        return True
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
         return False
-    return all(_SEGMENT.fullmatch(seg) for seg in name.split("."))
+    for seg in name.split("."):
+        if not _SEGMENT.fullmatch(seg):
+            return False
+    if len(_VALID) >= _VALID_KEPT:
+        _VALID.clear()
+    _VALID.add(name)
+    return True
 
 
 def valid_pattern(pattern: object) -> bool:

@@ -215,13 +215,18 @@ class Dispatcher:
         try:
             reply = await self.dispatch(peer, raw)
             in_queue, peer.answer_in_queue = peer.answer_in_queue, False
-            _run(peer.before_answer)  # no pause from here until it is queued
+            if peer.before_answer:
+                _run(peer.before_answer)  # no pause from here until it is queued
             if reply is not None and not peer.ended:
                 await self.send_reply(peer, reply, in_queue)
         finally:
-            _run(peer.before_answer)
-            peer.unanswered = []
-            _run(peer.after_answer)
+            # Most frames leave no hooks: looked at before anything is called or made.
+            if peer.before_answer:
+                _run(peer.before_answer)
+            if peer.unanswered:
+                peer.unanswered = []
+            if peer.after_answer:
+                _run(peer.after_answer)
         if peer.closing is None:
             return
         if peer.ended:

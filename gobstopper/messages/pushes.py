@@ -251,7 +251,16 @@ class Pushes:
             TypeError: an offered encoding cannot carry it.
             MessageTooBig: one of its forms is over the message limit.
         """
-        raw, packed = self._encoded(message, 0)
+        # ``_encoded`` without a position to make room for: every publication comes here.
+        raw = json_bytes(message)
+        size = len(raw)
+        packed = None
+        if self._msgpack:
+            packed = typing.cast(bytes, MSGPACK.encode(message))
+            size = max(size, len(packed))
+        limit = self.manager.config.max_message_bytes
+        if size > limit:
+            raise MessageTooBig(size, limit)
         return raw, Push(raw.decode(), len(raw), packed)
 
     def _encoded(self, message: dict[str, Any], spare: int) -> tuple[bytes, bytes | None]:

@@ -82,6 +82,9 @@ logger = logging.getLogger("gobstopper.rpc")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: The ids a push skips when it skips nobody.
+_NOBODY: frozenset[str] = frozenset()
+
 
 class RPC:
     """An endpoint: a table of methods and events, channels, and the loop that serves them.
@@ -479,7 +482,11 @@ class RPC:
             MessageTooBig: the message is over ``MAX_WS_MESSAGE_BYTES``.
             TypeError: ``data`` cannot be encoded.
         """
-        ids, clustered = self.manager.audience(exclude, predicate, local)
+        manager = self.manager
+        if exclude is None and predicate is None:  # the usual publication: to everyone
+            ids, clustered = _NOBODY, manager.cluster.clustered and not local
+        else:
+            ids, clustered = manager.audience(exclude, predicate, local)
         return await self._pushes.publish(channel, data, ids, predicate, clustered)
 
     async def emit(

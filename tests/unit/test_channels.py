@@ -162,3 +162,12 @@ async def test_parameters_are_converted_and_injected_wherever_they_stand() -> No
             "channel": "x",
             "subscriptions": 1,
         }
+
+
+def test_valid_channel_answers_the_same_when_asked_again() -> None:
+    # Valid names are remembered; what is not a name (or not hashable) is never.
+    for _ in range(2):
+        assert valid_channel("news.sport")
+        assert not valid_channel("news.*")
+        assert not valid_channel(["news.sport"])
+        assert not valid_channel("")

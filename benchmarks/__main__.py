@@ -14,6 +14,7 @@ Every server is a process of its own, on 127.0.0.1, stopped when its runs end.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import shutil
 import sys
@@ -113,8 +114,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "redis-server is not installed: no cluster fan-out, no routing, no history",
                 flush=True,
             )
+        # Each script pins this process to core 0 while it measures: give every one the
+        # cores this run started with, or only the first would find two cores to pin to.
+        cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
         for name, module in modules:
             print(f"== {name} ==", flush=True)
+            if cores is not None:
+                os.sched_setaffinity(0, cores)
             codes.append(module.main([*common, "--json", str(folder / f"{name}.json")]))
         section = goals_section(
             _summaries(folder / "echo.json", EchoSummary),

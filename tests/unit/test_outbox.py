@@ -305,8 +305,8 @@ async def test_flush_waits_for_a_group_not_yet_ended() -> None:
     flushing = asyncio.ensure_future(conn.outbox.flush(5))
     await asyncio.sleep(0)
     transport.release(1)
-    await asyncio.sleep(0.01)
-    assert not flushing.done()  # "b" is still going
+    done, _ = await asyncio.wait((flushing,), timeout=0.01)
+    assert not done  # "b" is still going
     transport.release()
     assert await asyncio.wait_for(flushing, 5) is True
     assert transport.sent == ["a", "b"] and conn.outbox.queued_messages == 0

@@ -14,8 +14,8 @@ Every server is a process of its own, on 127.0.0.1, stopped when its runs end.
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 import shutil
 import sys
 import tempfile

@@ -37,10 +37,10 @@ from typing import Any, TypeVar
 from . import envelope
 from .brokers import Broker, broker_from_url, check_broker_url
 from .cluster import ALL, CONNS, room_channel
+from .commands import CONTROL, LIMITS, USER_ROOM, control_command
 from .envelope import Envelope
 from .errors import BrokerUnavailable, ConfigError, MessageTooBig
 from .history.base import Position
-from .manager import CONTROL, LIMITS, USER_ROOM, control_command
 from .messages import channels, protocol
 from .messages.codec import json_bytes
 from .messages.history import POLICIES, POSITION_ROOM, history_stream, parse_policies

@@ -27,93 +27,36 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from types import MappingProxyType
 from typing import Any
 
 from ._util import Throttle
 from .brokers.base import Broker, BrokerHealth
 from .cluster import ALL, Cluster, TopicHandler, room_channel
+from .commands import CONTROL, LIMITS, USER_ROOM, control_command, read_command
 from .config import Config
 from .delivery import Delivery, Exclude, Payload, Push, connection_ids, deliver, encode
 from .envelope import Envelope
 from .errors import BrokerUnavailable, CloseCode
+from .member import Connection
 from .outbox import DeliveryStats, Outbox
 from .presence import PresenceDiff, PresenceState, Record, check_meta, entry, state_of
 from .presence import state_of_records as _state_of_records
 from .presence.tracker import PresenceTracker
-from .websocket import State, WebSocket, WebSocketState
+from .websocket import WebSocket, WebSocketState
 
-__all__ = ["Connection", "Delivery", "Push", "TopicHandler", "WebSocketManager"]
+__all__ = [
+    "CONTROL",
+    "LIMITS",
+    "USER_ROOM",
+    "Connection",
+    "Delivery",
+    "Push",
+    "TopicHandler",
+    "WebSocketManager",
+    "control_command",
+]
 
 logger = logging.getLogger("gobstopper.manager")
-
-
-class Connection:
-    """A WebSocket registered with a manager: its id, its rooms and its outbox.
-
-    Attributes:
-        user: the user it belongs to (``connect(..., user=...)``), if any.
-        binary_pushes: the layer serving this connection wants the binary form of
-            pushes (``Push.binary``), e.g. a client that chose msgpack.
-    """
-
-    __slots__ = (
-        "_manager",
-        "_meta",
-        "binary_pushes",
-        "entry",
-        "id",
-        "outbox",
-        "rooms",
-        "user",
-        "ws",
-    )
-
-    def __init__(self, conn_id: str, ws: WebSocket, manager: WebSocketManager) -> None:
-        self.id = conn_id
-        self.user: str | None = None
-        self._meta: dict[str, Any] = {}
-        #: What this connection writes under a room's presence key: its id, or with a
-        #: user or a meta, ``presence.entry(id, user, meta)``.
-        self.entry = conn_id
-        self.ws = ws
-        self.rooms: set[str] = set()
-        self.binary_pushes = False
-        self._manager = manager
-        self.outbox = Outbox(ws, manager.config, manager._slow, manager.stats, manager._throttle)
-
-    @property
-    def state(self) -> State:
-        """The WebSocket's free namespace (``conn.state.user``), seen by predicates."""
-        return self.ws.state
-
-    @property
-    def closed(self) -> bool:
-        return self.ws.closed
-
-    @property
-    def meta(self) -> Mapping[str, Any]:
-        """What presence shows of this connection (``connect(meta=...)``, ``set_meta``)."""
-        return MappingProxyType(self._meta)
-
-    async def set_meta(self, meta: Mapping[str, Any]) -> None:
-        """Replace this connection's presence meta, on every node (see
-        ``WebSocketManager.set_meta``)."""
-        await self._manager.set_meta(self, meta)
-
-    async def join(self, room: str) -> None:
-        await self._manager.join(self, room)
-
-    async def leave(self, room: str) -> None:
-        await self._manager.leave(self, room)
-
-    async def send(self, data: Payload) -> bool:
-        """Queue a message for this connection only, in order with broadcasts."""
-        payload, size = self._manager.encode(data)
-        return self.outbox.put(payload, size)
-
-    def __repr__(self) -> str:
-        return f"<Connection {self.id} rooms={sorted(self.rooms)}>"
 
 
 class WebSocketManager:
@@ -592,16 +535,14 @@ class WebSocketManager:
         else:
             return
         try:
-            command = json.loads(note.payload)
-            if command.get("op") == "disconnect":
-                code, reason = command.get("code", 1000), command.get("reason", "")
-                if type(code) is not int or not isinstance(reason, str):
-                    raise TypeError(f"code {code!r}, reason {reason!r}")
-                control_command(code, reason)  # checked as a local call would be
-                for conn in conns:
-                    conn.ws.fail(code, reason)
+            found = read_command(note.payload)
         except Exception as exc:  # whatever another process sent, this node goes on
             self._throttle.warning("skipped a control command: %s", exc)
+            return
+        if found is not None:
+            code, reason = found
+            for conn in conns:
+                conn.ws.fail(code, reason)
 
     def audience(
         self,
@@ -710,27 +651,3 @@ def _normal(meta: Mapping[str, Any], limit: int) -> dict[str, Any]:
     """
     found: dict[str, Any] = json.loads(check_meta(meta, limit))
     return found
-
-
-#: The topic of commands between nodes (and from other processes) for connections.
-CONTROL = "control"
-#: The room of a user's connections: ``USER_ROOM + user``, joined only by ``connect(...,
-#: user=...)``.
-USER_ROOM = "user:"
-#: The presence key under which each node lists its limits (``max_message_bytes <n>``).
-LIMITS = "limits"
-
-
-def control_command(code: int, reason: str) -> bytes:
-    """The ``CONTROL`` payload that closes a connection with ``code`` and ``reason``.
-
-    Raises:
-        ValueError: a code an application may not send, or a reason over 123 bytes.
-    """
-    if isinstance(code, bool) or not isinstance(code, int):
-        raise ValueError(f"code={code!r}: a close code is a number")
-    if code != CloseCode.NORMAL_CLOSURE and not 3000 <= code <= 4999:
-        raise ValueError(f"code={code}: use 1000 or an application code, 3000 to 4999")
-    if len(reason.encode("utf-8")) > 123:
-        raise ValueError("a close reason is at most 123 bytes")
-    return json.dumps({"op": "disconnect", "code": code, "reason": reason}).encode()

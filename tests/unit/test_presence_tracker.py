@@ -123,15 +123,21 @@ async def test_a_user_on_two_nodes_leaves_once_with_the_last_connection() -> Non
     assert a.users() == {"bob": ["bob1"]} and b.users() == {}
 
 
-async def test_a_node_that_vanishes_takes_its_users_away_at_the_next_round() -> None:
+async def ann_vanishes() -> Node:
+    """Node a with bob, after node b, where ann was, died: no note, its presence gone
+    from the broker (its entries expired)."""
     a, b = await nodes(2)
     await a.connect("bob1", "bob")
     await b.connect("ann1", "ann")
     await until(lambda: "ann" in a.users())
     a.take()
-    # Node b dies: no note, its presence gone from the broker (its entries expired).
     await b.manager.presence_tracker.stop()
     await b.manager.broker.stop()  # type: ignore[union-attr]
+    return a
+
+
+async def test_a_node_that_vanishes_takes_its_users_away_at_the_next_round() -> None:
+    a = await ann_vanishes()
     tracker = a.manager.presence_tracker
     a.now = tracker.period
     await tracker.reconcile()
@@ -141,13 +147,7 @@ async def test_a_node_that_vanishes_takes_its_users_away_at_the_next_round() -> 
 async def test_after_its_own_reconnection_a_node_waits_a_grace_for_the_dead() -> None:
     """A broker that restarted empty has not every node's presence back at once: right
     after this node's link came back, a node that looks dead must stay so a grace."""
-    a, b = await nodes(2)
-    await a.connect("bob1", "bob")
-    await b.connect("ann1", "ann")
-    await until(lambda: "ann" in a.users())
-    a.take()
-    await b.manager.presence_tracker.stop()
-    await b.manager.broker.stop()  # type: ignore[union-attr]
+    a = await ann_vanishes()
     tracker = a.manager.presence_tracker
     tracker._reconnected = a.now  # as the reconciler records a reconnection
     a.now += tracker.grace / 2

@@ -152,7 +152,9 @@ class Admission:
             if not refused and ws.close_code is not None and ws.close_code >= 400:
                 metrics.rejected["handler"] += 1
             return
-        code = ws.close_code if ws.close_code is not None else CloseCode.NO_STATUS_RCVD
+        code = ws.close_code
+        if code is None:
+            code = CloseCode.NO_STATUS_RCVD
         metrics.open_connections -= 1
         metrics.closes[code] += 1
         if access.isEnabledFor(logging.INFO):

@@ -346,7 +346,8 @@ class ServerConnection(Scope):
             return
         if self._background is not None:  # a close started from a callback (e.g. 1009) goes first
             await self._background.wait()
-        self._mark_closed(code, "")
+        if not self._life.closed:
+            self._mark_closed(code, "")
         recorded = self._life.code
         final = recorded if recorded is not None and sendable(recorded) else code
         if not self._close_at_once(final, self._life.reason):
@@ -433,9 +434,7 @@ class ServerConnection(Scope):
                 self._buffer = deque()
             self._buffer.append(msg)
             self._wake()
-        elif life.closed:
-            self._wake()
-        self._arm()
+        self._arm()  # a close above has woken the handler already
 
     def _take(self, kind: int, data: Any) -> Message | None:
         """A received message, checked; None when there is nothing for the handler (the

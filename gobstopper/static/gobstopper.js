@@ -7,9 +7,9 @@
  *   await client.connect();
  *   await client.call("add", [2, 3]);          // 5
  *
- * Also: credentials that expire and are refreshed (`credentials`), and live presence
- * views of channels (`client.presence(channel)`). Times (timeout, backoff, maxBackoff)
- * are in milliseconds.
+ * Also: credentials that expire and are refreshed (`credentials`), live presence views
+ * of channels (`client.presence(channel)`), and MessagePack in binary frames instead of
+ * JSON (`encoding: "msgpack"`). Times (timeout, backoff, maxBackoff) are in milliseconds.
  */
 (function (root) {
   "use strict";
@@ -155,6 +155,318 @@
     return JSON.stringify(a) === JSON.stringify(b);
   }
 
+  /** MessagePack, the subset JSON values need (the server's binary encoding, chosen with
+   * the `encoding: "msgpack"` option): nil, booleans, integers (64-bit ones as numbers
+   * within Number.MAX_SAFE_INTEGER, or BigInt), float64, strings, bin (Uint8Array),
+   * arrays and maps with string keys. Decoding also reads float32; ext types are refused
+   * with an error naming them. What JSON.stringify leaves out (undefined properties,
+   * functions) is left out here too. */
+  const msgpack = (() => {
+    const MAX_DEPTH = 1000; // deeper (or cyclic, which never ends): refused, like JSON
+    const utf8 = new TextEncoder();
+    const fromUtf8 = new TextDecoder("utf-8", { fatal: true });
+    const TWO_32 = 0x100000000;
+
+    // Also an ArrayBuffer of another realm (an iframe's, a test's), which instanceof misses.
+    function isArrayBuffer(value) {
+      return Object.prototype.toString.call(value) === "[object ArrayBuffer]";
+    }
+
+    class Writer {
+      constructor() {
+        this.bytes = new Uint8Array(64);
+        this.view = new DataView(this.bytes.buffer);
+        this.length = 0;
+      }
+
+      room(n) {
+        if (this.length + n <= this.bytes.length) return this.length;
+        let size = this.bytes.length * 2;
+        while (size < this.length + n) size *= 2;
+        const bigger = new Uint8Array(size);
+        bigger.set(this.bytes.subarray(0, this.length));
+        this.bytes = bigger;
+        this.view = new DataView(bigger.buffer);
+        return this.length;
+      }
+
+      put(setter, size, value) {
+        const at = this.room(size);
+        this.view[setter](at, value);
+        this.length += size;
+      }
+
+      byte(value) {
+        this.put("setUint8", 1, value);
+      }
+
+      typed(tag, setter, size, value) {
+        this.byte(tag);
+        this.put(setter, size, value);
+      }
+
+      raw(bytes) {
+        const at = this.room(bytes.length);
+        this.bytes.set(bytes, at);
+        this.length += bytes.length;
+      }
+
+      // The header of a string, bin, array or map of `n` items: the fix form if it has
+      // one (fix: [tag, max]), then 8-, 16- or 32-bit lengths.
+      header(n, fix, tags, what) {
+        if (fix && n <= fix[1]) this.byte(fix[0] | n);
+        else if (tags[0] !== null && n < 0x100) this.typed(tags[0], "setUint8", 1, n);
+        else if (n < 0x10000) this.typed(tags[1], "setUint16", 2, n);
+        else if (n < TWO_32) this.typed(tags[2], "setUint32", 4, n);
+        else throw new TypeError(`msgpack cannot carry a ${what} of ${n} items`);
+      }
+    }
+
+    function writeInt(w, n) {
+      if (n >= 0) {
+        if (n < 0x80) w.byte(n);
+        else if (n < 0x100) w.typed(0xcc, "setUint8", 1, n);
+        else if (n < 0x10000) w.typed(0xcd, "setUint16", 2, n);
+        else if (n < TWO_32) w.typed(0xce, "setUint32", 4, n);
+        else w.typed(0xcf, "setBigUint64", 8, BigInt(n));
+      } else if (n >= -0x20) w.byte(n & 0xff);
+      else if (n >= -0x80) w.typed(0xd0, "setInt8", 1, n);
+      else if (n >= -0x8000) w.typed(0xd1, "setInt16", 2, n);
+      else if (n >= -0x80000000) w.typed(0xd2, "setInt32", 4, n);
+      else w.typed(0xd3, "setBigInt64", 8, BigInt(n));
+    }
+
+    function writeBigInt(w, n) {
+      if (n >= -(2n ** 63n) && n <= BigInt(Number.MAX_SAFE_INTEGER)) {
+        if (n >= BigInt(Number.MIN_SAFE_INTEGER)) writeInt(w, Number(n));
+        else w.typed(0xd3, "setBigInt64", 8, n);
+      } else if (n < 2n ** 64n && n > 0n) {
+        w.typed(0xcf, "setBigUint64", 8, n);
+      } else {
+        throw new TypeError(`msgpack cannot carry the integer ${n} (64 bits at most)`);
+      }
+    }
+
+    function write(w, value, depth) {
+      if (depth > MAX_DEPTH) throw new TypeError("msgpack: nested too deeply (or cyclic)");
+      if (value !== null && typeof value === "object" && typeof value.toJSON === "function") {
+        value = value.toJSON(); // a Date, as JSON.stringify would send it
+      }
+      if (value === null || value === undefined) {
+        w.byte(0xc0);
+      } else if (typeof value === "boolean") {
+        w.byte(value ? 0xc3 : 0xc2);
+      } else if (typeof value === "number") {
+        if (Number.isSafeInteger(value)) writeInt(w, value);
+        else w.typed(0xcb, "setFloat64", 8, value);
+      } else if (typeof value === "bigint") {
+        writeBigInt(w, value);
+      } else if (typeof value === "string") {
+        const bytes = utf8.encode(value);
+        w.header(bytes.length, [0xa0, 31], [0xd9, 0xda, 0xdb], "string");
+        w.raw(bytes);
+      } else if (isArrayBuffer(value) || ArrayBuffer.isView(value)) {
+        const bytes = ArrayBuffer.isView(value)
+          ? new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
+          : new Uint8Array(value);
+        w.header(bytes.length, null, [0xc4, 0xc5, 0xc6], "bin");
+        w.raw(bytes);
+      } else if (Array.isArray(value)) {
+        w.header(value.length, [0x90, 15], [null, 0xdc, 0xdd], "array");
+        for (const item of value) {
+          // As in JSON: what has no value there is null.
+          const kind = typeof item;
+          write(w, kind === "function" || kind === "symbol" ? null : item, depth + 1);
+        }
+      } else if (typeof value === "object") {
+        const keys = Object.keys(value).filter((key) => {
+          const kind = typeof value[key];
+          return kind !== "undefined" && kind !== "function" && kind !== "symbol";
+        });
+        w.header(keys.length, [0x80, 15], [null, 0xde, 0xdf], "map");
+        for (const key of keys) {
+          write(w, key, depth + 1);
+          write(w, value[key], depth + 1);
+        }
+      } else {
+        throw new TypeError(`msgpack cannot carry a ${typeof value}`);
+      }
+    }
+
+    /** `value` as msgpack bytes. Throws TypeError for what it cannot carry. */
+    function encode(value) {
+      const w = new Writer();
+      write(w, value, 0);
+      return w.bytes.slice(0, w.length);
+    }
+
+    class Reader {
+      constructor(bytes) {
+        this.bytes = bytes;
+        this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        this.at = 0;
+      }
+
+      fail(why, at = this.at) {
+        throw new SyntaxError(`msgpack: ${why} (at byte ${at})`);
+      }
+
+      take(n) {
+        if (this.at + n > this.bytes.length) this.fail(`truncated: ${n} bytes expected`);
+        const at = this.at;
+        this.at += n;
+        return at;
+      }
+
+      get(getter, size) {
+        return this.view[getter](this.take(size));
+      }
+
+      // A length of 1 << k bytes (k: 0, 1, 2).
+      size(k) {
+        return this.get(["getUint8", "getUint16", "getUint32"][k], 1 << k);
+      }
+    }
+
+    // A 64-bit integer: a number within the safe range, else a number that lost digits,
+    // as JSON.parse gives the same integer sent as JSON.
+    function wide(big) {
+      return Number(big);
+    }
+
+    function readStr(r, n) {
+      const at = r.take(n);
+      try {
+        return fromUtf8.decode(r.bytes.subarray(at, at + n));
+      } catch {
+        return r.fail("a string that is not UTF-8", at);
+      }
+    }
+
+    function readArray(r, n, depth) {
+      const items = [];
+      for (let i = 0; i < n; i += 1) items.push(read(r, depth + 1));
+      return items;
+    }
+
+    function readMap(r, n, depth) {
+      const map = {};
+      for (let i = 0; i < n; i += 1) {
+        const at = r.at;
+        const key = read(r, depth + 1);
+        if (typeof key !== "string" && typeof key !== "number") {
+          r.fail(`a map key must be a string or an integer, not ${typeof key}`, at);
+        }
+        // Defined, not assigned: a "__proto__" key is data, as with JSON.parse.
+        Object.defineProperty(map, String(key), {
+          value: read(r, depth + 1),
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
+      }
+      return map;
+    }
+
+    function readExt(r, size, start) {
+      const type = r.get("getInt8", 1);
+      r.take(size);
+      return r.fail(`ext type ${type} is not supported`, start);
+    }
+
+    function read(r, depth) {
+      if (depth > MAX_DEPTH) r.fail("nested too deeply");
+      const start = r.at;
+      const tag = r.get("getUint8", 1);
+      if (tag < 0x80) return tag;
+      if (tag >= 0xe0) return tag - 0x100;
+      if (tag < 0x90) return readMap(r, tag & 0x0f, depth);
+      if (tag < 0xa0) return readArray(r, tag & 0x0f, depth);
+      if (tag < 0xc0) return readStr(r, tag & 0x1f);
+      switch (tag) {
+        case 0xc0:
+          return null;
+        case 0xc2:
+          return false;
+        case 0xc3:
+          return true;
+        case 0xc4:
+        case 0xc5:
+        case 0xc6: {
+          const n = r.size(tag - 0xc4);
+          const at = r.take(n);
+          return r.bytes.slice(at, at + n);
+        }
+        case 0xc7:
+        case 0xc8:
+        case 0xc9: {
+          return readExt(r, r.size(tag - 0xc7), start);
+        }
+        case 0xca:
+          return r.get("getFloat32", 4);
+        case 0xcb:
+          return r.get("getFloat64", 8);
+        case 0xcc:
+          return r.get("getUint8", 1);
+        case 0xcd:
+          return r.get("getUint16", 2);
+        case 0xce:
+          return r.get("getUint32", 4);
+        case 0xcf:
+          return wide(r.get("getBigUint64", 8));
+        case 0xd0:
+          return r.get("getInt8", 1);
+        case 0xd1:
+          return r.get("getInt16", 2);
+        case 0xd2:
+          return r.get("getInt32", 4);
+        case 0xd3:
+          return wide(r.get("getBigInt64", 8));
+        case 0xd4:
+        case 0xd5:
+        case 0xd6:
+        case 0xd7:
+        case 0xd8:
+          return readExt(r, 1 << (tag - 0xd4), start);
+        case 0xd9:
+          return readStr(r, r.get("getUint8", 1));
+        case 0xda:
+          return readStr(r, r.get("getUint16", 2));
+        case 0xdb:
+          return readStr(r, r.get("getUint32", 4));
+        case 0xdc:
+          return readArray(r, r.get("getUint16", 2), depth);
+        case 0xdd:
+          return readArray(r, r.get("getUint32", 4), depth);
+        case 0xde:
+          return readMap(r, r.get("getUint16", 2), depth);
+        case 0xdf:
+          return readMap(r, r.get("getUint32", 4), depth);
+        default:
+          return r.fail(`0x${tag.toString(16)} is not a msgpack type`, start); // 0xc1
+      }
+    }
+
+    /** The value of the msgpack bytes `data` (Uint8Array, ArrayBuffer or a view): one
+     * value, nothing after it. Throws SyntaxError naming what is wrong and where. */
+    function decode(data) {
+      let bytes;
+      if (ArrayBuffer.isView(data)) {
+        bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      } else if (isArrayBuffer(data)) {
+        bytes = new Uint8Array(data);
+      } else {
+        throw new TypeError(`msgpack.decode needs bytes, not ${typeof data}`);
+      }
+      const r = new Reader(bytes);
+      const value = read(r, 0);
+      if (r.at !== bytes.length) r.fail(`${bytes.length - r.at} bytes after the value`);
+      return value;
+    }
+
+    return Object.freeze({ encode, decode });
+  })();
+
   /** A live view of the presence of one channel that tracks presence (`client.presence`):
    * who is there, on how many connections, kept current by the server's diffs and
    * replaced by the state of each subscribe answer (after every reconnection). */
@@ -243,17 +555,27 @@
     /**
      * @param {string} url  ws://, wss://, or a path ("/rpc") on the page's own host.
      * @param {{timeout?: number, backoff?: number, maxBackoff?: number,
-     *   credentials?: () => (string|null|Promise<string|null>)}} options
+     *   credentials?: () => (string|null|Promise<string|null>),
+     *   encoding?: "json"|"msgpack"}} options
      *   credentials: called before every connection attempt (its token goes as the
      *   `token` query parameter) and when the server says the credential is due for
      *   renewal (then sent with rpc.refresh).
+     *   encoding: "msgpack" asks the server for MessagePack (`?encoding=msgpack`):
+     *   binary frames both ways. Throws RangeError for another name.
      */
     constructor(url, options = {}) {
+      const encoding = options.encoding ?? "json";
+      if (encoding !== "json" && encoding !== "msgpack") {
+        throw new RangeError(`unknown encoding ${JSON.stringify(encoding)}: "json" or "msgpack"`);
+      }
       const base = root.location ? root.location.href : undefined;
       const full = new URL(url, base);
       if (full.protocol === "http:") full.protocol = "ws:";
       if (full.protocol === "https:") full.protocol = "wss:";
+      if (encoding === "msgpack") full.searchParams.set("encoding", "msgpack");
       this.url = full.href;
+      /** "json" (text frames) or "msgpack" (binary frames). */
+      this.encoding = encoding;
       this.timeout = options.timeout ?? 10000;
       this.backoff = options.backoff ?? 500;
       this.maxBackoff = options.maxBackoff ?? 8000;
@@ -609,7 +931,7 @@
       if (this.status === "closed") {
         this._settle(entry, new ConnectionError("client closed"));
       } else if (ws && ws.readyState === 1 && !first) {
-        ws.send(JSON.stringify(entry.message));
+        ws.send(this._encode(entry.message));
         entry.sent = true;
         if (entry.id === undefined) this._settle(entry, null, undefined);
       } else if (first) {
@@ -673,6 +995,7 @@
     _dial(url) {
       this._serverClose = null;
       const ws = new WebSocket(url);
+      if (this.encoding === "msgpack") ws.binaryType = "arraybuffer"; // not Blobs
       this._ws = ws;
       ws.onopen = () => this._opened(ws);
       ws.onmessage = (event) => {
@@ -774,12 +1097,26 @@
       }
     }
 
+    _encode(message) {
+      return this.encoding === "msgpack" ? msgpack.encode(message) : JSON.stringify(message);
+    }
+
+    _decode(raw) {
+      const text = typeof raw === "string";
+      if (this.encoding === "json") {
+        if (!text) throw new TypeError("a binary frame, where JSON comes in text frames");
+        return JSON.parse(raw);
+      }
+      if (text) throw new TypeError("a text frame, where msgpack comes in binary frames");
+      return msgpack.decode(raw);
+    }
+
     _receive(raw) {
       let payload;
       try {
-        payload = JSON.parse(raw);
+        payload = this._decode(raw);
       } catch (err) {
-        console.warn("gobstopper: ignored a message that is not JSON", err);
+        console.warn(`gobstopper: ignored a message that is not ${this.encoding}`, err);
         return;
       }
       for (const m of Array.isArray(payload) ? payload : [payload]) {
@@ -848,7 +1185,16 @@
     }
   }
 
-  const api = { Client, PresenceView, CallError, ConnectionError, TimeoutError, RPC, matches };
+  const api = {
+    Client,
+    PresenceView,
+    CallError,
+    ConnectionError,
+    TimeoutError,
+    RPC,
+    matches,
+    msgpack,
+  };
   if (typeof module === "object" && module.exports) module.exports = api;
   else root.Gobstopper = api;
 })(typeof window !== "undefined" ? window : globalThis);

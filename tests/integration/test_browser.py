@@ -197,6 +197,28 @@ def check_the_client(page: Any) -> None:
     )
     assert left == [], left
 
+    # The same in MessagePack: binary frames both ways, a call, its error, a subscription.
+    got = run_js(
+        page,
+        'const mp = new Gobstopper.Client("/ws/chat?name=mp", {encoding: "msgpack"});\n'
+        "mp.connect().then(async (info) => {\n"
+        "  let heard;\n"
+        "  const message = new Promise((resolve) => { heard = resolve; });\n"
+        '  await mp.subscribe("room.e2e", (data, channel) => heard([data, channel])).ready;\n'
+        '  const said = await mp.call("say", {room: "e2e", text: "packed \u00e9"});\n'
+        '  const error = await mp.call("nope", [1]).catch((e) => [e.name, e.code, e.data]);\n'
+        "  const result = {encoding: info.encoding, said, error, message: await message};\n"
+        "  mp.close();\n"
+        "  done(result);\n"
+        "}).catch(failed);",
+    )
+    assert got == {
+        "encoding": "msgpack",
+        "said": None,
+        "error": ["CallError", -32601, "nope"],
+        "message": [{"kind": "said", "name": "mp", "text": "packed \u00e9"}, "room.e2e"],
+    }, got
+
 
 def test_chat_in_two_browser_pages_survives_a_server_restart(browser: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By

@@ -24,7 +24,9 @@ async function browserClientAsDocumented(): Promise<void> {
     if (err instanceof Gobstopper.CallError) {
       const code: number = err.code;
       console.log(code, err.message, err.data);
-    } else if (err instanceof Gobstopper.TimeoutError || err instanceof Gobstopper.ConnectionError) {
+    } else if (err instanceof Gobstopper.TimeoutError) {
+      console.log(err.name);
+    } else if (err instanceof Gobstopper.ConnectionError) {
       console.log(err.name);
     }
   }
@@ -106,3 +108,20 @@ async function browserClientAsDocumented(): Promise<void> {
 }
 
 void browserClientAsDocumented;
+
+// What the declarations refuse (tsc fails on an @ts-expect-error with nothing to refuse).
+function refused(client: Gobstopper.Client): void {
+  // @ts-expect-error: an encoding gobstopper.js does not speak
+  new Gobstopper.Client("/rpc", { encoding: "cbor" });
+  // @ts-expect-error: params are an array or an object
+  void client.call("add", 5);
+  // @ts-expect-error: a stream's onItem is required
+  void client.stream("count", { n: 1 });
+  // @ts-expect-error: a position has an offset and an epoch
+  client.subscribe("feed", () => {}, { since: { offset: 1 } });
+  // @ts-expect-error: the error classes carry a numeric code
+  const code: string = new Gobstopper.CallError(1, "m").code;
+  void code;
+}
+
+void refused;

@@ -1,14 +1,26 @@
 """gobstopper.d.ts, the TypeScript types of the browser client: it declares what
-gobstopper.js exports, with the protocol's constants."""
+gobstopper.js exports, with the protocol's constants; code using it as the docs show
+type-checks with ``tsc --strict``, and so does a stub generated from an OpenRPC document.
+
+tsc comes from npm (``.ci/run``: ``npm install --no-save --prefix .ci/node
+typescript@5``); without it these tests skip, except in CI, where they fail."""
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
+from gobstopper.codegen.typescript import typescript_stub
 from gobstopper.messages import protocol
 from gobstopper.messages.static import CLIENT_JS
 
+from .node_tools import ROOT, require_tsc
+
 DTS = CLIENT_JS.with_name("gobstopper.d.ts")
+TS = ROOT / "tests" / "ts"
 
 
 def test_the_declarations_are_what_the_script_exports() -> None:
@@ -27,3 +39,38 @@ def test_the_declared_constants_are_the_protocols() -> None:
     assert len(entries) == len(block.group(1).splitlines())
     for name, value in entries:
         assert getattr(protocol, name) == (value.strip('"') if value[0] == '"' else int(value))
+
+
+def tsc(files: list[Path], tmp_path: Path, **options: object) -> None:
+    """Type-check ``files`` with ``tsc --strict --noEmit`` (no @types, no other file)."""
+    config = {
+        "compilerOptions": {
+            "target": "es2022",
+            "lib": ["es2022", "dom"],
+            "module": "es2022",
+            "moduleResolution": "bundler",
+            "types": [],
+            **options,
+        },
+        "files": [str(f) for f in files],
+    }
+    (tmp_path / "tsconfig.json").write_text(json.dumps(config))
+    command = [require_tsc(), "-p", str(tmp_path / "tsconfig.json"), "--strict", "--noEmit"]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_the_documented_uses_type_check(tmp_path: Path) -> None:
+    """tests/ts/browser_client.ts: the docs' uses of the global ``Gobstopper``, and misuses
+    it must refuse."""
+    tsc([TS / "browser_client.ts"], tmp_path)
+
+
+def test_a_generated_stub_type_checks_against_the_declarations(tmp_path: Path) -> None:
+    """A stub of tests/ts/openrpc.json, used by tests/ts/use_stub.ts as the docs show
+    (with misuses it must refuse)."""
+    doc = json.loads((TS / "openrpc.json").read_text())
+    (tmp_path / "api.ts").write_text(typescript_stub(doc))
+    shutil.copy(DTS, tmp_path / "gobstopper.d.ts")
+    shutil.copy(TS / "use_stub.ts", tmp_path / "use_stub.ts")
+    tsc([tmp_path / "use_stub.ts"], tmp_path, allowUmdGlobalAccess=True)

@@ -1,13 +1,13 @@
 """The chat and feed examples and the browser client (/gobstopper.js) in a real headless
-Chromium (Debian's chromium and chromedriver, driven by Selenium): two pages in one room,
-messages, typing, presence, both pages reconnecting by themselves after the server
-restarts (room restored), and the client's calls and errors driven from the page; a
-user's three tabs and another user on two hosts sharing a Redis, each user shown once
-with their number of devices, and one leave notice when the user's last tab goes; a page
-whose credentials expire every two seconds staying connected by refreshing them; the
-feed page, through a proxy that cuts its connection, missing nothing published
-meanwhile, resuming after a reload, saying so when it cannot recover, and overlapping
-wildcard subscriptions.
+Chromium (Debian's chromium and chromedriver, driven by Selenium): two pages in one room
+(one speaking JSON, the other MessagePack), messages, typing, presence, both pages
+reconnecting by themselves after the server restarts (room restored), and the client's
+calls and errors driven from the page (in both encodings); a user's three tabs and
+another user on two hosts sharing a Redis, each user shown once with their number of
+devices, and one leave notice when the user's last tab goes; a page whose credentials
+expire every two seconds staying connected by refreshing them; the feed page, through a
+proxy that cuts its connection, missing nothing published meanwhile, resuming after a
+reload, saying so when it cannot recover, and overlapping wildcard subscriptions.
 
 Without chromium, chromedriver or selenium the test is skipped with the reason, except in
 CI (``CI`` set), where it fails: ``.ci/run`` installs them.
@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import pytest
 
@@ -115,11 +116,15 @@ def wait_text(page: Any, element: str, predicate: Any, what: str) -> str:
         raise AssertionError(f"{what}: #{element} is {now!r}") from exc
 
 
-def join(page: Any, server: Server, room: str, name: str, device: str = "") -> None:
-    """Open the chat page (as ``device``), enter ``room`` as ``name``."""
+def join(
+    page: Any, server: Server, room: str, name: str, device: str = "", encoding: str = ""
+) -> None:
+    """Open the chat page (as ``device``, speaking ``encoding``), enter ``room`` as
+    ``name``."""
     from selenium.webdriver.common.by import By
 
-    page.get(f"{server.http}/" + (f"?device={device}" if device else ""))
+    query = urlencode({k: v for k, v in (("device", device), ("encoding", encoding)) if v})
+    page.get(f"{server.http}/" + (f"?{query}" if query else ""))
     page.find_element(By.ID, "room").clear()
     page.find_element(By.ID, "room").send_keys(room)
     page.find_element(By.ID, "name").send_keys(name)
@@ -227,7 +232,11 @@ def test_chat_in_two_browser_pages_survives_a_server_restart(browser: Any, tmp_p
     try:
         ann, ben = browser(), browser()
         join(ann, server, "e2e", "ann")
-        join(ben, server, "e2e", "ben")
+        join(ben, server, "e2e", "ben", encoding="msgpack")  # ann speaks JSON, ben msgpack
+        assert [p.execute_script("return client.info.encoding;") for p in (ann, ben)] == [
+            "json",
+            "msgpack",
+        ]
         wait_text(ann, "members", lambda t: t == "online (2): ann, ben", "ann does not see ben")
         wait_text(ann, "log", lambda t: "* ben joined" in t, "no join notice")
 

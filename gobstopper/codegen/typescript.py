@@ -24,58 +24,12 @@ __all__ = ["typescript_stub"]
 
 _REF = "#/components/schemas/"
 _IDENT = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
-# Not usable as a parameter's name (they are as a member's).
+# Not usable as a parameter's name (they are as a member's). Words: clearer than a list.
 _RESERVED = frozenset(
-    {
-        "await",
-        "break",
-        "case",
-        "catch",
-        "class",
-        "const",
-        "continue",
-        "debugger",
-        "default",
-        "delete",
-        "do",
-        "else",
-        "enum",
-        "export",
-        "extends",
-        "false",
-        "finally",
-        "for",
-        "function",
-        "if",
-        "implements",
-        "import",
-        "in",
-        "instanceof",
-        "interface",
-        "let",
-        "new",
-        "null",
-        "package",
-        "private",
-        "protected",
-        "public",
-        "return",
-        "static",
-        "super",
-        "switch",
-        "this",
-        "throw",
-        "true",
-        "try",
-        "typeof",
-        "var",
-        "void",
-        "while",
-        "with",
-        "yield",
-        "arguments",
-        "eval",
-    }
+    "await break case catch class const continue debugger default delete do else enum "  # noqa: SIM905
+    "export extends false finally for function if implements import in instanceof "
+    "interface let new null package private protected public return static super switch "
+    "this throw true try typeof var void while with yield arguments eval".split()
 )
 _PRIMITIVES = {
     "string": "string",
@@ -84,8 +38,8 @@ _PRIMITIVES = {
     "boolean": "boolean",
     "null": "null",
 }
-# The names the module itself uses: a schema may not take them.
-_TAKEN = frozenset({"gobstopper", "positional"})
+# The names the module itself uses: a schema may not take them, a parameter gets a "_".
+_TAKEN = frozenset({"gobstopper", "positional", "onItem"})
 # The wrapper's own members: an app method of that name gets a "_" after it.
 _MEMBERS = frozenset({"client", "emit", "constructor"})
 

@@ -145,3 +145,10 @@ def test_a_bad_class_name_or_document_is_refused() -> None:
         typescript_stub(document(), class_name="my api")
     with pytest.raises(TypeError, match="a mapping, not list"):
         typescript_stub([])  # type: ignore[arg-type]
+
+
+def test_a_parameter_named_like_the_modules_own_names_is_renamed() -> None:
+    stream = method("s", param("onItem", {"type": "string"}), **{"x-gobstopper-stream": True})
+    stub = typescript_stub(document(methods=[stream]))
+    assert "  s(onItem: (item: number) => void, onItem_: string): " in stub
+    assert '"s", { onItem: onItem_ }, onItem)' in stub

@@ -58,7 +58,6 @@ class _Loop:
         asyncio.run_coroutine_threadsafe(_cancel_all(), self.loop).result(_MARGIN_S)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
-        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         self.loop.close()
 
 
@@ -67,6 +66,7 @@ async def _cancel_all() -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.get_running_loop().shutdown_asyncgens()
 
 
 class WebSocketSession:

@@ -35,15 +35,14 @@ async def test_calls_streams_events_and_channels() -> None:
 
 
 async def test_two_clients_in_one_room() -> None:
-    async with AsyncTestClient(app) as client:
-        async with client.rpc("/rpc") as ann, client.rpc("/rpc") as ben:
-            heard: asyncio.Queue[Any] = asyncio.Queue()
-            ben.on("said", lambda data, sender: heard.put_nowait(data))
-            await ann.emit("join", {"room": "lobby"}, ack=True)
-            await ben.emit("join", {"room": "lobby"}, ack=True)
-            await ann.emit("say", {"room": "lobby", "text": "hi"}, ack=True)
-            said = await asyncio.wait_for(heard.get(), 5)
-            assert said == {"id": ann.id, "text": "hi"}
+    async with AsyncTestClient(app) as client, client.rpc("/rpc") as ann, client.rpc("/rpc") as ben:
+        heard: asyncio.Queue[Any] = asyncio.Queue()
+        ben.on("said", lambda data, sender: heard.put_nowait(data))
+        await ann.emit("join", {"room": "lobby"}, ack=True)
+        await ben.emit("join", {"room": "lobby"}, ack=True)
+        await ann.emit("say", {"room": "lobby", "text": "hi"}, ack=True)
+        said = await asyncio.wait_for(heard.get(), 5)
+        assert said == {"id": ann.id, "text": "hi"}
 
 
 async def test_msgpack_travels_in_process_too() -> None:

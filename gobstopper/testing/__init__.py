@@ -15,13 +15,18 @@ status), ``ReceiveTimeout`` (nothing arrived in time), ``gobstopper.ConnectionCl
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from .._util import lazy_exports
 from ..errors import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
-from .client import DEFAULT_TIMEOUT, AsyncTestClient, TestResponse
-from .errors import ReceiveTimeout, WebSocketDenied
-from .rpc import RPCTestClient
-from .server import LiveServer, free_port, start_server
-from .sync import TestClient, WebSocketSession
-from .websocket import AsyncWebSocketSession
+
+if TYPE_CHECKING:
+    from .client import DEFAULT_TIMEOUT, AsyncTestClient, TestResponse
+    from .errors import ReceiveTimeout, WebSocketDenied
+    from .rpc import RPCTestClient
+    from .server import LiveServer, free_port, start_server
+    from .sync import TestClient, WebSocketSession
+    from .websocket import AsyncWebSocketSession
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -40,3 +45,17 @@ __all__ = [
     "free_port",
     "start_server",
 ]
+
+# Imported on first use: the pytest plugin (gobstopper.testing.plugin) loads in every
+# test run of a project that installs gobstopper, and must stay light.
+_SOURCES = {
+    **dict.fromkeys(("DEFAULT_TIMEOUT", "AsyncTestClient", "TestResponse"), ".client"),
+    **dict.fromkeys(("ReceiveTimeout", "WebSocketDenied"), ".errors"),
+    "RPCTestClient": ".rpc",
+    **dict.fromkeys(("LiveServer", "free_port", "start_server"), ".server"),
+    **dict.fromkeys(("TestClient", "WebSocketSession"), ".sync"),
+    "AsyncWebSocketSession": ".websocket",
+}
+
+if not TYPE_CHECKING:  # type checkers see the imports above
+    __getattr__, __dir__ = lazy_exports(__name__, globals(), _SOURCES)

@@ -87,3 +87,16 @@ async def test_a_refusal_raises_at_once_with_its_status() -> None:
                 pass
         assert refused.value.status == 401
         assert time.monotonic() - started < 5  # not after the 30 s timeout
+
+
+async def test_a_dropped_connection_is_reconnected_with_its_subscriptions() -> None:
+    async with (
+        AsyncTestClient(app) as client,
+        client.rpc("/rpc", backoff=0.01) as rpc,
+        await rpc.subscribe("news.*") as news,
+    ):
+        await rpc.sessions[-1].close(1006)  # the connection drops
+        await rpc.ready(2)  # the second connection, subscriptions renewed
+        assert len(rpc.sessions) == 2 and rpc.sessions[0].close_code == 1006
+        await rpc.call("announce", "news.tech", "renewed")
+        assert (await news.get(timeout=5)).data == "renewed"

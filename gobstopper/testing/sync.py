@@ -70,10 +70,8 @@ async def _cancel_all() -> None:
 
 
 class WebSocketSession:
-    """The synchronous face of ``AsyncWebSocketSession``: the same methods, blocking.
-
-    Attributes: as ``AsyncWebSocketSession`` (``subprotocol``, ``close_code``...).
-    """
+    """The synchronous face of ``AsyncWebSocketSession``: the same methods, blocking;
+    ``with`` it to connect (``WebSocketDenied`` on a refusal) and to close."""
 
     def __init__(self, session: AsyncWebSocketSession, loop: _Loop) -> None:
         self._session = session
@@ -94,9 +92,30 @@ class WebSocketSession:
     ) -> None:
         self.close()
 
-    def __getattr__(self, name: str) -> Any:
-        # subprotocol, accept_headers, close_code, close_reason, path, timeout
-        return getattr(self._session, name)
+    @property
+    def path(self) -> str:
+        """The path connected to."""
+        return self._session.path
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol the app accepted with (None: none)."""
+        return self._session.subprotocol
+
+    @property
+    def accept_headers(self) -> dict[str, str]:
+        """The extra headers the app accepted with, names in lower case."""
+        return self._session.accept_headers
+
+    @property
+    def close_code(self) -> int | None:
+        """The code the connection was closed with (None while open)."""
+        return self._session.close_code
+
+    @property
+    def close_reason(self) -> str:
+        """The reason that came with the close code."""
+        return self._session.close_reason
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close from the client's side and wait for the app's handler to end."""

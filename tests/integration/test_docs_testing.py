@@ -1,6 +1,7 @@
 """Every sample of docs/testing.md, run as the test files it shows (each marked with
 ``<!-- file: NAME -->``), with the pytest configuration it recommends, in a pytest run of
-their own with every warning an error: the page cannot drift from what works."""
+their own with every warning an error: the page cannot drift from what works. The
+README's test sample runs with them."""
 
 from __future__ import annotations
 
@@ -14,10 +15,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "testing.md"
 _FILE = re.compile(r"^<!-- file: (\S+) -->\n```\w+\n(.*?)^```", re.S | re.M)
+_PYTHON = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 
 def files() -> dict[str, str]:
-    return dict(_FILE.findall(PAGE.read_text()))
+    found = dict(_FILE.findall(PAGE.read_text()))
+    readme = [b for b in _PYTHON.findall((ROOT / "README.md").read_text()) if "testing" in b]
+    assert len(readme) == 1, readme
+    found["test_readme.py"] = readme[0]
+    return found
 
 
 def test_the_chat_test_is_under_ten_lines() -> None:

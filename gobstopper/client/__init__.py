@@ -39,7 +39,7 @@ from ..messages import protocol
 from ..messages.channels import matches
 from ..messages.codec import CODECS, Codec, DecodeError
 from .channels import Channels
-from .link import Dial, Link, dial_websockets
+from .link import Dial, Link, LinkSocket, dial_websockets
 from .presence import PresenceChange, PresenceView
 from .state import Phase
 from .subscription import (
@@ -56,7 +56,9 @@ __all__ = [
     "ChannelMessage",
     "Client",
     "Credentials",
+    "Dial",
     "History",
+    "LinkSocket",
     "Phase",
     "Position",
     "PresenceChange",

@@ -271,6 +271,24 @@ def test_the_sync_client_runs_the_app_in_a_thread_and_stops_it() -> None:
     assert threading.active_count() == before
 
 
+def test_the_sync_client_shows_the_handshake_and_a_failed_startup() -> None:
+    with TestClient(app) as client:
+        with client.websocket_connect("/ws/whoami/x", subprotocols=["v9"]) as ws:
+            assert (ws.path, ws.subprotocol, ws.close_code) == ("/ws/whoami/x", "v9", None)
+            assert ws.receive_json()["offered"] == ["v9"]
+        assert (ws.close_code, ws.close_reason) == (1000, "")
+    broken = Gobstopper(environ={})
+
+    @broken.on_startup
+    def fail() -> None:
+        raise ValueError("no database")
+
+    before = threading.active_count()
+    with pytest.raises(RuntimeError, match="no database"), TestClient(broken):
+        pass
+    assert threading.active_count() == before  # its loop's thread is gone too
+
+
 def test_the_sync_client_serves_async_tests_too() -> None:
     async def inside_a_loop() -> str:
         # A sync client in a coroutine: the app's loop is the client's own, not this one.

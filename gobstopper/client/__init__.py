@@ -39,7 +39,7 @@ from ..messages import protocol
 from ..messages.channels import matches
 from ..messages.codec import CODECS, Codec, DecodeError
 from .channels import Channels
-from .link import Link
+from .link import Dial, Link, LinkSocket, dial_websockets
 from .presence import PresenceChange, PresenceView
 from .state import Phase
 from .subscription import (
@@ -56,7 +56,9 @@ __all__ = [
     "ChannelMessage",
     "Client",
     "Credentials",
+    "Dial",
     "History",
+    "LinkSocket",
     "Phase",
     "Position",
     "PresenceChange",
@@ -89,6 +91,8 @@ class Client(Channels):
             the server says the credential is about to expire (then sent with
             ``rpc.refresh``). An exception from it fails that attempt, which is retried
             with the backoff.
+        dial: opens each connection (default: a ``websockets`` connection to ``url``);
+            ``gobstopper.testing`` passes one that runs the app in-process.
 
     Raises:
         ValueError: an unknown encoding, or not ``0 < backoff <= max_backoff``.
@@ -111,6 +115,7 @@ class Client(Channels):
         max_backoff: float = 5.0,
         on_notification: Callable[[str, Any], None] | None = None,
         credentials: Credentials | None = None,
+        dial: Dial | None = None,
     ) -> None:
         if encoding not in CODECS:
             raise ValueError(f"unknown encoding {encoding!r}: choose from {sorted(CODECS)}")
@@ -134,7 +139,9 @@ class Client(Channels):
             on_frame=self._dispatch,
             on_lost=self._lost,
             headers=None if credentials is None else self._headers,
+            dial=dial_websockets if dial is None else dial,
         )
+        self._dials_websockets = dial is None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         # Run on an answer as it is read, before the next frame: what a subscribe answer
@@ -192,12 +199,13 @@ class Client(Channels):
             RuntimeError: websockets is not installed.
             asyncio.TimeoutError: no ready connection within ``timeout``.
         """
-        try:
-            import websockets  # noqa: F401
-        except ImportError:
-            raise RuntimeError(
-                "the client needs websockets: pip install 'gobstopper[client]'"
-            ) from None
+        if self._dials_websockets:
+            try:
+                import websockets  # noqa: F401
+            except ImportError:
+                raise RuntimeError(
+                    "the client needs websockets: pip install 'gobstopper[client]'"
+                ) from None
         self._link.start()
         try:
             await asyncio.wait_for(self.ready(), self.timeout)

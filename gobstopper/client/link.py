@@ -11,15 +11,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
 
 from .._util import Backoff
 from .state import ConnectionState, Phase
 
-__all__ = ["Link"]
+__all__ = ["Dial", "Link", "LinkSocket", "dial_websockets"]
 
 logger = logging.getLogger("gobstopper.client")
+
+
+class LinkSocket(Protocol):
+    """What ``Link`` needs of a connection: the part of a ``websockets`` client
+    connection it uses (``gobstopper.testing`` provides an in-process one)."""
+
+    async def send(self, message: str | bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]: ...
+
+
+#: Opens one connection: ``dial(url, headers)`` gives a context manager whose value is the
+#: open socket (entering it does the handshake; a refusal raises) and whose exit closes it.
+Dial = Callable[[str, "dict[str, str] | None"], AbstractAsyncContextManager[LinkSocket]]
+
+
+def dial_websockets(
+    url: str, headers: dict[str, str] | None
+) -> AbstractAsyncContextManager[LinkSocket]:
+    """The default ``Dial``: a connection of the ``websockets`` package."""
+    # Looked up at each call, not at import: websockets is an optional dependency.
+    from websockets.asyncio.client import connect
+
+    return connect(url, additional_headers=headers)
 
 
 class Link:
@@ -33,6 +60,7 @@ class Link:
         on_lost: called when the connection drops (and after each refused attempt).
         headers: called before each attempt for the HTTP headers to send with it (None:
             none); when it raises, the attempt fails as a refused one does.
+        dial: opens each connection (default: ``dial_websockets``).
     """
 
     def __init__(
@@ -44,6 +72,7 @@ class Link:
         on_frame: Callable[[str | bytes], None],
         on_lost: Callable[[], None],
         headers: Callable[[], Awaitable[dict[str, str] | None]] | None = None,
+        dial: Dial = dial_websockets,
     ) -> None:
         self.url = url
         self.state = ConnectionState(self._changed)
@@ -52,6 +81,7 @@ class Link:
         self._on_frame = on_frame
         self._on_lost = on_lost
         self._headers = headers
+        self._dial = dial
         self._ws: Any = None  # the current connection's socket, while connected
         self._change: asyncio.Future[None] | None = None  # resolved at the next transition
         self._runner: asyncio.Task[None] | None = None
@@ -130,15 +160,13 @@ class Link:
 
     async def _attempt(self) -> None:
         """One connection: dial, then hand over its frames until it drops."""
-        from websockets.asyncio.client import connect
-
         try:
             headers = None if self._headers is None else await self._headers()
         except Exception:
             # The application's code (a credentials callable): its traceback helps.
             logger.exception("the headers to connect to %s could not be made", self.url)
             return
-        async with connect(self.url, additional_headers=headers) as ws:
+        async with self._dial(self.url, headers) as ws:
             if self.state.closed:
                 return  # closed while the handshake ran
             self._ws = ws

@@ -54,3 +54,32 @@ def test_the_client_loads_no_server_module() -> None:
     for name in loaded:
         assert not name.startswith("granian"), name
         assert not name.startswith(server), name
+
+
+def test_the_test_kit_exports_its_names_and_stays_out_of_the_top_level() -> None:
+    import gobstopper.testing
+
+    assert set(gobstopper.testing.__all__) <= set(dir(gobstopper.testing))
+    for name in gobstopper.testing.__all__:
+        assert getattr(gobstopper.testing, name) is not None, name
+    assert "TestClient" not in gobstopper.__all__  # from gobstopper.testing only
+
+
+def test_the_pytest_plugin_loads_nothing_heavy() -> None:
+    code = (
+        "import sys, gobstopper.testing.plugin; "
+        "print(sorted(m for m in sys.modules if m.startswith("
+        "('granian', 'gobstopper', 'msgspec', 'websockets'))))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    loaded = ast.literal_eval(run.stdout)
+    assert "gobstopper.testing.plugin" in loaded
+    assert set(loaded) <= {
+        "gobstopper",
+        "gobstopper._util",
+        "gobstopper.errors",
+        "gobstopper.testing",
+        "gobstopper.testing.plugin",
+    }, loaded

@@ -1,0 +1,121 @@
+"""The test kit's real-server fixtures (``gobstopper_server``, ``gobstopper_serve``):
+the app under granian on a free port, over the wire, and nothing left running after."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+
+from gobstopper.testing import LiveServer, start_server
+
+from .helpers import http_request
+
+ROOT = Path(__file__).resolve().parents[2]
+RECOMMENDED_CONFIG = """
+[tool.pytest.ini_options]
+asyncio_mode = "auto"
+asyncio_default_fixture_loop_scope = "function"
+"""
+
+
+@pytest.fixture
+def gobstopper_target() -> str:
+    return "examples.echo:app"
+
+
+@pytest.fixture
+def gobstopper_app() -> object:
+    from examples.echo import app
+
+    return app
+
+
+@pytest.mark.parametrize("gobstopper_server", ["rsgi", "asgi"], indirect=True)
+async def test_the_server_fixture_serves_over_the_wire(gobstopper_server: LiveServer) -> None:
+    assert gobstopper_server.ws == f"ws://127.0.0.1:{gobstopper_server.port}"
+    async with connect(f"{gobstopper_server.ws}/ws/echo") as ws:
+        await ws.send("over the wire")
+        assert await ws.recv() == "over the wire"
+    assert f"--interface {gobstopper_server.interface}" in " ".join(gobstopper_server.proc.args)
+
+
+def test_rsgi_is_the_default(gobstopper_server: LiveServer) -> None:
+    assert gobstopper_server.interface == "rsgi"
+
+
+async def test_serve_starts_more_and_their_urls_answer(gobstopper_serve: object) -> None:
+    serve = gobstopper_serve
+    assert callable(serve)
+    first, second = serve("examples.chat:app"), serve("examples.chat:app", "asgi")
+    assert first.port != second.port
+    for server in (first, second):
+        health = await http_request(server.port, "GET", "/health")
+        assert health.status == 200 and health.json()["status"] == "ok"
+
+
+def test_a_bad_interface_or_target_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown interface 'wsgi'"):
+        start_server("examples.echo:app", "wsgi")
+    with pytest.raises(RuntimeError, match="server exited"):
+        start_server("examples.no_such_module:app", cwd=ROOT)
+
+
+def test_the_fixtures_stop_the_whole_process_group(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's test run, as a subprocess: its server is up during the test and gone,
+    with its process group, after it."""
+    pytester.makepyfile(
+        myapp=textwrap.dedent(
+            """
+            from gobstopper import Gobstopper, WebSocket
+
+            app = Gobstopper(environ={})
+
+
+            @app.websocket("/ws/hi")
+            async def hi(ws: WebSocket) -> None:
+                await ws.accept()
+                await ws.send_text("hi")
+            """
+        ),
+        test_user=textwrap.dedent(
+            """
+            import pytest
+            from websockets.sync.client import connect
+
+
+            @pytest.fixture
+            def gobstopper_target():
+                return "myapp:app"
+
+
+            def test_over_the_wire(gobstopper_server):
+                with open("pid", "w") as f:
+                    f.write(str(gobstopper_server.proc.pid))
+                with connect(gobstopper_server.ws + "/ws/hi") as ws:
+                    assert ws.recv(timeout=10) == "hi"
+
+
+            def test_without_an_app(gobstopper_client):
+                pass
+            """
+        ),
+    )
+    # The configuration docs/testing.md recommends: no warning with -W error.
+    pytester.makepyprojecttoml(RECOMMENDED_CONFIG)
+    args = ["-p", "no:cacheprovider", "-W", "error"]
+    if not any(ep.value == "gobstopper.testing.plugin" for ep in entry_points(group="pytest11")):
+        args += ["-p", "gobstopper.testing.plugin"]  # an install older than its entry point
+    monkeypatch.setenv("PYTHONPATH", f"{pytester.path}{os.pathsep}{ROOT}")
+    result = pytester.runpytest_subprocess(*args)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*define a fixture named gobstopper_app*"])
+    pid = int((pytester.path / "pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)  # no process of that group is left

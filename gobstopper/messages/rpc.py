@@ -47,6 +47,7 @@ from .dispatch import Dispatcher, Peer
 from .events import Event
 from .guards import Guard, all_of, any_of, equals, has
 from .history import History, parse_since
+from .openrpc import Discovery
 from .presence import ChannelPresence
 from .protocol import (
     ACCESS_DENIED,
@@ -102,6 +103,8 @@ class RPC:
         client_publish: whether clients may publish (``rpc.publish``): False, True, or
             ``(state, channel) -> bool``.
         encodings: the encodings clients may choose (``?encoding=msgpack``).
+        title: the API's name in its OpenRPC document (``rpc.discover``).
+        version: the API's version in that document.
     """
 
     def __init__(
@@ -114,6 +117,8 @@ class RPC:
         can_subscribe: Callable[[State, str], bool] | None = None,
         client_publish: bool | Callable[[State, str], bool] = False,
         encodings: Iterable[str] = ("json", "msgpack"),
+        title: str = "gobstopper",
+        version: str = "0.0.0",
     ) -> None:
         self.manager = manager if manager is not None else WebSocketManager()
         if name in self.manager.endpoints:
@@ -140,6 +145,8 @@ class RPC:
         #: Subscribe and unsubscribe commands for this endpoint's connections, from here,
         #: other nodes and processes (an emitter, the HTTP API).
         self._control = ConnectionControl(self.manager, name, self._pushes, self._connections)
+        #: The OpenRPC document of this endpoint (``docs/openrpc.md``).
+        self.discovery = Discovery(self._dispatcher.methods, title, version)
         builtins: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
             (protocol.SUBSCRIBE, self._subscribe, {"channel": str, "since": Any}),
             (protocol.HISTORY, self._history, {"channel": str, "limit": int | None, "since": Any}),
@@ -148,6 +155,7 @@ class RPC:
             (protocol.CANCEL, self._cancel, {"id": str | int | float | None}),
             (protocol.INFO, self._info, {}),
             (protocol.PRESENCE, self._read_presence, {"channel": str}),
+            (protocol.DISCOVER, self.discovery.answer, {}),
         ]
         for key, fn, hints in builtins:
             self._dispatcher.register_builtin(key, fn, hints)

@@ -191,7 +191,7 @@ class _Args:
 
 
 def _signature(params: list[Any], types: _Types, structure: str) -> tuple[str, _Args]:
-    taken = set(_USED) | set(types.names.values()) | {"params"}
+    taken = set(_USED) | set(types.names.values()) | {"params", "tail"}
     parts = ["self"]
     names: list[tuple[str, str, bool]] = []  # wire name, Python name, may be left out
     for param in params:
@@ -205,7 +205,8 @@ def _signature(params: list[Any], types: _Types, structure: str) -> tuple[str, _
             parts.append(f"{local}: {hint} = {schema['default']!r}")
         else:
             # Absent, not null: the server gives it its own default.
-            parts.append(f"{local}: {hint} | None = None")
+            optional = hint if hint == "Any" else f"{hint} | None"
+            parts.append(f"{local}: {optional} = None")
             names.append((wire, local, True))
             continue
         names.append((wire, local, False))
@@ -214,10 +215,14 @@ def _signature(params: list[Any], types: _Types, structure: str) -> tuple[str, _
     ):
         if not any(omit for _, _, omit in names):
             return ", ".join(parts), _Args("".join(f", {n}" for _, n, _ in names), [])
-        setup = [f"        params: list[Any] = [{', '.join(n for _, n, _ in names)}]"]
-        setup.append("        while params and params[-1] is None:")
-        setup.append("            params.pop()")
-        return ", ".join(parts), _Args(", *params", setup)
+        # The parameters left out after the last one given are absent; before it, null.
+        fixed = max((i + 1 for i, (_, _, omit) in enumerate(names) if not omit), default=0)
+        tail = ", ".join(n for _, n, _ in names[fixed:])
+        setup = [f"        params: list[Any] = [{', '.join(n for _, n, _ in names[:fixed])}]"]
+        setup.append(f"        tail: list[Any] = [{tail}]")
+        setup.append("        while tail and tail[-1] is None:")
+        setup.append("            tail.pop()")
+        return ", ".join(parts), _Args(", *params, *tail", setup)
     given = ", ".join(f"{_q(w)}: {n}" for w, n, omit in names if not omit)
     setup = [f"        params: dict[str, Any] = {{{given}}}"]
     for w, n, omit in names:
@@ -300,10 +305,24 @@ class _Types:
         doc = str(schema.get("description") or "").strip().splitlines()
         docline = [f'    """{doc[0]}"""'] if doc and '"""' not in doc[0] else []
         if any(not key.isidentifier() or keyword.iskeyword(key) for key, _, _ in fields):
-            # Keys a class body cannot declare: the functional form, whose keys are strings.
-            items = ", ".join(f"{_q(key)}: {_q(hint)}" for key, hint, _ in fields)
-            total = "" if all(r for _, _, r in fields) else ", total=False"
-            return [f"{name} = TypedDict({_q(name)}, {{{items}}}{total})"]
+            # Keys a class body cannot declare: the functional form, whose keys are strings,
+            # with the required and the optional keys in two bases.
+            lines: list[str] = []
+            bases: list[str] = []
+            for part, total in (("Required", True), ("Optional", False)):
+                items = ", ".join(f"{_q(k)}: {_q(h)}" for k, h, r in fields if r is total)
+                if items:
+                    base = f"_{name}{part}"
+                    flag = "" if total else ", total=False"
+                    lines.append(f"{base} = TypedDict({_q(base)}, {{{items}}}{flag})")
+                    bases.append(base)
+            return [
+                *lines,
+                "",
+                "",
+                f"class {name}({', '.join(bases)}):",
+                *(docline or ["    pass"]),
+            ]
         must = [f"    {key}: {hint}" for key, hint, r in fields if r]
         may = [f"    {key}: {hint}" for key, hint, r in fields if not r]
         if not may:

@@ -28,6 +28,7 @@ from typing import Any
 import msgspec
 
 from .binding import NO_DATA, Method
+from .protocol import DISCOVER, METHOD_NOT_FOUND, RPCError
 
 __all__ = ["OPENRPC_VERSION", "Discovery", "openrpc_document"]
 
@@ -60,12 +61,17 @@ class Discovery:
             registered later are in it).
         title: ``info.title``.
         version: ``info.version`` (the app's version, not the specification's).
+
+    Attributes:
+        public: whether clients may ask for the document (``rpc.discover``); when False
+            it is answered "Method not found", as if there were no such method.
     """
 
     def __init__(self, methods: Mapping[str, Method], title: str, version: str) -> None:
         self.methods = methods
         self.title = title
         self.version = version
+        self.public = True
         self._cached: tuple[tuple[int, str, str], dict[str, Any]] | None = None
 
     def document(self) -> dict[str, Any]:
@@ -73,7 +79,13 @@ class Discovery:
         return openrpc_document(self.methods, title=self.title, version=self.version)
 
     async def answer(self, peer: object) -> dict[str, Any]:
-        """``rpc.discover``: the document, made once (and again after a registration)."""
+        """``rpc.discover``: the document, made once (and again after a registration).
+
+        Raises:
+            RPCError: ``METHOD_NOT_FOUND`` when the document is not ``public``.
+        """
+        if not self.public:
+            raise RPCError(METHOD_NOT_FOUND, "Method not found", DISCOVER)
         # Methods are never unregistered: their count says whether the table changed.
         key = (len(self.methods), self.title, self.version)
         if self._cached is None or self._cached[0] != key:

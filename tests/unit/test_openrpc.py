@@ -286,6 +286,13 @@ async def test_rpc_discover_answers_the_document() -> None:
         assert "later" in [m["name"] for m in answer["result"]["methods"]]
         answer = await peer.call("rpc.discover", {"verbose": True}, id=3)
         assert answer["error"]["code"] == -32602
+        rpc.discovery.public = False
+        answer = await peer.call("rpc.discover", id=4)
+        assert answer["error"] == {
+            "code": -32601,
+            "message": "Method not found",
+            "data": "rpc.discover",
+        }
 
 
 def test_the_checked_in_document_of_the_example_is_current() -> None:

@@ -116,6 +116,17 @@ def _q(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+def _literal(value: Any) -> str:
+    """A JSON value as a Python literal, strings in double quotes."""
+    if isinstance(value, str):
+        return _q(value)
+    if isinstance(value, list):
+        return f"[{', '.join(_literal(v) for v in value)}]"
+    if isinstance(value, dict):
+        return f"{{{', '.join(f'{_q(str(k))}: {_literal(v)}' for k, v in value.items())}}}"
+    return repr(value)
+
+
 def _client_names() -> list[str]:
     from ..client import Client  # the client's attributes: what a method must not hide
 
@@ -135,7 +146,7 @@ def _method(method: Mapping[str, Any], types: _Types, reserved: set[str]) -> lis
         iterator = f"AsyncIterator[{returns}]"
         return [
             "",
-            f"    def {name}({signature}) -> {iterator}:",
+            *_def(f"    def {name}", signature, iterator),
             *doc,
             *args.setup,
             f"        return _cast({_q(iterator)}, self.stream({_q(wire)}{args.call}))",
@@ -144,7 +155,7 @@ def _method(method: Mapping[str, Any], types: _Types, reserved: set[str]) -> lis
     answer = value if returns == "Any" else f"_cast({_q(returns)}, {value})"
     return [
         "",
-        f"    async def {name}({signature}) -> {returns}:",
+        *_def(f"    async def {name}", signature, returns),
         *doc,
         *args.setup,
         f"        return {answer}",
@@ -157,16 +168,16 @@ def _event(event: Mapping[str, Any], types: _Types, reserved: set[str]) -> list[
     params = list(event.get("params") or [])
     doc = _docstring(event)
     data = ""
-    signature = "self"
+    signature = ["self"]
     if params:
         taken = _USED | {"ack", *types.names.values()}
         param = _identifier(str(params[0]["name"]), frozenset(taken))
-        signature += f", {param}: {types.render(params[0].get('schema', {}))}"
+        signature.append(f"{param}: {types.render(params[0].get('schema', {}))}")
         data = f", {param}"
     if "result" not in event:
         return [
             "",
-            f"    async def {name}({signature}, *, ack: bool = False) -> None:",
+            *_def(f"    async def {name}", [*signature, "*", "ack: bool = False"], "None"),
             *doc,
             f"        await self.emit({_q(wire)}{data}, ack=ack)",
         ]
@@ -175,7 +186,7 @@ def _event(event: Mapping[str, Any], types: _Types, reserved: set[str]) -> list[
     answer = value if returns == "Any" else f"_cast({_q(returns)}, {value})"
     return [
         "",
-        f"    async def {name}({signature}) -> {returns}:",
+        *_def(f"    async def {name}", signature, returns),
         *doc,
         f"        return {answer}",
     ]
@@ -190,7 +201,7 @@ class _Args:
         self.setup = setup
 
 
-def _signature(params: list[Any], types: _Types, structure: str) -> tuple[str, _Args]:
+def _signature(params: list[Any], types: _Types, structure: str) -> tuple[list[str], _Args]:
     taken = set(_USED) | set(types.names.values()) | {"params", "tail"}
     parts = ["self"]
     names: list[tuple[str, str, bool]] = []  # wire name, Python name, may be left out
@@ -202,7 +213,7 @@ def _signature(params: list[Any], types: _Types, structure: str) -> tuple[str, _
         if param.get("required", False):
             parts.append(f"{local}: {hint}")
         elif "default" in schema:
-            parts.append(f"{local}: {hint} = {schema['default']!r}")
+            parts.append(f"{local}: {hint} = {_literal(schema['default'])}")
         else:
             # Absent, not null: the server gives it its own default.
             optional = hint if hint == "Any" else f"{hint} | None"
@@ -214,7 +225,7 @@ def _signature(params: list[Any], types: _Types, structure: str) -> tuple[str, _
         structure == "either" and not any(omit for _, _, omit in names)
     ):
         if not any(omit for _, _, omit in names):
-            return ", ".join(parts), _Args("".join(f", {n}" for _, n, _ in names), [])
+            return parts, _Args("".join(f", {n}" for _, n, _ in names), [])
         # The parameters left out after the last one given are absent; before it, null.
         fixed = max((i + 1 for i, (_, _, omit) in enumerate(names) if not omit), default=0)
         tail = ", ".join(n for _, n, _ in names[fixed:])
@@ -222,13 +233,24 @@ def _signature(params: list[Any], types: _Types, structure: str) -> tuple[str, _
         setup.append(f"        tail: list[Any] = [{tail}]")
         setup.append("        while tail and tail[-1] is None:")
         setup.append("            tail.pop()")
-        return ", ".join(parts), _Args(", *params, *tail", setup)
+        return parts, _Args(", *params, *tail", setup)
     given = ", ".join(f"{_q(w)}: {n}" for w, n, omit in names if not omit)
     setup = [f"        params: dict[str, Any] = {{{given}}}"]
     for w, n, omit in names:
         if omit:
             setup += [f"        if {n} is not None:", f"            params[{_q(w)}] = {n}"]
-    return ", ".join(parts), _Args(", **params", setup)
+    return parts, _Args(", **params", setup)
+
+
+def _def(head: str, params: list[str], returns: str) -> list[str]:
+    """A ``def`` line, split as ruff would format it when over 100 characters."""
+    line = f"{head}({', '.join(params)}) -> {returns}:"
+    if len(line) <= 100:
+        return [line]
+    inner = f"        {', '.join(params)}"
+    if len(inner) <= 100:
+        return [f"{head}(", inner, f"    ) -> {returns}:"]
+    return [f"{head}(", *(f"        {p}," for p in params), f"    ) -> {returns}:"]
 
 
 def _docstring(entry: Mapping[str, Any]) -> list[str]:
@@ -265,11 +287,11 @@ class _Types:
                 raise ValueError(f"a $ref that is not one of #/components/schemas: {ref!r}")
             return self.names[ref[len(_REF) :]]
         if "const" in schema:
-            return f"Literal[{schema['const']!r}]"
+            return f"Literal[{_literal(schema['const'])}]"
         if "enum" in schema:
             values = schema["enum"]
             literal = [v for v in values if v is not None]
-            parts = [f"Literal[{', '.join(repr(v) for v in literal)}]"] if literal else []
+            parts = [f"Literal[{', '.join(_literal(v) for v in literal)}]"] if literal else []
             return _union(parts + (["None"] if None in values else []))
         for key in ("anyOf", "oneOf"):
             if key in schema:

@@ -41,19 +41,19 @@ from ..presence import PresenceState
 from ..websocket import State, WebSocket, WebSocketState
 from . import channels, credentials, protocol
 from .binding import Kind
-from .codec import CODECS, JSON, Codec
+from .codec import CODECS
 from .control import ConnectionControl
 from .dispatch import Dispatcher, Peer
 from .events import Event
 from .guards import Guard, all_of, any_of, equals, has
 from .history import History, parse_since
+from .negotiation import negotiate
 from .openrpc import Discovery
 from .presence import ChannelPresence
 from .protocol import (
     ACCESS_DENIED,
     INTERNAL_ERROR,
     INVALID_PARAMS,
-    INVALID_REQUEST,
     RATE_LIMITED,
     REQUEST_CANCELLED,
     TOO_MANY_SUBSCRIPTIONS,
@@ -297,7 +297,7 @@ class RPC:
         (``rpc.refresh_due``, answered by ``rpc.refresh``), and told (the ``rpc.close``
         event) before it is closed with 4001; see ``docs/auth.md``.
         """
-        codec = await self._negotiate(ws)
+        codec = await negotiate(ws, self.encodings)
         if codec is None:
             return
         if id is not None and id in self.manager:
@@ -323,19 +323,6 @@ class RPC:
                 pass
             finally:
                 await self._forget(peer)
-
-    async def _negotiate(self, ws: WebSocket) -> Codec | None:
-        """The codec the client asked for; None (and ``ws`` refused) for an unknown one."""
-        name = ws.query_params.get("encoding") or "json"
-        if name in self.encodings:
-            return CODECS[name]
-        if ws.connection_state is WebSocketState.CONNECTING:
-            await ws.close(400)
-        else:
-            unknown = RPCError(INVALID_REQUEST, "Unknown encoding", name)
-            await ws.send_text(typing.cast(str, JSON.encode(protocol.error(None, unknown))))
-            await ws.close(CloseCode.UNSUPPORTED_DATA, "unknown encoding")
-        return None
 
     async def _forget(self, peer: Peer) -> None:
         """A connection has gone: drop its subscriptions and stop its tasks (the manager

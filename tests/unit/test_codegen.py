@@ -211,7 +211,7 @@ def test_components_become_typeddicts_and_aliases(tmp_path: Path) -> None:
     assert module.Tree.__optional_keys__ == frozenset({"children"})
     assert module.Flags.__optional_keys__ == frozenset({"on"})
     assert 'Pair: TypeAlias = "tuple[str, int]"' in source
-    assert "mode: Literal['a', 'b'] | None" in source
+    assert 'mode: Literal["a", "b"] | None' in source
     assert "def feed(self) -> AsyncIterator[str | None]:" in source
     assert "async def anything(self, x: Any = None) -> Any:" in source
 

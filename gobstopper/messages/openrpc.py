@@ -23,12 +23,15 @@ import collections.abc
 import inspect
 import typing
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from .binding import NO_DATA, Method
 from .protocol import DISCOVER, METHOD_NOT_FOUND, RPCError
+
+if TYPE_CHECKING:
+    from .rpc import RPC
 
 __all__ = ["OPENRPC_VERSION", "Discovery", "openrpc_document"]
 
@@ -94,26 +97,31 @@ class Discovery:
 
 
 def openrpc_document(
-    methods: Mapping[str, Method] | Any, *, title: str | None = None, version: str | None = None
+    endpoint: RPC | Mapping[str, Method],
+    *,
+    title: str | None = None,
+    version: str | None = None,
 ) -> dict[str, Any]:
-    """The OpenRPC document of an endpoint's methods, streams and events.
+    """The OpenRPC document of an endpoint's methods, streams and events (a new ``dict``).
 
     Args:
-        methods: an ``RPC`` (its title and version are used unless given), or its
-            method table.
+        endpoint: an ``RPC`` (its ``title`` and ``version`` are used unless given), or
+            a method table.
         title: ``info.title`` (default ``"gobstopper"``).
         version: ``info.version`` (default ``"0.0.0"``).
 
     Raises:
-        TypeError: ``methods`` is neither an ``RPC`` nor a method table.
+        TypeError: ``endpoint`` is neither an ``RPC`` nor a method table.
     """
-    discovery = getattr(methods, "discovery", None)
-    if isinstance(discovery, Discovery):
+    if isinstance(endpoint, Mapping):
+        methods = endpoint
+    else:
+        discovery = getattr(endpoint, "discovery", None)
+        if not isinstance(discovery, Discovery):
+            raise TypeError(f"not an RPC endpoint: {endpoint!r}")
         title = discovery.title if title is None else title
         version = discovery.version if version is None else version
         methods = discovery.methods
-    if not isinstance(methods, Mapping):
-        raise TypeError(f"not an RPC endpoint nor a method table: {methods!r}")
     own = [(name, m) for name, m in methods.items() if m.kind != "builtin"]
     schemas = _Schemas()
     described = [(name, m, _describe(m, schemas)) for name, m in own]
@@ -134,7 +142,7 @@ def openrpc_document(
         if method.kind == "stream":
             entry[STREAM] = True
         (events if method.kind == "event" else entries).append(entry)
-    document: dict[str, Any] = {
+    return {
         "openrpc": OPENRPC_VERSION,
         "info": {
             "title": "gobstopper" if title is None else title,
@@ -142,10 +150,8 @@ def openrpc_document(
         },
         "methods": entries,
         "components": {"schemas": components},
+        EVENTS: events,
     }
-    if events:
-        document[EVENTS] = events
-    return document
 
 
 class _Param(typing.NamedTuple):
@@ -185,12 +191,10 @@ def _describe(method: Method, schemas: _Schemas) -> tuple[list[_Param], int | No
     hints = _hints(method.fn)
     params: list[_Param] = []
     if method.kind == "event":
-        signature = method.signature
-        names = list(signature.parameters)[1:2]  # after the Event: its data, if declared
+        names = list(method.signature.parameters)[1:2]  # after the Event: its data
         if names and method.data_hint is not NO_DATA:
-            p = signature.parameters[names[0]]
-            required = p.default is _EMPTY
-            params.append(_Param(p.name, required, schemas.add(method.data_hint), p.default))
+            # Always validated, never defaulted: dispatch passes the data, even None.
+            params.append(_Param(names[0], True, schemas.add(method.data_hint), _EMPTY))
     else:
         public = method.public
         assert public is not None
@@ -210,7 +214,7 @@ def _describe(method: Method, schemas: _Schemas) -> tuple[list[_Param], int | No
 def _hints(fn: Any) -> dict[str, Any]:
     try:
         return typing.get_type_hints(fn)
-    except (NameError, TypeError):  # resolved at registration; a return hint may not be
+    except (NameError, TypeError):  # registration resolved them; a table made otherwise
         return {}
 
 

@@ -135,7 +135,7 @@ def endpoint() -> RPC:
         return []
 
     @rpc.on("wave")
-    async def on_wave(event: Event, data: Options) -> None:
+    async def on_wave(event: Event, data: Options | None = None) -> None:
         return None
 
     @rpc.on("ping")
@@ -250,11 +250,19 @@ def test_events_list_their_data_and_acknowledgement(doc: dict[str, Any]) -> None
         "schema": {"type": "array", "items": {"type": "string"}},
     }
     assert "result" not in events["wave"]  # returns None: no acknowledgement
+    # The data is validated even when absent (null): required, its default unused.
+    assert events["wave"]["params"] == [
+        {
+            "name": "data",
+            "required": True,
+            "schema": {"anyOf": [{"$ref": "#/components/schemas/Options"}, {"type": "null"}]},
+        }
+    ]
     assert events["ping"]["params"] == []
     assert "paramStructure" not in events["drop"]  # the data is the whole of params
 
 
-def test_an_endpoint_without_events_has_no_events_key() -> None:
+def test_an_endpoint_without_events_has_an_empty_list_of_them() -> None:
     rpc = RPC()
 
     @rpc.method()
@@ -262,7 +270,8 @@ def test_an_endpoint_without_events_has_no_events_key() -> None:
         return 1
 
     doc = openrpc_document(rpc)
-    assert "x-gobstopper-events" not in doc
+    assert doc["x-gobstopper-events"] == []
+    assert doc["components"] == {"schemas": {}}
     assert doc["info"] == {"title": "gobstopper", "version": "0.0.0"}
     assert_valid_openrpc(doc)
 

@@ -65,8 +65,9 @@ def python_stub(doc: Mapping[str, Any], *, class_name: str | None = None) -> str
             ``GobstopperClient``).
 
     Raises:
-        ValueError: ``doc`` is not an OpenRPC document (no ``methods`` list), or a
-            ``$ref`` points outside ``#/components/schemas``.
+        ValueError: ``doc`` is not an OpenRPC document (no ``methods`` list), a
+            ``$ref`` points outside ``#/components/schemas``, or ``gobstopper.client``
+            cannot be imported (``websockets`` is missing).
     """
     methods = doc.get("methods")
     if not isinstance(methods, list):
@@ -128,8 +129,14 @@ def _literal(value: Any) -> str:
 
 
 def _client_names() -> list[str]:
-    from ..client import Client  # the client's attributes: what a method must not hide
-
+    """The attributes of ``Client``: what a generated method must not hide."""
+    try:
+        from ..client import Client
+    except ImportError as exc:  # websockets: the stubs are of no use without it either
+        raise ValueError(
+            f"Python stubs subclass gobstopper.client.Client, which cannot be imported ({exc}):"
+            " pip install -e '.[client]'"
+        ) from None
     return dir(Client)
 
 

@@ -317,3 +317,11 @@ def test_the_module_runs_as_a_command() -> None:
     )
     assert run.returncode == 2
     assert "python -m gobstopper openrpc: 'examples.rpc:nope'" in run.stderr
+
+
+def test_python_stubs_without_the_client_say_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "gobstopper.client", None)
+    with pytest.raises(ValueError, match=r"pip install -e '\.\[client\]'"):
+        python_stub(RICH)

@@ -260,19 +260,20 @@ def _def(head: str, params: list[str], returns: str) -> list[str]:
     return [f"{head}(", *(f"        {p}," for p in params), f"    ) -> {returns}:"]
 
 
-def _docstring(entry: Mapping[str, Any]) -> list[str]:
+def _docstring(entry: Mapping[str, Any], indent: str = "        ") -> list[str]:
+    """The docstring of a method or class from ``description`` (or ``summary``)."""
     text = str(entry.get("description") or entry.get("summary") or "").strip()
     if not text:
         return []
+    # Escaped so that no text can end the string early or be read as an escape.
     text = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
     lines = text.splitlines()
+    if lines[-1].endswith('"'):
+        lines[-1] = lines[-1][:-1] + '\\"'
     if len(lines) == 1:
-        return [f'        """{lines[0]}"""']
-    return [
-        f'        """{lines[0]}',
-        *(f"        {line}".rstrip() for line in lines[1:]),
-        '        """',
-    ]
+        return [f'{indent}"""{lines[0]}"""']
+    rest = [f"{indent}{line}".rstrip() for line in lines[1:]]
+    return [f'{indent}"""{lines[0]}', *rest, f'{indent}"""']
 
 
 class _Types:
@@ -331,8 +332,7 @@ class _Types:
             return [f"{name}: TypeAlias = {_q(self.render(schema))}"]
         required = set(schema.get("required") or ())
         fields = [(key, self.render(s), key in required) for key, s in properties.items()]
-        doc = str(schema.get("description") or "").strip().splitlines()
-        docline = [f'    """{doc[0]}"""'] if doc and '"""' not in doc[0] else []
+        docline = _docstring(schema, "    ")
         if any(not key.isidentifier() or keyword.iskeyword(key) for key, _, _ in fields):
             # Keys a class body cannot declare: the functional form, whose keys are strings,
             # with the required and the optional keys in two bases.

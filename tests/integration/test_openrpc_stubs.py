@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from gobstopper.codegen import python_stub
 from gobstopper.messages.openrpc import openrpc_document
 
+from ..unit.test_codegen import RICH
 from .servers import ROOT, start
 
 APP = "examples.rpc:app"
@@ -85,6 +87,14 @@ def test_the_stub_and_code_using_it_pass_mypy_strict(stub_dir: Path) -> None:
     run = mypy(stub_dir, "rpc_client.py", "use.py")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Success: no issues found in 2 source files" in run.stdout
+
+
+def test_a_stub_of_odd_names_and_every_kind_of_schema_passes_mypy_strict(
+    stub_dir: Path,
+) -> None:
+    (stub_dir / "odd_client.py").write_text(python_stub(RICH))
+    run = mypy(stub_dir, "odd_client.py")
+    assert run.returncode == 0, run.stdout + run.stderr
 
 
 def test_mypy_refuses_code_that_misuses_the_stub(stub_dir: Path) -> None:

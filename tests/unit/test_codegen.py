@@ -65,15 +65,21 @@ RICH: dict[str, Any] = {
         },
         {
             "name": "feed",
+            "description": 'Lines ending in "quotes"',
             "params": [],
             "result": {"name": "item", "schema": {"type": ["string", "null"]}},
             "x-gobstopper-stream": True,
         },
-        {"name": "anything", "params": [{"name": "x", "schema": {}}]},
+        {
+            "name": "anything",
+            "description": 'A path: C:\\new\nthen """three quotes""" and "one"',
+            "params": [{"name": "x", "schema": {}}],
+        },
     ],
     "components": {
         "schemas": {
             "Message": {
+                "description": 'A "message"',
                 "type": "object",
                 "properties": {
                     "id": {"type": "integer"},
@@ -214,6 +220,13 @@ def test_components_become_typeddicts_and_aliases(tmp_path: Path) -> None:
     assert 'mode: Literal["a", "b"] | None' in source
     assert "def feed(self) -> AsyncIterator[str | None]:" in source
     assert "async def anything(self, x: Any = None) -> Any:" in source
+
+
+def test_descriptions_become_docstrings_whatever_they_hold(tmp_path: Path) -> None:
+    module = load(python_stub(RICH), tmp_path)
+    assert module.OddNamesClient.feed.__doc__ == 'Lines ending in "quotes"'
+    assert inspect.getdoc(module.OddNamesClient.anything) == RICH["methods"][4]["description"]
+    assert module.Message.__doc__ == 'A "message"'
 
 
 def test_a_document_the_generator_cannot_read_is_refused() -> None:

@@ -124,11 +124,11 @@ def add_commands(commands: Any) -> None:
     """Add ``openrpc`` and ``stubs`` to the command line's subcommands."""
     openrpc = commands.add_parser("openrpc", help="write the OpenRPC document of an endpoint")
     openrpc.add_argument("target", help="module:attribute, an RPC (or an app with one)")
-    openrpc.add_argument("-o", "--output", help="the file to write (default: stdout)")
+    openrpc.add_argument("-o", "--output", metavar="FILE", help="write it there, not to stdout")
     stubs = commands.add_parser("stubs", help="write a typed client of an endpoint")
     stubs.add_argument("target", help="module:attribute, or an OpenRPC .json file")
-    stubs.add_argument("--lang", choices=LANGUAGES, required=True)
-    stubs.add_argument("-o", "--output", help="the file to write (default: stdout)")
+    stubs.add_argument("--lang", choices=LANGUAGES, required=True, help="the client's language")
+    stubs.add_argument("-o", "--output", metavar="FILE", help="write it there, not to stdout")
 
 
 def run_command(args: argparse.Namespace) -> int:

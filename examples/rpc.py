@@ -35,7 +35,7 @@ def may_publish(state: State, channel: str) -> bool:
     return channel.startswith("chat.")
 
 
-rpc = RPC(app.manager, client_publish=may_publish)
+rpc = RPC(app.manager, client_publish=may_publish, title="gobstopper example", version="0.1.0")
 serve_client_js(app)  # the browser client, at /gobstopper.js
 
 

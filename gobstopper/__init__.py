@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .emitter import Emitter, SyncEmitter
     from .http import HTMLResponse, JSONResponse, PlainTextResponse, Request, Response
     from .manager import Connection, Delivery, WebSocketManager
-    from .messages import RPC, Event, RPCError, serve_client_js
+    from .messages import RPC, Event, RPCError, openrpc_document, serve_client_js
     from .outbox import DeliveryStats
     from .websocket import Message, MessageType, State, WebSocket, WebSocketState
 
@@ -84,6 +84,7 @@ __all__ = [
     "broker_from_url",
     "credential",
     "jwt_auth",
+    "openrpc_document",
     "serve_client_js",
 ]
 
@@ -105,7 +106,9 @@ _SOURCES = {
         ("HTMLResponse", "JSONResponse", "PlainTextResponse", "Request", "Response"), ".http"
     ),
     **dict.fromkeys(("Connection", "Delivery", "WebSocketManager"), ".manager"),
-    **dict.fromkeys(("RPC", "Event", "RPCError", "serve_client_js"), ".messages"),
+    **dict.fromkeys(
+        ("RPC", "Event", "RPCError", "openrpc_document", "serve_client_js"), ".messages"
+    ),
     "DeliveryStats": ".outbox",
     **dict.fromkeys(
         ("Message", "MessageType", "State", "WebSocket", "WebSocketState"), ".websocket"

@@ -7,11 +7,14 @@ scripts, through the servers' broker (``gobstopper.emitter``).
     python -m gobstopper presence lobby
     python -m gobstopper disconnect ann#1 --code 4003 --reason banned
     python -m gobstopper disconnect ann --user
+    python -m gobstopper openrpc examples.rpc:rpc -o openrpc.json
+    python -m gobstopper stubs examples.rpc:rpc --lang python -o rpc_client.py
 
 The broker is ``--broker URL``, else ``GOBSTOPPER_BROKER_URL``. DATA is read as JSON when
 it is JSON, else as text. The outcome is printed as one JSON line; the exit status is 0
 when done, 1 when the broker could not be reached or the target was not found, 2 for a
-command line or configuration error.
+command line or configuration error. ``openrpc`` and ``stubs`` (``gobstopper.codegen``)
+write an endpoint's OpenRPC document and typed clients, without a broker.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from . import codegen
 from .emitter import Emitter
 from .errors import BrokerUnavailable, ConfigError
 
@@ -36,7 +40,8 @@ def _data(text: str) -> Any:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m gobstopper", description="Publish into a running gobstopper cluster."
+        prog="python -m gobstopper",
+        description="Publish into a running gobstopper cluster; describe an endpoint.",
     )
     parser.add_argument("--broker", help="the servers' broker URL (GOBSTOPPER_BROKER_URL)")
     parser.add_argument("--endpoint", default="rpc", help="the message layer endpoint")
@@ -61,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     disconnect.add_argument("--user", action="store_true", help="ID is a user")
     disconnect.add_argument("--code", type=int, default=1000)
     disconnect.add_argument("--reason", default="")
+    codegen.add_commands(commands)
     return parser
 
 
@@ -94,6 +100,12 @@ async def _run(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ("openrpc", "stubs"):
+        try:
+            return codegen.run_command(args)
+        except ValueError as exc:
+            print(f"python -m gobstopper {args.command}: {exc}", file=sys.stderr)
+            return 2
     try:
         status, answer = asyncio.run(_run(args))
     except (ConfigError, ValueError, TypeError) as exc:

@@ -342,7 +342,7 @@ class Client(Channels):
 
     # -- calls ------------------------------------------------------------------------
 
-    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call ``method`` with positional or named arguments (not both); return its result.
 
         Raises:
@@ -406,7 +406,7 @@ class Client(Channels):
                 continue
             return await answer
 
-    async def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
+    async def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send a notification (no answer), once connected (within ``timeout``)."""
         await self._send_once(protocol.notification(method, _params(args, kwargs)))
 
@@ -414,7 +414,7 @@ class Client(Channels):
         ws, _ = await asyncio.wait_for(self._link.socket(), self.timeout)
         await ws.send(self.codec.encode(message))
 
-    async def stream(self, method: str, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+    async def stream(self, method: str, /, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         """Call a streaming method: yields its items, in order.
 
         Leaving the loop early (``break``, an exception) cancels the stream on the

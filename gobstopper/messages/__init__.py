@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .channels import matches
     from .events import Event
     from .guards import Guard, all_of, any_of, equals, has
+    from .openrpc import openrpc_document
     from .protocol import ACCESS_DENIED, RATE_LIMITED, REQUEST_CANCELLED, TOO_MANY_SUBSCRIPTIONS
     from .rpc import RPC, RPCError
     from .static import CLIENT_JS, serve_client_js
@@ -39,6 +40,7 @@ __all__ = [
     "equals",
     "has",
     "matches",
+    "openrpc_document",
     "serve_client_js",
 ]
 
@@ -47,6 +49,7 @@ _SOURCES = {
     "matches": ".channels",
     "Event": ".events",
     **dict.fromkeys(("Guard", "all_of", "any_of", "equals", "has"), ".guards"),
+    "openrpc_document": ".openrpc",
     **dict.fromkeys(
         ("ACCESS_DENIED", "RATE_LIMITED", "REQUEST_CANCELLED", "TOO_MANY_SUBSCRIPTIONS"),
         ".protocol",

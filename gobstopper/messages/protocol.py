@@ -25,6 +25,7 @@ __all__ = [
     "ACCESS_DENIED",
     "CANCEL",
     "CLOSING_EVENT",
+    "DISCOVER",
     "EVENT",
     "HISTORY",
     "INFO",
@@ -91,6 +92,7 @@ INFO = "rpc.info"
 HISTORY = "rpc.history"  # a channel's kept publications (channels with history only)
 PRESENCE = "rpc.presence"  # who is subscribed to a channel: users, their metas, counts
 REFRESH = "rpc.refresh"  # a new credential for this connection: {"token"}
+DISCOVER = "rpc.discover"  # the endpoint's OpenRPC document (docs/openrpc.md)
 # The notifications the server pushes.
 MESSAGE = "rpc.message"  # params: {"channel", "data"} (+ "offset", "epoch" with history)
 EVENT = "rpc.event"  # params: {"event", "data", "from"}

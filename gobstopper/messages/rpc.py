@@ -41,18 +41,19 @@ from ..presence import PresenceState
 from ..websocket import State, WebSocket, WebSocketState
 from . import channels, credentials, protocol
 from .binding import Kind
-from .codec import CODECS, JSON, Codec
+from .codec import CODECS
 from .control import ConnectionControl
 from .dispatch import Dispatcher, Peer
 from .events import Event
 from .guards import Guard, all_of, any_of, equals, has
 from .history import History, parse_since
+from .negotiation import negotiate
+from .openrpc import Discovery
 from .presence import ChannelPresence
 from .protocol import (
     ACCESS_DENIED,
     INTERNAL_ERROR,
     INVALID_PARAMS,
-    INVALID_REQUEST,
     RATE_LIMITED,
     REQUEST_CANCELLED,
     TOO_MANY_SUBSCRIPTIONS,
@@ -102,6 +103,8 @@ class RPC:
         client_publish: whether clients may publish (``rpc.publish``): False, True, or
             ``(state, channel) -> bool``.
         encodings: the encodings clients may choose (``?encoding=msgpack``).
+        title: the API's name in its OpenRPC document (``rpc.discover``).
+        version: the API's version in that document.
     """
 
     def __init__(
@@ -114,6 +117,8 @@ class RPC:
         can_subscribe: Callable[[State, str], bool] | None = None,
         client_publish: bool | Callable[[State, str], bool] = False,
         encodings: Iterable[str] = ("json", "msgpack"),
+        title: str = "gobstopper",
+        version: str = "0.0.0",
     ) -> None:
         self.manager = manager if manager is not None else WebSocketManager()
         if name in self.manager.endpoints:
@@ -140,6 +145,8 @@ class RPC:
         #: Subscribe and unsubscribe commands for this endpoint's connections, from here,
         #: other nodes and processes (an emitter, the HTTP API).
         self._control = ConnectionControl(self.manager, name, self._pushes, self._connections)
+        #: The OpenRPC document of this endpoint (``docs/openrpc.md``).
+        self.discovery = Discovery(self._dispatcher.methods, title, version)
         builtins: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
             (protocol.SUBSCRIBE, self._subscribe, {"channel": str, "since": Any}),
             (protocol.HISTORY, self._history, {"channel": str, "limit": int | None, "since": Any}),
@@ -148,6 +155,7 @@ class RPC:
             (protocol.CANCEL, self._cancel, {"id": str | int | float | None}),
             (protocol.INFO, self._info, {}),
             (protocol.PRESENCE, self._read_presence, {"channel": str}),
+            (protocol.DISCOVER, self.discovery.answer, {}),
         ]
         for key, fn, hints in builtins:
             self._dispatcher.register_builtin(key, fn, hints)
@@ -289,7 +297,7 @@ class RPC:
         (``rpc.refresh_due``, answered by ``rpc.refresh``), and told (the ``rpc.close``
         event) before it is closed with 4001; see ``docs/auth.md``.
         """
-        codec = await self._negotiate(ws)
+        codec = await negotiate(ws, self.encodings)
         if codec is None:
             return
         if id is not None and id in self.manager:
@@ -315,19 +323,6 @@ class RPC:
                 pass
             finally:
                 await self._forget(peer)
-
-    async def _negotiate(self, ws: WebSocket) -> Codec | None:
-        """The codec the client asked for; None (and ``ws`` refused) for an unknown one."""
-        name = ws.query_params.get("encoding") or "json"
-        if name in self.encodings:
-            return CODECS[name]
-        if ws.connection_state is WebSocketState.CONNECTING:
-            await ws.close(400)
-        else:
-            unknown = RPCError(INVALID_REQUEST, "Unknown encoding", name)
-            await ws.send_text(typing.cast(str, JSON.encode(protocol.error(None, unknown))))
-            await ws.close(CloseCode.UNSUPPORTED_DATA, "unknown encoding")
-        return None
 
     async def _forget(self, peer: Peer) -> None:
         """A connection has gone: drop its subscriptions and stop its tasks (the manager

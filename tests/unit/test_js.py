@@ -63,3 +63,12 @@ def test_msgpack_vectors_are_msgspecs() -> None:
     spec.loader.exec_module(module)
     checked_in = Path(JS_TESTS / "msgpack-vectors.json").read_text(encoding="utf-8")
     assert module.vectors() == checked_in
+
+
+def test_the_documented_command_is_the_one_that_works() -> None:
+    """README and .ci/run show the form that works on Node 18.15 to 24 (not a directory)."""
+    documented = "node --test --test-reporter=tap tests/js/*.test.mjs"
+    for path in (ROOT / "README.md", ROOT / ".ci" / "run"):
+        text = path.read_text()
+        assert documented in text, path
+        assert "node --test tests/js/" not in text, path

@@ -325,3 +325,15 @@ test("a value that cannot be encoded, called while connected, leaves no timer be
     process.off("unhandledRejection", onUnhandled);
   }
 });
+
+test("a stream item holding an ext type it cannot read fails the stream at once", async () => {
+  const { env, client, socket } = await msgpackClient();
+  const items = [];
+  const stream = client.stream("count", { n: 2 }, (item) => items.push(item));
+  const params = { id: lastFrame(env, socket).id, item: 0 };
+  const push = env.G.msgpack.encode({ jsonrpc: "2.0", method: "rpc.stream", params });
+  const framed = Buffer.concat([Buffer.from(push).subarray(0, -1), bytes("d4 05 00")]);
+  socket.receive(new Uint8Array(framed).buffer);
+  await assert.rejects(stream, { name: "SyntaxError", message: /ext type 5/ });
+  assert.deepStrictEqual(items, []);
+});

@@ -40,14 +40,25 @@ _PRIMITIVES = {
 }
 # The names the module itself uses: a schema may not take them, a parameter gets a "_".
 _TAKEN = frozenset({"gobstopper", "positional", "onItem"})
+# TypeScript's own types (the module uses some: Promise, Extract): a schema of that name
+# would hide them, or cannot be declared at all (string): it gets a "_".
+_GLOBALS = frozenset(
+    "string number boolean bigint symbol object undefined null unknown never any void "  # noqa: SIM905
+    "Array ArrayBuffer ArrayLike BigInt Boolean DataView Date Error Exclude Extract "
+    "Function Iterable Iterator JSON Map Math NonNullable Number Object Omit Partial Pick "
+    "Promise PromiseLike Readonly ReadonlyArray Record RegExp Required ReturnType Set "
+    "String Symbol Uint8Array WeakMap WeakSet".split()
+)
 # The wrapper's own members: an app method of that name gets a "_" after it.
 _MEMBERS = frozenset({"client", "emit", "constructor"})
 
 
 @dataclass
 class _Context:
-    """The schemas' TypeScript names, by their names in the document."""
+    """The schemas (``components.schemas``) and their TypeScript names, by their names in
+    the document."""
 
+    schemas: Mapping[str, Any]
     names: dict[str, str] = field(default_factory=dict)
 
 
@@ -87,13 +98,16 @@ def typescript_stub(
     if not isinstance(schemas, Mapping):
         raise ValueError("'components.schemas' must be an object")
 
-    ctx = _Context()
+    ctx = _Context(schemas=schemas)
     for name in schemas:
-        ctx.names[name] = _unique(_type_name(name), ctx.names.values(), f"schema {name!r}")
+        ident = _type_name(name)
+        ident = ident + "_" if ident in _GLOBALS else ident
+        ctx.names[name] = _unique(ident, ctx.names.values(), f"schema {name!r}")
     name = class_name if class_name is not None else _pascal(title) + "Api"
-    if not _IDENT.match(name) or name in _RESERVED:
+    if not _IDENT.match(name) or name in _RESERVED or name in _GLOBALS:
         raise ValueError(f"class_name {name!r} is not a TypeScript identifier")
     _unique(name, ctx.names.values(), "the class")
+    title, version = _comment(title), _comment(version)
 
     out = [
         f"// {title} {version}: its methods and events, typed, over gobstopper.js.",
@@ -113,6 +127,7 @@ def typescript_stub(
 
 _POSITIONAL = [
     "// Positional params without the trailing ones left out (the server's defaults apply).",
+    "// One left out before a given one cannot be: it is sent as null (pass its value).",
     "function positional(...values: unknown[]): unknown[] {",
     "  let end = values.length;",
     "  while (end > 0 && values[end - 1] === undefined) end -= 1;",
@@ -155,6 +170,11 @@ def _member(name: str) -> str:
 def _variable(name: str) -> str:
     ident = _type_name(name)
     return ident + "_" if ident in _RESERVED or ident in _TAKEN else ident
+
+
+def _comment(text: str) -> str:
+    """``text`` on one line, unable to end a comment."""
+    return " ".join(re.split(r"[\r\n\u2028\u2029]+", text)).replace("*/", "*\\/")
 
 
 def _key(name: str) -> str:
@@ -290,12 +310,19 @@ def _params(entry: Mapping[str, Any], ctx: _Context, where: str) -> list[_Param]
     params = entry.get("params") or []
     if not isinstance(params, list):
         raise ValueError(f"{where}: 'params' must be a list")
-    found = []
+    found: list[_Param] = []
     for p in params:
         if not isinstance(p, Mapping) or not isinstance(p.get("name"), str):
             raise ValueError(f"{where}: a parameter without a name: {p!r}")
         ts = _type(p.get("schema", {}), ctx, f"{where} parameter {p['name']!r}")
-        found.append(_Param(p["name"], _variable(p["name"]), ts, bool(p.get("required"))))
+        variable = _variable(p["name"])
+        for other in found:
+            if other.variable == variable:
+                raise ValueError(
+                    f"{where}: parameters {other.name!r} and {p['name']!r} would both be "
+                    f"named {variable!r}"
+                )
+        found.append(_Param(p["name"], variable, ts, bool(p.get("required"))))
     return found
 
 
@@ -376,10 +403,13 @@ def _event(entry: Any, ctx: _Context) -> tuple[str, list[str], list[str]]:
         return member, [f"    {member}(): {returns};"], [f"      {member}: () => {call},"]
     data = params[0]
     schema = next(p for p in entry["params"] if p["name"] == data.name).get("schema", {})
-    if _primitive(schema):
-        note = f"    // {name}: its data ({data.ts}) cannot be JSON-RPC params, an object or array"
-        return member, [note], []
+    kinds = _kinds(schema, ctx, set())
+    if kinds == {"primitive"}:
+        note = f"    // {_comment(name)}: its data ({data.ts}) cannot be JSON-RPC params, "
+        return member, [note + "an object or array"], []
     ts = "gobstopper.Params" if data.ts == "unknown" else data.ts
+    if "primitive" in kinds:  # only its objects and arrays can be sent
+        ts = f"Extract<{ts}, gobstopper.Params>"
     mark = "" if data.required else "?"
     call = f"client.emit{options}" if options else f"client.emit({json.dumps(name)}, data)"
     doc = _doc(entry.get("description") or entry.get("summary"), "    ")
@@ -387,13 +417,32 @@ def _event(entry: Any, ctx: _Context) -> tuple[str, list[str], list[str]]:
     return member, declaration, [f"      {member}: (data) => {call},"]
 
 
-def _primitive(schema: Any) -> bool:
-    """Whether an event's data schema is a string, number, boolean or null."""
-    if not isinstance(schema, Mapping):
-        return False
+def _kinds(schema: Any, ctx: _Context, seen: set[str]) -> set[str]:
+    """What the values of ``schema`` can be: "primitive" (a string, number, boolean or
+    null), "params" (an object or an array), "any"; through $ref (an Enum or Literal
+    alias of components.schemas) and unions."""
+    if not isinstance(schema, Mapping) or not schema:
+        return {"any"}
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith(_REF):
+        if ref in seen:  # a recursive schema: what its other branches say
+            return set()
+        target = ctx.schemas.get(ref[len(_REF) :])
+        return _kinds(target, ctx, seen | {ref}) if target is not None else {"any"}
+    if "const" in schema:
+        return {"params" if isinstance(schema["const"], (dict, list)) else "primitive"}
+    if "enum" in schema and isinstance(schema["enum"], list):
+        return {"params" if isinstance(v, (dict, list)) else "primitive" for v in schema["enum"]}
+    for key in ("anyOf", "oneOf"):
+        if isinstance(schema.get(key), list):
+            return set().union(*(_kinds(s, ctx, seen) for s in schema[key])) or {"any"}
     kind = schema.get("type")
-    kinds = kind if isinstance(kind, list) else [kind]
-    return bool(kinds) and all(k in _PRIMITIVES for k in kinds)
+    types = kind if isinstance(kind, list) else [kind]
+    if types and all(k in _PRIMITIVES for k in types):
+        return {"primitive"}
+    if any(k in _PRIMITIVES for k in types):
+        return {"primitive", "params"}
+    return {"params"} if kind is not None or "properties" in schema else {"any"}
 
 
 def _class(

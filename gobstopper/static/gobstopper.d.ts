@@ -311,6 +311,8 @@ export const msgpack: {
   /** @throws TypeError for what msgpack cannot carry (a symbol, a BigInt over 64 bits,
    * a cycle). */
   encode(value: unknown): Uint8Array;
-  /** @throws SyntaxError for bytes that are not one msgpack value (or an ext type). */
+  /** A timestamp (ext type -1) reads as its RFC 3339 text in UTC, as the server's JSON
+   * writes a datetime.
+   * @throws SyntaxError for bytes that are not one msgpack value (or another ext type). */
   decode(data: ArrayBuffer | ArrayBufferView): unknown;
 };

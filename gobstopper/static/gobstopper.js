@@ -158,13 +158,20 @@
   /** MessagePack, the subset JSON values need (the server's binary encoding, chosen with
    * the `encoding: "msgpack"` option): nil, booleans, integers (64-bit ones as numbers
    * within Number.MAX_SAFE_INTEGER, or BigInt), float64, strings, bin (Uint8Array),
-   * arrays and maps with string keys. Decoding also reads float32; ext types are refused
-   * with an error naming them. What JSON.stringify leaves out (undefined properties,
-   * functions) is left out here too. */
+   * arrays and maps with string keys. Decoding also reads float32 and the timestamp
+   * extension (type -1, what msgspec writes for a datetime with a time zone), as the
+   * RFC 3339 text in UTC the server's JSON sends ("2026-01-02T03:04:05.123456Z"), so that
+   * both encodings give the page the same value; other ext types are refused with an
+   * error naming them. Encoding follows JSON.stringify: toJSON is used, boxed primitives
+   * are unwrapped, what it leaves out (undefined properties, functions) is left out, and
+   * NaN and the infinities are nil, as JSON's null. Integers (up to 64 bits) are sent as
+   * integers, even past Number.MAX_SAFE_INTEGER. */
+  let decodeLenient; // msgpack's decode, an unknown ext type read as null
   const msgpack = (() => {
     const MAX_DEPTH = 1000; // deeper (or cyclic, which never ends): refused, like JSON
     const utf8 = new TextEncoder();
-    const fromUtf8 = new TextDecoder("utf-8", { fatal: true });
+    // ignoreBOM: a string that starts with U+FEFF keeps it.
+    const fromUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
     const TWO_32 = 0x100000000;
 
     // Also an ArrayBuffer of another realm (an iframe's, a test's), which instanceof misses.
@@ -247,25 +254,55 @@
       }
     }
 
+    const isBytes = (value) => isArrayBuffer(value) || ArrayBuffer.isView(value);
+
+    // What JSON.stringify would send for `value` (the value of `key`): its toJSON's
+    // (a Date's text), a boxed primitive unwrapped. Bytes stay bytes (a Node Buffer has
+    // a toJSON).
+    function prepare(value, key) {
+      if (value === null || typeof value !== "object" || isBytes(value)) return value;
+      if (typeof value.toJSON === "function") {
+        value = value.toJSON(key);
+        if (value === null || typeof value !== "object") return value;
+      }
+      if (value instanceof Number || tag(value) === "[object Number]") return Number(value);
+      if (value instanceof String || tag(value) === "[object String]") return String(value);
+      if (value instanceof Boolean || tag(value) === "[object Boolean]") {
+        return Boolean.prototype.valueOf.call(value);
+      }
+      return value;
+    }
+
+    function tag(value) {
+      return Object.prototype.toString.call(value);
+    }
+
+    // What JSON leaves out of an object, and writes as null in an array.
+    function absent(value) {
+      const kind = typeof value;
+      return kind === "undefined" || kind === "function" || kind === "symbol";
+    }
+
     function write(w, value, depth) {
       if (depth > MAX_DEPTH) throw new TypeError("msgpack: nested too deeply (or cyclic)");
-      if (value !== null && typeof value === "object" && typeof value.toJSON === "function") {
-        value = value.toJSON(); // a Date, as JSON.stringify would send it
-      }
       if (value === null || value === undefined) {
         w.byte(0xc0);
       } else if (typeof value === "boolean") {
         w.byte(value ? 0xc3 : 0xc2);
       } else if (typeof value === "number") {
         if (Number.isSafeInteger(value)) writeInt(w, value);
-        else w.typed(0xcb, "setFloat64", 8, value);
+        // An integer past 2**53 is still one (msgspec refuses a float for an int).
+        else if (Number.isInteger(value) && value >= -(2 ** 63) && value < 2 ** 64) {
+          writeBigInt(w, BigInt(value));
+        } else if (Number.isFinite(value)) w.typed(0xcb, "setFloat64", 8, value);
+        else w.byte(0xc0); // NaN, Infinity: null in JSON
       } else if (typeof value === "bigint") {
         writeBigInt(w, value);
       } else if (typeof value === "string") {
         const bytes = utf8.encode(value);
         w.header(bytes.length, [0xa0, 31], [0xd9, 0xda, 0xdb], "string");
         w.raw(bytes);
-      } else if (isArrayBuffer(value) || ArrayBuffer.isView(value)) {
+      } else if (isBytes(value)) {
         const bytes = ArrayBuffer.isView(value)
           ? new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
           : new Uint8Array(value);
@@ -273,20 +310,21 @@
         w.raw(bytes);
       } else if (Array.isArray(value)) {
         w.header(value.length, [0x90, 15], [null, 0xdc, 0xdd], "array");
-        for (const item of value) {
+        for (let i = 0; i < value.length; i += 1) {
           // As in JSON: what has no value there is null.
-          const kind = typeof item;
-          write(w, kind === "function" || kind === "symbol" ? null : item, depth + 1);
+          const prepared = prepare(value[i], String(i));
+          write(w, absent(prepared) ? null : prepared, depth + 1);
         }
       } else if (typeof value === "object") {
-        const keys = Object.keys(value).filter((key) => {
-          const kind = typeof value[key];
-          return kind !== "undefined" && kind !== "function" && kind !== "symbol";
-        });
-        w.header(keys.length, [0x80, 15], [null, 0xde, 0xdf], "map");
-        for (const key of keys) {
+        const entries = [];
+        for (const key of Object.keys(value)) {
+          const prepared = prepare(value[key], key);
+          if (!absent(prepared)) entries.push([key, prepared]);
+        }
+        w.header(entries.length, [0x80, 15], [null, 0xde, 0xdf], "map");
+        for (const [key, item] of entries) {
           write(w, key, depth + 1);
-          write(w, value[key], depth + 1);
+          write(w, item, depth + 1);
         }
       } else {
         throw new TypeError(`msgpack cannot carry a ${typeof value}`);
@@ -296,13 +334,14 @@
     /** `value` as msgpack bytes. Throws TypeError for what it cannot carry. */
     function encode(value) {
       const w = new Writer();
-      write(w, value, 0);
+      write(w, prepare(value, ""), 0);
       return w.bytes.slice(0, w.length);
     }
 
     class Reader {
-      constructor(bytes) {
+      constructor(bytes, lenient = false) {
         this.bytes = bytes;
+        this.lenient = lenient; // an unknown ext type reads as null, not an error
         this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
         this.at = 0;
       }
@@ -370,8 +409,43 @@
 
     function readExt(r, size, start) {
       const type = r.get("getInt8", 1);
-      r.take(size);
+      const at = r.take(size);
+      if (type === -1) return readTimestamp(r, at, size, start);
+      if (r.lenient) return null;
       return r.fail(`ext type ${type} is not supported`, start);
+    }
+
+    const SECONDS = { min: -62135596800, max: 253402300799 }; // years 1 to 9999
+    const pad = (n, width) => String(n).padStart(width, "0");
+
+    // The timestamp extension (32, 64 or 96 bits: seconds since 1970 and nanoseconds) as
+    // msgspec's JSON writes the same datetime: "YYYY-MM-DDTHH:MM:SS[.ffffff]Z".
+    function readTimestamp(r, at, size, start) {
+      let seconds;
+      let nanos = 0;
+      if (size === 4) {
+        seconds = r.view.getUint32(at);
+      } else if (size === 8) {
+        const both = r.view.getBigUint64(at);
+        nanos = Number(both >> 34n);
+        seconds = Number(both & 0x3ffffffffn);
+      } else if (size === 12) {
+        nanos = r.view.getUint32(at);
+        seconds = Number(r.view.getBigInt64(at + 4));
+      } else {
+        return r.fail(`a timestamp of ${size} bytes (4, 8 or 12)`, start);
+      }
+      if (nanos > 999999999) return r.fail(`a timestamp of ${nanos} nanoseconds`, start);
+      if (seconds < SECONDS.min || seconds > SECONDS.max) {
+        return r.fail("a timestamp outside the years 1 to 9999", start);
+      }
+      const d = new Date(seconds * 1000);
+      const day = [pad(d.getUTCFullYear(), 4), pad(d.getUTCMonth() + 1, 2), pad(d.getUTCDate(), 2)];
+      const time = [d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds()].map((n) => pad(n, 2));
+      let fraction = "";
+      if (nanos % 1000) fraction = `.${pad(nanos, 9)}`;
+      else if (nanos) fraction = `.${pad(nanos / 1000, 6)}`;
+      return `${day.join("-")}T${time.join(":")}${fraction}Z`;
     }
 
     function read(r, depth) {
@@ -450,6 +524,12 @@
     /** The value of the msgpack bytes `data` (Uint8Array, ArrayBuffer or a view): one
      * value, nothing after it. Throws SyntaxError naming what is wrong and where. */
     function decode(data) {
+      return decodeWith(data, false);
+    }
+
+    // `lenient`: an unknown ext type reads as null (to find which call an answer that
+    // cannot be read was for).
+    function decodeWith(data, lenient) {
       let bytes;
       if (ArrayBuffer.isView(data)) {
         bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
@@ -458,12 +538,13 @@
       } else {
         throw new TypeError(`msgpack.decode needs bytes, not ${typeof data}`);
       }
-      const r = new Reader(bytes);
+      const r = new Reader(bytes, lenient);
       const value = read(r, 0);
       if (r.at !== bytes.length) r.fail(`${bytes.length - r.at} bytes after the value`);
       return value;
     }
 
+    decodeLenient = (data) => decodeWith(data, true);
     return Object.freeze({ encode, decode });
   })();
 
@@ -670,7 +751,7 @@
       checkParams(params);
       const message = { jsonrpc: RPC.VERSION, method };
       if (params != null) message.params = params; // null or undefined: none
-      const entry = this._entry(message);
+      const entry = this._entry(message, this._encode(message));
       this._send(entry);
       return quiet(entry.promise);
     }
@@ -849,8 +930,10 @@
       else console.warn(`gobstopper: ${stage} failed`, error);
     }
 
-    _entry(message, onItem) {
-      const entry = { message, onItem, sent: false, done: false };
+    // `frame`: the message encoded, once, when asked for (what cannot be encoded throws
+    // then, with nothing registered or queued).
+    _entry(message, frame, onItem) {
+      const entry = { message, frame, onItem, sent: false, done: false };
       entry.promise = new Promise((resolve, reject) => {
         entry.resolve = resolve;
         entry.reject = reject;
@@ -918,7 +1001,7 @@
       const id = this._nextId++;
       const message = { jsonrpc: RPC.VERSION, method, id };
       if (params != null) message.params = params; // null or undefined: none
-      const entry = this._entry(message, onItem);
+      const entry = this._entry(message, this._encode(message), onItem);
       entry.id = id;
       this._pending.set(id, entry);
       this._send(entry, first);
@@ -931,7 +1014,7 @@
       if (this.status === "closed") {
         this._settle(entry, new ConnectionError("client closed"));
       } else if (ws && ws.readyState === 1 && !first) {
-        ws.send(this._encode(entry.message));
+        ws.send(entry.frame);
         entry.sent = true;
         if (entry.id === undefined) this._settle(entry, null, undefined);
       } else if (first) {
@@ -1117,12 +1200,32 @@
         payload = this._decode(raw);
       } catch (err) {
         console.warn(`gobstopper: ignored a message that is not ${this.encoding}`, err);
+        this._unreadable(raw, err);
         return;
       }
       for (const m of Array.isArray(payload) ? payload : [payload]) {
         if (!m || typeof m !== "object") continue;
         if (typeof m.method !== "string" || "id" in m) this._answer(m);
         else this._push(m.method, m.params || {});
+      }
+    }
+
+    // An answer that holds what cannot be read (a msgpack ext type other than the
+    // timestamp): its call fails with the reason now, rather than time out.
+    _unreadable(raw, err) {
+      if (this.encoding !== "msgpack" || typeof raw === "string") return;
+      let payload;
+      try {
+        payload = decodeLenient(raw);
+      } catch {
+        return; // not msgpack at all: no id to go by
+      }
+      for (const m of Array.isArray(payload) ? payload : [payload]) {
+        if (!m || typeof m !== "object") continue;
+        // An answer, or an item of a stream (whose params name the call).
+        const stream = m.method === RPC.STREAM && m.params && !("id" in m);
+        const entry = this._pending.get(stream ? m.params.id : m.id);
+        if (entry && (stream || "id" in m)) this._settle(entry, err);
       }
     }
 

@@ -290,6 +290,19 @@ def test_chat_in_two_browser_pages_survives_a_server_restart(browser: Any, tmp_p
     print(f"\nscreenshots in {tmp_path}")
 
 
+def test_chat_page_with_an_unknown_encoding_speaks_json(browser: Any) -> None:
+    server = start("examples.chat:app", "rsgi")
+    try:
+        page = browser()
+        join(page, server, "odd", "cy", encoding="cbor")
+        assert page.execute_script("return client.info.encoding;") == "json"
+        wait_text(page, "log", lambda t: 'unknown encoding "cbor"' in t, "no note in the log")
+        say(page, "still here")
+        wait_text(page, "log", lambda t: "cy: still here" in t, "the page does not work")
+    finally:
+        server.stop()
+
+
 class Tabs:
     """The tabs of one browser, each with the chat page of one host, and the one shown."""
 

@@ -167,3 +167,173 @@ test("a JSON client ignores binary frames; an unknown encoding is refused", () =
   assert.match(env.warnings[0], /not json.*binary frame/);
   client.close();
 });
+
+test("a timestamp is read as the text the server's JSON sends", () => {
+  // 2**34 seconds needs the 96-bit form; 1 nanosecond keeps nine digits.
+  assert.equal(msgpack.decode(bytes("d7ff 00000004 00000000")), "1970-01-01T00:00:00.000000001Z");
+  assert.equal(msgpack.decode(bytes("c70cff 00000000 ffffffffffffffff")), "1969-12-31T23:59:59Z");
+  const cases = [
+    ["d5ff 0000", /a timestamp of 2 bytes \(4, 8 or 12\) \(at byte 0\)/],
+    ["d7ff ffffffff 00000000", /a timestamp of 1073741823 nanoseconds/],
+    ["c70cff 3b9aca00 0000000000000000", /1000000000 nanoseconds/],
+    ["c70cff 00000000 fffffff1886e08ff", /outside the years 1 to 9999/],
+    ["c70cff 00000000 0000003afff44180", /outside the years 1 to 9999/],
+  ];
+  for (const [input, message] of cases) {
+    assert.throws(() => msgpack.decode(bytes(input)), { name: "SyntaxError", message }, input);
+  }
+});
+
+test("integers past 2**53 are sent as integers, up to 64 bits; others as float64", () => {
+  assert.equal(hex(msgpack.encode(2 ** 53)), "cf0020000000000000");
+  assert.equal(hex(msgpack.encode(2 ** 63)), "cf8000000000000000");
+  assert.equal(hex(msgpack.encode(-(2 ** 60))), "d3f000000000000000");
+  assert.equal(hex(msgpack.encode(2 ** 64)), "cb43f0000000000000");
+  assert.equal(hex(msgpack.encode(-(2 ** 64))), "cbc3f0000000000000");
+  assert.equal(hex(msgpack.encode(2 ** 53 + 0.5 * 0)), "cf0020000000000000");
+  assert.equal(msgpack.decode(msgpack.encode(2 ** 60)), 2 ** 60);
+});
+
+test("as JSON.stringify: NaN is nil, boxed values unwrapped, a toJSON undefined left out", () => {
+  const absent = { toJSON: () => undefined };
+  const value = {
+    nan: NaN,
+    inf: [Infinity, -Infinity],
+    s: Object("ab"),
+    n: Object(5),
+    b: Object(false),
+    gone: absent,
+    list: [absent, 1],
+    key: { toJSON: (key) => `key ${key}` },
+  };
+  const asJson = JSON.parse(JSON.stringify(value));
+  assert.deepStrictEqual(plain(msgpack.decode(msgpack.encode(value))), asJson);
+  assert.deepStrictEqual(plain(msgpack.decode(msgpack.encode(value))), {
+    nan: null,
+    inf: [null, null],
+    s: "ab",
+    n: 5,
+    b: false,
+    list: [null, 1],
+    key: "key key",
+  });
+  assert.equal(hex(msgpack.encode(Object("ab"))), "a26162");
+  assert.equal(hex(msgpack.encode([, 1])), "92c001"); // a hole is null, as in JSON
+});
+
+test("a Node Buffer is bytes, not what its toJSON says", () => {
+  assert.equal(hex(msgpack.encode(Buffer.from([1, 2]))), "c4020102");
+  assert.equal(hex(msgpack.encode({ b: Buffer.from([1]) })), "81a162c40101");
+});
+
+test("a string that starts with U+FEFF keeps it", () => {
+  assert.equal(msgpack.decode(bytes("a4 efbbbf 61")), "\uFEFFa");
+  assert.equal(msgpack.decode(msgpack.encode("\uFEFF")), "\uFEFF");
+});
+
+/** A msgpack client, connected: {env, client, socket, reply(message)}. */
+async function msgpackClient(options = {}) {
+  const env = load();
+  const client = new env.G.Client("ws://example.test/rpc", { encoding: "msgpack", ...options });
+  const ready = client.connect();
+  const socket = env.sockets[0];
+  const reply = (message) => socket.receive(env.G.msgpack.encode(message).buffer);
+  socket.open();
+  const info = lastFrame(env, socket);
+  reply({ jsonrpc: "2.0", id: info.id, result: { id: "c1", encoding: "msgpack" } });
+  await ready;
+  return { env, client, socket, reply };
+}
+
+// msgspec's bytes of {"jsonrpc": "2.0", "id": id, "result": {"at": <ext>}}.
+const answerWith = (id, ext) =>
+  bytes(`83 a7 6a736f6e727063 a3 322e30 a2 6964 ${id} a6 726573756c74 81 a2 6174 ${ext}`);
+
+test("a datetime in an answer or a push reaches the page as the JSON client's text", async () => {
+  const { env, client, socket } = await msgpackClient();
+  const call = client.call("when", []);
+  const id = lastFrame(env, socket).id;
+  socket.receive(answerWith(id.toString(16).padStart(2, "0"), "d7ff 1d6f2800 695735a5").buffer);
+  assert.deepStrictEqual(plain(await call), { at: "2026-01-02T03:04:05.123456Z" });
+
+  const seen = [];
+  client.on("tick", (data) => seen.push(data));
+  // {"jsonrpc": "2.0", "method": "rpc.event", "params": {"event": "tick", "data": <ts>}}
+  const params = { event: "tick", data: 0 };
+  const push = env.G.msgpack.encode({ jsonrpc: "2.0", method: "rpc.event", params });
+  const at = Buffer.from(push).lastIndexOf(0x00); // the data: 0
+  const framed = Buffer.concat([Buffer.from(push).subarray(0, at), bytes("d6ff 695735a5")]);
+  socket.receive(new Uint8Array(framed).buffer);
+  await settle();
+  assert.deepStrictEqual(seen, ["2026-01-02T03:04:05Z"]);
+  assert.deepStrictEqual(env.warnings, []);
+});
+
+test("an answer holding an ext type it cannot read fails its call at once", async () => {
+  const { env, client, socket } = await msgpackClient();
+  const call = client.call("odd", []);
+  const other = client.call("fine", []);
+  const id = lastFrame(env, socket).id - 1;
+  socket.receive(answerWith(id.toString(16).padStart(2, "0"), "d4 05 00").buffer);
+  await assert.rejects(call, { name: "SyntaxError", message: /ext type 5 is not supported/ });
+  assert.equal(env.warnings.length, 1);
+  assert.match(env.warnings[0], /not msgpack.*ext type 5/);
+  // The other call still waits for its answer.
+  let settled = false;
+  other.finally(() => (settled = true)).catch(() => {});
+  await settle();
+  assert.equal(settled, false);
+  client.close();
+});
+
+test("a value that cannot be encoded, called offline, throws and queues nothing", async () => {
+  const env = load();
+  const client = new env.G.Client("ws://example.test/rpc", { encoding: "msgpack" });
+  const ready = client.connect();
+  const cyclic = {};
+  cyclic.self = cyclic;
+  assert.throws(() => client.call("x", [2n ** 70n]), { name: "TypeError", message: /64 bits/ });
+  assert.throws(() => client.notify("x", [cyclic]), { name: "TypeError", message: /cyclic/ });
+  const good = client.call("y", [1]);
+  const socket = env.sockets[0];
+  socket.open(); // must not throw
+  const sent = frames(env, socket);
+  assert.deepStrictEqual(sent.map((m) => m.method), ["rpc.info", "y"]);
+  const answer = { jsonrpc: "2.0", id: sent[0].id, result: { id: "c1" } };
+  socket.receive(env.G.msgpack.encode(answer).buffer);
+  assert.equal((await ready).id, "c1");
+  socket.receive(env.G.msgpack.encode({ jsonrpc: "2.0", id: sent[1].id, result: 2 }).buffer);
+  assert.equal(await good, 2);
+  assert.equal(client._pending.size, 0);
+});
+
+test("a value that cannot be encoded, called while connected, leaves no timer behind", async () => {
+  const { env, client, socket } = await msgpackClient();
+  const unhandled = [];
+  const onUnhandled = (err) => unhandled.push(err);
+  process.on("unhandledRejection", onUnhandled);
+  try {
+    assert.throws(() => client.call("x", [2n ** 70n]), { name: "TypeError" });
+    assert.throws(() => client.stream("x", [2n ** 70n], () => {}), { name: "TypeError" });
+    assert.equal(client._pending.size, 0);
+    assert.equal(env.clock.timers.size, 0);
+    await env.clock.advance(60000);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.deepStrictEqual(unhandled, []);
+    assert.equal(socket.sent.length, 1); // rpc.info only
+  } finally {
+    process.off("unhandledRejection", onUnhandled);
+  }
+});
+
+test("a stream item holding an ext type it cannot read fails the stream at once", async () => {
+  const { env, client, socket } = await msgpackClient();
+  const items = [];
+  const stream = client.stream("count", { n: 2 }, (item) => items.push(item));
+  const params = { id: lastFrame(env, socket).id, item: 0 };
+  const push = env.G.msgpack.encode({ jsonrpc: "2.0", method: "rpc.stream", params });
+  const framed = Buffer.concat([Buffer.from(push).subarray(0, -1), bytes("d4 05 00")]);
+  socket.receive(new Uint8Array(framed).buffer);
+  await assert.rejects(stream, { name: "SyntaxError", message: /ext type 5/ });
+  assert.deepStrictEqual(items, []);
+});

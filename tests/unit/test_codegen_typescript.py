@@ -152,3 +152,78 @@ def test_a_parameter_named_like_the_modules_own_names_is_renamed() -> None:
     stub = typescript_stub(document(methods=[stream]))
     assert "  s(onItem: (item: number) => void, onItem_: string): " in stub
     assert '"s", { onItem: onItem_ }, onItem)' in stub
+
+
+COLOR = {"title": "Color", "enum": ["red", "blue"]}
+
+
+def event(name: str, schema: Any) -> dict[str, Any]:
+    return {"name": name, "params": [param("data", schema)]}
+
+
+def test_event_data_that_can_only_be_primitive_is_left_out_through_refs_and_unions() -> None:
+    doc = document(
+        components={"schemas": {"Color": COLOR, "Pair": {"type": "array"}}},
+        **{
+            "x-gobstopper-events": [
+                event("paint", {"$ref": "#/components/schemas/Color"}),
+                event("maybe", {"anyOf": [{"type": "string"}, {"type": "null"}]}),
+                event("fixed", {"const": 3}),
+                event("pair", {"$ref": "#/components/schemas/Pair"}),
+                event("either", {"anyOf": [{"$ref": "#/components/schemas/Pair"}, COLOR]}),
+            ]
+        },
+    )
+    stub = typescript_stub(doc)
+    assert "    // paint: its data (Color) cannot be JSON-RPC params" in stub
+    assert "    // maybe: its data (string | null) cannot be JSON-RPC params" in stub
+    assert "    // fixed: its data (3) cannot be JSON-RPC params" in stub
+    assert "paint(" not in stub and "maybe(" not in stub and "fixed(" not in stub
+    assert "    pair(data: Pair): Promise<void>;" in stub
+    # Only its objects and arrays can be params.
+    assert '    either(data: Extract<Pair | ("red" | "blue"), gobstopper.Params>)' in stub
+
+
+def test_schemas_named_like_typescripts_own_types_get_a_mark() -> None:
+    schemas = {"Promise": {"type": "object"}, "string": {"type": "string"}, "Date": COLOR}
+    ref = {"$ref": "#/components/schemas/Promise"}
+    stub = typescript_stub(
+        document(components={"schemas": schemas}, methods=[method("m", param("p", ref))])
+    )
+    assert "export interface Promise_ {" in stub
+    assert "export type string_ = string;" in stub
+    assert "export type Date_ = " in stub
+    assert "  m(p: Promise_): Promise<number> {" in stub
+    with pytest.raises(ValueError, match="class_name 'Promise' is not"):
+        typescript_stub(document(), class_name="Promise")
+
+
+@pytest.mark.parametrize(
+    ("entry", "error"),
+    [
+        (
+            method("m", param("default", {}), param("default_", {})),
+            "method 'm': parameters 'default' and 'default_' would both be named 'default_'",
+        ),
+        (
+            method("m", param("a-b", {}), param("a_b", {})),
+            "parameters 'a-b' and 'a_b' would both be named 'a_b'",
+        ),
+        (
+            method("s", param("onItem", {}), param("onItem_", {}), **{"x-gobstopper-stream": True}),
+            "parameters 'onItem' and 'onItem_' would both be named 'onItem_'",
+        ),
+    ],
+)
+def test_parameters_that_would_share_a_name_are_refused(entry: dict[str, Any], error: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        typescript_stub(document(methods=[entry]))
+    assert error in str(raised.value)
+
+
+def test_the_title_cannot_break_out_of_a_comment() -> None:
+    doc = document(info={"title": "evil */ x\nimport 'y'", "version": "1\r\n*/"})
+    stub = typescript_stub(doc, class_name="Api")
+    assert stub.startswith("// evil *\\/ x import 'y' 1 *\\/: its methods and events")
+    assert "/** The methods and events of evil *\\/ x import 'y' 1 *\\/, over" in stub
+    assert "\nimport 'y'" not in stub and stub.count("*/") == 1  # the class's own comment

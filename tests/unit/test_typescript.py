@@ -74,3 +74,72 @@ def test_a_generated_stub_type_checks_against_the_declarations(tmp_path: Path) -
     shutil.copy(DTS, tmp_path / "gobstopper.d.ts")
     shutil.copy(TS / "use_stub.ts", tmp_path / "use_stub.ts")
     tsc([tmp_path / "use_stub.ts"], tmp_path, allowUmdGlobalAccess=True)
+
+
+def test_the_docs_example_of_a_stub_type_checks(tmp_path: Path) -> None:
+    """docs/browser-client.md's use of the stub of tests/ts/openrpc.json, as written."""
+    docs = (ROOT / "docs" / "browser-client.md").read_text()
+    blocks = re.findall(r"```typescript\n(.*?)```", docs, re.S)
+    example = [b for b in blocks if 'from "./api"' in b]
+    assert len(example) == 1
+    doc = json.loads((TS / "openrpc.json").read_text())
+    (tmp_path / "api.ts").write_text(typescript_stub(doc))
+    shutil.copy(DTS, tmp_path / "gobstopper.d.ts")
+    (tmp_path / "example.ts").write_text(example[0])
+    tsc([tmp_path / "example.ts"], tmp_path, allowUmdGlobalAccess=True)
+
+
+EDGES = {
+    "openrpc": "1.3.2",
+    "info": {"title": "edge */ cases\n", "version": "1"},
+    "methods": [
+        {
+            "name": "keep",
+            "params": [
+                {"name": "p", "required": True, "schema": {"$ref": "#/components/schemas/Promise"}}
+            ],
+            "result": {"name": "result", "schema": {"$ref": "#/components/schemas/Date"}},
+        }
+    ],
+    "components": {
+        "schemas": {
+            "Promise": {"type": "object", "properties": {"a": {"type": "integer"}}},
+            "Date": {"title": "Date", "enum": ["today", "tomorrow"]},
+            "Color": {"title": "Color", "enum": ["red", "blue"]},
+        }
+    },
+    "x-gobstopper-events": [
+        {"name": name, "params": [{"name": "data", "required": True, "schema": schema}]}
+        for name, schema in [
+            ("paint", {"$ref": "#/components/schemas/Color"}),
+            ("maybe", {"anyOf": [{"type": "string"}, {"type": "null"}]}),
+            ("either", {"anyOf": [{"$ref": "#/components/schemas/Promise"}, {"type": "string"}]}),
+        ]
+    ],
+}
+
+USE_EDGES = """\
+/// <reference path="./gobstopper.d.ts" />
+import { EdgeCasesApi, type Promise_, type Date_ } from "./api";
+
+export async function use(api: EdgeCasesApi): Promise<void> {
+  const p: Promise_ = { a: 1 };
+  const when: Date_ = await api.keep(p);
+  const now: Date = new Date(); // TypeScript's own, not hidden by the schema
+  await api.emit.either({ a: 2 });
+  // @ts-expect-error: a string is not params
+  void api.emit.either("x");
+  // @ts-expect-error: paint's data is a string: it cannot be sent
+  void api.emit.paint("red");
+  console.log(when, now);
+}
+"""
+
+
+def test_a_stub_with_awkward_names_and_event_data_type_checks(tmp_path: Path) -> None:
+    """Schemas named like TypeScript's own types, event data that is a $ref to an enum or
+    a union with primitives, a title that would end a comment."""
+    (tmp_path / "api.ts").write_text(typescript_stub(EDGES))
+    shutil.copy(DTS, tmp_path / "gobstopper.d.ts")
+    (tmp_path / "use.ts").write_text(USE_EDGES)
+    tsc([tmp_path / "use.ts"], tmp_path, allowUmdGlobalAccess=True)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import threading
 import time
@@ -449,6 +450,13 @@ class SyncEmitter:
                 pass  # the broker hung: the thread goes anyway
             finally:
                 self._closed = True
+                # What the broker left running (a stop that timed out mid-connection)
+                # is cancelled and let finish: a task left pending in a closed loop
+                # fails later, wherever the garbage collector happens to free it.
+                with contextlib.suppress(concurrent.futures.TimeoutError):
+                    asyncio.run_coroutine_threadsafe(_cancel_others(), self._loop).result(
+                        self.timeout
+                    )
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._thread.join(self.timeout)
                 if not self._thread.is_alive():
@@ -517,3 +525,13 @@ class SyncEmitter:
     def users(self, room: str | None = None, *, channel: str | None = None) -> PresenceState:
         """See ``Emitter.users``."""
         return self._run(self._emitter.users(room, channel=channel))
+
+
+async def _cancel_others(grace: float = 1.0) -> None:
+    """Cancel every other task of the running loop and wait (at most ``grace`` seconds)
+    for them to end."""
+    others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    if others:
+        await asyncio.wait(others, timeout=grace)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .python import python_stub
+from .python import check_document, python_stub
 
 __all__ = ["LANGUAGES", "load_document", "load_endpoint", "python_stub", "stub"]
 
@@ -86,6 +86,10 @@ def load_document(target: str) -> dict[str, Any]:
             raise ValueError(f"{target!r}: not JSON: {exc}") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("methods"), list):
             raise ValueError(f"{target!r}: not an OpenRPC document (no 'methods' list)")
+        try:
+            check_document(doc)
+        except ValueError as exc:
+            raise ValueError(f"{target!r}: {exc}") from None
         return doc
     from ..messages.openrpc import openrpc_document
 
@@ -102,8 +106,23 @@ def stub(doc: Mapping[str, Any], lang: str) -> str:
     if lang == "python":
         return python_stub(doc)
     if lang == "typescript":
-        return _typescript()(doc)
+        return _typescript()(_tuples_2020(doc))
     raise ValueError(f"unknown language {lang!r}: choose from {', '.join(LANGUAGES)}")
+
+
+def _tuples_2020(value: Any) -> Any:
+    """``value`` with each draft-07 tuple schema (``items`` a list, ``additionalItems``)
+    written as 2020-12 says it (``prefixItems``, ``items``): the form the TypeScript
+    generator reads. Other values are kept."""
+    if isinstance(value, list):
+        return [_tuples_2020(v) for v in value]
+    if not isinstance(value, Mapping):
+        return value
+    out = {k: _tuples_2020(v) for k, v in value.items()}
+    if isinstance(out.get("items"), list) and "prefixItems" not in out:
+        out["prefixItems"] = out.pop("items")
+        out["items"] = out.pop("additionalItems", True)
+    return out
 
 
 def _typescript() -> Callable[[Mapping[str, Any]], str]:
@@ -141,7 +160,8 @@ def run_command(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.target!r}: openrpc takes module:attribute, not a file")
     doc = load_document(args.target)
     if args.command == "openrpc":
-        text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+        # allow_nan=False: what is written is JSON (the document has no inf or nan).
+        text = json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     else:
         text = stub(doc, args.lang)
     if args.output is None:

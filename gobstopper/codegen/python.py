@@ -69,26 +69,26 @@ def python_stub(doc: Mapping[str, Any], *, class_name: str | None = None) -> str
             ``$ref`` points outside ``#/components/schemas``, or ``gobstopper.client``
             cannot be imported (``websockets`` is missing).
     """
-    methods = doc.get("methods")
-    if not isinstance(methods, list):
-        raise ValueError("not an OpenRPC document: it has no 'methods' list")
+    check_document(doc)
+    methods = doc["methods"]
     info = doc.get("info") or {}
     title = str(info.get("title", "gobstopper"))
     schemas = (doc.get("components") or {}).get("schemas") or {}
-    types = _Types(schemas)
-    name = class_name or _camel(title) + "Client"
-    reserved = set(_client_names()) | _USED | set(types.names.values())
+    name = _unique(class_name or _camel(title) + "Client", set(_USED))
+    types = _Types(schemas, {name})
+    reserved = set(_client_names()) | _USED | set(types.names.values()) | {name}
     body: list[str] = []
     for method in methods:
         body += _method(method, types, reserved)
     for event in doc.get("x-gobstopper-events") or []:
         body += _event(event, types, reserved)
-    version = info.get("version", "")
+    # What the docstrings say of the document, escaped as descriptions are.
+    about = _escape(" ".join(t for t in (title, str(info.get("version", ""))) if t))
     declarations = types.declarations()
     used = "\n".join(declarations + body)
     typing_names = [n for n in ("Any", "Literal", "TypeAlias", "TypedDict") if n in used]
     lines = [
-        f'"""A typed client of {title} {version}, from its OpenRPC document.',
+        f'"""A typed client of {about}, from its OpenRPC document.',
         "",
         "Made by ``python -m gobstopper stubs``: regenerate it rather than edit it.",
         '"""',
@@ -106,10 +106,62 @@ def python_stub(doc: Mapping[str, Any], *, class_name: str | None = None) -> str
         *declarations,
         "",
         f"class {name}(Client):",
-        f'    """The methods, streams and events of {title} {version}."""',
+        f'    """The methods, streams and events of {about}."""',
         *(body or ["    pass"]),
     ]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def check_document(doc: Any) -> None:
+    """Check the parts of an OpenRPC document a generator reads: ``methods`` and
+    ``x-gobstopper-events`` lists of objects with a string ``name`` and a list of
+    ``params`` (objects with a string ``name``); ``components.schemas`` an object.
+
+    Raises:
+        ValueError: what is wrong, and where (``methods[2]: no 'name'``).
+    """
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("methods"), list):
+        raise ValueError("not an OpenRPC document: it has no 'methods' list")
+    for key in ("info", "components"):
+        if not isinstance(doc.get(key, {}), Mapping):
+            raise ValueError(f"{key!r} is not an object")
+    if not isinstance((doc.get("components") or {}).get("schemas", {}), Mapping):
+        raise ValueError("'components.schemas' is not an object")
+    events = doc.get("x-gobstopper-events", [])
+    if not isinstance(events, list):
+        raise ValueError("'x-gobstopper-events' is not a list")
+    for part, entries in (("methods", doc["methods"]), ("x-gobstopper-events", events)):
+        for i, entry in enumerate(entries):
+            where = f"{part}[{i}]"
+            if not isinstance(entry, Mapping):
+                raise ValueError(f"{where} is not an object")
+            if not isinstance(entry.get("name"), str):
+                raise ValueError(f"{where}: no 'name' (a string)")
+            params = entry.get("params", [])
+            if not isinstance(params, list):
+                raise ValueError(f"{where} ({entry['name']!r}): 'params' is not a list")
+            for j, param in enumerate(params):
+                if not isinstance(param, Mapping) or not isinstance(param.get("name"), str):
+                    raise ValueError(
+                        f"{where} ({entry['name']!r}): params[{j}] is not an object with a "
+                        "'name' (a string)"
+                    )
+            if not isinstance(entry.get("result", {}), Mapping):
+                raise ValueError(f"{where} ({entry['name']!r}): 'result' is not an object")
+
+
+def _escape(text: str) -> str:
+    """``text`` made safe inside a ``\"\"\"`` string: no quote can end it, no backslash
+    start an escape, no control character (but newlines) break the source."""
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return "".join(
+        c
+        if c in "\n\t" or (c >= " " and c != "\x7f" and not "\ud800" <= c <= "\udfff")
+        else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+        if not "\ud800" <= c <= "\udfff"
+        else f"\\u{ord(c):04x}"
+        for c in text
+    )
 
 
 def _q(text: str) -> str:
@@ -212,19 +264,26 @@ def _signature(params: list[Any], types: _Types, structure: str) -> tuple[list[s
     taken = set(_USED) | set(types.names.values()) | {"params", "tail"}
     parts = ["self"]
     names: list[tuple[str, str, bool]] = []  # wire name, Python name, may be left out
+    optional = False  # whether a parameter with a default came before
     for param in params:
         wire = str(param["name"])
         local = _unique(_identifier(wire), taken)
         schema = param.get("schema", {})
         hint = types.render(schema)
         if param.get("required", False):
+            if optional and "*" not in parts:
+                # Python takes no required parameter after an optional one unless it is
+                # keyword-only; how the call is sent is decided below, not by this.
+                parts.append("*")
             parts.append(f"{local}: {hint}")
         elif "default" in schema:
-            parts.append(f"{local}: {hint} = {_literal(schema['default'])}")
+            optional = True
+            parts.append(f"{local}: {hint} = {types.default(schema['default'], schema)}")
         else:
             # Absent, not null: the server gives it its own default.
-            optional = hint if hint == "Any" else f"{hint} | None"
-            parts.append(f"{local}: {optional} = None")
+            optional = True
+            maybe = _union([hint, "None"])
+            parts.append(f"{local}: {maybe} = None")
             names.append((wire, local, True))
             continue
         names.append((wire, local, False))
@@ -266,10 +325,7 @@ def _docstring(entry: Mapping[str, Any], indent: str = "        ") -> list[str]:
     if not text:
         return []
     # Escaped so that no text can end the string early or be read as an escape.
-    text = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-    lines = text.splitlines()
-    if lines[-1].endswith('"'):
-        lines[-1] = lines[-1][:-1] + '\\"'
+    lines = _escape(text).splitlines()
     if len(lines) == 1:
         return [f'{indent}"""{lines[0]}"""']
     rest = [f"{indent}{line}".rstrip() for line in lines[1:]]
@@ -279,9 +335,9 @@ def _docstring(entry: Mapping[str, Any], indent: str = "        ") -> list[str]:
 class _Types:
     """Python types for JSON schemas, and the declarations of the components."""
 
-    def __init__(self, schemas: Mapping[str, Any]) -> None:
+    def __init__(self, schemas: Mapping[str, Any], reserved: set[str]) -> None:
         self.schemas = schemas
-        taken = set(_USED)
+        taken = set(_USED) | reserved
         #: Python names of the components, by their names in the document.
         self.names = {key: _unique(_camel(key), taken) for key in schemas}
 
@@ -310,8 +366,9 @@ class _Types:
         if kind in _SCALARS:
             return _SCALARS[kind]
         if kind == "array":
-            if "prefixItems" in schema:
-                items = ", ".join(self.render(s) for s in schema["prefixItems"])
+            fixed = _tuple(schema)
+            if fixed is not None:
+                items = ", ".join(self.render(s) for s in fixed)
                 return f"tuple[{items}]" if items else "tuple[()]"
             return f"list[{self.render(schema.get('items', {}))}]"
         if kind == "object":
@@ -319,6 +376,25 @@ class _Types:
             value = self.render(extra) if isinstance(extra, Mapping) else "Any"
             return f"dict[str, {value}]"
         return "Any"
+
+    def default(self, value: Any, schema: Any) -> str:
+        """A default ``value`` (JSON) as a literal of ``schema``'s type: an array a
+        tuple when the schema is a tuple's (through ``$ref`` too)."""
+        seen: set[str] = set()
+        while isinstance(schema, Mapping) and "$ref" in schema:
+            ref = str(schema["$ref"])[len(_REF) :]
+            if ref in seen:
+                break
+            seen.add(ref)
+            schema = self.schemas.get(ref)
+        if not isinstance(value, list) or not isinstance(schema, Mapping):
+            return _literal(value)
+        fixed = _tuple(schema)
+        if fixed is None:
+            return _literal(value)
+        items = [self.default(v, s) for v, s in zip(value, fixed, strict=False)]
+        items += [_literal(v) for v in value[len(fixed) :]]
+        return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
 
     def declarations(self) -> list[str]:
         lines: list[str] = []
@@ -371,8 +447,34 @@ class _Types:
         ]
 
 
+def _tuple(schema: Mapping[str, Any]) -> list[Any] | None:
+    """The schemas of a tuple's items (draft-07 ``items`` list, or 2020-12
+    ``prefixItems``); None when ``schema`` is no tuple."""
+    for key in ("prefixItems", "items"):
+        if isinstance(schema.get(key), list):
+            return list(schema[key])
+    return None
+
+
+def _split(union: str) -> list[str]:
+    """The members of an annotation ``A | B[C | D]`` (``A``, ``B[C | D]``)."""
+    parts: list[str] = []
+    depth = start = 0
+    quoted = escaped = False  # inside a string of a Literal
+    for i, c in enumerate(union):
+        if quoted:
+            escaped, quoted = (False, True) if escaped else (c == "\\", c != '"')
+            continue
+        quoted = c == '"'
+        depth += (c == "[") - (c == "]")
+        if depth == 0 and union.startswith(" | ", i):
+            parts.append(union[start:i])
+            start = i + 3
+    return [*parts, union[start:]]
+
+
 def _union(parts: list[str]) -> str:
-    unique = list(dict.fromkeys(parts))
+    unique = list(dict.fromkeys(p for part in parts for p in _split(part)))
     return "Any" if "Any" in unique else " | ".join(unique) or "Any"
 
 

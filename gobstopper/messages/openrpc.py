@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections.abc
 import inspect
+import math
 import typing
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -126,6 +127,8 @@ def openrpc_document(
     schemas = _Schemas()
     described = [(name, m, _describe(m, schemas)) for name, m in own]
     made, components = schemas.make()
+    made = [_draft7(m) for m in made]
+    components = {key: _draft7(value) for key, value in components.items()}
     entries: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     for name, method, (params, result) in described:
@@ -159,6 +162,7 @@ class _Param(typing.NamedTuple):
     required: bool
     schema: int  # its index among the schemas made
     default: Any
+    hint: Any = Any
 
 
 class _Schemas:
@@ -198,11 +202,15 @@ def _describe(method: Method, schemas: _Schemas) -> tuple[list[_Param], int | No
     else:
         public = method.public
         assert public is not None
+        by_position = _structure(method) == "by-position"
         for p in public.parameters.values():
             if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
                 continue  # OpenRPC has no words for them
+            if by_position and p.kind is inspect.Parameter.KEYWORD_ONLY:
+                continue  # a request by position cannot fill it: it keeps its default
             hint = method.hints.get(p.name, Any)
-            params.append(_Param(p.name, p.default is _EMPTY, schemas.add(hint), p.default))
+            required = p.default is _EMPTY
+            params.append(_Param(p.name, required, schemas.add(hint), p.default, hint))
     returns = hints.get("return", Any)
     if method.kind == "stream":
         returns = _item(returns)
@@ -229,7 +237,11 @@ def _item(returns: Any) -> Any:
 
 
 def _structure(method: Method) -> str:
-    """How a request may pass the parameters: ``by-position``, ``by-name`` or ``either``."""
+    """How a request may pass the parameters: ``by-position``, ``by-name`` or ``either``.
+
+    A positional-only parameter can only be passed by position, a keyword-only one only
+    by name: with both, ``by-position`` wins and the keyword-only ones are left out of
+    the document (they keep their defaults)."""
     public = method.public
     assert public is not None
     kinds = {p.kind for p in public.parameters.values()}
@@ -241,17 +253,74 @@ def _structure(method: Method) -> str:
 
 
 def _param(param: _Param, made: list[dict[str, Any]]) -> dict[str, Any]:
-    schema = _with_default(made[param.schema], param.default)
+    schema = made[param.schema]
+    if param.default is not _EMPTY:
+        value = _json_default(param.default, param.hint)
+        if value is not _EMPTY:
+            schema = {**schema, "default": value}
     return {"name": param.name, "required": param.required, "schema": schema}
 
 
-def _with_default(schema: dict[str, Any], default: Any) -> dict[str, Any]:
-    """``schema`` with the parameter's default, when it has one JSON can carry."""
-    if default is _EMPTY:
-        return schema
+def _json_default(default: Any, hint: Any) -> Any:
+    """``default`` as JSON carries it, when it is a value of its parameter's type that
+    JSON can carry exactly (finite numbers); else ``_EMPTY``: a client that leaves the
+    parameter out gets the server's default, while one that sent a published default
+    that does not fit (``x: int = None``) would be refused."""
     try:
-        value = msgspec.to_builtins(default)
-        msgspec.json.encode(value)
-    except (TypeError, ValueError):
+        if not _finite(msgspec.to_builtins(default)):  # JSON would say null
+            return _EMPTY
+        value = msgspec.json.decode(msgspec.json.encode(default))
+        msgspec.convert(value, hint)
+    except (TypeError, ValueError):  # msgspec.ValidationError is a ValueError
+        return _EMPTY
+    return value
+
+
+def _finite(value: Any) -> bool:
+    """Whether ``value`` (builtins) holds no inf or nan."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    return True
+
+
+#: The keywords of JSON Schema whose value is one schema, or a list of them, or an
+#: object of them: where ``_draft7`` looks for schemas within a schema.
+_ONE = ("items", "additionalItems", "additionalProperties", "not", "contains")
+_LIST = ("prefixItems", "items", "anyOf", "oneOf", "allOf")
+_MAP = ("properties", "patternProperties", "$defs", "definitions")
+
+
+def _draft7(schema: Any) -> Any:
+    """``schema`` as draft-07 (OpenRPC 1.3.2's JSON Schema) says it, where msgspec writes
+    2020-12: a tuple's ``prefixItems`` + ``"items": false`` become ``items`` (a list) +
+    ``"additionalItems": false``. Defaults are given their JSON form (a tuple a list),
+    and left out when JSON cannot carry them (inf, nan). A new schema."""
+    if not isinstance(schema, Mapping):
         return schema
-    return {**schema, "default": value}
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _MAP and isinstance(value, Mapping):
+            out[key] = {k: _draft7(v) for k, v in value.items()}
+        elif key in _LIST and isinstance(value, list):
+            out[key] = [_draft7(v) for v in value]
+        elif key in _ONE:
+            out[key] = _draft7(value)
+        elif key == "default":
+            value = _json_default(value, Any)
+            if value is not _EMPTY:
+                out[key] = value
+        else:
+            out[key] = value
+    if isinstance(out.get("prefixItems"), list):
+        rest = out.pop("items", True)
+        out["items"] = out.pop("prefixItems")
+        out["additionalItems"] = rest
+        # Back where msgspec puts them, for a stable document.
+        out = {k: out[k] for k in schema if k in out} | {
+            k: v for k, v in out.items() if k not in schema
+        }
+    return out

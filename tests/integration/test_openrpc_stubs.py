@@ -58,15 +58,36 @@ async def misuse(client: GobstopperExampleClient) -> None:
 """
 
 
+AWKWARD = "tests.apps.awkward_rpc"
+
+USE_AWKWARD = """
+from __future__ import annotations
+
+from awkward_client import AwkwardClient
+
+
+async def use(client: AwkwardClient) -> None:
+    a: list[int] = await client.kwmix(b=2)
+    b: list[int] = await client.kwmix(3, b=2)
+    c: str = await client.implicit()
+    d: list[int] = await client.mixed(1, 2)
+    e: tuple[int, str] = await client.pair((1, "x"), tail_=True)
+    f: str = await client.far(1.0)
+    print(a, b, c, d, e, f)
+"""
+
+
 @pytest.fixture(scope="module")
 def stub_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory with the example's typed client, made by the command line."""
+    """A directory with the typed clients of the example and of the awkward
+    signatures, made by the command line."""
     where = tmp_path_factory.mktemp("stubs")
-    command = [sys.executable, "-m", "gobstopper", "stubs", APP, "--lang", "python"]
-    run = subprocess.run(
-        [*command, "-o", str(where / "rpc_client.py")], cwd=ROOT, capture_output=True, text=True
-    )
-    assert run.returncode == 0, run.stderr
+    for target, name in ((APP, "rpc_client.py"), (f"{AWKWARD}:rpc", "awkward_client.py")):
+        command = [sys.executable, "-m", "gobstopper", "stubs", target, "--lang", "python"]
+        run = subprocess.run(
+            [*command, "-o", str(where / name)], cwd=ROOT, capture_output=True, text=True
+        )
+        assert run.returncode == 0, run.stderr
     return where
 
 
@@ -123,5 +144,30 @@ async def test_the_stub_talks_to_the_example_server(stub_dir: Path) -> None:
 
             expected = json.loads(json.dumps(openrpc_document(rpc)))
             assert await client.call("rpc.discover") == expected
+    finally:
+        server.stop()
+
+
+def test_a_stub_of_awkward_signatures_and_code_using_it_pass_mypy_strict(
+    stub_dir: Path,
+) -> None:
+    (stub_dir / "use_awkward.py").write_text(textwrap.dedent(USE_AWKWARD))
+    run = mypy(stub_dir, "awkward_client.py", "use_awkward.py")
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+async def test_the_awkward_stub_is_answered_by_a_real_server(stub_dir: Path) -> None:
+    spec = importlib.util.spec_from_file_location("awkward_client", stub_dir / "awkward_client.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    server = start(f"{AWKWARD}:app", "rsgi")
+    try:
+        async with module.AwkwardClient(f"{server.ws}/rpc", timeout=10) as client:
+            assert await client.kwmix(b=2) == [1, 2]
+            assert await client.implicit() == "None"
+            assert await client.mixed(1) == [1, 1, 2]
+            assert await client.pair((2, "b"), tail_=True) == [3, "b!"]
+            assert await client.far() == "inf"
     finally:
         server.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
+import re
 import subprocess
 import sys
 import types
@@ -20,6 +21,7 @@ import pytest
 
 from gobstopper.__main__ import main
 from gobstopper.codegen import load_document, python_stub, stub
+from gobstopper.messages.openrpc import openrpc_document
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -338,3 +340,151 @@ def test_python_stubs_without_the_client_say_what_to_install(
     monkeypatch.setitem(sys.modules, "gobstopper.client", None)
     with pytest.raises(ValueError, match=r"pip install -e '\.\[client\]'"):
         python_stub(RICH)
+
+
+# -- awkward signatures and documents --------------------------------------------------
+
+
+def awkward_stub() -> str:
+    from tests.apps.awkward_rpc import rpc
+
+    return python_stub(openrpc_document(rpc))
+
+
+async def test_a_stub_of_awkward_signatures_calls_them_as_the_server_takes_them(
+    tmp_path: Path,
+) -> None:
+    # A required keyword-only parameter after an optional one, a default not of its own
+    # type (x: int = None), positional-only next to keyword-only, a tuple default, an inf
+    # default: the stub compiles, and the server answers every call it makes.
+    from gobstopper.testing import AsyncTestClient, RPCTestClient
+    from tests.apps.awkward_rpc import app
+
+    module = load(awkward_stub(), tmp_path, "awkward_client")
+    typed = type("Typed", (module.AwkwardClient, RPCTestClient), {})
+    async with AsyncTestClient(app) as client, typed(client, "/rpc", timeout=10) as rpc:
+        assert await rpc.kwmix(b=2) == [1, 2]
+        assert await rpc.kwmix(5, b=2) == [5, 2]
+        assert await rpc.implicit() == "None"
+        assert await rpc.implicit(3) == "3"
+        assert await rpc.mixed(1) == [1, 1, 2]
+        assert await rpc.mixed(1, 5) == [1, 5, 2]
+        assert await rpc.pair() == [1, "a"]
+        assert await rpc.pair((2, "b"), tail_=True) == [3, "b!"]
+        assert await rpc.far() == "inf"
+        assert await rpc.far(1.5) == "1.5"
+    assert "def kwmix(self, a: int = 1, *, b: int) -> list[int]:" in inspect.getsource(module)
+
+
+def test_a_document_and_its_json_give_the_same_stub() -> None:
+    from tests.apps.awkward_rpc import rpc
+
+    doc = openrpc_document(rpc)
+    source = python_stub(doc)
+    assert python_stub(json.loads(json.dumps(doc))) == source
+    assert 't: tuple[int, str] = (1, "a")' in source  # a tuple default, as its type says
+
+
+def test_openrpc_writes_json_whatever_the_defaults(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    assert main(["openrpc", "tests.apps.awkward_rpc:rpc"]) == 0
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"not JSON: {constant}")
+
+    doc = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    far = next(m for m in doc["methods"] if m["name"] == "far")
+    assert far["params"] == [{"name": "x", "required": False, "schema": {"type": "number"}}]
+
+
+def test_a_hostile_title_stays_text(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    title = f'x"""; open({str(marker)!r}, "w"); """ \\N{{oops}} \\x \x00 "'
+    doc = {"openrpc": "1.3.2", "info": {"title": title, "version": '1"'}, "methods": []}
+    module = load(python_stub(doc), tmp_path, "hostile")
+    assert not marker.exists()
+    assert module.__doc__.startswith(f'A typed client of {title} 1", from its OpenRPC')
+    [name] = [n for n in module.__all__ if n.endswith("Client")]
+    assert getattr(module, name).__doc__ == f'The methods, streams and events of {title} 1".'
+
+
+def test_an_empty_version_is_left_out(tmp_path: Path) -> None:
+    doc = {"info": {"title": "p5", "version": ""}, "methods": []}
+    module = load(python_stub(doc), tmp_path, "p5")
+    assert module.__doc__.startswith("A typed client of p5, from")
+    assert module.P5Client.__doc__ == "The methods, streams and events of p5."
+
+
+def test_a_component_named_as_the_client_is_renamed(tmp_path: Path) -> None:
+    doc = {
+        "info": {"title": "odd"},
+        "methods": [
+            {
+                "name": "get",
+                "params": [],
+                "result": {"name": "r", "schema": {"$ref": "#/components/schemas/OddClient"}},
+            }
+        ],
+        "components": {
+            "schemas": {"OddClient": {"type": "object", "properties": {"a": {"type": "integer"}}}}
+        },
+    }
+    module = load(python_stub(doc), tmp_path, "odd")
+    from gobstopper.client import Client
+
+    assert issubclass(module.OddClient, Client)
+    assert module.OddClient_.__optional_keys__ == frozenset({"a"})
+    assert str(inspect.signature(module.OddClient.get)) == "(self) -> 'OddClient_'"
+
+
+def test_unions_name_each_type_once() -> None:
+    maybe = {"anyOf": [{"type": ["integer", "null"]}, {"type": "null"}]}
+    doc = {
+        "methods": [
+            {
+                "name": "m",
+                "paramStructure": "by-name",
+                "params": [{"name": "x", "required": False, "schema": maybe}],
+                "result": {"name": "r", "schema": {"enum": ["a | b", None], "type": "null"}},
+            }
+        ]
+    }
+    source = python_stub(doc)
+    assert 'async def m(self, x: int | None = None) -> Literal["a | b"] | None:' in source
+
+
+@pytest.mark.parametrize(
+    ("doc", "problem"),
+    [
+        ({"methods": [{"params": []}]}, "methods[0]: no 'name'"),
+        ({"methods": ["m"]}, "methods[0] is not an object"),
+        ({"methods": [{"name": "m", "params": {}}]}, "methods[0] ('m'): 'params' is not a list"),
+        (
+            {"methods": [{"name": "m", "params": [{"schema": {}}]}]},
+            "methods[0] ('m'): params[0] is not an object with a 'name'",
+        ),
+        ({"methods": [], "x-gobstopper-events": [{}]}, "x-gobstopper-events[0]: no 'name'"),
+        ({"methods": [], "components": {"schemas": []}}, "'components.schemas' is not an object"),
+        ({"methods": [{"name": "m", "result": 1}]}, "methods[0] ('m'): 'result' is not an object"),
+    ],
+)
+def test_a_malformed_document_is_named_with_status_2(
+    doc: dict[str, Any], problem: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(doc))
+    for lang in ("python", "typescript"):
+        assert main(["stubs", str(path), "--lang", lang]) == 2
+        err = capsys.readouterr().err
+        assert f"broken.json': {problem}" in err, err
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        python_stub(doc)
+
+
+def test_typescript_reads_draft_07_tuples() -> None:
+    from tests.apps.awkward_rpc import rpc
+
+    source = stub(openrpc_document(rpc), "typescript")
+    assert "pair(t?: [number, string], tail?: boolean): Promise<[number, string]>" in source

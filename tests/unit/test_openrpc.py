@@ -311,3 +311,93 @@ def test_the_checked_in_document_of_the_example_is_current() -> None:
     checked_in = json.loads((ROOT / "docs" / "openrpc.json").read_text())
     assert checked_in == current, f"docs/openrpc.json is out of date: run {REGENERATE}"
     assert_valid_openrpc(checked_in)
+
+
+# -- awkward signatures ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def awkward() -> dict[str, dict[str, Any]]:
+    from tests.apps.awkward_rpc import rpc
+
+    doc = openrpc_document(rpc)
+    assert_valid_openrpc(doc)
+    return by_name(doc["methods"])
+
+
+def test_a_default_that_is_not_of_its_type_is_left_out(awkward: dict[str, Any]) -> None:
+    # x: int = None: a client sending the published default would be refused; left out,
+    # the parameter is still optional and the server uses its default.
+    assert awkward["implicit"]["params"] == [
+        {"name": "x", "required": False, "schema": {"type": "integer"}}
+    ]
+    # inf: JSON has no word for it (it would be written null).
+    assert awkward["far"]["params"] == [
+        {"name": "x", "required": False, "schema": {"type": "number"}}
+    ]
+    # A tuple default in its JSON form, as the document's JSON file says it.
+    assert awkward["pair"]["params"][0]["schema"]["default"] == [1, "a"]
+
+
+def test_keyword_only_parameters_of_a_by_position_method_are_left_out(
+    awkward: dict[str, Any],
+) -> None:
+    # mixed(a, /, b=1, *, c=2): a request by name cannot pass a, one by position c.
+    assert awkward["mixed"]["paramStructure"] == "by-position"
+    assert [p["name"] for p in awkward["mixed"]["params"]] == ["a", "b"]
+    assert awkward["kwmix"]["paramStructure"] == "by-name"
+
+
+async def test_a_client_sending_the_documented_defaults_is_answered(
+    awkward: dict[str, Any],
+) -> None:
+    # What a conforming client may send: every parameter listed, a default where one is
+    # published, as paramStructure says (by position where it allows).
+    from tests.apps.awkward_rpc import rpc
+
+    sample = {"integer": 7}
+    async with served(rpc) as peer:
+        for n, (name, method) in enumerate(awkward.items()):
+            values = {
+                p["name"]: p["schema"]["default"]
+                if "default" in p["schema"]
+                else sample[p["schema"]["type"]]
+                for p in method["params"]
+                if p["required"] or "default" in p["schema"]
+            }
+            params: Any = values if method["paramStructure"] == "by-name" else list(values.values())
+            answer = await peer.call(name, params, id=n)
+            assert "result" in answer, (name, params, answer)
+
+
+@dataclass
+class Holder:
+    pair: tuple[int, str]
+    scale: float = float("nan")
+
+
+def test_tuples_are_written_as_draft_07_says_them() -> None:
+    rpc = RPC()
+
+    @rpc.method()
+    async def hold(h: Holder) -> tuple[int, str]:
+        return h.pair
+
+    doc = openrpc_document(rpc)
+    [method] = doc["methods"]
+    result = method["result"]["schema"]
+    assert "prefixItems" not in result
+    assert result["items"] == [{"type": "integer"}, {"type": "string"}]
+    assert result["additionalItems"] is False
+    validator = jsonschema.Draft7Validator(result)
+    assert validator.is_valid([1, "a"])
+    assert not validator.is_valid(["a", 1])
+    assert not validator.is_valid([1, "a", 2])
+    # In the components too, through a $ref.
+    param = {**method["params"][0]["schema"], "components": doc["components"]}
+    validator = jsonschema.Draft7Validator(param)
+    assert validator.is_valid({"pair": [1, "a"]})
+    assert not validator.is_valid({"pair": [1, "a", 2]})
+    # A field's default JSON cannot carry (nan) is left out of the component.
+    assert "default" not in doc["components"]["schemas"]["Holder"]["properties"]["scale"]
+    assert_valid_openrpc(doc)

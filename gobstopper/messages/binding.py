@@ -119,8 +119,9 @@ def describe(key: str, fn: Callable[..., Any], kind: Kind, **options: Any) -> Me
         options: ``Method``'s ``requires``, ``limit``, ``close_on_limit``, ``concurrent``.
 
     Raises:
-        TypeError: a hint cannot be resolved or validated, or an event handler takes
-            no parameter.
+        TypeError: a hint cannot be resolved or validated, an event handler takes
+            no parameter, or no request can fill the parameters (positional-only ones
+            next to a required keyword-only one).
     """
     signature = inspect.signature(fn)
     try:
@@ -142,7 +143,26 @@ def describe(key: str, fn: Callable[..., Any], kind: Kind, **options: Any) -> Me
         hints.pop(n, None)
     for param, hint in hints.items():
         _check_hint(key, param, hint)
+    _check_callable(key, signature, inject)
     return Method(fn, kind, signature, hints, inject, **options)
+
+
+def _check_callable(key: str, signature: inspect.Signature, inject: frozenset[str]) -> None:
+    """Refuse a signature no request can fill: a positional-only parameter takes params
+    by position, a keyword-only one without a default by name, and a request has one."""
+    params = [p for n, p in signature.parameters.items() if n not in inject]
+    by_position = [p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_ONLY]
+    by_name = [
+        p.name
+        for p in params
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty
+    ]
+    if by_position and by_name:
+        raise TypeError(
+            f"{key!r}: no request can call it: positional-only {by_position[0]!r} is passed "
+            f"by position, required keyword-only {by_name[0]!r} by name (give it a default, "
+            "or make one of them positional-or-keyword)"
+        )
 
 
 def _check_hint(key: str, param: str, hint: Any) -> None:

@@ -401,3 +401,14 @@ def test_tuples_are_written_as_draft_07_says_them() -> None:
     # A field's default JSON cannot carry (nan) is left out of the component.
     assert "default" not in doc["components"]["schemas"]["Holder"]["properties"]["scale"]
     assert_valid_openrpc(doc)
+
+
+def test_a_method_no_request_can_call_is_refused() -> None:
+    # Positional-only parameters are passed by position, a required keyword-only one by
+    # name: no request does both, and no document could describe the call.
+    rpc = RPC()
+    with pytest.raises(TypeError, match="'stuck': no request can call it: positional-only 'a'"):
+
+        @rpc.method()
+        async def stuck(a: int, /, *, b: int) -> int:
+            return a + b

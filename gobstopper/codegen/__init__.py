@@ -20,9 +20,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .python import check_document, python_stub
+from .document import check_document
+from .python import python_stub
 
-__all__ = ["LANGUAGES", "load_document", "load_endpoint", "python_stub", "stub"]
+__all__ = ["LANGUAGES", "check_document", "load_document", "load_endpoint", "python_stub", "stub"]
 
 #: The languages ``stub`` writes.
 LANGUAGES = ("python", "typescript")
@@ -100,13 +101,16 @@ def stub(doc: Mapping[str, Any], lang: str) -> str:
     """The source of a typed client of ``doc`` in ``lang`` (one of ``LANGUAGES``).
 
     Raises:
-        ValueError: an unknown language, a document the generator cannot read, or
+        ValueError: an unknown language, a document the generator cannot read
+            (``check_document``), or
             (``typescript``) a gobstopper without its TypeScript generator.
     """
     if lang == "python":
         return python_stub(doc)
     if lang == "typescript":
-        return _typescript()(_tuples_2020(doc))
+        generate = _typescript()
+        check_document(doc)
+        return generate(_tuples_2020(doc))
     raise ValueError(f"unknown language {lang!r}: choose from {', '.join(LANGUAGES)}")
 
 

@@ -25,7 +25,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["python_stub"]
+from .document import check_document
+
+__all__ = ["check_document", "python_stub"]
 
 _REF = "#/components/schemas/"
 
@@ -112,56 +114,19 @@ def python_stub(doc: Mapping[str, Any], *, class_name: str | None = None) -> str
     return "\n".join(lines).rstrip() + "\n"
 
 
-def check_document(doc: Any) -> None:
-    """Check the parts of an OpenRPC document a generator reads: ``methods`` and
-    ``x-gobstopper-events`` lists of objects with a string ``name`` and a list of
-    ``params`` (objects with a string ``name``); ``components.schemas`` an object.
-
-    Raises:
-        ValueError: what is wrong, and where (``methods[2]: no 'name'``).
-    """
-    if not isinstance(doc, Mapping) or not isinstance(doc.get("methods"), list):
-        raise ValueError("not an OpenRPC document: it has no 'methods' list")
-    for key in ("info", "components"):
-        if not isinstance(doc.get(key, {}), Mapping):
-            raise ValueError(f"{key!r} is not an object")
-    if not isinstance((doc.get("components") or {}).get("schemas", {}), Mapping):
-        raise ValueError("'components.schemas' is not an object")
-    events = doc.get("x-gobstopper-events", [])
-    if not isinstance(events, list):
-        raise ValueError("'x-gobstopper-events' is not a list")
-    for part, entries in (("methods", doc["methods"]), ("x-gobstopper-events", events)):
-        for i, entry in enumerate(entries):
-            where = f"{part}[{i}]"
-            if not isinstance(entry, Mapping):
-                raise ValueError(f"{where} is not an object")
-            if not isinstance(entry.get("name"), str):
-                raise ValueError(f"{where}: no 'name' (a string)")
-            params = entry.get("params", [])
-            if not isinstance(params, list):
-                raise ValueError(f"{where} ({entry['name']!r}): 'params' is not a list")
-            for j, param in enumerate(params):
-                if not isinstance(param, Mapping) or not isinstance(param.get("name"), str):
-                    raise ValueError(
-                        f"{where} ({entry['name']!r}): params[{j}] is not an object with a "
-                        "'name' (a string)"
-                    )
-            if not isinstance(entry.get("result", {}), Mapping):
-                raise ValueError(f"{where} ({entry['name']!r}): 'result' is not an object")
-
-
 def _escape(text: str) -> str:
     """``text`` made safe inside a ``\"\"\"`` string: no quote can end it, no backslash
-    start an escape, no control character (but newlines) break the source."""
+    start an escape, no control character or lone surrogate break the source."""
     text = text.replace("\\", "\\\\").replace('"', '\\"')
-    return "".join(
-        c
-        if c in "\n\t" or (c >= " " and c != "\x7f" and not "\ud800" <= c <= "\udfff")
-        else c.encode("unicode_escape", "backslashreplace").decode("ascii")
-        if not "\ud800" <= c <= "\udfff"
-        else f"\\u{ord(c):04x}"
-        for c in text
-    )
+    return "".join(c if c in "\n\t" or c.isprintable() else _escaped(c) for c in text)
+
+
+def _escaped(char: str) -> str:
+    """A character as its escape in a Python string: ``\\x00``, ``\\ud800``."""
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def _q(text: str) -> str:

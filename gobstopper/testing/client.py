@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json as jsonlib
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from .rpc import RPCTestClient
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncTestClient", "TestResponse"]
+
+logger = logging.getLogger(__name__)
 
 #: Seconds a receive (or a handshake, a start-up) waits by default.
 DEFAULT_TIMEOUT = 5.0
@@ -115,19 +118,18 @@ class AsyncTestClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        failure: BaseException | None = None
+        failures: list[tuple[str, Exception]] = []
         try:
             # The Python clients first: left open, they would dial again and again.
             rpcs, self._rpc_clients = self._rpc_clients, []
             for rpc in rpcs:
                 await rpc.close()
-            # Every session, closed or not: an app may close and then raise; each
-            # failure is raised once (the first), whichever way the test ended.
+            # Every session, closed or not: an app may close and then raise.
             for session in self._sessions:
                 try:
                     await session.close()
                 except Exception as error:  # the app's exception, or a stuck handler
-                    failure = failure or error
+                    failures.append((session.path, error))
         finally:
             self._sessions.clear()
             if self._life_task is not None:
@@ -137,8 +139,14 @@ class AsyncTestClient:
                     task, self._life_task = self._life_task, None
                     await asyncio.wait((task,), timeout=self.timeout)
                     task.cancel()
-        if failure is not None:
-            raise failure
+        # The first failure is raised, unless the test raised already: its own error
+        # comes first. The others are logged, not lost.
+        raised = failures[0][1] if failures and exc is None else None
+        for path, other in failures:
+            if other is not raised:
+                logger.error("%s: the app failed too", path, exc_info=other)
+        if raised is not None:
+            raise raised
 
     async def _run_lifespan(self, scope: dict[str, Any]) -> None:
         await self.app(scope, self._life_in.get, self._life_out.put)

@@ -141,21 +141,37 @@ async def test_an_exception_during_the_handshake_is_raised_once() -> None:
     # Leaving the client raised nothing more: the test saw it already.
 
 
-async def test_an_exception_after_the_apps_close_surfaces_at_exit() -> None:
-    async def app(scope: Message, receive: Receive, send: Send) -> None:
-        await receive()
-        await send({"type": "websocket.accept"})
-        await receive()
-        await send({"type": "websocket.close", "code": 1000})
-        raise ValueError("boom after the close")
+async def close_then_raise(scope: Message, receive: Receive, send: Send) -> None:
+    await receive()
+    await send({"type": "websocket.accept"})
+    await receive()
+    await send({"type": "websocket.close", "code": 1000})
+    raise ValueError("boom after the close")
 
+
+async def test_an_exception_after_the_apps_close_surfaces_at_exit() -> None:
     with pytest.raises(ValueError, match="boom after the close"):
-        async with AsyncTestClient(app, timeout=1, lifespan=False) as client:
+        async with AsyncTestClient(close_then_raise, timeout=1, lifespan=False) as client:
             ws = client.websocket_connect("/ws")
             await ws.connect()
             await ws.send_text("x")
             with pytest.raises(ConnectionClosed):
                 await ws.receive()
+
+
+async def test_the_tests_own_error_comes_first_and_the_apps_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with pytest.raises(AssertionError, match="the test's own"):
+        async with AsyncTestClient(close_then_raise, timeout=1, lifespan=False) as client:
+            ws = client.websocket_connect("/ws")
+            await ws.connect()
+            await ws.send_text("x")
+            with pytest.raises(ConnectionClosed):
+                await ws.receive()
+            raise AssertionError("the test's own")
+    assert "/ws: the app failed too" in caplog.text
+    assert "boom after the close" in caplog.text
 
 
 # -- 4, 5: paths and headers as a server hands them over -----------------------------------

@@ -113,7 +113,8 @@ class WebSocketSession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        # Closing waits up to twice the timeout: for the handler, then for its cancellation.
+        self._call(self._session.__aexit__(exc_type, exc, tb), 2 * self._session.timeout)
 
     @property
     def path(self) -> str:
@@ -142,7 +143,7 @@ class WebSocketSession:
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close from the client's side and wait for the app's handler to end."""
-        self._call(self._session.close(code, reason))
+        self._call(self._session.close(code, reason), 2 * self._session.timeout)
 
     def send_text(self, data: str) -> None:
         """Send a text message (``ConnectionClosed`` if closed)."""
@@ -236,7 +237,9 @@ class TestClient:
         if loop is None or client is None:
             return
         try:
-            loop.call(client.__aexit__(None, None, None), 2 * self.timeout)
+            # Each session may take twice its timeout to close, the shutdown two more.
+            budget = 2 * (self.timeout + sum(ws.timeout for ws in client._sessions))
+            loop.call(client.__aexit__(exc_type, exc, tb), budget)
         except BaseException:
             # The first error is the one to see: the loop still stops, quietly.
             with contextlib.suppress(ReceiveTimeout):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from types import TracebackType
 from typing import Any
@@ -24,6 +25,8 @@ from ..errors import CloseCode, ConnectionClosed
 from .errors import ReceiveTimeout, WebSocketDenied
 
 __all__ = ["ASGIApp", "AsyncWebSocketSession", "Headers"]
+
+logger = logging.getLogger(__name__)
 
 Message = MutableMapping[str, Any]
 #: An ASGI application, as ``Gobstopper`` is one.
@@ -82,7 +85,13 @@ class AsyncWebSocketSession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.close()
+        if exc is None:
+            await self.close()
+            return
+        try:
+            await self.close()
+        except Exception as failure:  # the test's own error comes first: log this one
+            logger.error("%s: the app failed too", self.path, exc_info=failure)
 
     async def connect(self) -> None:
         """Run the app on this connection and wait for its answer to the handshake.

@@ -174,6 +174,23 @@ async def test_the_tests_own_error_comes_first_and_the_apps_is_logged(
     assert "boom after the close" in caplog.text
 
 
+def test_in_a_sync_test_too_its_own_error_comes_first(caplog: pytest.LogCaptureFixture) -> None:
+    def fail_in_a_connection(client: TestClient) -> None:
+        with client.websocket_connect("/ws") as ws:
+            ws.send_text("x")
+            with pytest.raises(ConnectionClosed):
+                ws.receive()
+            raise AssertionError("the test's own")
+
+    with (
+        pytest.raises(AssertionError, match="the test's own"),
+        TestClient(close_then_raise, timeout=1, lifespan=False) as client,
+    ):
+        fail_in_a_connection(client)
+    assert "/ws: the app failed too" in caplog.text
+    assert "boom after the close" in caplog.text
+
+
 # -- 4, 5: paths and headers as a server hands them over -----------------------------------
 
 

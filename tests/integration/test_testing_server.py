@@ -11,11 +11,12 @@ import textwrap
 import time
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
 
-from gobstopper.testing import LiveServer, start_server
+from gobstopper.testing import AsyncTestClient, LiveServer, start_server
 
 from .helpers import http_request
 
@@ -190,3 +191,33 @@ def test_a_clean_stop_removes_the_log_file() -> None:
     assert server.stop() == 0
     assert not server.log_path.exists()
     assert server.stop() == 0  # again: harmless
+
+
+PATH_APP = """
+from gobstopper import Gobstopper, Request
+
+app = Gobstopper(environ={})
+
+
+@app.get("/hello/<name>")
+async def hello(request: Request, name: str) -> dict[str, str]:
+    return {"name": name}
+"""
+
+
+@pytest.mark.parametrize("interface", ["rsgi", "asgi"])
+async def test_an_encoded_path_routes_in_process_as_under_granian(
+    tmp_path: Path, interface: str
+) -> None:
+    (tmp_path / "pathapp.py").write_text(PATH_APP)
+    paths = ["/hello/a%20b", "/hello/caf%C3%A9"]
+    server = start_server("pathapp:app", interface, cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
+    try:
+        wire = [(await http_request(server.port, "GET", p)).json() for p in paths]
+    finally:
+        server.stop()
+    namespace: dict[str, Any] = {}
+    exec(compile(PATH_APP, "pathapp.py", "exec"), namespace)
+    async with AsyncTestClient(namespace["app"]) as client:
+        in_process = [(await client.get(p)).json() for p in paths]
+    assert in_process == wire == [{"name": "a b"}, {"name": "café"}]

@@ -355,14 +355,14 @@ class Headers(dict[str, str]):
     def __init__(self, items: list[tuple[str, str]]) -> None:
         super().__init__()
         #: Every header as it came, in order, names in lower case.
-        self.items_list = items
+        self.raw = items
         for key, text in items:
             self[key] = f"{self[key]}, {text}" if key in self else text
 
     def get_all(self, name: str) -> list[str]:
         """Every value of header ``name`` (any case), in the order they came."""
         key = name.lower()
-        return [text for k, text in self.items_list if k == key]
+        return [text for k, text in self.raw if k == key]
 
 
 def _decode(raw: Any) -> Headers:

@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import json as jsonlib
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from .errors import ReceiveTimeout
-from .websocket import ASGIApp, AsyncWebSocketSession, Message, _decode
+from .websocket import ASGIApp, AsyncWebSocketSession, Headers, Message, _decode
 
 if TYPE_CHECKING:
     from .rpc import RPCTestClient
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncTestClient", "TestResponse"]
+
+logger = logging.getLogger(__name__)
 
 #: Seconds a receive (or a handshake, a start-up) waits by default.
 DEFAULT_TIMEOUT = 5.0
@@ -33,12 +36,14 @@ Params = Mapping[str, str | int | float] | Sequence[tuple[str, str | int | float
 
 @dataclass
 class TestResponse:
-    """An HTTP answer: ``status``, ``headers`` (names in lower case) and ``body``."""
+    """An HTTP answer: ``status``, ``headers`` (a dict, names in lower case; a header
+    sent several times has its values joined with ``", "``, and
+    ``headers.get_all("set-cookie")`` lists them apart) and ``body``."""
 
     __test__ = False  # not a test class, for pytest
 
     status: int
-    headers: dict[str, str]
+    headers: Headers
     body: bytes
 
     @property
@@ -93,6 +98,7 @@ class AsyncTestClient:
         self._lifespan = lifespan
         self._ports = iter(range(50000, 65536))
         self._sessions: list[AsyncWebSocketSession] = []
+        self._rpc_clients: list[RPCTestClient] = []
         self._life_in: asyncio.Queue[Message] = asyncio.Queue()
         self._life_out: asyncio.Queue[Message] = asyncio.Queue()
         self._life_task: asyncio.Task[None] | None = None
@@ -112,10 +118,18 @@ class AsyncTestClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        failures: list[tuple[str, Exception]] = []
         try:
+            # The Python clients first: left open, they would dial again and again.
+            rpcs, self._rpc_clients = self._rpc_clients, []
+            for rpc in rpcs:
+                await rpc.close()
+            # Every session, closed or not: an app may close and then raise.
             for session in self._sessions:
-                if session.close_code is None:
+                try:
                     await session.close()
+                except Exception as error:  # the app's exception, or a stuck handler
+                    failures.append((session.path, error))
         finally:
             self._sessions.clear()
             if self._life_task is not None:
@@ -125,6 +139,14 @@ class AsyncTestClient:
                     task, self._life_task = self._life_task, None
                     await asyncio.wait((task,), timeout=self.timeout)
                     task.cancel()
+        # The first failure is raised, unless the test raised already: its own error
+        # comes first. The others are logged, not lost.
+        raised = failures[0][1] if failures and exc is None else None
+        for path, other in failures:
+            if other is not raised:
+                logger.error("%s: the app failed too", path, exc_info=other)
+        if raised is not None:
+            raise raised
 
     async def _run_lifespan(self, scope: dict[str, Any]) -> None:
         await self.app(scope, self._life_in.get, self._life_out.put)
@@ -197,7 +219,9 @@ class AsyncTestClient:
         from .rpc import RPCTestClient
 
         options.setdefault("timeout", self.timeout)
-        return RPCTestClient(self, path, **options)
+        rpc = RPCTestClient(self, path, **options)
+        self._rpc_clients.append(rpc)  # closed on exit, if the test did not
+        return rpc
 
     # -- HTTP ---------------------------------------------------------------------------
 
@@ -220,7 +244,7 @@ class AsyncTestClient:
         Raises:
             ReceiveTimeout: no complete answer within ``timeout``.
         """
-        extra = dict(headers or {})
+        extra = _lower(headers)
         if json is not None:
             body = jsonlib.dumps(json).encode()
             extra.setdefault("content-type", "application/json")
@@ -277,11 +301,15 @@ class AsyncTestClient:
             raise ValueError(f"give a path, not a URL: {path!r}")
         if not parts.path.startswith("/"):
             raise ValueError(f"a path starts with '/': {path!r}")
+        # What a client puts on the wire: non-ASCII and spaces percent-encoded.
+        raw_path = quote(parts.path, safe="/%:@!$&'()*+,;=-._~")
         query = parts.query
         if params:
             query = "&".join(q for q in (query, urlencode(params)) if q)
-        merged = {"host": "testserver", **self.headers, **(headers or {})}
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in merged.items()]
+        # Each layer in lower case before merging: a per-call "Origin" overrides a
+        # default "origin", as one header of that name would on the wire.
+        merged = {"host": "testserver", **_lower(self.headers), **_lower(headers)}
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in merged.items()]
         if cookies:
             jar = "; ".join(f"{name}={value}" for name, value in cookies.items())
             raw.append((b"cookie", jar.encode("latin-1")))
@@ -291,11 +319,16 @@ class AsyncTestClient:
             "http_version": "1.1",
             "method": method,
             "scheme": "http",
-            "path": parts.path,
-            "raw_path": parts.path.encode(),
+            # As a server gives them: the path percent-decoded, raw_path as sent.
+            "path": unquote(raw_path),
+            "raw_path": raw_path.encode("ascii"),
             "query_string": query.encode(),
             "root_path": "",
             "headers": raw,
             "client": (self.client_host, next(self._ports)),
             "server": ("testserver", 80),
         }
+
+
+def _lower(headers: Mapping[str, str] | None) -> dict[str, str]:
+    return {name.lower(): value for name, value in (headers or {}).items()}

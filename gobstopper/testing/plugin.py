@@ -14,7 +14,9 @@ Fixtures (each documented in docs/testing.md):
 * ``gobstopper_serve``: ``serve(target, interface="rsgi", **start_server_options)``
   starts more servers, all stopped after the test.
 
-Importing this module imports only pytest: the kit is imported when a fixture runs.
+Importing this module stays light: besides pytest it loads only gobstopper's package
+root, its errors module and ``gobstopper.testing``'s lazy index; the kit itself (the
+clients, the server helper) is imported when a fixture runs.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from ..client import Client
 from .errors import WebSocketDenied
-from .websocket import AsyncWebSocketSession
+from .websocket import AsyncWebSocketSession, _UnboundedLink
 
 if TYPE_CHECKING:
     from .client import AsyncTestClient
@@ -79,7 +79,7 @@ class RPCTestClient(Client):
     @contextlib.asynccontextmanager
     async def _dial(
         self, url: str, headers: dict[str, str] | None
-    ) -> AsyncIterator[AsyncWebSocketSession]:
+    ) -> AsyncIterator[_UnboundedLink]:
         parts = urlsplit(url)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         session = self._test_client.websocket_connect(
@@ -93,6 +93,6 @@ class RPCTestClient(Client):
             raise
         self.sessions.append(session)
         try:
-            yield session
+            yield _UnboundedLink(session)
         finally:
             await session.close()

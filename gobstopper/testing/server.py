@@ -3,13 +3,15 @@ the wire (close codes as RSGI sends them, backpressure, several workers, shutdow
 
 The server runs in a session (and process group) of its own, as one started from a
 shell does; ``stop`` sends SIGINT, waits, then kills whatever is left of the group, so
-no test leaves a process behind. Its output goes to a log file, shown when it fails to
-start.
+no test leaves a process behind, even when the wait for it to start is interrupted
+(Ctrl-C, a test's timeout). Its output goes to a temporary log file, shown when it fails
+to start, removed when it stops cleanly and kept (its path logged) when it does not.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -21,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["INTERFACES", "LiveServer", "free_port", "granian_command", "start_server"]
+
+logger = logging.getLogger(__name__)
 
 #: The granian interfaces a ``LiveServer`` runs an app under.
 INTERFACES = ("rsgi", "asgi")
@@ -52,6 +56,10 @@ class LiveServer:
     log_path: Path
     extra: dict[str, str] = field(default_factory=dict)
     name: str = "granian"
+    # Set when it failed to start: its log is kept whatever its exit code.
+    _keep_log: bool = field(default=False, repr=False)
+    # Its output, read before its log file is removed.
+    _output: str | None = field(default=None, repr=False)
 
     @property
     def ws(self) -> str:
@@ -64,15 +72,21 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
-        """What the server has written so far."""
+        """What the server has written so far (all of it, once stopped)."""
+        if self._output is not None:
+            return self._output
         return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGINT, then SIGKILL if it does not exit in time; return the exit code.
 
         Whatever is left of the server's process group afterwards (a worker whose main
-        process is gone) is killed too.
+        process is gone) is killed too. On exit code 0 its log file is removed (``log()``
+        still answers); otherwise it is kept and its path logged. Calling it again is
+        harmless.
         """
+        if self._output is not None:
+            return int(self.proc.returncode)  # stopped and cleaned up already
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
@@ -83,7 +97,13 @@ class LiveServer:
         # start_server() gives every server a session (and process group) of its own.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        return int(self.proc.returncode)
+        code = int(self.proc.returncode)
+        if code == 0 and not self._keep_log:
+            self._output = self.log()
+            self.log_path.unlink(missing_ok=True)
+        elif not self._keep_log:  # a failed start says where its log is itself
+            logger.warning("%s exited with %s; its output is in %s", self.name, code, self.log_path)
+        return code
 
 
 def granian_command(target: str, interface: str, port: int, workers: int = 1) -> list[str]:
@@ -150,7 +170,12 @@ def start_server(
         )
     server = LiveServer(proc, port, interface, log_path)
     if wait:
-        wait_listening(server, timeout)
+        try:
+            wait_listening(server, timeout)
+        except BaseException:
+            # Interrupted (Ctrl-C, a test's timeout) or failed: nothing left running.
+            server.stop()
+            raise
     return server
 
 
@@ -158,7 +183,8 @@ def wait_listening(server: LiveServer, timeout: float) -> None:
     """Wait until ``server`` accepts TCP connections.
 
     Raises:
-        RuntimeError: it exited, or did not listen in time (it is stopped then).
+        RuntimeError: it exited, or did not listen in time (it is stopped then, its log
+            kept: the message says where).
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -172,6 +198,14 @@ def wait_listening(server: LiveServer, timeout: float) -> None:
             server.proc.wait(0.05)
         except subprocess.TimeoutExpired:
             continue
-        raise RuntimeError(f"server exited with {server.proc.returncode}:\n{server.log()}")
+        server._keep_log = True
+        server.stop()  # its process group too: a worker may outlive it
+        raise RuntimeError(
+            f"server exited with {server.proc.returncode} (log: {server.log_path}):\n"
+            + server.log()
+        )
+    server._keep_log = True
     server.stop()
-    raise RuntimeError(f"server did not listen within {timeout}s:\n{server.log()}")
+    raise RuntimeError(
+        f"server did not listen within {timeout}s (log: {server.log_path}):\n{server.log()}"
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Coroutine, Mapping, Sequence
 from types import TracebackType
@@ -51,14 +52,36 @@ class _Loop:
                 f"the test client's loop did not answer within {timeout:g}s"
             ) from None
 
-    def stop(self) -> None:
-        """Cancel what still runs there, then stop and close the loop."""
+    def stop(self, timeout: float = _MARGIN_S) -> None:
+        """Cancel what still runs there, then stop and close the loop.
+
+        The loop and its thread stop even when a task ignores its cancellation.
+
+        Args:
+            timeout: seconds the cancelled tasks have to end.
+
+        Raises:
+            ReceiveTimeout: tasks of the app did not end once cancelled (a handler that
+                swallows ``CancelledError``), or the loop's thread did not stop.
+        """
         if self.loop.is_closed():
             return
-        asyncio.run_coroutine_threadsafe(_cancel_all(), self.loop).result(_MARGIN_S)
+        stuck = None
+        try:
+            asyncio.run_coroutine_threadsafe(_cancel_all(), self.loop).result(timeout)
+        except concurrent.futures.TimeoutError:
+            stuck = f"tasks of the app did not end within {timeout:g}s of being cancelled"
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join()
+        self._thread.join(_MARGIN_S)
+        if self._thread.is_alive():
+            # A callback that blocks the loop: the loop cannot be closed under it.
+            raise ReceiveTimeout(
+                f"the test client's loop did not stop within {_MARGIN_S:g}s; its thread "
+                "is left running"
+            )
         self.loop.close()
+        if stuck is not None:
+            raise ReceiveTimeout(stuck + " (does a handler swallow CancelledError?)")
 
 
 async def _cancel_all() -> None:
@@ -90,7 +113,8 @@ class WebSocketSession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        # Closing waits up to twice the timeout: for the handler, then for its cancellation.
+        self._call(self._session.__aexit__(exc_type, exc, tb), 2 * self._session.timeout)
 
     @property
     def path(self) -> str:
@@ -119,7 +143,7 @@ class WebSocketSession:
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close from the client's side and wait for the app's handler to end."""
-        self._call(self._session.close(code, reason))
+        self._call(self._session.close(code, reason), 2 * self._session.timeout)
 
     def send_text(self, data: str) -> None:
         """Send a text message (``ConnectionClosed`` if closed)."""
@@ -192,7 +216,8 @@ class TestClient:
         try:
             self._client = self._loop.call(self._open(), self.timeout)
         except BaseException:
-            self._loop.stop()
+            with contextlib.suppress(ReceiveTimeout):
+                self._loop.stop(self.timeout)
             self._loop = None
             raise
         return self
@@ -212,9 +237,19 @@ class TestClient:
         if loop is None or client is None:
             return
         try:
-            loop.call(client.__aexit__(None, None, None), 2 * self.timeout)
-        finally:
-            loop.stop()
+            # Each session may take twice its timeout to close, the shutdown two more.
+            budget = 2 * (self.timeout + sum(ws.timeout for ws in client._sessions))
+            loop.call(client.__aexit__(exc_type, exc, tb), budget)
+        except BaseException:
+            # The first error is the one to see: the loop still stops, quietly.
+            with contextlib.suppress(ReceiveTimeout):
+                loop.stop(self.timeout)
+            raise
+        if exc is not None:  # the same: the test's own error comes first
+            with contextlib.suppress(ReceiveTimeout):
+                loop.stop(self.timeout)
+        else:
+            loop.stop(self.timeout)
 
     def _running(self) -> tuple[_Loop, AsyncTestClient]:
         if self._loop is None or self._client is None:

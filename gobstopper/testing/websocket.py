@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from types import TracebackType
 from typing import Any
@@ -23,7 +24,9 @@ from typing import Any
 from ..errors import CloseCode, ConnectionClosed
 from .errors import ReceiveTimeout, WebSocketDenied
 
-__all__ = ["ASGIApp", "AsyncWebSocketSession"]
+__all__ = ["ASGIApp", "AsyncWebSocketSession", "Headers"]
+
+logger = logging.getLogger(__name__)
 
 Message = MutableMapping[str, Any]
 #: An ASGI application, as ``Gobstopper`` is one.
@@ -63,6 +66,7 @@ class AsyncWebSocketSession:
         self._from_app: asyncio.Queue[Message] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._client_left = False
+        self._failure_reported = False
 
     @property
     def path(self) -> str:
@@ -81,7 +85,13 @@ class AsyncWebSocketSession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.close()
+        if exc is None:
+            await self.close()
+            return
+        try:
+            await self.close()
+        except Exception as failure:  # the test's own error comes first: log this one
+            logger.error("%s: the app failed too", self.path, exc_info=failure)
 
     async def connect(self) -> None:
         """Run the app on this connection and wait for its answer to the handshake.
@@ -94,27 +104,57 @@ class AsyncWebSocketSession:
             raise RuntimeError(f"{self.path}: connect() was called already")
         self._to_app.put_nowait({"type": "websocket.connect"})
         self._task = asyncio.create_task(self._run_app())
-        first = await self._next("an answer to the handshake", self.timeout)
+        try:
+            first = await self._next("an answer to the handshake", self.timeout)
+        except ReceiveTimeout:
+            await self._leave_after_refusal()
+            raise
         kind = first["type"]
         if kind == "websocket.accept":
             self.subprotocol = first.get("subprotocol")
             self.accept_headers = _decode(first.get("headers") or [])
             return
-        await self._finish_app()
         if kind == "websocket.http.response.start":
-            body = b""
-            while True:
-                part = await self._next("the refusal's body", self.timeout)
-                if part["type"] != "websocket.http.response.body":
-                    break
-                body += part.get("body", b"")
-                if not part.get("more_body", False):
-                    break
+            # The whole body first: the app may await between its parts (a middleware, a
+            # streamed body), and only then does the connection end for it.
+            try:
+                body = await self._refusal_body()
+            finally:
+                await self._leave_after_refusal()
             raise WebSocketDenied(self.path, first["status"], _decode(first["headers"]), body)
+        await self._leave_after_refusal()
         if kind == "websocket.close":
             # A close before accept: an ASGI server answers the handshake with 403.
             raise WebSocketDenied(self.path, 403, {}, b"")
-        raise RuntimeError(f"{self.path}: the app ended without answering the handshake")
+        if first is _APP_DONE:
+            raise RuntimeError(f"{self.path}: the app ended without answering the handshake")
+        raise RuntimeError(
+            f"{self.path}: the app sent {kind!r} before accepting or refusing the handshake"
+        )
+
+    async def _refusal_body(self) -> bytes:
+        body = b""
+        while True:
+            part = await self._next("the refusal's body", self.timeout)
+            if part is _APP_DONE:
+                raise RuntimeError(f"{self.path}: the app ended in the middle of its refusal")
+            if part["type"] != "websocket.http.response.body":
+                raise RuntimeError(
+                    f"{self.path}: the app sent {part['type']!r} in its refusal's body"
+                )
+            body += bytes(part.get("body", b""))
+            if not part.get("more_body", False):
+                return body
+
+    async def _leave_after_refusal(self) -> None:
+        """The client leaves a handshake that did not open: the app's next receive gets
+        the disconnect, its next send fails; then wait for it to end (its exception, if it
+        raised one, first)."""
+        self._client_left = True
+        self._to_app.put_nowait(
+            {"type": "websocket.disconnect", "code": CloseCode.ABNORMAL_CLOSURE}
+        )
+        await self._finish_app()
 
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Close from the client's side (if still open), then wait for the app's handler
@@ -133,21 +173,31 @@ class AsyncWebSocketSession:
         await self._finish_app()
 
     async def _finish_app(self) -> None:
+        """Wait for the app's task to end (``timeout``, then cancel it and wait
+        ``timeout`` more); raise its exception, once per session.
+
+        Raises:
+            ReceiveTimeout: it did not end in time (not even once cancelled).
+        """
         task = self._task
-        if task is None:
-            return
+        if task is None or (self._failure_reported and not task.done()):
+            return  # not started, or reported stuck already: no second wait, no second error
         if not task.done():
             self._client_left = True
             done, _ = await asyncio.wait((task,), timeout=self.timeout)
             if not done:
                 task.cancel()
-                await asyncio.wait((task,))
+                # Bounded too: a handler that swallows CancelledError never ends.
+                done, _ = await asyncio.wait((task,), timeout=self.timeout)
+                ignored = "" if done else " and ignored its cancellation"
+                self._failure_reported = True
                 raise ReceiveTimeout(
                     f"{self.path}: the app's handler did not end within {self.timeout:g}s "
-                    "of the client leaving"
+                    f"of the client leaving{ignored}"
                 )
         failure = None if task.cancelled() else task.exception()
-        if failure is not None:
+        if failure is not None and not self._failure_reported:
+            self._failure_reported = True
             raise failure
 
     # -- the app's side -----------------------------------------------------------------
@@ -265,22 +315,60 @@ class AsyncWebSocketSession:
             await self.send_bytes(message)
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:
-        """The messages as they come, until the connection closes (no timeout: for the
-        Python client's link, which reads as long as the connection lives)."""
-        return self._messages()
+        """The messages as they come, until the connection closes.
 
-    async def _messages(self) -> AsyncIterator[str | bytes]:
+        Raises:
+            ReceiveTimeout: no message within the session's ``timeout``.
+        """
+        return self._messages(self.timeout)
+
+    async def _messages(self, wait: float | None) -> AsyncIterator[str | bytes]:
         while True:
             try:
-                yield await self._receive(None)
+                message = await self._receive(wait)
             except ConnectionClosed:
                 return
+            yield message
 
 
-def _decode(raw: Any) -> dict[str, str]:
-    headers: dict[str, str] = {}
+class _UnboundedLink:
+    """The session as the Python client's link uses it: its iteration waits as long as
+    the connection lives (a quiet connection is not a failure there)."""
+
+    def __init__(self, session: AsyncWebSocketSession) -> None:
+        self.session = session
+
+    async def send(self, message: str | bytes) -> None:
+        await self.session.send(message)
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
+        return self.session._messages(None)
+
+
+class Headers(dict[str, str]):
+    """Headers received, names in lower case; a name sent several times maps to its
+    values joined with ``", "``, and ``get_all`` gives them apart (``set-cookie``)."""
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        super().__init__()
+        #: Every header as it came, in order, names in lower case.
+        self.raw = items
+        for key, text in items:
+            self[key] = f"{self[key]}, {text}" if key in self else text
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of header ``name`` (any case), in the order they came."""
+        key = name.lower()
+        return [text for k, text in self.raw if k == key]
+
+
+def _decode(raw: Any) -> Headers:
+    items = []
     for name, value in raw:
         key = name.decode("latin-1").lower() if isinstance(name, bytes) else name.lower()
         text = value.decode("latin-1") if isinstance(value, bytes) else value
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
-    return headers
+        items.append((key, text))
+    return Headers(items)

@@ -35,7 +35,13 @@ def test_the_samples_pass_as_written(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     samples = files()
-    assert {"pyproject.toml", "conftest.py", "test_chat.py", "test_server.py"} <= set(samples)
+    assert {
+        "pyproject.toml",
+        "conftest.py",
+        "test_chat.py",
+        "test_server.py",
+        "test_module_server.py",
+    } <= set(samples)
     for name, text in samples.items():
         (pytester.path / name).write_text(text)
     args = ["-p", "no:cacheprovider", "-W", "error"]

@@ -4,14 +4,19 @@ the app under granian on a free port, over the wire, and nothing left running af
 from __future__ import annotations
 
 import os
+import re
+import socket
+import sys
 import textwrap
+import time
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
 
-from gobstopper.testing import LiveServer, start_server
+from gobstopper.testing import AsyncTestClient, LiveServer, start_server
 
 from .helpers import http_request
 
@@ -119,3 +124,100 @@ def test_the_fixtures_stop_the_whole_process_group(
     pid = int((pytester.path / "pid").read_text())
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)  # no process of that group is left
+
+
+# A server that never listens: it starts a worker in its own process group, writes both
+# process ids, then waits (or exits at once with code 3, given "exit").
+NEVER_LISTENS = """
+import os, signal, subprocess, sys
+worker = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(f"{os.getpid()} {worker.pid}")
+os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+if sys.argv[2] == "exit":
+    sys.exit(3)
+signal.pause()
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+
+
+def wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
+    """The processes of ``pids`` still running after ``timeout`` (none: all ended)."""
+    deadline = time.monotonic() + timeout
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling /proc: there is no event for another process's end
+    return [p for p in pids if alive(p)]
+
+
+def test_an_interrupted_start_leaves_no_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = tmp_path / "pids"
+
+    def interrupted(*args: object, **kwargs: object) -> socket.socket:
+        if ids.exists():
+            raise KeyboardInterrupt  # Ctrl-C while start_server waits
+        raise ConnectionRefusedError
+
+    monkeypatch.setattr(socket, "create_connection", interrupted)
+    command = [sys.executable, "-c", NEVER_LISTENS, str(ids), "wait"]
+    with pytest.raises(KeyboardInterrupt):
+        start_server("unused:app", command=command, timeout=30)
+    assert wait_gone([int(p) for p in ids.read_text().split()]) == []
+
+
+def test_a_server_that_exits_at_start_takes_its_group_along(tmp_path: Path) -> None:
+    ids = tmp_path / "pids"
+    command = [sys.executable, "-c", NEVER_LISTENS, str(ids), "exit"]
+    with pytest.raises(RuntimeError, match=r"server exited with 3 \(log: ") as failed:
+        start_server("unused:app", command=command, timeout=30)
+    assert wait_gone([int(p) for p in ids.read_text().split()]) == []
+    named = re.search(r"\(log: (\S+)\)", str(failed.value))
+    assert named is not None
+    log = Path(named[1])
+    assert log.exists()  # kept, for the failure
+    log.unlink()
+
+
+def test_a_clean_stop_removes_the_log_file() -> None:
+    server = start_server("examples.echo:app", cwd=ROOT)
+    assert server.stop() == 0
+    assert not server.log_path.exists()
+    assert server.stop() == 0  # again: harmless
+
+
+PATH_APP = """
+from gobstopper import Gobstopper, Request
+
+app = Gobstopper(environ={})
+
+
+@app.get("/hello/<name>")
+async def hello(request: Request, name: str) -> dict[str, str]:
+    return {"name": name}
+"""
+
+
+@pytest.mark.parametrize("interface", ["rsgi", "asgi"])
+async def test_an_encoded_path_routes_in_process_as_under_granian(
+    tmp_path: Path, interface: str
+) -> None:
+    (tmp_path / "pathapp.py").write_text(PATH_APP)
+    paths = ["/hello/a%20b", "/hello/caf%C3%A9"]
+    server = start_server("pathapp:app", interface, cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
+    try:
+        wire = [(await http_request(server.port, "GET", p)).json() for p in paths]
+    finally:
+        server.stop()
+    namespace: dict[str, Any] = {}
+    exec(compile(PATH_APP, "pathapp.py", "exec"), namespace)
+    async with AsyncTestClient(namespace["app"]) as client:
+        in_process = [(await client.get(p)).json() for p in paths]
+    assert in_process == wire == [{"name": "a b"}, {"name": "café"}]

@@ -100,3 +100,36 @@ async def test_a_dropped_connection_is_reconnected_with_its_subscriptions() -> N
         assert len(rpc.sessions) == 2 and rpc.sessions[0].close_code == 1006
         await rpc.call("announce", "news.tech", "renewed")
         assert (await news.get(timeout=5)).data == "renewed"
+
+
+async def test_a_client_left_open_is_closed_with_the_test_client() -> None:
+    async with AsyncTestClient(app, timeout=2) as client:
+        rpc = client.rpc("/rpc", backoff=0.01)
+        await rpc.connect()  # and never closed by the test
+        assert await rpc.call("add", 1, 2) == 3
+    with pytest.raises(ConnectionError, match="client closed"):
+        await asyncio.wait_for(rpc.call("add", 1, 2), 5)
+    assert len(rpc.sessions) == 1  # no connection dialled after the exit
+
+
+quiet = Gobstopper(environ={})
+quiet_rpc = RPC(quiet.manager)
+
+
+@quiet_rpc.method()
+async def slow() -> str:
+    # The app is slow on purpose: the connection stays silent longer than a receive's
+    # timeout, which must not drop the Python client's link.
+    await asyncio.sleep(0.6)
+    return "done"
+
+
+@quiet.websocket("/rpc")
+async def quiet_endpoint(ws: WebSocket) -> None:
+    await quiet_rpc.serve(ws)
+
+
+async def test_a_silence_longer_than_the_timeout_keeps_the_clients_link() -> None:
+    async with AsyncTestClient(quiet, timeout=0.2) as client, client.rpc("/rpc", timeout=5) as rpc:
+        assert await rpc.call("slow") == "done"
+        assert len(rpc.sessions) == 1

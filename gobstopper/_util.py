@@ -57,12 +57,13 @@ class Backoff:
     from [0.5, 1] of its nominal value so that many peers cut off at once do not come
     back in step.
 
-    Example::
-
+    Examples:
+        ```python
         backoff = Backoff(0.1, 5.0)
         while not connected:
             await backoff.wait()
         backoff.reset()
+        ```
     """
 
     __slots__ = ("_delay", "first", "maximum")

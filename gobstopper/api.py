@@ -287,9 +287,12 @@ class HTTPAPI:
         key: the key clients give (``Authorization: Bearer <key>`` or ``X-API-Key``).
         max_bytes: the largest request body read (larger ones get 413).
 
-    Example (in the process itself, without HTTP)::
+    Examples:
+        In the process itself, without HTTP:
 
+        ```python
         answer = await app.api.execute({"command": "presence", "room": "lobby"})
+        ```
     """
 
     def __init__(self, manager: WebSocketManager, key: str, max_bytes: int) -> None:

@@ -53,8 +53,8 @@ class Gobstopper:
             meaning "not given"; see docs/configuration.md. An unknown name raises
             ``TypeError``.
 
-    Example::
-
+    Examples:
+        ```python
         app = Gobstopper()
 
         @app.websocket("/ws/echo")
@@ -62,6 +62,7 @@ class Gobstopper:
             await ws.accept()
             async for message in ws:
                 await ws.send_text(message.text)
+        ```
 
     Run it with ``granian --interface rsgi module:app`` (or ``--interface asgi``).
     """
@@ -127,13 +128,14 @@ class Gobstopper:
         """Register an app-wide authentication hook, run before every WebSocket
         handler (see ``websocket(auth=...)``). Use it as a decorator.
 
-        Example::
-
+        Examples:
+            ```python
             @app.auth
             async def token(ws: WebSocket) -> None:
                 if ws.query_params.get("token") != SECRET:
                     raise HTTPError(401, "bad token")
                 ws.state.user = "alice"
+            ```
         """
         self.admission.hooks.append(hook)
         return hook

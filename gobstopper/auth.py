@@ -322,12 +322,13 @@ async def refresh(ws: WebSocket, token: str) -> Identity:
     token its client sent. With a managed connection whose meta comes from the
     Identity, follow with ``await conn.set_meta(identity.meta)``.
 
-    Example::
-
+    Examples:
+        ```python
         try:
             identity = await refresh(ws, token)
         except RefreshRefused as exc:
             await ws.close(exc.code, exc.reason)
+        ```
 
     Raises:
         RefreshRefused: not accepted (its ``code`` and ``reason`` say how to close);

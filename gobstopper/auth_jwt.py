@@ -44,14 +44,15 @@ def jwt_auth(
 ) -> AuthHook:
     """An auth hook that admits connections presenting a valid JWT.
 
-    Example::
-
+    Examples:
+        ```python
         app = Gobstopper()
         auth = jwt_auth(PUBLIC_KEY_PEM, algorithms=["RS256"], audience="chat")
 
         @app.websocket("/rpc", auth=auth)
         async def endpoint(ws: WebSocket) -> None:
             await rpc.serve(ws)  # conn.user is the token's "sub"
+        ```
 
     Args:
         key: the HMAC secret (HS256...), or the public key (a PEM string or a key

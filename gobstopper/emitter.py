@@ -18,10 +18,11 @@ node delivers what it sends to its own connections, and it never joins presence.
 loop (it runs one in a thread of its own). With ``memory://`` there is nothing to reach
 (each server process has its own rooms): that is a ``ConfigError``.
 
-Example::
-
+Examples:
+    ```python
     with SyncEmitter("redis://127.0.0.1:6379/0") as emitter:
         emitter.publish("orders.42", {"status": "shipped"})
+    ```
 """
 
 from __future__ import annotations
@@ -83,10 +84,11 @@ class Emitter:
     Raises:
         ConfigError: no URL, a malformed one, or ``memory://``.
 
-    Example::
-
+    Examples:
+        ```python
         async with Emitter("nats://127.0.0.1:4222") as emitter:
             await emitter.emit("deploy", {"version": "1.4"})
+        ```
     """
 
     def __init__(
@@ -392,11 +394,12 @@ class SyncEmitter:
     method blocks until done, at most ``timeout`` seconds (then ``BrokerUnavailable``,
     the command abandoned). Safe to share between threads; ``close()`` once done.
 
-    Example::
-
+    Examples:
+        ```python
         emitter = SyncEmitter()  # GOBSTOPPER_BROKER_URL
         emitter.broadcast("maintenance at 22:00")
         emitter.close()
+        ```
     """
 
     def __init__(

@@ -1,6 +1,6 @@
 """Exceptions and close codes.
 
-The exception tree::
+The exception tree:
 
     GobstopperError
     ├── ConfigError              a setting has a bad value (raised at start-up)

@@ -15,11 +15,12 @@ __all__ = ["HTMLResponse", "JSONResponse", "PlainTextResponse", "Request", "Resp
 class Request(Scope):
     """An HTTP request.
 
-    Example::
-
+    Examples:
+        ```python
         @app.get("/users/<int:id>")
         async def user(request: Request, id: int) -> dict[str, int]:
             return {"id": id}
+        ```
     """
 
     __slots__ = ("_body", "_exchange", "path_params")

@@ -62,8 +62,8 @@ logger = logging.getLogger("gobstopper.manager")
 class WebSocketManager:
     """Connections, rooms, and bounded broadcast.
 
-    Example::
-
+    Examples:
+        ```python
         @app.websocket("/ws/chat/<room>")
         async def chat(ws: WebSocket, room: str) -> None:
             await ws.accept()
@@ -71,6 +71,7 @@ class WebSocketManager:
                 await conn.join(room)
                 async for message in ws:
                     await app.manager.broadcast(message.text, room=room, exclude=conn)
+        ```
     """
 
     def __init__(self, config: Config | None = None, broker: Broker | None = None) -> None:

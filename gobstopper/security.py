@@ -41,10 +41,11 @@ class OriginPolicy:
     browsers always send one on a WebSocket handshake, and other clients can send any
     value they like, so the header protects browsers' users only.
 
-    Example::
-
+    Examples:
+        ```python
         OriginPolicy(["https://app.example.com", "*.example.org"]).allows(
             "https://chat.example.org", "gob.example.com")  # True
+        ```
     """
 
     def __init__(self, allowed: Iterable[str] | None = None) -> None:
@@ -166,10 +167,11 @@ class ConnectionLimiter:
 class RateLimiter:
     """A token bucket: ``rate`` messages per second on average, ``burst`` at once.
 
-    Example::
-
+    Examples:
+        ```python
         bucket = RateLimiter(rate=10, burst=20)
         bucket.allow()  # True until 20 arrive at once, then 10 a second
+        ```
     """
 
     __slots__ = ("_last", "_tokens", "burst", "rate")

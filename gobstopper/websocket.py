@@ -34,13 +34,14 @@ _MAX_REASON_BYTES = 123  # RFC 6455: a close frame payload is at most 125 bytes
 class WebSocket(ServerConnection):
     """A WebSocket connection as seen by a handler.
 
-    Example::
-
+    Examples:
+        ```python
         @app.websocket("/ws/echo")
         async def echo(ws: WebSocket) -> None:
             await ws.accept()
             async for message in ws:
                 await ws.send_text(message.text)
+        ```
     """
 
     __slots__ = ("_state", "identity", "lease", "path_params", "subprotocol")

@@ -104,9 +104,10 @@ def _check_nats(url: str, variable: str) -> str:
 def broker_from_url(url: str, *, presence_ttl: float = 10.0, prefix: str = "gobstopper:") -> Broker:
     """A broker for ``url`` (see ``check_broker_url``), not yet started.
 
-    Example::
-
+    Examples:
+        ```python
         broker = broker_from_url("redis://127.0.0.1:6379/0")
+        ```
     """
     check_broker_url(url)
     if url.startswith("memory:"):

@@ -3,13 +3,14 @@
 Needs the ``websockets`` package (``pip install 'gobstopper[client]'``); it imports
 neither granian nor the server's modules.
 
-Example::
-
+Examples:
+    ```python
     async with Client("ws://127.0.0.1:8000/rpc") as client:
         assert await client.call("add", 2, 3) == 5
         async with await client.subscribe("news.*") as news:
             async for message in news:
                 print(message.channel, message.data)
+    ```
 
 A subscription to a channel that keeps history on the server tracks its ``Position`` and
 resumes from it on every reconnection (``docs/rpc.md``: positions and recovery).

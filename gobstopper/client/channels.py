@@ -93,10 +93,11 @@ class Channels:
         on the server); it subscribes to the channel, sharing the subscription with the
         client's others of it. Close it with ``await view.close()`` or ``async with``.
 
-        Example::
-
+        Examples:
+            ```python
             async with await client.presence("room.lobby", on_join=greet) as room:
                 print(room.users, room.connections)
+            ```
 
         Raises:
             ValueError: not a channel name (a pattern, say), or the channel does not track

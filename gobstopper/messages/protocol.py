@@ -7,12 +7,13 @@ Nothing here is async or touches a socket; ``docs/protocol.md`` describes the sa
 for clients in other languages, and a test checks that the browser client's constants
 match these.
 
-Example::
-
+Examples:
+    ```pycon
     >>> request("add", [2, 3], 1)
     {'jsonrpc': '2.0', 'method': 'add', 'id': 1, 'params': [2, 3]}
     >>> parse_request({"jsonrpc": "2.0", "method": "add", "params": [2, 3], "id": 1})
     Request(method='add', params=[2, 3], id=1, notification=False)
+    ```
 """
 
 from __future__ import annotations

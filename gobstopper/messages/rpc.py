@@ -1,8 +1,8 @@
 """JSON-RPC 2.0 (https://www.jsonrpc.org/specification) over a gobstopper WebSocket:
 methods, streaming methods, named events and channels, on one connection.
 
-Example::
-
+Examples:
+    ```python
     rpc = RPC(app.manager)
 
     @rpc.method()
@@ -12,6 +12,7 @@ Example::
     @app.websocket("/rpc")
     async def endpoint(ws: WebSocket) -> None:
         await rpc.serve(ws)
+    ```
 
 The wire protocol is in ``docs/protocol.md``. Pushes from the server are JSON-RPC
 notifications whose methods start with ``rpc.`` (a prefix the specification reserves):
@@ -247,11 +248,12 @@ class RPC:
         the event's data validated against its type hint. What it returns answers the
         client when the event was sent as a request (with an ``id``).
 
-        Example::
-
+        Examples:
+            ```python
             @rpc.on("sum_event")
             async def on_sum(event: Event, numbers: list[int]) -> None:
                 await event.reply("sum_result", sum(numbers))
+            ```
 
         Raises:
             TypeError: not async, or the name is taken or reserved.

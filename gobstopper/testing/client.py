@@ -68,12 +68,13 @@ class AsyncTestClient:
         lifespan: run the app's startup and shutdown (its hooks, its broker) on entry
             and exit.
 
-    Example::
-
+    Examples:
+        ```python
         async with AsyncTestClient(app) as client:
             async with client.websocket_connect("/ws/echo") as ws:
                 await ws.send_text("hi")
                 assert await ws.receive_text() == "hi"
+        ```
 
     Raises (on entry):
         RuntimeError: the app's startup failed (with its message).

@@ -181,12 +181,13 @@ class TestClient:
     as a context manager: entering runs the app's startup, leaving closes what is still
     open, runs the shutdown and stops the thread.
 
-    Example::
-
+    Examples:
+        ```python
         with TestClient(app) as client:
             with client.websocket_connect("/ws/echo") as ws:
                 ws.send_json({"n": 1})
                 assert ws.receive_json() == {"n": 1}
+        ```
     """
 
     __test__ = False  # not a test class, for pytest

@@ -20,12 +20,13 @@ T = TypeVar("T")
 class StreamOrder(Generic[T]):
     """Puts one stream's publications back in offset order.
 
-    Example::
-
+    Examples:
+        ```python
         order = StreamOrder[str]()
         order.arrive(1, "a")  # (["a"], False)
         order.arrive(3, "c")  # ([], True): 2 is missing, 3 waits
         order.arrive(2, "b")  # (["b", "c"], False)
+        ```
     """
 
     __slots__ = ("_held", "last")

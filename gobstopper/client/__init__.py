@@ -188,17 +188,6 @@ class Client(Lifecycle, Channels):
         """The longest reconnection delay, in seconds (fixed when the client is created)."""
         return self._backoff.maximum
 
-    @property
-    def connections(self) -> int:
-        """Connections opened so far (1 after the first, more after reconnections)."""
-        return self._link.state.generation
-
-    @property
-    def phase(self) -> Phase:
-        """Where the state machine stands: idle, connecting, renewing, ready or closed
-        (``status`` is what the browser client shows)."""
-        return self._link.state.phase
-
     async def __aenter__(self) -> Client:
         await self.connect()
         return self
@@ -239,23 +228,6 @@ class Client(Lifecycle, Channels):
         except BaseException:
             await self.close()
             raise
-
-    async def ready(self, connection: int | None = None) -> None:
-        """Wait until the client is connected with its subscriptions renewed: on any
-        connection, or on its ``connection``-th (2: after the first reconnection).
-
-        Example: ``await client.ready(client.connections + 1)`` after a server restart.
-
-        Raises:
-            ConnectionError: the client is closed.
-            RuntimeError: ``connect()`` was never called.
-        """
-        state = self._link.state
-        if state.phase is Phase.IDLE:
-            raise RuntimeError("connect() first")
-        await self._link.wait_for(lambda: state.ready_on(connection) or state.closed)
-        if state.closed:
-            raise ConnectionError("client closed")
 
     async def close(self) -> None:
         """Close the connection and stop reconnecting; what waits fails with

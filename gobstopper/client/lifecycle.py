@@ -107,6 +107,34 @@ class Lifecycle:
         """Whether the client is open: connected, with its subscriptions renewed."""
         return self._status is Status.OPEN
 
+    @property
+    def connections(self) -> int:
+        """Connections opened so far (1 after the first, more after reconnections)."""
+        return self._link.state.generation
+
+    @property
+    def phase(self) -> Phase:
+        """Where the state machine stands: idle, connecting, renewing, ready or closed
+        (``status`` is what the browser client shows)."""
+        return self._link.state.phase
+
+    async def ready(self, connection: int | None = None) -> None:
+        """Wait until the client is connected with its subscriptions renewed: on any
+        connection, or on its ``connection``-th (2: after the first reconnection).
+
+        Example: ``await client.ready(client.connections + 1)`` after a server restart.
+
+        Raises:
+            ConnectionError: the client is closed.
+            RuntimeError: ``connect()`` was never called.
+        """
+        state = self._link.state
+        if state.phase is Phase.IDLE:
+            raise RuntimeError("connect() first")
+        await self._link.wait_for(lambda: state.ready_on(connection) or state.closed)
+        if state.closed:
+            raise ConnectionError("client closed")
+
     async def wait_open(self, timeout: float | None = None) -> None:
         """Wait until the client is open (at once if it is).
 
@@ -186,7 +214,7 @@ class Lifecycle:
         if self._status is Status.CLOSED:
             return ": the client is closed"
         failures, last = self._link.failures, self._link.last_error
-        note = f": the client is {self._status.value}, disconnected"
+        note = f": the client is {self._status.value} (not open)"
         if failures:
             note += (
                 f"; {failures} attempt{'s' if failures > 1 else ''} failed, the last with {last}"

@@ -10,6 +10,8 @@ The exception tree:
     ├── HTTPError                an HTTP handler's way to answer with a status
     ├── BrokerUnavailable        the broker (Redis) cannot be reached now
     ├── IllegalTransition        a life-cycle step its state forbids (also a RuntimeError)
+    ├── ClientTimeout            the Python client waited too long (also a TimeoutError)
+    │   └── ConnectTimeout           no connection within the timeout; says why
     └── ConnectionClosed         the WebSocket is closed; carries ``code``
         ├── ConnectionClosedOK       closed normally (1000, 1001, 1005)
         └── ConnectionClosedError    closed because of an error (1009, 1011, ...)
@@ -21,8 +23,10 @@ import enum
 
 __all__ = [
     "BrokerUnavailable",
+    "ClientTimeout",
     "CloseCode",
     "ConfigError",
+    "ConnectTimeout",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
@@ -153,3 +157,46 @@ class BrokerUnavailable(GobstopperError):
 class IllegalTransition(GobstopperError, RuntimeError):
     """A life-cycle step that the current state does not allow (accepting a connection
     twice, a client event out of order): a bug in the caller."""
+
+
+class ClientTimeout(GobstopperError, TimeoutError):
+    """The Python client waited longer than its timeout (a call's answer, a
+    subscription's next message, a connection). The message names what waited, where,
+    and, when the connection was down meanwhile, that it was (with the last error).
+
+    Attributes:
+        url: the route the client connects to.
+        timeout: the seconds it waited.
+        status: the connection's status when it gave up (``idle``, ``connecting``,
+            ``open``, ``reconnecting``, ``closed``).
+    """
+
+    def __init__(self, message: str, *, url: str, timeout: float | None, status: str) -> None:
+        super().__init__(message)
+        self.url = url
+        self.timeout = timeout
+        self.status = status
+
+
+class ConnectTimeout(ClientTimeout):
+    """No connection to the server within the timeout.
+
+    Attributes:
+        attempts: the attempts that failed meanwhile.
+        last_error: what the last one failed with (``connection refused``, ``HTTP 403
+            Forbidden``, a DNS failure...), or None if none had failed yet.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str,
+        timeout: float | None,
+        status: str,
+        attempts: int,
+        last_error: str | None,
+    ) -> None:
+        super().__init__(message, url=url, timeout=timeout, status=status)
+        self.attempts = attempts
+        self.last_error = last_error

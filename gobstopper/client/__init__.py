@@ -20,7 +20,8 @@ refresh the server asks for before the current one expires.
 
 The connection's life cycle is the pure state machine of ``state.py``; this module adds
 the socket, the pending calls, and one future per transition that wakes whatever waits
-for the next phase.
+for the next phase. What a user sees of it (``status``, the ``on_open``, ``on_close`` and
+``on_status`` hooks, the words of ``ClientTimeout``) is ``lifecycle.py``.
 """
 
 from __future__ import annotations
@@ -36,10 +37,12 @@ from typing import Any, TypeGuard
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from .._util import Backoff, TaskSet
+from ..errors import ClientTimeout, ConnectTimeout
 from ..messages import protocol
 from ..messages.channels import matches
 from ..messages.codec import CODECS, Codec, DecodeError
 from .channels import Channels
+from .lifecycle import Disconnect, Hook, Lifecycle, Status
 from .link import Dial, Link, LinkSocket, dial_websockets
 from .presence import PresenceChange, PresenceView
 from .state import Phase
@@ -56,8 +59,11 @@ __all__ = [
     "CallError",
     "ChannelMessage",
     "Client",
+    "ClientTimeout",
+    "ConnectTimeout",
     "Credentials",
     "Dial",
+    "Disconnect",
     "History",
     "LinkSocket",
     "Phase",
@@ -65,6 +71,7 @@ __all__ = [
     "PresenceChange",
     "PresenceView",
     "RecoveryFailed",
+    "Status",
     "Subscription",
 ]
 
@@ -75,14 +82,15 @@ logger = logging.getLogger("gobstopper.client")
 Credentials = Callable[[], str | Awaitable[str | None] | None]
 
 
-class Client(Channels):
+class Client(Lifecycle, Channels):
     """JSON-RPC 2.0 with gobstopper's events, channels and streams, over one WebSocket
     that is reconnected with exponential backoff.
 
     Args:
         url: the route, e.g. ``ws://127.0.0.1:8000/rpc``.
         encoding: ``json`` or ``msgpack``.
-        timeout: seconds a call waits for its answer before ``asyncio.TimeoutError``.
+        timeout: seconds ``connect()`` waits for a connection, and a call for its
+            answer, before ``ConnectTimeout`` / ``ClientTimeout`` (both TimeoutErrors).
         backoff: the first reconnection delay in seconds; it doubles up to
             ``max_backoff``, with jitter.
         on_notification: called with ``(method, params)`` for every notification the
@@ -94,6 +102,12 @@ class Client(Channels):
             with the backoff.
         dial: opens each connection (default: a ``websockets`` connection to ``url``);
             ``gobstopper.testing`` passes one that runs the app in-process.
+        on_open: called with ``rpc.info``'s answer each time the client is open (also
+            after a reconnection). Like ``on_close`` and ``on_status``, sync or async
+            (run as a task), settable later as an attribute; one that raises is logged.
+        on_close: called with a ``Disconnect`` (cause, close code, attempt, delay) when
+            a connection drops or an attempt fails; not on ``close()``.
+        on_status: called with ``(status, close_reason)`` whenever ``status`` changes.
 
     Raises:
         ValueError: an unknown encoding, or not ``0 < backoff <= max_backoff``.
@@ -117,6 +131,9 @@ class Client(Channels):
         on_notification: Callable[[str, Any], None] | None = None,
         credentials: Credentials | None = None,
         dial: Dial | None = None,
+        on_open: Hook | None = None,
+        on_close: Hook | None = None,
+        on_status: Hook | None = None,
     ) -> None:
         if encoding not in CODECS:
             raise ValueError(f"unknown encoding {encoding!r}: choose from {sorted(CODECS)}")
@@ -132,6 +149,9 @@ class Client(Channels):
         #: Kept after the client reconnects. Under RSGI the close frame carries no code:
         #: this is how the client learns it.
         self.close_reason: tuple[int, str] | None = None
+        #: ``rpc.info``'s answer on the current connection (None before the first).
+        self.info: Any = None
+        Lifecycle.__init__(self, on_open, on_close, on_status)
         self._credentials = credentials
         self._link = Link(
             self._endpoint(),
@@ -139,6 +159,7 @@ class Client(Channels):
             on_open=self._opened,
             on_frame=self._dispatch,
             on_lost=self._lost,
+            on_change=self._phase_changed,
             headers=None if credentials is None else self._headers,
             dial=dial_websockets if dial is None else dial,
         )
@@ -168,16 +189,6 @@ class Client(Channels):
         """The longest reconnection delay, in seconds (fixed when the client is created)."""
         return self._backoff.maximum
 
-    @property
-    def connections(self) -> int:
-        """Connections opened so far (1 after the first, more after reconnections)."""
-        return self._link.state.generation
-
-    @property
-    def phase(self) -> Phase:
-        """Where the connection stands: idle, connecting, renewing, ready or closed."""
-        return self._link.state.phase
-
     async def __aenter__(self) -> Client:
         await self.connect()
         return self
@@ -198,7 +209,8 @@ class Client(Channels):
 
         Raises:
             RuntimeError: websockets is not installed.
-            asyncio.TimeoutError: no ready connection within ``timeout``.
+            ConnectTimeout: no ready connection within ``timeout``; its message names
+                the URL, the attempts that failed and the last error.
         """
         if self._dials_websockets:
             try:
@@ -210,26 +222,13 @@ class Client(Channels):
         self._link.start()
         try:
             await asyncio.wait_for(self.ready(), self.timeout)
+        except asyncio.TimeoutError:
+            error = self._connect_timeout()  # before close() makes the status closed
+            await self.close()
+            raise error from None
         except BaseException:
             await self.close()
             raise
-
-    async def ready(self, connection: int | None = None) -> None:
-        """Wait until the client is connected with its subscriptions renewed: on any
-        connection, or on its ``connection``-th (2: after the first reconnection).
-
-        Example: ``await client.ready(client.connections + 1)`` after a server restart.
-
-        Raises:
-            ConnectionError: the client is closed.
-            RuntimeError: ``connect()`` was never called.
-        """
-        state = self._link.state
-        if state.phase is Phase.IDLE:
-            raise RuntimeError("connect() first")
-        await self._link.wait_for(lambda: state.ready_on(connection) or state.closed)
-        if state.closed:
-            raise ConnectionError("client closed")
 
     async def close(self) -> None:
         """Close the connection and stop reconnecting; what waits fails with
@@ -305,9 +304,11 @@ class Client(Channels):
     def _opened(self, generation: int) -> None:
         self._tasks.spawn(self._renew(generation))
 
-    def _lost(self) -> None:
+    def _lost(self, cause: str | None, code: int | None, delay: float | None) -> None:
         self.id = None
-        self._fail_pending(ConnectionError(f"connection to {self.url} lost"))
+        self._fail_pending(ConnectionError(f"connection to {self.url} lost: {cause or 'closed'}"))
+        if cause is not None and delay is not None:
+            self._disconnected(cause, code, delay)
 
     async def _renew(self, generation: int) -> None:
         """On each new connection: learn its id and subscribe again to every pattern
@@ -339,6 +340,7 @@ class Client(Channels):
             return
         if isinstance(info, dict):
             self.id = info.get("id")
+        self.info = info
         self._link.state.renewed(generation)
 
     # -- calls ------------------------------------------------------------------------
@@ -348,7 +350,8 @@ class Client(Channels):
 
         Raises:
             CallError: the server answered with an error.
-            asyncio.TimeoutError: no answer within ``timeout``.
+            ClientTimeout: no answer within ``timeout`` (a TimeoutError; its message names
+                the method and says whether the client was disconnected).
             ConnectionError: the connection dropped before the answer.
         """
         request_id = next(self._ids)
@@ -369,6 +372,9 @@ class Client(Channels):
         try:
             exchange = self._exchange(request_id, message, generation)
             return await asyncio.wait_for(exchange, self.timeout)
+        except asyncio.TimeoutError:
+            what = f"no answer to {message['method']!r} within {self.timeout}s"
+            raise self._timeout(what, self.timeout) from None
         finally:
             self._pending.pop(request_id, None)
             self._on_answer.pop(request_id, None)
@@ -412,7 +418,11 @@ class Client(Channels):
         await self._send_once(protocol.notification(method, _params(args, kwargs)))
 
     async def _send_once(self, message: dict[str, Any]) -> None:
-        ws, _ = await asyncio.wait_for(self._link.socket(), self.timeout)
+        try:
+            ws, _ = await asyncio.wait_for(self._link.socket(), self.timeout)
+        except asyncio.TimeoutError:
+            what = f"could not send {message['method']!r} within {self.timeout}s"
+            raise self._timeout(what, self.timeout) from None
         await ws.send(self.codec.encode(message))
 
     async def stream(self, method: str, /, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
@@ -448,7 +458,8 @@ class Client(Channels):
                     continue
                 getter.cancel()
                 if not done:
-                    raise asyncio.TimeoutError(f"no item from {method!r} in {self.timeout}s")
+                    what = f"no item from {method!r} within {self.timeout}s"
+                    raise self._timeout(what, self.timeout)
         finally:
             self._streams.pop(request_id, None)
             self._pending.pop(request_id, None)

@@ -36,6 +36,10 @@ class Channels:
     call: Callable[..., Awaitable[Any]]
     _ask: Callable[..., Awaitable[Any]]
 
+    def _timeout(self, what: str, timeout: float | None) -> Exception:
+        """The error of a wait that ran out of time (``Lifecycle`` words it)."""
+        return TimeoutError(what)
+
     def __init__(self) -> None:
         self._subscriptions: dict[str, list[Subscription]] = {}
         self._subscribing: dict[str, asyncio.Future[None]] = {}

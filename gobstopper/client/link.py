@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
@@ -18,7 +19,7 @@ from typing import Any, Protocol
 from .._util import Backoff
 from .state import ConnectionState, Phase
 
-__all__ = ["Dial", "Link", "LinkSocket", "dial_websockets"]
+__all__ = ["Dial", "Link", "LinkSocket", "describe_error", "dial_websockets"]
 
 logger = logging.getLogger("gobstopper.client")
 
@@ -49,6 +50,24 @@ def dial_websockets(
     return connect(url, additional_headers=headers)
 
 
+def describe_error(exc: BaseException) -> str:
+    """Say what a connection attempt failed with: the HTTP status and reason of a refused
+    handshake, a DNS failure, or the exception's type and words."""
+    response = getattr(exc, "response", None)  # websockets' InvalidStatus
+    status = getattr(response, "status_code", None)
+    if isinstance(status, int):
+        words = f"HTTP {status} {getattr(response, 'reason_phrase', '')}".strip()
+        body = getattr(response, "body", b"")
+        if isinstance(body, bytes) and 0 < len(body) <= 200:
+            words += f": {body.decode('utf-8', 'replace').strip()}"
+        return f"the server refused the handshake: {words}"
+    if isinstance(exc, socket.gaierror):
+        return f"DNS lookup failed: {exc}"
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) and not str(exc):
+        return "the attempt timed out"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 class Link:
     """One WebSocket to ``url``, opened again after every drop or refusal.
 
@@ -57,7 +76,11 @@ class Link:
         backoff: the delays between attempts (reset by a connection that opens).
         on_open: called with the generation of each connection that opens.
         on_frame: called with each frame received.
-        on_lost: called when the connection drops (and after each refused attempt).
+        on_lost: called when the connection drops or an attempt fails, with what
+            happened in words, the close code (if any) and the delay before the next
+            attempt; with ``None``s when ``close()`` ended it.
+        on_change: called with the phase after every transition, and after every failed
+            attempt (which changes ``failures`` but may leave the phase as it was).
         headers: called before each attempt for the HTTP headers to send with it (None:
             none); when it raises, the attempt fails as a refused one does.
         dial: opens each connection (default: ``dial_websockets``).
@@ -70,7 +93,8 @@ class Link:
         *,
         on_open: Callable[[int], None],
         on_frame: Callable[[str | bytes], None],
-        on_lost: Callable[[], None],
+        on_lost: Callable[[str | None, int | None, float | None], None],
+        on_change: Callable[[Phase], None] | None = None,
         headers: Callable[[], Awaitable[dict[str, str] | None]] | None = None,
         dial: Dial = dial_websockets,
     ) -> None:
@@ -80,6 +104,11 @@ class Link:
         self._on_open = on_open
         self._on_frame = on_frame
         self._on_lost = on_lost
+        self._on_change = on_change
+        #: Attempts failed (or connections dropped) since the last ready connection.
+        self.failures = 0
+        #: What the last failed attempt or dropped connection failed with, in words.
+        self.last_error: str | None = None
         self._headers = headers
         self._dial = dial
         self._ws: Any = None  # the current connection's socket, while connected
@@ -89,6 +118,8 @@ class Link:
     def start(self) -> None:
         """Start the reconnection loop, unless it runs already."""
         if self.state.phase in (Phase.IDLE, Phase.CLOSED):
+            self.failures = 0
+            self.last_error = None
             self.state.start()
             self._backoff.reset()
             self._runner = asyncio.ensure_future(self._run())
@@ -139,39 +170,62 @@ class Link:
         await self.wait_for(lambda: not self.state.current(generation))
 
     def _changed(self, phase: Phase) -> None:
+        if phase is Phase.READY:
+            self.failures = 0
         # Every transition wakes every waiter; each checks its own condition again.
         change, self._change = self._change, None
         if change is not None and not change.done():
             change.set_result(None)
+        if self._on_change is not None:
+            self._on_change(phase)
 
     async def _run(self) -> None:
         while not self.state.closed:
+            cause: str | None = None
+            code: int | None = None
+            delay: float | None = None
             try:
-                await self._attempt()
+                cause, code = await self._attempt()
             except Exception as exc:  # refused, dropped, or an HTTP answer (503, 409...):
-                logger.info("connection to %s lost or refused: %s", self.url, exc)  # retry
+                cause = describe_error(exc)  # retried
+                code = getattr(getattr(exc, "rcvd", None), "code", None)
+                logger.info("connection to %s lost or refused: %s", self.url, cause)
             finally:
                 self._ws = None
+                if not self.state.closed:
+                    self.failures += 1
+                    self.last_error = cause or "the connection ended"
+                    delay = self._backoff.next()
                 self.state.lost()
-                self._on_lost()
-            if self.state.closed:
+                if not self.state.closed:
+                    self._changed(self.state.phase)  # connecting may now be reconnecting
+                    self._on_lost(self.last_error, code, delay)
+                else:
+                    self._on_lost(None, None, None)
+            if self.state.closed or delay is None:
                 return
-            await self._backoff.wait()
+            await asyncio.sleep(delay)
 
-    async def _attempt(self) -> None:
-        """One connection: dial, then hand over its frames until it drops."""
+    async def _attempt(self) -> tuple[str, int | None]:
+        """One connection: dial, then hand over its frames until it drops. Returns how it
+        ended, in words, and its close code."""
         try:
             headers = None if self._headers is None else await self._headers()
-        except Exception:
+        except Exception as exc:
             # The application's code (a credentials callable): its traceback helps.
             logger.exception("the headers to connect to %s could not be made", self.url)
-            return
+            return f"the credentials failed: {describe_error(exc)}", None
         async with self._dial(self.url, headers) as ws:
             if self.state.closed:
-                return  # closed while the handshake ran
+                return "closed", None  # closed while the handshake ran
             self._ws = ws
             generation = self.state.opened()
             self._backoff.reset()
             self._on_open(generation)
             async for raw in ws:
                 self._on_frame(raw)
+        code = getattr(ws, "close_code", None)
+        code = code if isinstance(code, int) else None
+        reason = getattr(ws, "close_reason", None)
+        words = "the server closed the connection" + (f" with code {code}" if code else "")
+        return words + (f": {reason}" if reason else ""), code

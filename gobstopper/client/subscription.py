@@ -221,11 +221,16 @@ class Subscription:
         """The next message.
 
         Raises:
-            asyncio.TimeoutError: none within ``timeout`` seconds.
+            ClientTimeout: none within ``timeout`` seconds (a TimeoutError; its message
+                says whether the client was disconnected meanwhile, and why).
             StopAsyncIteration: the subscription has ended.
             RecoveryFailed: continuity broke here (once; the next call goes on).
         """
-        return await asyncio.wait_for(self.__anext__(), timeout)
+        try:
+            return await asyncio.wait_for(self.__anext__(), timeout)
+        except asyncio.TimeoutError:
+            what = f"no message on {self.pattern!r} within {timeout}s"
+            raise self.client._timeout(what, timeout) from None
 
     async def close(self) -> None:
         """Unsubscribe (if no other subscription of the client holds the same pattern)."""

@@ -1,0 +1,207 @@
+"""The client's status, life-cycle hooks and the words of its timeouts, against the
+server played by hand (no sockets): the same statuses and hooks as the browser client."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from gobstopper.client import (
+    Client,
+    ClientTimeout,
+    ConnectTimeout,
+    Disconnect,
+    LinkSocket,
+    Status,
+)
+from gobstopper.client.link import describe_error
+from gobstopper.messages import protocol
+
+from .client_server import FakeServer, answer, connected, message, subscribed
+
+
+class Recorder:
+    """Hooks that write down what they were called with, and wake a waiting test."""
+
+    def __init__(self) -> None:
+        self.statuses: list[Status] = []
+        self.opened: list[Any] = []
+        self.closed: list[Disconnect] = []
+        self._changed = asyncio.Event()
+
+    def on_status(self, status: Status, close_reason: Any) -> None:
+        self.statuses.append(status)
+        self._changed.set()
+
+    def on_open(self, info: Any) -> None:
+        self.opened.append(info)
+        self._changed.set()
+
+    async def on_close(self, event: Disconnect) -> None:  # an async hook: run as a task
+        self.closed.append(event)
+        self._changed.set()
+
+    async def until(self, predicate: Any) -> None:
+        async with asyncio.timeout(2):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+def hooked(recorder: Recorder, **options: Any) -> Client:
+    return Client(
+        "ws://fake/rpc",
+        timeout=2,
+        backoff=0.001,
+        max_backoff=0.002,
+        on_open=recorder.on_open,
+        on_close=recorder.on_close,
+        on_status=recorder.on_status,
+        **options,
+    )
+
+
+async def test_status_and_hooks_follow_a_drop_and_a_reconnection(server: FakeServer) -> None:
+    seen = Recorder()
+    client = hooked(seen)
+    try:
+        assert client.status is Status.IDLE and not client.connected
+        sock = await connected(client, server)
+        assert client.status is Status.OPEN and client.connected
+        assert seen.statuses == [Status.CONNECTING, Status.OPEN]
+        assert seen.opened == [{"id": "c1"}] and seen.closed == []
+
+        sock.drop()
+        await seen.until(lambda: seen.closed)
+        assert client.status is Status.RECONNECTING and not client.connected
+        event = seen.closed[0]
+        assert event.attempt == 1 and event.code is None and 0 < event.delay <= 0.002
+        assert "closed the connection" in event.cause
+
+        await connected(client, server)
+        await client.wait_open(1)  # open already: returns at once
+        assert seen.statuses == [Status.CONNECTING, Status.OPEN, Status.RECONNECTING, Status.OPEN]
+        assert len(seen.opened) == 2
+    finally:
+        await client.close()
+    assert client.status is Status.CLOSED and seen.statuses[-1] is Status.CLOSED
+    assert len(seen.closed) == 1  # close() is no drop
+
+
+async def test_a_hook_that_raises_is_logged_and_the_client_goes_on(
+    server: FakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def bad_async(info: Any) -> None:
+        raise ValueError("async hook broke")
+
+    def bad_sync(status: Status, close_reason: Any) -> None:
+        raise ValueError("sync hook broke")
+
+    client = Client("ws://fake/rpc", timeout=2, on_open=bad_async, on_status=bad_sync)
+    try:
+        with caplog.at_level(logging.ERROR, "gobstopper.client"):
+            sock = await connected(client, server)
+            call = asyncio.ensure_future(client.call("add", 1, 2))
+            sock.push(answer(await sock.request("add"), 3))
+            assert await call == 3
+        assert client.status is Status.OPEN
+        logged = " ".join(str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+        assert "sync hook broke" in logged and "async hook broke" in logged
+    finally:
+        await client.close()
+
+
+async def test_wait_open_says_why_it_gave_up(server: FakeServer) -> None:
+    client = Client("ws://fake/rpc", timeout=2, backoff=0.001, max_backoff=0.002)
+    with pytest.raises(RuntimeError, match="connect"):
+        await client.wait_open(0.1)
+    sock = await connected(client, server)
+    sock.drop()
+    await server.accept()  # the next connection opens, but its renewal is never answered
+    with pytest.raises(ClientTimeout) as info:
+        await client.wait_open(0.05)
+    text = str(info.value)
+    assert "not open within 0.05s" in text and "ws://fake/rpc" in text
+    assert "reconnecting" in text and "1 attempt failed" in text
+    assert info.value.status == "reconnecting" and info.value.timeout == 0.05
+    closing = asyncio.ensure_future(client.wait_status(Status.OPEN))
+    await client.close()
+    with pytest.raises(ConnectionError, match="closed"):
+        await closing
+
+
+async def test_a_call_and_a_subscriber_that_time_out_say_so(server: FakeServer) -> None:
+    client = Client("ws://fake/rpc", timeout=0.2, backoff=0.001, max_backoff=0.002)
+    try:
+        sock = await connected(client, server)
+        with pytest.raises(ClientTimeout, match=r"no answer to 'slow' within 0\.2s"):
+            await client.call("slow")
+        sub, _ = await subscribed(client, sock, "news", {})
+        sock.push(message("news", 1))
+        assert (await sub.get(1)).data == 1
+        with pytest.raises(TimeoutError) as open_info:  # a ClientTimeout is a TimeoutError
+            await sub.get(0.01)
+        assert "no message on 'news' within 0.01s" in str(open_info.value)
+        assert "reconnecting" not in str(open_info.value)
+
+        sock.drop()
+        new = await server.accept()  # connected again, its renewal unanswered
+        await new.request(protocol.INFO)
+        with pytest.raises(ClientTimeout) as info:
+            await sub.get(0.01)
+        assert "the client is reconnecting" in str(info.value)
+        assert "the server closed the connection" in str(info.value)
+    finally:
+        await client.close()
+
+
+def refusing(error: BaseException) -> Any:
+    """A ``dial`` whose every attempt fails with ``error``."""
+
+    @asynccontextmanager
+    async def dial(url: str, headers: dict[str, str] | None) -> AsyncIterator[LinkSocket]:
+        raise error
+        yield  # pragma: no cover - never reached
+
+    return dial
+
+
+async def test_connect_timeout_names_the_url_the_attempts_and_the_last_error() -> None:
+    seen = Recorder()
+    refused = ConnectionRefusedError(111, "Connect call failed")
+    client = hooked(seen, dial=refusing(refused))
+    client.timeout = 0.1
+    with pytest.raises(ConnectTimeout) as info:
+        await client.connect()
+    error = info.value
+    assert isinstance(error, TimeoutError) and error.url == "ws://fake/rpc"
+    assert error.attempts >= 1 and error.last_error is not None
+    assert "ConnectionRefusedError" in error.last_error
+    text = str(error)
+    assert text.startswith("no connection to ws://fake/rpc within 0.1s: ")
+    assert f"{error.attempts} attempt" in text and "Connect call failed" in text
+    assert seen.statuses[:2] == [Status.CONNECTING, Status.RECONNECTING]
+    assert seen.statuses[-1] is Status.CLOSED and seen.opened == []
+    assert [e.attempt for e in seen.closed] == list(range(1, len(seen.closed) + 1))
+
+
+def test_describe_error_names_the_refusal() -> None:
+    from websockets.datastructures import Headers
+    from websockets.exceptions import InvalidStatus
+    from websockets.http11 import Response
+
+    refused = InvalidStatus(Response(403, "Forbidden", Headers(), b"no token\n"))
+    assert (
+        describe_error(refused) == "the server refused the handshake: HTTP 403 Forbidden: no token"
+    )
+    dns = socket.gaierror(-2, "Name or service not known")
+    assert describe_error(dns).startswith("DNS lookup failed:")
+    plain = ConnectionRefusedError(111, "refused")
+    assert describe_error(plain) == "ConnectionRefusedError: [Errno 111] refused"
+    assert describe_error(TimeoutError()) == "the attempt timed out"

@@ -19,7 +19,9 @@ The exception tree:
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import sys
 
 __all__ = [
     "BrokerUnavailable",
@@ -159,7 +161,17 @@ class IllegalTransition(GobstopperError, RuntimeError):
     twice, a client event out of order): a bug in the caller."""
 
 
-class ClientTimeout(GobstopperError, TimeoutError):
+# On Python 3.10 asyncio's TimeoutError is a class of its own (3.11 made it the builtin):
+# the client's timeouts are both there, so that ``except asyncio.TimeoutError`` catches them.
+if sys.version_info >= (3, 11):
+    _Timeout = TimeoutError
+else:
+
+    class _Timeout(asyncio.TimeoutError, TimeoutError):
+        pass
+
+
+class ClientTimeout(GobstopperError, _Timeout):
     """The Python client waited longer than its timeout (a call's answer, a
     subscription's next message, a connection). The message names what waited, where,
     and, when the connection was down meanwhile, that it was (with the last error).

@@ -205,3 +205,25 @@ def test_describe_error_names_the_refusal() -> None:
     plain = ConnectionRefusedError(111, "refused")
     assert describe_error(plain) == "ConnectionRefusedError: [Errno 111] refused"
     assert describe_error(TimeoutError()) == "the attempt timed out"
+
+
+def test_a_client_timeout_is_caught_as_asyncio_and_builtin_timeouts() -> None:
+    # ``except asyncio.TimeoutError`` (a class of its own on Python 3.10) and
+    # ``except TimeoutError`` both catch the client's timeouts.
+    from gobstopper.errors import ClientTimeout, ConnectTimeout
+
+    for error in (
+        ClientTimeout("waited", url="ws://h/rpc", timeout=1.0, status="open"),
+        ConnectTimeout(
+            "no connection",
+            url="ws://h/rpc",
+            timeout=1.0,
+            status="connecting",
+            attempts=2,
+            last_error=None,
+        ),
+    ):
+        with pytest.raises(asyncio.TimeoutError):
+            raise error
+        with pytest.raises(TimeoutError):
+            raise error

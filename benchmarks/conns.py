@@ -224,7 +224,7 @@ def conns_report(
         f"- Versions: Python {platform.python_version()}, granian {_version('granian')}, "
         f"uvicorn {_version('uvicorn')}, Starlette {_version('starlette')}, websockets "
         f"{_version('websockets')}, picows {_version('picows')}; gobstopper "
-        f"{_version('gobstopper')} at {source_revision()}.",
+        f"{_version('gobstopper-rt')} at {source_revision()}.",
         f"- Memory: {args.settings.connections} connections opened {100} at a time, one "
         "32-byte round trip on each (so every handler is running), then the growth of "
         "the server's resident memory (all its processes) since the first connection, "

@@ -183,7 +183,7 @@ def echo_report(
         f"- Versions: Python {platform.python_version()}, granian {_version('granian')}, "
         f"uvicorn {_version('uvicorn')}, Starlette {_version('starlette')}, websockets "
         f"{_version('websockets')}, picows {_version('picows')}, uvloop "
-        f"{_version('uvloop')}; gobstopper {_version('gobstopper')} at {_source_revision()}.",
+        f"{_version('uvloop')}; gobstopper {_version('gobstopper-rt')} at {_source_revision()}.",
         f"- Servers: granian with one worker, `--loop {event_loop_name()}`, "
         f"`--no-access-log`; uvicorn with `--loop uvloop --ws {UVICORN_WS}` (of the "
         "WebSocket implementations installed here, the faster on echo), one process; "

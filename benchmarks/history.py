@@ -335,7 +335,7 @@ def history_report(
         f"- Machine: {machine(args.pin).split('; ', 1)[0]}; {where}.",
         f"- Versions: Python {platform.python_version()}, granian {_version('granian')}, "
         f"picows {_version('picows')}, redis-py {_version('redis')}, redis-server "
-        f"{RedisProcess.version() if redis else '-'}; gobstopper {_version('gobstopper')} "
+        f"{RedisProcess.version() if redis else '-'}; gobstopper {_version('gobstopper-rt')} "
         f"at {source_revision()}.",
         f"- Servers: `{APP}` under granian RSGI, one worker, `--loop {event_loop_name()}`, "
         "`--no-access-log`; `GOBSTOPPER_BROKER_URL` `memory://` or a redis-server of its "

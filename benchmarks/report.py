@@ -514,7 +514,7 @@ def report(
         f"- Machine: {machine(args.pin)}.",
         f"- Versions: Python {platform.python_version()}, granian {_version('granian')}, "
         f"picows {_version('picows')}, uvloop {_version('uvloop')}; gobstopper "
-        f"{_version('gobstopper')} at {source_revision()}.",
+        f"{_version('gobstopper-rt')} at {source_revision()}.",
         f"- Settings: one granian worker, `--loop {event_loop_name()}`, `--no-access-log`; "
         f"{args.size}-byte text messages ({args.stalled_size} bytes in the rows with "
         f"stalled receivers), at most {args.window} in flight (the sender "
@@ -614,7 +614,7 @@ def write_plot(path: Path, summaries: Sequence[Summary], servers: Sequence[str])
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("matplotlib is not installed: no plot (pip install 'gobstopper[bench]')")
+        print("matplotlib is not installed: no plot (pip install -e '.[bench]')")
         return False
     rooms = list(dict.fromkeys(s.room for s in summaries))
     width = 0.8 / max(1, len(servers))

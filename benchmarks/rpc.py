@@ -307,7 +307,7 @@ def rpc_report(
         f"- Machine: {machine(args.pin)}.",
         f"- Versions: Python {platform.python_version()}, granian {_version('granian')}, "
         f"msgspec {_version('msgspec')}, picows {_version('picows')}, uvloop "
-        f"{_version('uvloop')}; gobstopper {_version('gobstopper')} at {source_revision()}.",
+        f"{_version('uvloop')}; gobstopper {_version('gobstopper-rt')} at {source_revision()}.",
         f"- Servers: granian RSGI with one worker, `--loop {event_loop_name()}`, "
         "`--no-access-log`; a fresh server for each server and run of the calls, and for "
         "each run of the channels.",

@@ -364,7 +364,7 @@ def storm_report(
         f"- Machine: {machine(args.pin)}; open-file limit {args.files_limit}.",
         f"- Versions: Python {platform.python_version()}, granian {_version('granian')}, "
         f"uvicorn {_version('uvicorn')}, Starlette {_version('starlette')}, picows "
-        f"{_version('picows')}; gobstopper {_version('gobstopper')} at {source_revision()}.",
+        f"{_version('picows')}; gobstopper {_version('gobstopper-rt')} at {source_revision()}.",
         f"- {args.clients} clients, opened {CONNECT_BATCH} at a time, each joined to one "
         "room; then the server killed (every connection dropped at once) and started "
         "again on the same port. 'All back' runs from the kill until every client is "

@@ -1,7 +1,7 @@
 """Short-lived JSON Web Tokens: a connection presents one, is asked to refresh it before
 it expires, and is closed (4001) if it does not.
 
-Run:  pip install 'gobstopper[jwt]'
+Run:  pip install -e '.[jwt,client]'   # from the checkout: PyJWT, and websockets for Try
       export EXAMPLE_JWT_SECRET=$(openssl rand -hex 32)
       granian --interface rsgi examples.auth:app
 Try:  TOKEN=$(curl -s 'http://127.0.0.1:8000/token?user=ann')

@@ -1,4 +1,4 @@
-"""An auth hook for JSON Web Tokens, with PyJWT (``pip install 'gobstopper[jwt]'``).
+"""An auth hook for JSON Web Tokens, with PyJWT (the ``jwt`` extra: ``pip install -e '.[jwt]'``).
 
 ``jwt_auth(key, ...)`` returns a hook that reads ``credential(ws)`` (the bearer header,
 the ``token`` query parameter, or the token a refresh presents), verifies it and answers
@@ -25,8 +25,8 @@ def _pyjwt() -> Any:
         import jwt
     except ImportError:
         raise RuntimeError(
-            "jwt_auth needs PyJWT: pip install 'gobstopper[jwt]' "
-            "(in a checkout: pip install -e '.[jwt]')"
+            "jwt_auth needs PyJWT: install the `jwt` extra (`pip install -e '.[jwt]'` "
+            "in a checkout, or `pip install 'PyJWT[crypto]'`)"
         ) from None
     return jwt
 

@@ -7,7 +7,7 @@ Run:  granian --interface rsgi examples.chat:app
 Open: http://127.0.0.1:8000/ (several tabs, same room; one name in two tabs is one user on
 two devices); the page reconnects by itself.
 
-Across two workers (or hosts), through Redis (pip install 'gobstopper[redis]'):
+Across two workers (or hosts), through Redis (pip install -e '.[redis]'):
       GOBSTOPPER_BROKER_URL=redis://127.0.0.1:6379/0 \\
       granian --interface rsgi --workers 2 examples.chat:app
 

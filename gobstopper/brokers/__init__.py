@@ -83,7 +83,8 @@ def _require_redis(url: str, variable: str) -> str:
         import redis.asyncio  # noqa: F401
     except ImportError:
         raise ConfigError(
-            f"{variable}={shown(url)!r} needs the redis client: pip install 'gobstopper[redis]'"
+            f"{variable}={shown(url)!r} needs the redis client: install the `redis` extra "
+            "(`pip install -e '.[redis]'` in a checkout, or `pip install redis`)"
         ) from None
     return url
 
@@ -93,7 +94,8 @@ def _check_nats(url: str, variable: str) -> str:
         import nats  # noqa: F401
     except ImportError:
         raise ConfigError(
-            f"{variable}={shown(url)!r} needs the NATS client: pip install 'gobstopper[nats]'"
+            f"{variable}={shown(url)!r} needs the NATS client: install the `nats` extra "
+            "(`pip install -e '.[nats]'` in a checkout, or `pip install nats-py`)"
         ) from None
     from .nats import parse_url
 

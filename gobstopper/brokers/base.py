@@ -6,7 +6,7 @@ removed within a bounded time. It knows nothing of WebSockets, JSON or rooms: th
 manager encodes and decodes, and names the channels and keys.
 
 Two implementations: ``MemoryBroker`` (the default: one process, nothing to install)
-and ``RedisBroker`` (``pip install 'gobstopper[redis]'``), chosen by URL with
+and ``RedisBroker`` (the ``redis`` extra), chosen by URL with
 ``broker_from_url``.
 """
 

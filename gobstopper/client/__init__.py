@@ -1,7 +1,7 @@
 """A Python client for gobstopper's message layer, that reconnects by itself.
 
-Needs the ``websockets`` package (``pip install 'gobstopper[client]'``); it imports
-neither granian nor the server's modules.
+Needs the ``websockets`` package (the ``client`` extra: ``pip install -e '.[client]'``);
+it imports neither granian nor the server's modules.
 
 Examples:
     ```python
@@ -217,7 +217,8 @@ class Client(Lifecycle, Channels):
                 import websockets  # noqa: F401
             except ImportError:
                 raise RuntimeError(
-                    "the client needs websockets: pip install 'gobstopper[client]'"
+                    "the client needs websockets: install the `client` extra "
+                    "(`pip install -e '.[client]'` in a checkout, or `pip install websockets`)"
                 ) from None
         self._link.start()
         try:

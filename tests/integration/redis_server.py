@@ -33,7 +33,7 @@ def require_redis() -> str:
     if path is None:
         reason = (
             "redis-server or the redis client is missing "
-            "(apt-get install redis-server; pip install 'gobstopper[redis]')"
+            "(apt-get install redis-server; pip install -e '.[redis]')"
         )
         if IN_CI:
             pytest.fail(reason)

@@ -28,7 +28,7 @@ def require_picows() -> None:
     if not HAVE_PICOWS:
         if IN_CI:
             pytest.fail("picows is not installed: the benchmark smoke test cannot run in CI")
-        pytest.skip("picows is not installed (pip install 'gobstopper[bench]')")
+        pytest.skip("picows is not installed (pip install -e '.[bench]')")
 
 
 def run_benchmark(

@@ -1,4 +1,4 @@
-"""The NATS broker (``pip install 'gobstopper[nats]'``): subjects for rooms and channels,
+"""The NATS broker (the ``nats`` extra): subjects for rooms and channels,
 JetStream for presence and history. Imported only when a ``nats://`` URL is chosen."""
 
 from .broker import NatsBroker, parse_url, redact

@@ -1,4 +1,4 @@
-"""The Redis brokers (``pip install 'gobstopper[redis]'``): ``broker.py`` subscribes,
+"""The Redis brokers (the ``redis`` extra: ``pip install -e '.[redis]'``): ``broker.py`` subscribes,
 listens and keeps presence; ``writer.py`` writes publishes and presence in order;
 ``history.py`` keeps channel history in Redis streams; ``cluster.py`` does the same on
 a Redis Cluster, with ``slots.py`` routing each key to its master."""

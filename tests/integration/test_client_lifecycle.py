@@ -68,7 +68,7 @@ async def test_a_restart_is_seen_as_reconnecting_then_open(interface: str) -> No
         assert hooks.closed[0].attempt == 1 and hooks.closed[0].delay > 0
         with pytest.raises(ClientTimeout) as info:  # the subscriber learns why it waits
             await news.get(0.05)
-        assert "the client is reconnecting" in str(info.value)
+        assert "when the wait ended the client was reconnecting" in str(info.value)
         assert info.value.status == "reconnecting"
 
         server = await asyncio.to_thread(start, EDGE, interface, port=port)

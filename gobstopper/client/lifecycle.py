@@ -50,8 +50,10 @@ class Disconnect:
     """What ``on_close`` is called with: a connection dropped, or an attempt failed.
 
     Attributes:
-        cause: what happened, in words (``ConnectionRefusedError: ...``, ``HTTP 403
-            Forbidden``, ``closed by the server with code 1012``).
+        cause: what happened, in words (``ConnectionRefusedError: ...``, ``the server
+            refused the handshake: HTTP 403 Forbidden``, ``the server closed the
+            connection with code 1012``, or ``the client closed the connection`` when it
+            started over itself, after a renewal the server could not do then).
         code: the WebSocket close code, when the connection closed with one.
         attempt: attempts failed since the last open connection (1 after a drop).
         delay: seconds before the next attempt.

@@ -6,8 +6,9 @@ Then: python -m examples.rpc_client ws://127.0.0.1:8000/rpc
 It prints every status change (connecting, open, reconnecting, closed), calls ``add``
 once a second (``--calls N`` calls, default 3), and goes on across a server restart:
 stop the server and start it again meanwhile, and the calls wait for the new
-connection. With no server it fails after ``--timeout`` seconds and says why (the
-address, the attempts, the last error). Needs ``pip install -e '.[client]'``.
+connection (a call in flight when the server stops is reported lost: it may or may not
+have run, so it is not sent again). With no server it fails after ``--timeout`` seconds
+and says why (the address, the attempts, the last error). Needs ``pip install -e '.[client]'``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ async def main(url: str, calls: int, timeout: float) -> int:
             for n in range(calls):
                 if n:
                     await asyncio.sleep(1)  # a pace for people to watch, not a wait
-                print(f"add({n}, 1) = {await client.call('add', n, 1)}", flush=True)
+                try:
+                    print(f"add({n}, 1) = {await client.call('add', n, 1)}", flush=True)
+                except ConnectionError as exc:  # dropped before the answer: go on
+                    print(f"add({n}, 1) lost: {exc}", flush=True)
     except ClientTimeout as exc:  # ConnectTimeout too: no server within the timeout
         print(f"error: {exc}", file=sys.stderr)
         return 1

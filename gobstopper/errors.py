@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import sys
+from typing import Any
 
 __all__ = [
     "BrokerUnavailable",
@@ -174,7 +175,7 @@ else:
 class ClientTimeout(GobstopperError, _Timeout):
     """The Python client waited longer than its timeout (a call's answer, a
     subscription's next message, a connection). The message names what waited, where,
-    and, when the connection was down meanwhile, that it was (with the last error).
+    and, when the connection was down as the wait ended, that it was (with the last error).
 
     Attributes:
         url: the route the client connects to.
@@ -188,6 +189,11 @@ class ClientTimeout(GobstopperError, _Timeout):
         self.url = url
         self.timeout = timeout
         self.status = status
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The keyword-only arguments are not in ``args``: pickle (multiprocessing, logging
+        # handlers) needs them given back.
+        return (_rebuild, (type(self), str(self), self.__dict__.copy()))
 
 
 class ConnectTimeout(ClientTimeout):
@@ -212,3 +218,11 @@ class ConnectTimeout(ClientTimeout):
         super().__init__(message, url=url, timeout=timeout, status=status)
         self.attempts = attempts
         self.last_error = last_error
+
+
+def _rebuild(cls: type[ClientTimeout], message: str, attributes: dict[str, Any]) -> ClientTimeout:
+    """Unpickle a ``ClientTimeout``: its message, then its attributes as they were."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(attributes)
+    return error

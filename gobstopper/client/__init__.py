@@ -107,7 +107,9 @@ class Client(Lifecycle, Channels):
             (run as a task), settable later as an attribute; one that raises is logged.
         on_close: called with a ``Disconnect`` (cause, close code, attempt, delay) when
             a connection drops or an attempt fails; not on ``close()``.
-        on_status: called with ``(status, close_reason)`` whenever ``status`` changes.
+        on_status: called with ``(status, close_reason)`` whenever ``status`` changes
+            (``close_reason``: the ``rpc.close`` of the drop that made it
+            ``reconnecting``, None otherwise).
 
     Raises:
         ValueError: an unknown encoding, or not ``0 < backoff <= max_backoff``.
@@ -149,8 +151,10 @@ class Client(Lifecycle, Channels):
         #: Kept after the client reconnects. Under RSGI the close frame carries no code:
         #: this is how the client learns it.
         self.close_reason: tuple[int, str] | None = None
-        #: ``rpc.info``'s answer on the current connection (None before the first).
+        #: ``rpc.info``'s answer on the current connection, None while disconnected.
         self.info: Any = None
+        # rpc.close's (code, reason) on the current connection only: what its drop reports.
+        self._server_close: tuple[int, str] | None = None
         Lifecycle.__init__(self, on_open, on_close, on_status)
         self._credentials = credentials
         self._link = Link(
@@ -303,13 +307,16 @@ class Client(Lifecycle, Channels):
             logger.warning("refreshing the credential of %s failed: %r", self.url, exc)
 
     def _opened(self, generation: int) -> None:
+        self._server_close = None
         self._tasks.spawn(self._renew(generation))
 
     def _lost(self, cause: str | None, code: int | None, delay: float | None) -> None:
         self.id = None
+        self.info = None
         self._fail_pending(ConnectionError(f"connection to {self.url} lost: {cause or 'closed'}"))
         if cause is not None and delay is not None:
             self._disconnected(cause, code, delay)
+        self._server_close = None  # reported with this drop; failed attempts after have none
 
     async def _renew(self, generation: int) -> None:
         """On each new connection: learn its id and subscribe again to every pattern
@@ -352,7 +359,7 @@ class Client(Lifecycle, Channels):
         Raises:
             CallError: the server answered with an error.
             ClientTimeout: no answer within ``timeout`` (a TimeoutError; its message names
-                the method and says whether the client was disconnected).
+                the method and says whether the client was open when the wait ended).
             ConnectionError: the connection dropped before the answer.
         """
         request_id = next(self._ids)
@@ -572,7 +579,7 @@ class Client(Lifecycle, Channels):
         """The server's ``rpc.close`` event: why it is about to close this connection."""
         code = data.get("code") if isinstance(data, dict) else None
         if isinstance(code, int) and not isinstance(code, bool):
-            self.close_reason = (code, str(data.get("reason", "")))
+            self.close_reason = self._server_close = (code, str(data.get("reason", "")))
             logger.info("%s closes the connection: %s %s", self.url, *self.close_reason)
 
     def _fail_pending(self, exc: Exception) -> None:

@@ -50,13 +50,15 @@ class Disconnect:
     """What ``on_close`` is called with: a connection dropped, or an attempt failed.
 
     Attributes:
-        cause: what happened, in words (``ConnectionRefusedError: ...``, ``HTTP 403
-            Forbidden``, ``closed by the server with code 1012``).
+        cause: what happened, in words (``ConnectionRefusedError: ...``, ``the server
+            refused the handshake: HTTP 403 Forbidden``, ``the server closed the
+            connection with code 1012``, or ``the client closed the connection`` when it
+            started over itself, after a renewal the server could not do then).
         code: the WebSocket close code, when the connection closed with one.
         attempt: attempts failed since the last open connection (1 after a drop).
         delay: seconds before the next attempt.
         close_reason: ``(code, reason)`` of the server's ``rpc.close`` event, if it sent
-            one before closing (``Client.close_reason``).
+            one before closing this connection (None for a failed attempt).
     """
 
     cause: str
@@ -78,6 +80,7 @@ class Lifecycle:
     _url: str
     timeout: float
     close_reason: tuple[int, str] | None
+    _server_close: tuple[int, str] | None  # rpc.close's on the connection that just dropped
     info: Any
 
     def __init__(
@@ -92,7 +95,9 @@ class Lifecycle:
         #: Called with a ``Disconnect`` when a connection drops or an attempt fails (not
         #: on ``close()``).
         self.on_close = on_close
-        #: Called with ``(status, close_reason)`` whenever the ``status`` changes.
+        #: Called with ``(status, close_reason)`` whenever the ``status`` changes;
+        #: ``close_reason`` is the ``rpc.close`` of the drop that made it ``reconnecting``,
+        #: None otherwise.
         self.on_status = on_status
         self._status = Status.IDLE
         self._hook_tasks = TaskSet(logger, "a life-cycle hook")
@@ -172,7 +177,9 @@ class Lifecycle:
         if status is self._status:
             return
         self._status = status
-        self._hook("on_status", self.on_status, status, self.close_reason)
+        # The reason of this drop only, as the browser client does: None for the others.
+        reason = self._server_close if status is Status.RECONNECTING else None
+        self._hook("on_status", self.on_status, status, reason)
         if status is Status.OPEN:
             self._hook("on_open", self.on_open, self.info)
 
@@ -186,7 +193,7 @@ class Lifecycle:
         return Status.RECONNECTING if self._link.failures else Status.CONNECTING
 
     def _disconnected(self, cause: str, code: int | None, delay: float) -> None:
-        event = Disconnect(cause, code, self._link.failures, delay, self.close_reason)
+        event = Disconnect(cause, code, self._link.failures, delay, self._server_close)
         self._hook("on_close", self.on_close, event)
 
     def _hook(self, name: str, hook: Hook | None, *args: Any) -> None:
@@ -204,7 +211,7 @@ class Lifecycle:
 
     def _timeout(self, what: str, timeout: float | None) -> ClientTimeout:
         """A ``ClientTimeout`` saying ``what`` waited, on which URL, and how the connection
-        stood (disconnected: since when and why)."""
+        stood when the wait ended (not open: why)."""
         message = f"{what} ({self._url}){self._down_note()}"
         return ClientTimeout(message, url=self._url, timeout=timeout, status=self._status.value)
 
@@ -214,7 +221,8 @@ class Lifecycle:
         if self._status is Status.CLOSED:
             return ": the client is closed"
         failures, last = self._link.failures, self._link.last_error
-        note = f": the client is {self._status.value} (not open)"
+        # The status when the wait ended: it may have been open for part of the wait.
+        note = f": when the wait ended the client was {self._status.value}"
         if failures:
             note += (
                 f"; {failures} attempt{'s' if failures > 1 else ''} failed, the last with {last}"

@@ -114,6 +114,7 @@ class Link:
         self._ws: Any = None  # the current connection's socket, while connected
         self._change: asyncio.Future[None] | None = None  # resolved at the next transition
         self._runner: asyncio.Task[None] | None = None
+        self._dropped: int | None = None  # the generation drop() closed, if it did
 
     def start(self) -> None:
         """Start the reconnection loop, unless it runs already."""
@@ -162,6 +163,7 @@ class Link:
         connects again, after the backoff."""
         ws = self._ws
         if ws is not None and self.state.current(generation):
+            self._dropped = generation  # words the cause: the client closed it, not the server
             with contextlib.suppress(Exception):  # it may be failing already
                 await ws.close()
 
@@ -186,22 +188,28 @@ class Link:
             delay: float | None = None
             try:
                 cause, code = await self._attempt()
+            except asyncio.CancelledError:
+                # close() (reported below as closed), or the event loop shutting down
+                # with the client open: no drop, no attempt failed, no hook to call.
+                self._ws = None
+                if self.state.closed:
+                    self._on_lost(None, None, None)
+                raise
             except Exception as exc:  # refused, dropped, or an HTTP answer (503, 409...):
                 cause = describe_error(exc)  # retried
                 code = getattr(getattr(exc, "rcvd", None), "code", None)
                 logger.info("connection to %s lost or refused: %s", self.url, cause)
-            finally:
-                self._ws = None
-                if not self.state.closed:
-                    self.failures += 1
-                    self.last_error = cause or "the connection ended"
-                    delay = self._backoff.next()
-                self.state.lost()
-                if not self.state.closed:
-                    self._changed(self.state.phase)  # connecting may now be reconnecting
-                    self._on_lost(self.last_error, code, delay)
-                else:
-                    self._on_lost(None, None, None)
+            self._ws = None
+            if not self.state.closed:
+                self.failures += 1
+                self.last_error = cause or "the connection ended"
+                delay = self._backoff.next()
+            self.state.lost()
+            if not self.state.closed:
+                self._changed(self.state.phase)  # connecting may now be reconnecting
+                self._on_lost(self.last_error, code, delay)
+            else:
+                self._on_lost(None, None, None)
             if self.state.closed or delay is None:
                 return
             await asyncio.sleep(delay)
@@ -227,5 +235,6 @@ class Link:
         code = getattr(ws, "close_code", None)
         code = code if isinstance(code, int) else None
         reason = getattr(ws, "close_reason", None)
-        words = "the server closed the connection" + (f" with code {code}" if code else "")
+        closer = "the client" if self._dropped == generation else "the server"
+        words = f"{closer} closed the connection" + (f" with code {code}" if code else "")
         return words + (f": {reason}" if reason else ""), code

@@ -222,7 +222,7 @@ class Subscription:
 
         Raises:
             ClientTimeout: none within ``timeout`` seconds (a TimeoutError; its message
-                says whether the client was disconnected meanwhile, and why).
+                says whether the client was disconnected when it ended, and why).
             StopAsyncIteration: the subscription has ended.
             RecoveryFailed: continuity broke here (once; the next call goes on).
         """

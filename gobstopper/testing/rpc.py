@@ -61,7 +61,8 @@ class RPCTestClient(Client):
 
         Raises:
             WebSocketDenied: the app refused the handshake.
-            asyncio.TimeoutError: not ready within ``timeout``.
+            ConnectTimeout: not ready within ``timeout`` (a ``TimeoutError``, from
+                ``gobstopper.errors``; its message says why).
         """
         refused = self._refused = asyncio.get_running_loop().create_future()
         ready = asyncio.ensure_future(super().connect())

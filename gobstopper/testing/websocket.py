@@ -338,6 +338,16 @@ class _UnboundedLink:
     def __init__(self, session: AsyncWebSocketSession) -> None:
         self.session = session
 
+    @property
+    def close_code(self) -> int | None:
+        """The code the connection closed with (what the link reports a drop with)."""
+        return self.session.close_code
+
+    @property
+    def close_reason(self) -> str:
+        """The reason that came with it."""
+        return self.session.close_reason
+
     async def send(self, message: str | bytes) -> None:
         await self.session.send(message)
 

@@ -68,7 +68,7 @@ async def test_a_restart_is_seen_as_reconnecting_then_open(interface: str) -> No
         assert hooks.closed[0].attempt == 1 and hooks.closed[0].delay > 0
         with pytest.raises(ClientTimeout) as info:  # the subscriber learns why it waits
             await news.get(0.05)
-        assert "the client is reconnecting" in str(info.value)
+        assert "when the wait ended the client was reconnecting" in str(info.value)
         assert info.value.status == "reconnecting"
 
         server = await asyncio.to_thread(start, EDGE, interface, port=port)
@@ -141,3 +141,39 @@ async def test_the_client_example_prints_its_status() -> None:
     out, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 1
     assert f"error: no connection to {closed} within 0.5s" in err.decode()
+
+
+async def test_the_client_example_goes_on_across_a_server_restart() -> None:
+    server = start("examples.rpc:app", "rsgi")
+    port = server.port
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "examples.rpc_client", f"{server.ws}/rpc", "--calls", "3"),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    seen: list[str] = []
+
+    async def until(wanted: str) -> None:
+        assert process.stdout is not None
+        while not seen or seen[-1] != wanted:
+            raw = await asyncio.wait_for(process.stdout.readline(), 30)
+            assert raw, f"the example ended before {wanted!r}: {seen}"
+            seen.append(raw.decode().rstrip("\n"))
+
+    try:
+        await until("add(0, 1) = 1.0")
+        await asyncio.to_thread(server.stop)  # between two calls, or during one
+        await until("status: reconnecting")
+        server = await asyncio.to_thread(start, "examples.rpc:app", "rsgi", port=port)
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 0, err.decode()
+        seen += out.decode().splitlines()
+        assert "add(2, 1) = 3.0" in seen  # it went on with the new connection
+        assert seen[-1] == "status: closed"
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        server.stop()

@@ -31,12 +31,14 @@ class Recorder:
 
     def __init__(self) -> None:
         self.statuses: list[Status] = []
+        self.reasons: list[tuple[Status, Any]] = []  # (status, close_reason) of on_status
         self.opened: list[Any] = []
         self.closed: list[Disconnect] = []
         self._changed = asyncio.Event()
 
     def on_status(self, status: Status, close_reason: Any) -> None:
         self.statuses.append(status)
+        self.reasons.append((status, close_reason))
         self._changed.set()
 
     def on_open(self, info: Any) -> None:
@@ -48,10 +50,12 @@ class Recorder:
         self._changed.set()
 
     async def until(self, predicate: Any) -> None:
-        async with asyncio.timeout(2):
+        async def waiting() -> None:
             while not predicate():
                 self._changed.clear()
                 await self._changed.wait()
+
+        await asyncio.wait_for(waiting(), 2)  # asyncio.timeout is Python 3.11+
 
 
 def hooked(recorder: Recorder, **options: Any) -> Client:
@@ -90,8 +94,84 @@ async def test_status_and_hooks_follow_a_drop_and_a_reconnection(server: FakeSer
         assert len(seen.opened) == 2
     finally:
         await client.close()
+    await asyncio.wait_for(client._hook_tasks.wait(), 2)  # an async hook close() set off
     assert client.status is Status.CLOSED and seen.statuses[-1] is Status.CLOSED
     assert len(seen.closed) == 1  # close() is no drop
+
+
+async def test_each_drop_reports_its_own_close_reason(server: FakeServer) -> None:
+    """The server's rpc.close belongs to the drop that follows it, not to later ones."""
+    seen = Recorder()
+    client = hooked(seen)
+    expired = (4001, "token expired")
+    try:
+        sock = await connected(client, server)
+        closing = {"code": expired[0], "reason": expired[1]}
+        sock.push(protocol.event_push(protocol.CLOSING_EVENT, closing, None))
+        sock.drop()  # after the event: the client reads them in this order
+        await seen.until(lambda: len(seen.closed) == 1)
+        sock = await connected(client, server)
+        assert client.info == {"id": "c1"}
+        sock.drop()  # a drop with no rpc.close before it
+        await seen.until(lambda: len(seen.closed) == 2)
+        assert client.info is None and client.id is None  # as in the browser client
+        await connected(client, server)
+    finally:
+        await client.close()
+    assert [e.close_reason for e in seen.closed] == [expired, None]
+    open_, again = Status.OPEN, Status.RECONNECTING
+    assert seen.reasons == [
+        (Status.CONNECTING, None),
+        (open_, None),
+        (again, expired),
+        (open_, None),
+        (again, None),
+        (open_, None),
+        (Status.CLOSED, None),
+    ]
+    assert client.close_reason == expired  # the last one the server sent, kept
+
+
+async def test_a_drop_by_the_client_itself_is_worded_so(server: FakeServer) -> None:
+    """A renewal the server could not do now (INTERNAL_ERROR): the client closes that
+    connection and starts over; the cause does not blame the server."""
+    seen = Recorder()
+    client = hooked(seen)
+    try:
+        sock = await connected(client, server)
+        await subscribed(client, sock, "news", {})
+        sock.drop()
+        await seen.until(lambda: len(seen.closed) == 1)
+        assert seen.closed[0].cause.startswith("the server closed the connection")
+        new = await server.accept()
+        found = await new.renewal(1)
+        unavailable = protocol.RPCError(protocol.INTERNAL_ERROR, "Internal error", "later")
+        new.push(protocol.error(found["news"]["id"], unavailable))
+        new.push(answer(found[protocol.INFO], {"id": "c2"}))
+        await seen.until(lambda: len(seen.closed) == 2)
+        assert seen.closed[1].cause.startswith("the client closed the connection")
+        await connected(client, server, subscriptions=1)
+    finally:
+        await client.close()
+
+
+async def test_the_event_loop_ending_with_the_client_open_calls_no_hook(
+    server: FakeServer,
+) -> None:
+    """The loop's tasks cancelled with the client open (``asyncio.run`` returning before
+    ``close()``): no drop, no failed attempt, no hook."""
+    seen = Recorder()
+    client = hooked(seen)
+    await connected(client, server)
+    runner = client._link._runner
+    assert runner is not None
+    runner.cancel()  # what the end of asyncio.run does to it
+    await asyncio.wait((runner,), timeout=2)
+    assert runner.cancelled()
+    await asyncio.wait_for(client._hook_tasks.wait(), 2)
+    assert seen.statuses == [Status.CONNECTING, Status.OPEN] and seen.closed == []
+    assert client._link.failures == 0
+    await client.close()
 
 
 async def test_a_hook_that_raises_is_logged_and_the_client_goes_on(
@@ -155,7 +235,7 @@ async def test_a_call_and_a_subscriber_that_time_out_say_so(server: FakeServer) 
         await new.request(protocol.INFO)
         with pytest.raises(ClientTimeout) as info:
             await sub.get(0.01)
-        assert "the client is reconnecting" in str(info.value)
+        assert "when the wait ended the client was reconnecting" in str(info.value)
         assert "the server closed the connection" in str(info.value)
     finally:
         await client.close()
@@ -205,6 +285,25 @@ def test_describe_error_names_the_refusal() -> None:
     plain = ConnectionRefusedError(111, "refused")
     assert describe_error(plain) == "ConnectionRefusedError: [Errno 111] refused"
     assert describe_error(TimeoutError()) == "the attempt timed out"
+
+
+def test_client_timeouts_pickle_with_their_message_and_attributes() -> None:
+    import pickle
+
+    plain = ClientTimeout("waited (ws://h/rpc)", url="ws://h/rpc", timeout=1.5, status="open")
+    connect = ConnectTimeout(
+        "no connection",
+        url="ws://h/rpc",
+        timeout=2.0,
+        status="reconnecting",
+        attempts=3,
+        last_error="ConnectionRefusedError: refused",
+    )
+    for error in (plain, connect):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)
+        assert vars(copy) == vars(error)
+    assert pickle.loads(pickle.dumps(connect)).attempts == 3
 
 
 def test_a_client_timeout_is_caught_as_asyncio_and_builtin_timeouts() -> None:

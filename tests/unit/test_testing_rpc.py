@@ -12,7 +12,7 @@ import pytest
 
 from examples.rpc import app
 from gobstopper import Gobstopper, HTTPError, WebSocket
-from gobstopper.client import CallError, Client
+from gobstopper.client import CallError, Client, Disconnect
 from gobstopper.messages import RPC
 from gobstopper.testing import AsyncTestClient, RPCTestClient, WebSocketDenied
 
@@ -133,3 +133,37 @@ async def test_a_silence_longer_than_the_timeout_keeps_the_clients_link() -> Non
     async with AsyncTestClient(quiet, timeout=0.2) as client, client.rpc("/rpc", timeout=5) as rpc:
         assert await rpc.call("slow") == "done"
         assert len(rpc.sessions) == 1
+
+
+closing = Gobstopper(environ={})
+closing_rpc = RPC(closing.manager)
+closing_count = {"connections": 0}
+
+
+@closing.websocket("/rpc")
+async def closing_endpoint(ws: WebSocket) -> None:
+    closing_count["connections"] += 1
+    if closing_count["connections"] == 2:  # the first reconnection is sent away
+        await ws.accept()
+        await ws.close(4003, "go away")
+        return
+    await closing_rpc.serve(ws)
+
+
+async def test_a_drop_in_process_gives_its_close_code_to_on_close() -> None:
+    closing_count["connections"] = 0
+    seen: list[Disconnect] = []
+    two = asyncio.Event()
+
+    def dropped(event: Disconnect) -> None:
+        seen.append(event)
+        if len(seen) == 2:
+            two.set()
+
+    options: dict[str, Any] = {"backoff": 0.01, "max_backoff": 0.02, "on_close": dropped}
+    async with AsyncTestClient(closing, timeout=2) as client, client.rpc("/rpc", **options) as rpc:
+        await rpc.sessions[-1].close(1012, "restart")
+        await asyncio.wait_for(two.wait(), 2)
+        await rpc.ready(3)
+    assert [e.code for e in seen] == [1012, 4003]
+    assert seen[1].cause == "the server closed the connection with code 4003: go away"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .admission import Admission, AuthHook
 from .api import HTTPAPI
 from .brokers import Broker, broker_from_url
+from .envcheck import warn_unknown_variables
 from .errors import CloseCode, ConnectionClosed, HTTPError, RouteError
 from .http import PlainTextResponse, Request, Response, to_response
 from .manager import WebSocketManager
@@ -43,7 +44,9 @@ class Gobstopper:
     """A gobstopper application: an RSGI and an ASGI app in one object.
 
     Settings come from the arguments, else from the environment, else the defaults;
-    a bad value raises ``ConfigError`` here, at start-up, naming the variable.
+    a bad value raises ``ConfigError`` here, at start-up, naming the variable. A variable
+    that looks like a setting but is none (``MAX_WS_MESSAGE_BYTE``) is logged as a
+    warning naming the closest setting.
 
     Args:
         broker: the broker to use instead of the one ``broker_url`` names.
@@ -79,6 +82,8 @@ class Gobstopper:
             # Any iterable of strings is welcome here (a set, a generator); Config takes a list.
             settings["allowed_origins"] = list(origins)
         self.config = Config.load(environ, **settings)
+        # A misspelt variable would leave its default in force without a word.
+        warn_unknown_variables(environ)
         if broker is None:
             broker = broker_from_url(self.config.broker_url, presence_ttl=self.config.presence_ttl)
         #: Rooms and broadcast for this app's connections, across workers with a broker.

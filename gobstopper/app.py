@@ -251,7 +251,7 @@ class Gobstopper:
             else:
                 response = PlainTextResponse("Not Found", 404)
         else:
-            request = Request(info, exchange, match.params)
+            request = Request(info, exchange, match.params, self.config.http_max_body_bytes or None)
             try:
                 response = to_response(await _call(match.route, request, match.params))
             except HTTPError as exc:

@@ -12,7 +12,7 @@ from gobstopper.settings import SETTINGS
 
 
 def test_the_prefixes_come_from_the_settings_names() -> None:
-    assert {"GOBSTOPPER_", "WS_", "MAX_WS_"} <= set(PREFIXES)
+    assert {"GOBSTOPPER_", "WS_", "MAX_WS_", "HTTP_"} <= set(PREFIXES)
     assert "MAX_" not in PREFIXES  # too common a start to call ours
     for s in SETTINGS.values():
         assert s.env.startswith(PREFIXES)

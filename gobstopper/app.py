@@ -66,7 +66,9 @@ class Gobstopper:
             async for message in ws:
                 await ws.send_text(message.text)
 
-    Run it with ``granian --interface rsgi module:app`` (or ``--interface asgi``).
+    Run it with ``granian --interface rsgi module:app`` (or ``--interface asgi``;
+    ``asginl``, ASGI without lifespan, runs the start-up on the first request and never
+    the shutdown hooks).
     """
 
     def __init__(
@@ -94,6 +96,10 @@ class Gobstopper:
         self._shutdown: list[Hook] = []
         self._started = False
         self._no_grace = False
+        # ASGI without lifespan (granian --interface asginl, uvicorn --lifespan off): the
+        # start-up then runs on the first request, once; see _start_without_lifespan.
+        self._lifespan_seen = False
+        self._late_start: asyncio.Future[None] | None = None
         #: This worker's counters; ``metrics.prometheus()`` gives their text form.
         self.metrics = Metrics()
         #: Who may connect (origins, limits, auth hooks), and the record of it.
@@ -365,14 +371,44 @@ class Gobstopper:
         kind = scope["type"]
         if kind == "websocket":
             info = asgi_adapter.scope_info(scope)
-            await self._serve_websocket(
-                info, asgi_adapter.ASGIWebSocketTransport(scope, receive, send)
-            )
+            transport = asgi_adapter.ASGIWebSocketTransport(scope, receive, send)
+            if self._started or self._lifespan_seen or await self._start_without_lifespan():
+                await self._serve_websocket(info, transport)
+            else:
+                await transport.reject(500)
         elif kind == "http":
             info = asgi_adapter.scope_info(scope)
-            await self._serve_http(info, asgi_adapter.ASGIHTTPExchange(receive, send))
+            exchange = asgi_adapter.ASGIHTTPExchange(receive, send)
+            if self._started or self._lifespan_seen or await self._start_without_lifespan():
+                await self._serve_http(info, exchange)
+            else:
+                body = b"Internal Server Error: the app's start-up failed (see the server's log)"
+                headers = [("content-type", "text/plain; charset=utf-8")]
+                await exchange.respond(500, [*headers, ("content-length", str(len(body)))], body)
         elif kind == "lifespan":
+            self._lifespan_seen = True
             await self._lifespan(receive, send)
+
+    async def _start_without_lifespan(self) -> bool:
+        """Run the start-up on the first request when the server sent no lifespan
+        (``granian --interface asginl``, ``uvicorn --lifespan off``); return whether it
+        succeeded. Concurrent first requests wait for the same start-up; a failed one is
+        final: every request is then refused with 500."""
+        if self._late_start is None:
+            logger.warning(
+                "the server sent no ASGI lifespan (granian --interface asginl, or uvicorn "
+                "--lifespan off): running the start-up hooks now, on the first request. "
+                "The shutdown hooks will NOT run, and open WebSockets are not closed "
+                "gracefully when the server stops; use --interface asgi or rsgi for those"
+            )
+            self._late_start = asyncio.ensure_future(self.startup())
+            self._late_start.add_done_callback(_log_failed_start)
+        try:
+            # Shielded: a request that goes away must not cancel everyone's start-up.
+            await asyncio.shield(self._late_start)
+        except Exception:
+            return False  # logged once, by _log_failed_start
+        return True
 
     async def _lifespan(self, receive: asgi_adapter.Receive, send: asgi_adapter.Send) -> None:
         while True:
@@ -392,6 +428,14 @@ class Gobstopper:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _log_failed_start(start: asyncio.Future[None]) -> None:
+    if not start.cancelled() and start.exception() is not None:
+        logger.error(
+            "start-up failed; every request is answered 500",
+            exc_info=start.exception(),
+        )
 
 
 def _call(route: Route, connection: Any, params: dict[str, Any]) -> Awaitable[Any]:

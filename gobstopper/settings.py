@@ -180,7 +180,7 @@ def _api_key(name: str, raw: object) -> str | None:
 def _api_path(name: str, raw: object) -> str:
     if not isinstance(raw, str) or not raw.startswith("/"):
         raise ConfigError(f"{name}={raw!r} must be a path starting with '/'")
-    if any(c in raw for c in "<>?# ") or len(raw) != len(raw.strip()):
+    if any(c in raw for c in "<>{}?# ") or len(raw) != len(raw.strip()):
         # A plain path: no route parameter, query, fragment or space.
         raise ConfigError(f"{name}={raw!r} must be a plain path, e.g. /api")
     return raw

@@ -52,3 +52,21 @@ async def test_asgi_with_lifespan_gives_no_warning() -> None:
     finally:
         server.stop()
     assert WARNING not in server.log()
+
+
+async def test_the_feed_examples_ticker_starts_under_asginl() -> None:
+    """The ticker an on_startup hook starts runs once the first client has come."""
+    from gobstopper.client import Client
+
+    target = "examples.feed:app"
+    server = start(
+        target, "asgi", {"FEED_TICK": "0.1"}, command=granian_command(target, "asginl", 0)
+    )
+    try:
+        async with Client(f"ws://127.0.0.1:{server.port}/rpc", timeout=WAIT) as client:
+            feed = await client.subscribe("feed")
+            ticks = [await feed.get(WAIT) for _ in range(2)]
+            assert ticks[1].data["n"] == ticks[0].data["n"] + 1
+    finally:
+        server.stop()
+    assert WARNING in server.log()

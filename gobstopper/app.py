@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .admission import Admission, AuthHook
 from .api import HTTPAPI
 from .brokers import Broker, broker_from_url
+from .envcheck import warn_unknown_variables
 from .errors import CloseCode, ConnectionClosed, HTTPError, RouteError
 from .http import PlainTextResponse, Request, Response, to_response
 from .manager import WebSocketManager
@@ -43,7 +44,9 @@ class Gobstopper:
     """A gobstopper application: an RSGI and an ASGI app in one object.
 
     Settings come from the arguments, else from the environment, else the defaults;
-    a bad value raises ``ConfigError`` here, at start-up, naming the variable.
+    a bad value raises ``ConfigError`` here, at start-up, naming the variable. A variable
+    that looks like a setting but is none (``MAX_WS_MESSAGE_BYTE``) is logged as a
+    warning naming the closest setting.
 
     Args:
         broker: the broker to use instead of the one ``broker_url`` names.
@@ -64,7 +67,9 @@ class Gobstopper:
                 await ws.send_text(message.text)
         ```
 
-    Run it with ``granian --interface rsgi module:app`` (or ``--interface asgi``).
+    Run it with ``granian --interface rsgi module:app`` (or ``--interface asgi``;
+    ``asginl``, ASGI without lifespan, runs the start-up on the first request and never
+    the shutdown hooks).
     """
 
     def __init__(
@@ -80,6 +85,8 @@ class Gobstopper:
             # Any iterable of strings is welcome here (a set, a generator); Config takes a list.
             settings["allowed_origins"] = list(origins)
         self.config = Config.load(environ, **settings)
+        # A misspelt variable would leave its default in force without a word.
+        warn_unknown_variables(environ)
         if broker is None:
             broker = broker_from_url(self.config.broker_url, presence_ttl=self.config.presence_ttl)
         #: Rooms and broadcast for this app's connections, across workers with a broker.
@@ -90,6 +97,10 @@ class Gobstopper:
         self._shutdown: list[Hook] = []
         self._started = False
         self._no_grace = False
+        # ASGI without lifespan (granian --interface asginl, uvicorn --lifespan off): the
+        # start-up then runs on the first request, once; see _start_without_lifespan.
+        self._lifespan_seen = False
+        self._late_start: asyncio.Future[None] | None = None
         #: This worker's counters; ``metrics.prometheus()`` gives their text form.
         self.metrics = Metrics()
         #: Who may connect (origins, limits, auth hooks), and the record of it.
@@ -248,7 +259,7 @@ class Gobstopper:
             else:
                 response = PlainTextResponse("Not Found", 404)
         else:
-            request = Request(info, exchange, match.params)
+            request = Request(info, exchange, match.params, self.config.http_max_body_bytes or None)
             try:
                 response = to_response(await _call(match.route, request, match.params))
             except HTTPError as exc:
@@ -362,14 +373,44 @@ class Gobstopper:
         kind = scope["type"]
         if kind == "websocket":
             info = asgi_adapter.scope_info(scope)
-            await self._serve_websocket(
-                info, asgi_adapter.ASGIWebSocketTransport(scope, receive, send)
-            )
+            transport = asgi_adapter.ASGIWebSocketTransport(scope, receive, send)
+            if self._started or self._lifespan_seen or await self._start_without_lifespan():
+                await self._serve_websocket(info, transport)
+            else:
+                await transport.reject(500)
         elif kind == "http":
             info = asgi_adapter.scope_info(scope)
-            await self._serve_http(info, asgi_adapter.ASGIHTTPExchange(receive, send))
+            exchange = asgi_adapter.ASGIHTTPExchange(receive, send)
+            if self._started or self._lifespan_seen or await self._start_without_lifespan():
+                await self._serve_http(info, exchange)
+            else:
+                body = b"Internal Server Error: the app's start-up failed (see the server's log)"
+                headers = [("content-type", "text/plain; charset=utf-8")]
+                await exchange.respond(500, [*headers, ("content-length", str(len(body)))], body)
         elif kind == "lifespan":
+            self._lifespan_seen = True
             await self._lifespan(receive, send)
+
+    async def _start_without_lifespan(self) -> bool:
+        """Run the start-up on the first request when the server sent no lifespan
+        (``granian --interface asginl``, ``uvicorn --lifespan off``); return whether it
+        succeeded. Concurrent first requests wait for the same start-up; a failed one is
+        final: every request is then refused with 500."""
+        if self._late_start is None:
+            logger.warning(
+                "the server sent no ASGI lifespan (granian --interface asginl, or uvicorn "
+                "--lifespan off): running the start-up hooks now, on the first request. "
+                "The shutdown hooks will NOT run, and open WebSockets are not closed "
+                "gracefully when the server stops; use --interface asgi or rsgi for those"
+            )
+            self._late_start = asyncio.ensure_future(self.startup())
+            self._late_start.add_done_callback(_log_failed_start)
+        try:
+            # Shielded: a request that goes away must not cancel everyone's start-up.
+            await asyncio.shield(self._late_start)
+        except Exception:
+            return False  # logged once, by _log_failed_start
+        return True
 
     async def _lifespan(self, receive: asgi_adapter.Receive, send: asgi_adapter.Send) -> None:
         while True:
@@ -389,6 +430,14 @@ class Gobstopper:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _log_failed_start(start: asyncio.Future[None]) -> None:
+    if not start.cancelled() and start.exception() is not None:
+        logger.error(
+            "start-up failed; every request is answered 500",
+            exc_info=start.exception(),
+        )
 
 
 def _call(route: Route, connection: Any, params: dict[str, Any]) -> Awaitable[Any]:

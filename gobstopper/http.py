@@ -23,14 +23,21 @@ class Request(Scope):
         ```
     """
 
-    __slots__ = ("_body", "_exchange", "path_params")
+    __slots__ = ("_body", "_exchange", "max_body_bytes", "path_params")
 
     def __init__(
-        self, info: ScopeInfo, exchange: HTTPExchange, path_params: dict[str, Any] | None = None
+        self,
+        info: ScopeInfo,
+        exchange: HTTPExchange,
+        path_params: dict[str, Any] | None = None,
+        max_body_bytes: int | None = None,
     ) -> None:
         super().__init__(info)
         self._exchange = exchange
         self.path_params: dict[str, Any] = path_params or {}
+        #: The most bytes ``body()`` reads unless told otherwise (``HTTP_MAX_BODY_BYTES``);
+        #: None for no limit.
+        self.max_body_bytes = max_body_bytes
         self._body: bytes | None = None
 
     @property
@@ -41,12 +48,17 @@ class Request(Scope):
         """The whole request body (read once, then cached).
 
         Args:
-            limit: the most bytes to take. A ``content-length`` over it is refused
-                before reading; a body without one is read until it goes over.
+            limit: the most bytes to take; default ``max_body_bytes``
+                (``HTTP_MAX_BODY_BYTES``). A larger one lets this route take more. A
+                ``content-length`` over it is refused before reading; otherwise the body
+                is read chunk by chunk and refused as soon as it goes over, so no more
+                than the limit is ever held.
 
         Raises:
-            HTTPError: 413, the body is over ``limit`` (the client gets a 413 answer).
+            HTTPError: 413, the body is over the limit (the client gets a 413 answer).
         """
+        if limit is None:
+            limit = self.max_body_bytes
         if self._body is None:
             if limit is not None:
                 declared = self.headers.get("content-length")

@@ -1,8 +1,10 @@
 """Path patterns, compiled once at registration, and the route table.
 
 Patterns look like ``/ws/chat/<room>``, ``/users/<int:id>`` or ``/files/<path:rest>``.
-A malformed pattern, an unknown converter, a handler that cannot take the path
-parameters, or the same route registered twice raises :class:`RouteError` at once.
+Starlette's spelling, ``{room}`` and ``{id:int}`` (converter after the name), is taken
+too and means the same. A malformed pattern, an unknown converter, a handler that cannot
+take the path parameters, or the same route registered twice raises :class:`RouteError`
+at once.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ CONVERTERS: dict[str, Converter] = {
     "path": Converter(r".*", str),
 }
 
-_PARAM = re.compile(r"<([^<>]*)>")
+# ``<converter:name>`` (ours) or ``{name:converter}`` (Starlette's), either one.
+_PARAM = re.compile(r"<([^<>{}]*)>|\{([^<>{}]*)\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +55,9 @@ def compile_path(pattern: str) -> CompiledPath:
     """Compile a route pattern.
 
     Raises:
-        RouteError: the pattern does not start with ``/``, has an unbalanced ``<``/``>``,
-            an empty or invalid parameter name, an unknown converter, or a name used twice.
+        RouteError: the pattern does not start with ``/``, has an unbalanced ``<``/``>``
+            (or ``{``/``}``), an empty or invalid parameter name, an unknown converter,
+            or a name used twice.
     """
     if not isinstance(pattern, str) or not pattern.startswith("/"):
         raise RouteError(f"route {pattern!r} must be a string starting with '/'")
@@ -66,14 +70,22 @@ def compile_path(pattern: str) -> CompiledPath:
         _check_literal(pattern, literal)
         regex_parts.append(re.escape(literal))
         shape_parts.append(literal)
-        spec = m.group(1)
-        conv_name, _, name = spec.rpartition(":")
+        if m.group(1) is not None:
+            conv_name, _, name = m.group(1).rpartition(":")
+        else:
+            name, _, conv_name = m.group(2).partition(":")
         conv_name = conv_name or "str"
         if not name.isidentifier():
-            raise RouteError(f"route {pattern!r}: parameter <{spec}> needs a valid Python name")
+            raise RouteError(f"route {pattern!r}: parameter {m.group(0)} needs a valid Python name")
         if conv_name not in CONVERTERS:
             known = ", ".join(sorted(CONVERTERS))
-            raise RouteError(f"route {pattern!r}: unknown converter {conv_name!r} (known: {known})")
+            hint = ""
+            if name in CONVERTERS and conv_name.isidentifier():
+                # The two spellings put the converter on opposite sides of the name.
+                hint = f"; write <{name}:{conv_name}> or {{{conv_name}:{name}}}"
+            raise RouteError(
+                f"route {pattern!r}: unknown converter {conv_name!r} (known: {known}){hint}"
+            )
         if name in converters:
             raise RouteError(f"route {pattern!r}: parameter {name!r} appears twice")
         conv = CONVERTERS[conv_name]
@@ -95,6 +107,8 @@ def compile_path(pattern: str) -> CompiledPath:
 def _check_literal(pattern: str, literal: str) -> None:
     if "<" in literal or ">" in literal:
         raise RouteError(f"route {pattern!r}: unbalanced '<' or '>'")
+    if "{" in literal or "}" in literal:
+        raise RouteError(f"route {pattern!r}: unbalanced '{{' or '}}'")
 
 
 @dataclass(slots=True)

@@ -180,7 +180,7 @@ def _api_key(name: str, raw: object) -> str | None:
 def _api_path(name: str, raw: object) -> str:
     if not isinstance(raw, str) or not raw.startswith("/"):
         raise ConfigError(f"{name}={raw!r} must be a path starting with '/'")
-    if any(c in raw for c in "<>?# ") or len(raw) != len(raw.strip()):
+    if any(c in raw for c in "<>{}?# ") or len(raw) != len(raw.strip()):
         # A plain path: no route parameter, query, fragment or space.
         raise ConfigError(f"{name}={raw!r} must be a plain path, e.g. /api")
     return raw
@@ -421,6 +421,14 @@ class Config:
         "the largest request body the HTTP API reads, in bytes; past it the answer is 413",
     )
 
+    http_max_body_bytes: int = _setting(
+        "HTTP_MAX_BODY_BYTES",
+        1 * MiB,
+        _limit,
+        "the largest request body an HTTP route reads, in bytes, 0 for no limit; past it "
+        "(or a `Content-Length` past it) the answer is 413, and reading stops there",
+    )
+
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         """Build a config: constructor values win, then the environment, then defaults.
@@ -514,6 +522,7 @@ class SettingsArgs(TypedDict, total=False):
     api_key: str | None
     api_path: str | None
     api_max_bytes: int | None
+    http_max_body_bytes: int | None
 
 
 # -- documentation ----------------------------------------------------------------------

@@ -38,7 +38,7 @@ async def _startup() -> None:
 
 @app.on_shutdown
 def _shutdown() -> None:
-    target = os.environ.get("GOBSTOPPER_TEST_SHUTDOWN_FILE")
+    target = os.environ.get("CORE_APP_SHUTDOWN_FILE")
     if target:
         Path(target).write_text("shutdown ran")
 

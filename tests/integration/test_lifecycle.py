@@ -41,7 +41,7 @@ def test_bad_environment_stops_start_up_naming_the_variable(
 @pytest.mark.parametrize("interface", ["rsgi", "asgi"])
 async def test_startup_and_shutdown_hooks_run(interface: str, tmp_path: Path) -> None:
     marker = tmp_path / "shutdown.txt"
-    server = start("tests.apps.core:app", interface, {"GOBSTOPPER_TEST_SHUTDOWN_FILE": str(marker)})
+    server = start("tests.apps.core:app", interface, {"CORE_APP_SHUTDOWN_FILE": str(marker)})
     try:
         health = await http_request(server.port, "GET", "/health")
         assert health.json()["started"] == ["startup"]
@@ -74,7 +74,7 @@ async def test_shutdown_with_open_connections_is_prompt_and_runs_hooks(
     interface: str, tmp_path: Path
 ) -> None:
     marker = tmp_path / "shutdown.txt"
-    server = start("tests.apps.core:app", interface, {"GOBSTOPPER_TEST_SHUTDOWN_FILE": str(marker)})
+    server = start("tests.apps.core:app", interface, {"CORE_APP_SHUTDOWN_FILE": str(marker)})
     try:
         clients = [await connect(f"{server.ws}/ws/echo") for _ in range(3)]
         for ws in clients:
@@ -104,7 +104,7 @@ async def test_sigterm_with_100_clients_closes_every_one_in_time(
 ) -> None:
     grace = 2.0
     marker = tmp_path / "shutdown.txt"
-    env = {"GOBSTOPPER_TEST_SHUTDOWN_FILE": str(marker), "WS_SHUTDOWN_GRACE": str(grace)}
+    env = {"CORE_APP_SHUTDOWN_FILE": str(marker), "WS_SHUTDOWN_GRACE": str(grace)}
     server = start("tests.apps.core:app", interface, env)
     clients = []
     try:

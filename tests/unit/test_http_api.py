@@ -33,7 +33,7 @@ def test_the_key_is_off_by_default_and_kept_out_of_the_repr() -> None:
     assert config.api_key == KEY and KEY not in repr(config)
 
 
-@pytest.mark.parametrize("path", ["api", "/api/<x>", "/a b", ""])
+@pytest.mark.parametrize("path", ["api", "/api/<x>", "/api/{x}", "/a b", ""])
 def test_the_path_must_be_a_plain_absolute_path(path: str) -> None:
     with pytest.raises(ConfigError, match="GOBSTOPPER_API_PATH"):
         Config.load({"GOBSTOPPER_API_PATH": path})

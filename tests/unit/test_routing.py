@@ -7,6 +7,7 @@ import pytest
 
 from gobstopper import Gobstopper, RouteError, WebSocket
 from gobstopper.routing import Router, compile_path
+from gobstopper.testing import AsyncTestClient
 
 
 async def ws_room(ws: Any, room: str) -> None: ...
@@ -69,11 +70,74 @@ def test_converters(pattern: str, path: str, expected: dict[str, Any] | None) ->
         ("/a/<1x>", "valid Python name"),
         ("/a/<hex:x>", "unknown converter 'hex'"),
         ("/a/<x>/<int:x>", "appears twice"),
+        ("/a/{x", "unbalanced '{' or '}'"),
+        ("/a/x}", "unbalanced '{' or '}'"),
+        ("/a/{}", "valid Python name"),
+        ("/a/{x:hex}", "unknown converter 'hex'"),
+        ("/a/{int:x}", r"unknown converter 'x'.*write <int:x> or \{x:int\}"),
+        ("/a/<x:int>", r"unknown converter 'x'.*write <int:x> or \{x:int\}"),
+        ("/a/<x>/{x:int}", "appears twice"),
     ],
 )
 def test_malformed_patterns_fail_at_registration(pattern: str, message: str) -> None:
     with pytest.raises(RouteError, match=message):
         compile_path(pattern)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "expected"),
+    [
+        ("/ws/{room}", "/ws/lobby", {"room": "lobby"}),
+        ("/u/{id:int}", "/u/42", {"id": 42}),
+        ("/u/{id:int}", "/u/x", None),
+        ("/p/{x:float}", "/p/1.5", {"x": 1.5}),
+        ("/k/{key:uuid}", f"/k/{uuid.UUID(int=7)}", {"key": uuid.UUID(int=7)}),
+        ("/f/{rest:path}", "/f/a/b", {"rest": "a/b"}),
+        ("/r/{name:str}.json", "/r/x.json", {"name": "x"}),
+    ],
+)
+def test_starlette_style_parameters(
+    pattern: str, path: str, expected: dict[str, Any] | None
+) -> None:
+    router = Router()
+
+    async def endpoint(ws: Any, **params: Any) -> None: ...
+
+    router.add(pattern, endpoint)
+    match, _ = router.resolve(path)
+    assert (match.params if match else None) == expected
+
+
+async def test_starlette_style_websocket_route_serves_its_parameter() -> None:
+    app = Gobstopper(environ={})
+
+    @app.websocket("/ws/{room}")
+    async def chat(ws: WebSocket, room: str) -> None:
+        await ws.accept()
+        await ws.send_text(f"in {room}")
+        await ws.close()
+
+    @app.get("/items/{id:int}")
+    async def item(id: int) -> dict[str, int]:
+        return {"id": id}
+
+    async with AsyncTestClient(app) as client:
+        async with client.websocket_connect("/ws/lobby") as ws:
+            assert await ws.receive_text() == "in lobby"
+        assert (await client.get("/items/7")).json() == {"id": 7}
+        assert (await client.get("/items/seven")).status == 404
+
+
+def test_both_spellings_are_the_same_route() -> None:
+    app = Gobstopper(environ={})
+
+    @app.websocket("/ws/<room>")
+    async def one(ws: WebSocket, room: str) -> None: ...
+
+    with pytest.raises(RouteError, match="already registered as '/ws/<room>'"):
+
+        @app.websocket("/ws/{name}")
+        async def two(ws: WebSocket, name: str) -> None: ...
 
 
 def test_duplicate_routes_fail_even_with_other_param_names() -> None:

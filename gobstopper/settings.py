@@ -320,7 +320,7 @@ class Config:
         "`redis://host:port/db` (`rediss://` for TLS) or a Redis Cluster, "
         "`redis+cluster://host:port,host:port` (`rediss+cluster://` for TLS), "
         "or NATS, `nats://host:port[,host:port]` (`tls://` for TLS); Redis needs "
-        "`gobstopper[redis]`, NATS `gobstopper[nats]`",
+        "the `redis` extra, NATS the `nats` extra",
     )
     presence_ttl: float = _setting(
         "GOBSTOPPER_PRESENCE_TTL",

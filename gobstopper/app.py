@@ -420,7 +420,8 @@ class Gobstopper:
                     asyncio.get_running_loop(), self.close_connections, self._stop_now
                 )
                 try:
-                    await self.startup()
+                    if not self._started:  # not started already by a request without lifespan
+                        await self.startup()
                 except Exception as exc:
                     logger.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": repr(exc)})

@@ -57,6 +57,7 @@ class Request(Scope):
         Raises:
             HTTPError: 413, the body is over the limit (the client gets a 413 answer).
         """
+        explicit = limit is not None
         if limit is None:
             limit = self.max_body_bytes
         if self._body is None:
@@ -65,7 +66,9 @@ class Request(Scope):
                 if declared is not None and declared.isdigit() and int(declared) > limit:
                     raise body_too_large(limit)
             self._body = await self._exchange.body(limit)
-        elif limit is not None and len(self._body) > limit:
+        elif explicit and limit is not None and len(self._body) > limit:
+            # Read already, within the limit of that read (a route may take more than the
+            # default): only a limit asked for now applies again, never the default.
             raise body_too_large(limit)
         return self._body
 

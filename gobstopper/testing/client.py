@@ -66,7 +66,8 @@ class AsyncTestClient:
         client_host: the address the app sees connections come from (each connection
             gets a port of its own).
         lifespan: run the app's startup and shutdown (its hooks, its broker) on entry
-            and exit.
+            and exit. False sends no lifespan, as ``granian --interface asginl``: a
+            gobstopper app then starts on the first request and never shuts down.
 
     Examples:
         ```python

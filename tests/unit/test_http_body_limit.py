@@ -103,3 +103,18 @@ async def test_reading_stops_at_the_first_chunk_over_the_limit() -> None:
     with pytest.raises(HTTPError, match="over the limit of 1000 bytes"):
         await exchange.body(1000)
     assert asked == 3
+
+
+async def test_a_route_that_takes_more_keeps_it_for_json_and_text() -> None:
+    # body(limit=...) raised the limit for this route; json() after it reads the cached
+    # body and must not refuse it under the default.
+    app = Gobstopper(environ={"HTTP_MAX_BODY_BYTES": "10"})
+
+    @app.post("/big")
+    async def big(request: Request) -> Any:
+        await request.body(limit=100)
+        return await request.json()
+
+    async with AsyncTestClient(app) as client:
+        answer = await client.post("/big", body=b'{"text": "more than ten bytes"}')
+        assert (answer.status, answer.json()) == (200, {"text": "more than ten bytes"})

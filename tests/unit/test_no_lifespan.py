@@ -75,3 +75,14 @@ async def test_with_a_lifespan_nothing_runs_late(caplog: pytest.LogCaptureFixtur
             assert (await client.get("/")).text == "ok"
     assert started == ["startup"]
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_a_lifespan_after_a_late_start_does_not_start_again() -> None:
+    # Started by a request without lifespan, then served again with one (the same app
+    # object): the startup hooks ran once, not twice without a shutdown between.
+    app, started = make_app()
+    async with AsyncTestClient(app, lifespan=False) as client:
+        assert (await client.get("/")).status == 200
+    async with AsyncTestClient(app) as client:
+        assert (await client.get("/")).status == 200
+    assert started == ["startup"]

@@ -261,6 +261,9 @@ async def test_a_removal_during_a_restore_of_presence_stays_removed(nodes: Any) 
     await asyncio.sleep(0)  # the restore has begun writing every member again
     b.presence_remove("room:big", "m7")
     await restoring
+    # b's own read waits until its writes are in; before that, another node reading
+    # during the restore may see part of the room (noted in docs/scaling.md).
+    assert len(await b.presence("room:big")) == 1499
     assert "m7" not in await a.presence("room:big")
     assert len(await a.presence("room:big")) == 1499
 

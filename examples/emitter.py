@@ -4,7 +4,7 @@ view, a Celery task. It needs the servers' broker URL, and neither granian nor t
 Start the servers on a shared broker (Redis here; NATS or a Redis Cluster work the same):
 
     export GOBSTOPPER_BROKER_URL=redis://127.0.0.1:6379/0
-    .venv/bin/granian --interface rsgi --workers 2 examples.feed:app
+    .venv/bin/granian --interface rsgi --workers 2 --respawn-failed-workers examples.feed:app
 
 then, from anywhere that reaches the broker (the same variable set):
 

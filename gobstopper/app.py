@@ -24,6 +24,7 @@ from .transport import rsgi as rsgi_adapter
 from .transport.base import HTTPExchange, ScopeInfo, WebSocketTransport
 from .transport.granian import take_over_shutdown
 from .websocket import WebSocket, WebSocketState
+from .workercheck import warn_without_respawn
 
 if TYPE_CHECKING:
     # typing.Unpack is Python 3.11+; only type checkers read this annotation.
@@ -87,6 +88,8 @@ class Gobstopper:
         self.config = Config.load(environ, **settings)
         # A misspelt variable would leave its default in force without a word.
         warn_unknown_variables(environ)
+        # One dead worker stops every worker unless granian replaces it.
+        warn_without_respawn()
         if broker is None:
             broker = broker_from_url(self.config.broker_url, presence_ttl=self.config.presence_ttl)
         #: Rooms and broadcast for this app's connections, across workers with a broker.

@@ -9,7 +9,7 @@ two devices); the page reconnects by itself.
 
 Across two workers (or hosts), through Redis (pip install -e '.[redis]'):
       GOBSTOPPER_BROKER_URL=redis://127.0.0.1:6379/0 \\
-      granian --interface rsgi --workers 2 examples.chat:app
+      granian --interface rsgi --workers 2 --respawn-failed-workers examples.chat:app
 
 Protocol, on ws://host/ws/chat?name=<name>[&device=<device>] (400 without a name):
   The connection belongs to the user <name>, with the presence meta {"name": <name>,

@@ -309,10 +309,12 @@ async def worker_counts(server: Server, asks: int = 8) -> set[int]:
 
 @pytest.mark.parametrize("kind", ["redis", "redis-cluster", "nats"])
 async def test_chat_example_on_two_workers(kind: str) -> None:
-    """The documented command: GOBSTOPPER_BROKER_URL=... granian --workers 2; users on
-    either worker see each other in the room's presence, come, talk and go."""
+    """The documented command: GOBSTOPPER_BROKER_URL=... granian --workers 2
+    --respawn-failed-workers; users on either worker see each other in the room's
+    presence, come, talk and go."""
     argv = granian_command("examples.chat:app", "rsgi", 0)
     argv[argv.index("--workers") + 1] = "2"
+    argv.insert(-1, "--respawn-failed-workers")
     with broker(kind) as url:
         server = start("", "rsgi", {"GOBSTOPPER_BROKER_URL": url}, command=argv)
         names: list[str] = []

@@ -67,8 +67,9 @@ class Admission:
         """``enter`` without the refusal: None if ``ws`` may go on (call ``leave`` once
         it is done), else ``(status, reason, detail)`` for ``refuse_now``."""
         origin = ws.header("origin")
-        if origin is not None and not self.origins.allows(
-            origin, ws.header("host"), _page_scheme(ws)
+        policy = self.origins
+        if origin is not None and not policy.allows(
+            origin, ws.header("host"), _page_scheme(ws) if policy.same_host_only else None
         ):
             return 403, "origin", f"origin {origin!r}"
         limiter = self.limiter

@@ -67,7 +67,10 @@ class Admission:
         """``enter`` without the refusal: None if ``ws`` may go on (call ``leave`` once
         it is done), else ``(status, reason, detail)`` for ``refuse_now``."""
         origin = ws.header("origin")
-        if origin is not None and not self.origins.allows(origin, ws.header("host")):
+        policy = self.origins
+        if origin is not None and not policy.allows(
+            origin, ws.header("host"), _page_scheme(ws) if policy.same_host_only else None
+        ):
             return 403, "origin", f"origin {origin!r}"
         limiter = self.limiter
         # The address is parsed only for a per-address limit.
@@ -226,3 +229,15 @@ def client_ip(client: str | None) -> str | None:
     if not sep or not port.isdigit():
         return client
     return host.strip("[]")
+
+
+def _page_scheme(ws: WebSocket) -> str:
+    """The scheme the client connected with: a TLS-terminating proxy's
+    ``X-Forwarded-Proto`` (its first value) when there is one, else the connection's own.
+
+    Trusting the header here is safe: it guards browsers' users, and a page cannot set
+    headers on a WebSocket handshake; other clients can send any Origin anyway."""
+    forwarded = ws.header("x-forwarded-proto")
+    if forwarded:
+        return forwarded.split(",", 1)[0].strip()
+    return ws.scheme

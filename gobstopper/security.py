@@ -6,26 +6,55 @@ each inbound message, and tests exercise them without sockets.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import time
 from collections.abc import Iterable
-from urllib.parse import urlsplit
 
 __all__ = ["ConnectionLimiter", "OriginPolicy", "RateLimiter"]
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+#: The page's scheme for the connection's: a ``wss`` socket is opened by ``https`` pages.
+_PAGE_SCHEMES = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
 
-def _split_origin(origin: str) -> tuple[str, str, int | None] | None:
-    """``(scheme, host, port)`` of an Origin header, lower-cased; None if malformed."""
-    try:
-        parts = urlsplit(origin.strip())
-        port = parts.port
-    except ValueError:
+# RFC 6454 serialisation, nothing else: no userinfo, path, query, fragment, backslash or
+# whitespace, which browsers never send and which lenient URL parsers read differently.
+_HOST = r"(?P<host>[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*|\[[0-9A-Fa-f:.]+\])"
+_PORT = r"(?::(?P<port>[1-9][0-9]{0,4}))?"
+_ORIGIN = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://" + _HOST + _PORT, re.ASCII)
+_HOST_PORT = re.compile(_HOST + _PORT, re.ASCII)
+
+Origin = tuple[str, str, int | None]
+
+
+def _host_port(match: re.Match[str]) -> tuple[str, int | None] | None:
+    host = match["host"].lower()
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return None
+    port = match["port"]
+    if port is None:
+        return host, None
+    if not 0 < int(port) < 65536:
         return None
-    if not parts.scheme or not parts.hostname or parts.path not in ("", "/"):
+    return host, int(port)
+
+
+def parse_origin(origin: str) -> Origin | None:
+    """``(scheme, host, port)`` of an origin, lower-cased, the default port filled in
+    (80 for http, 443 for https; None for other schemes without one); None if it is not
+    exactly ``scheme://host[:port]`` (``null``, userinfo, paths, backslashes...)."""
+    match = _ORIGIN.fullmatch(origin)
+    if match is None:
         return None
-    return parts.scheme.lower(), parts.hostname.lower(), port
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+    split = _host_port(match)
+    if split is None:
+        return None
+    scheme = match["scheme"].lower()
+    host, port = split
+    return scheme, host, port if port is not None else _DEFAULT_PORTS.get(scheme)
 
 
 class OriginPolicy:
@@ -33,25 +62,31 @@ class OriginPolicy:
 
     Args:
         allowed: exact origins (``https://app.example.com``), patterns with a leading
-            ``*.`` in the host (``https://*.example.com`` or ``*.example.com``, any
-            scheme), or ``*`` for any origin. None: same host only (the Origin's host
-            and port must be the ``Host`` the client connected to).
+            ``*.`` in the host (``https://*.example.com``: its subdomains, that scheme,
+            the default port unless one is given), or ``*`` for any origin. None: same
+            host only (the Origin's host and port must be the ``Host`` the client
+            connected to, and its scheme the connection's when that is known).
+
+    Raises:
+        ValueError: an entry is not an origin or pattern (a scheme is required; no path,
+            userinfo or whitespace inside).
 
     A request without an ``Origin`` header is not from a browser page and is allowed:
     browsers always send one on a WebSocket handshake, and other clients can send any
-    value they like, so the header protects browsers' users only.
+    value they like, so the header protects browsers' users only. Origins are compared
+    as scheme, host and port, exactly; anything but ``scheme://host[:port]`` is refused.
 
     Examples:
         ```python
-        OriginPolicy(["https://app.example.com", "*.example.org"]).allows(
+        OriginPolicy(["https://app.example.com", "https://*.example.org"]).allows(
             "https://chat.example.org", "gob.example.com")  # True
         ```
     """
 
     def __init__(self, allowed: Iterable[str] | None = None) -> None:
         self.any = False
-        self.exact: set[tuple[str, str, int | None]] = set()
-        self.suffixes: list[tuple[str | None, str, int | None]] = []
+        self.exact: set[Origin] = set()
+        self.suffixes: list[Origin] = []
         self.same_host_only = allowed is None
         for entry in allowed or ():
             entry = entry.strip()
@@ -60,64 +95,60 @@ class OriginPolicy:
             if entry == "*":
                 self.any = True
                 continue
-            scheme: str | None
-            if "://" in entry:
-                scheme, rest = entry.split("://", 1)
-                scheme = scheme.lower()
-            else:
-                scheme, rest = None, entry
-            if rest.startswith("*."):
-                host, _, port_text = rest[2:].partition(":")
-                if not host or "*" in host or "/" in host:
-                    raise ValueError(f"{entry!r} is not an origin pattern")
-                port = _port(entry, port_text)
-                self.suffixes.append((scheme, "." + host.lower(), port))
-                continue
-            if scheme is None:
+            scheme, sep, rest = entry.partition("://")
+            if not sep:
                 raise ValueError(f"{entry!r} needs a scheme, e.g. https://{entry}")
-            split = _split_origin(entry)
-            if split is None or "*" in entry:
-                raise ValueError(f"{entry!r} is not an origin")
-            self.exact.add(_normal(split))
+            wildcard = rest.startswith("*.")
+            split = parse_origin(f"{scheme}://{rest[2:]}" if wildcard else entry)
+            if split is None or (wildcard and split[1].startswith("[")):
+                raise ValueError(
+                    f"{entry!r} is not an origin: scheme://host[:port] or "
+                    "scheme://*.domain[:port], nothing before or after"
+                )
+            if wildcard:
+                self.suffixes.append((split[0], "." + split[1], split[2]))
+            else:
+                self.exact.add(split)
 
-    def allows(self, origin: str | None, host: str | None) -> bool:
-        """Whether a handshake with this ``Origin`` (None: no header) to ``host`` is allowed."""
+    def allows(self, origin: str | None, host: str | None, scheme: str | None = None) -> bool:
+        """Whether a handshake with this ``Origin`` (None: no header) is allowed.
+
+        Args:
+            origin: the ``Origin`` header, None when there is none.
+            host: the ``Host`` header, for the same-host rule.
+            scheme: the connection's scheme (``ws``/``wss`` or ``http``/``https``), for
+                the same-host rule; None when unknown: host and port are compared only.
+        """
         if origin is None or self.any:
             return True
-        split = _split_origin(origin)
+        split = parse_origin(origin)
         if split is None:
             return False  # "null" (sandboxed frames, files) and garbage are refused
-        scheme, hostname, port = _normal(split)
         if self.same_host_only:
-            if not host:
-                return False
-            want = _split_origin(f"{scheme}://{host}")
-            return want is not None and _normal(want)[1:] == (hostname, port)
-        if (scheme, hostname, port) in self.exact:
+            return _same_host(split, host, scheme)
+        if split in self.exact:
             return True
+        got_scheme, hostname, port = split
         for want_scheme, suffix, want_port in self.suffixes:
-            if want_scheme is not None and want_scheme != scheme:
-                continue
-            if want_port is not None and want_port != port:
-                continue
-            if want_port is None and want_scheme is not None and port != _DEFAULT_PORTS.get(scheme):
-                continue
-            if hostname.endswith(suffix) and len(hostname) > len(suffix):
+            if (want_scheme, want_port) == (got_scheme, port) and (
+                hostname.endswith(suffix) and len(hostname) > len(suffix)
+            ):
                 return True
         return False
 
 
-def _port(entry: str, text: str) -> int | None:
-    if not text:
-        return None
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError(f"{entry!r} has a bad port")
-    return int(text)
-
-
-def _normal(split: tuple[str, str, int | None]) -> tuple[str, str, int | None]:
-    scheme, host, port = split
-    return scheme, host, port if port is not None else _DEFAULT_PORTS.get(scheme)
+def _same_host(origin: Origin, host: str | None, scheme: str | None) -> bool:
+    page_scheme = _PAGE_SCHEMES.get(scheme.lower()) if scheme else origin[0]
+    if not host or page_scheme is None or page_scheme != origin[0]:
+        return False
+    match = _HOST_PORT.fullmatch(host)
+    split = _host_port(match) if match else None
+    if split is None:
+        return False
+    hostname, port = split
+    if port is None:
+        port = _DEFAULT_PORTS.get(page_scheme)
+    return (hostname, port) == origin[1:]
 
 
 class ConnectionLimiter:

@@ -347,8 +347,9 @@ class Config:
         "WS_ALLOWED_ORIGINS",
         None,
         _origins,
-        "origins whose pages may connect (comma-separated; `*.example.com` patterns; `*` "
-        "for any); unset: only pages of the host they connect to; others get 403",
+        "origins whose pages may connect (comma-separated `scheme://host[:port]`; "
+        "`https://*.example.com` patterns; `*` for any); unset: only pages of the host, port "
+        "and scheme they connect to; others and malformed origins get 403",
     )
     max_connections: int = _setting(
         "WS_MAX_CONNECTIONS",

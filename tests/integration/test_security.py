@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Origin
 
 from .helpers import http_request, stats, wait_stats
 from .servers import Server, start
@@ -35,7 +36,7 @@ def guarded(env: dict[str, str]) -> Any:
 
 
 default_server = guarded({})
-origins_server = guarded({"WS_ALLOWED_ORIGINS": "https://app.example.com, *.example.org"})
+origins_server = guarded({"WS_ALLOWED_ORIGINS": "https://app.example.com, https://*.example.org"})
 limited_server = guarded({"WS_MAX_CONNECTIONS": "3"})
 per_ip_server = guarded({"WS_MAX_CONNECTIONS_PER_IP": "2"})
 # A token every 2 s: the sixth message of a burst is over the limit however slowly the
@@ -74,11 +75,44 @@ async def test_other_sites_pages_are_refused_by_default(default_server: Server) 
 
 async def test_allowed_origins_and_patterns(origins_server: Server) -> None:
     url = f"{origins_server.ws}/ws/echo"
-    for origin in ("https://app.example.com", "https://chat.example.org", "http://a.b.example.org"):
+    for origin in (
+        "https://app.example.com",
+        "https://chat.example.org",
+        "https://a.b.example.org",
+    ):
         async with connect(url, origin=origin) as ws:  # type: ignore[arg-type]
             await echo_once(ws)
-    for origin in ("https://evil.com", "https://example.org", "http://app.example.com"):
-        assert await refused_status(url, origin=origin) == 403  # type: ignore[arg-type]
+    refused = (
+        "https://evil.com",
+        "https://example.org",
+        "http://app.example.com",  # another scheme
+        "http://a.example.org",
+        "https://a.example.org:8443",  # another port
+        "https://evil.net\\@app.example.com",  # hosts differ between URL parsers
+        "https://evil.net@app.example.com",  # userinfo
+        "https://app.example.com/",  # a path
+        "https://app.example.com:443:443",
+    )
+    for origin in refused:
+        assert await refused_status(url, origin=origin) == 403, origin
+
+
+async def test_same_host_compares_the_scheme(default_server: Server) -> None:
+    url = f"{default_server.ws}/ws/echo"
+    port = default_server.port
+    for origin in (
+        f"https://127.0.0.1:{port}",
+        "https://127.0.0.1",
+        f"http://user@127.0.0.1:{port}",
+    ):
+        assert await refused_status(url, origin=origin) == 403, origin
+    # Behind a TLS-terminating proxy the page is https though the hop to the app is not.
+    behind_tls = {"X-Forwarded-Proto": "https"}
+    page = Origin(f"https://127.0.0.1:{port}")
+    async with connect(url, origin=page, additional_headers=behind_tls) as ws:
+        await echo_once(ws)
+    plain = Origin(f"http://127.0.0.1:{port}")
+    assert await refused_status(url, origin=plain, additional_headers=behind_tls) == 403
 
 
 async def test_auth_hooks_refuse_before_accept_and_set_the_user(default_server: Server) -> None:

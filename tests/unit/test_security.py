@@ -19,17 +19,66 @@ schemes = st.sampled_from(["http", "https"])
 
 
 def test_origin_policy_examples() -> None:
-    policy = OriginPolicy(["https://app.example.com", "*.example.org", "https://*.corp.net:8443"])
+    policy = OriginPolicy(
+        ["https://app.example.com", "https://*.example.org", "https://*.corp.net:8443"]
+    )
     assert policy.allows("https://app.example.com", "ws.example.com")
     assert policy.allows("https://app.example.com:443", None)  # the default port
-    assert policy.allows("http://a.b.example.org", None)
+    assert policy.allows("HTTPS://App.Example.COM", None)  # scheme and host in any case
+    assert policy.allows("https://a.b.example.org", None)
     assert policy.allows("https://x.corp.net:8443", None)
     assert not policy.allows("https://x.corp.net", None)  # another port
     assert not policy.allows("https://example.org", None)  # the suffix alone is not a match
     assert not policy.allows("https://evilexample.org", None)
     assert not policy.allows("http://app.example.com", None)  # another scheme
+    assert not policy.allows("http://a.example.org", None)  # the pattern's scheme only
+    assert not policy.allows("https://a.example.org:8443", None)  # its port only
     assert not policy.allows("null", None) and not policy.allows("garbage", None)
     assert policy.allows(None, None)  # not a browser
+
+
+ATTACKS = [
+    "https://evil.net\\@app.example.com",  # a backslash: hosts differ between parsers
+    "https://evil.net@app.example.com",  # userinfo
+    "https://user:pw@app.example.com",
+    "https://app.example.com@evil.net",
+    "https://app.example.com/",  # a path
+    "https://app.example.com/x",
+    "https://app.example.com?x",  # a query
+    "https://app.example.com#x",  # a fragment
+    " https://app.example.com",  # whitespace
+    "https://app.example.com ",
+    "https://app.example.com\n",
+    "https://app.example.com\t",
+    "https://app.example.com:",  # an empty port
+    "https://app.example.com:+443",
+    "https://app.example.com:0",
+    "https://app.example.com:65536",
+    "https://app.example.com:443:443",
+    "https://app.example.com.",  # a trailing dot
+    "https://app..example.com",
+    "https:app.example.com",
+    "//app.example.com",
+    "https://[::1",  # IPv6 without its closing bracket
+    "https://[nothex]",
+    "https://::1",  # IPv6 without brackets
+    "https://app.example.com%2f",
+]
+
+
+@pytest.mark.parametrize("origin", ATTACKS)
+def test_malformed_origins_are_refused(origin: str) -> None:
+    assert not OriginPolicy(["https://app.example.com", "https://[::1]"]).allows(origin, None)
+    assert not OriginPolicy().allows(origin, "app.example.com", "wss")
+    assert OriginPolicy(["*"]).allows(origin, None)  # `*`: anything, as documented
+
+
+def test_ipv6_origins() -> None:
+    policy = OriginPolicy(["http://[::1]:8000"])
+    assert policy.allows("http://[::1]:8000", None)
+    assert policy.allows("http://[0:0::1]:8000", None) is False  # compared as written
+    assert OriginPolicy().allows("http://[::1]:8000", "[::1]:8000", "ws")
+    assert not OriginPolicy().allows("http://[::1]:8000", "[::2]:8000", "ws")
 
 
 def test_same_host_policy() -> None:
@@ -39,14 +88,48 @@ def test_same_host_policy() -> None:
     assert not policy.allows("https://evil.com", "chat.example.com")
     assert not policy.allows("http://127.0.0.1:9000", "127.0.0.1:8000")
     assert not policy.allows("https://chat.example.com", None)
+    assert not policy.allows("https://chat.example.com", "chat.example.com@evil.net")
+
+
+def test_same_host_compares_the_connections_scheme() -> None:
+    policy = OriginPolicy()
+    assert policy.allows("http://127.0.0.1:8000", "127.0.0.1:8000", "ws")
+    assert not policy.allows("https://127.0.0.1:8000", "127.0.0.1:8000", "ws")
+    assert not policy.allows("https://127.0.0.1", "127.0.0.1", "ws")  # and 443 is not 80
+    assert policy.allows("https://chat.example.com", "chat.example.com", "wss")
+    assert policy.allows("https://chat.example.com", "chat.example.com:443", "wss")
+    assert not policy.allows("http://chat.example.com", "chat.example.com", "wss")
+    assert policy.allows("https://chat.example.com", "chat.example.com", "https")  # a proxy's
+    assert not policy.allows("https://chat.example.com", "chat.example.com", "gopher")
+    # Inherent to a same-host rule: a rebound name's page is the same host. Allow-lists
+    # are the defence.
+    assert policy.allows("http://evil.example:8000", "evil.example:8000", "ws")
 
 
 @pytest.mark.parametrize(
-    "bad", ["example.com", "https://*", "https://a.*.com", "*.", "ftp://x:99999"]
+    "bad",
+    [
+        "example.com",
+        "*.example.org",  # a pattern needs its scheme
+        "https://*",
+        "https://a.*.com",
+        "*.",
+        "ftp://x:99999",
+        "https://app.example.com/",
+        "https://user@app.example.com",
+        "https://evil.net\\@app.example.com",
+        "https://*.[::1]",
+        "https://*.example.org/",
+    ],
 )
 def test_bad_origin_entries_are_refused(bad: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="scheme"):
         OriginPolicy([bad])
+
+
+def test_bad_allow_list_entries_fail_at_start_naming_the_setting() -> None:
+    with pytest.raises(ConfigError, match=r"WS_ALLOWED_ORIGINS=.*\*\.example\.org.*scheme"):
+        Config.load({"WS_ALLOWED_ORIGINS": "https://a.example, *.example.org"})
 
 
 @given(scheme=schemes, host=hosts, other=hosts)
@@ -59,11 +142,25 @@ def test_listed_origins_pass_and_others_do_not(scheme: str, host: str, other: st
 
 @given(scheme=schemes, sub=hosts, domain=hosts, other=hosts)
 def test_patterns_match_subdomains_only(scheme: str, sub: str, domain: str, other: str) -> None:
-    policy = OriginPolicy([f"*.{domain}"])
+    policy = OriginPolicy([f"{scheme}://*.{domain}"])
     assert policy.allows(f"{scheme}://{sub}.{domain}", None)
     assert not policy.allows(f"{scheme}://{domain}", None)
+    assert not policy.allows(f"{scheme}://{sub}.{domain}:8080", None)
     if not other.endswith("." + domain):
         assert not policy.allows(f"{scheme}://{other}", None)
+
+
+@settings(max_examples=300)
+@given(before=st.text(max_size=8), after=st.text(max_size=8))
+def test_nothing_around_a_listed_origin_passes(before: str, after: str) -> None:
+    policy = OriginPolicy(["https://app.example.com", "https://*.example.org"])
+    # Exactly: nothing may come before the listed host, only the default port after it.
+    assert policy.allows(f"https://{before}app.example.com{after}", None) == (
+        before == "" and after in ("", ":443")
+    )
+    if policy.allows(f"https://{before}a.example.org{after}", None):
+        assert after in ("", ":443")  # subdomains may vary, the rest not
+        assert all(c.isascii() and (c.isalnum() or c in "._-") for c in before)
 
 
 @settings(max_examples=200)

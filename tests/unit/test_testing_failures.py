@@ -257,7 +257,7 @@ async def test_a_per_call_origin_overrides_the_default_one() -> None:
             async with client.websocket_connect("/ws", headers={"Origin": "https://evil.test"}):
                 pass
         assert denied.value.status == 403
-        same_host = {"Host": "chat.example", "Origin": "https://chat.example"}
+        same_host = {"Host": "chat.example", "Origin": "http://chat.example"}  # ws: an http page
         async with client.websocket_connect("/ws", headers=same_host) as ws:
             assert await ws.receive_text() == "ok"
 
